@@ -1,0 +1,421 @@
+//! DESI healpix/tile coadds (and per-exposure `spectra-*` files) with their redrock companions
+//! (shared docs/formats.md §2). HDUs and columns are found by name; arms are discovered from the
+//! `<ARM>_WAVELENGTH` HDUs; only the rows of selected stars are read from the pixel HDUs.
+
+use super::error::ReadError;
+use super::fits_header::{open_fits, column_names, image_shape, key_string, table_rows};
+use super::lamost::rejection_status;
+use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
+use super::select::{RedrockRow, SelectionMethod, SelectionRules, TargetRow};
+use crate::preprocess::Preprocessor;
+use crate::spectrum::Arm;
+use fitsio::FitsFile;
+use fitsio::hdu::FitsHdu;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Arms as DESI names them, with a nominal LSF FWHM (Å) from the RESOLUTION matrices of real coadds
+/// (b 1.5–1.7, r ≈ 1.5, z 1.7–1.9 Å), used only when degrading resolution.
+const ARMS: &[(&str, f64)] = &[("B", 1.6), ("R", 1.5), ("Z", 1.8), ("BRZ", 1.6)];
+
+/// File-level facts shared by every target of a coadd.
+#[derive(Debug, Clone, Default)]
+pub struct DesiFileInfo {
+    pub specprod: String,
+    pub survey: String,
+    pub program: String,
+    pub spgrp: String,
+    pub spgrpval: String,
+    /// Per-exposure `spectra-*` file (rows are exposures, FIBERSTATUS instead of COADD_FIBERSTATUS).
+    pub per_exposure: bool,
+}
+
+/// The redrock companion: `coadd-X.fits` / `spectra-X.fits` → `redrock-X.fits` in the same directory.
+pub fn redrock_companion(coadd: &Path) -> Option<PathBuf> {
+    let name = coadd.file_name()?.to_str()?;
+    let rest = name.strip_prefix("coadd-").or_else(|| name.strip_prefix("spectra-"))?;
+    Some(coadd.with_file_name(format!("redrock-{rest}")))
+}
+
+fn read_info(f: &mut FitsFile, prim: &FitsHdu, per_exposure: bool) -> DesiFileInfo {
+    // SPECPROD is recorded as a DEPNAMnn/DEPVERnn pair, not as its own keyword.
+    let specprod = (0..100)
+        .map(|i| (format!("DEPNAM{i:02}"), format!("DEPVER{i:02}")))
+        .map_while(|(n, v)| key_string(f, prim, &n).map(|name| (name, v)))
+        .find(|(name, _)| name == "SPECPROD")
+        .and_then(|(_, v)| key_string(f, prim, &v))
+        .or_else(|| key_string(f, prim, "SPECPROD"))
+        .unwrap_or_else(|| "unknown".into());
+    DesiFileInfo {
+        specprod,
+        survey: key_string(f, prim, "SURVEY").unwrap_or_else(|| "unknown".into()),
+        program: key_string(f, prim, "PROGRAM").unwrap_or_else(|| "unknown".into()),
+        spgrp: key_string(f, prim, "SPGRP").unwrap_or_else(|| "unknown".into()),
+        spgrpval: key_string(f, prim, "SPGRPVAL").or_else(|| key_string(f, prim, "TILEID")).unwrap_or_else(|| "0".into()),
+        per_exposure,
+    }
+}
+
+/// Reads an optional column of a table HDU; None when the column does not exist.
+fn opt_col<T: fitsio::tables::ReadsCol>(
+    f: &mut FitsFile,
+    hdu: &FitsHdu,
+    cols: &[String],
+    name: &str,
+) -> Result<Option<Vec<T>>, ReadError> {
+    if !cols.iter().any(|c| c == name) {
+        return Ok(None);
+    }
+    hdu.read_col::<T>(f, name).map(Some).map_err(|e| ReadError::fits(format!("column {name}"), e))
+}
+
+fn req_col<T: fitsio::tables::ReadsCol>(
+    f: &mut FitsFile,
+    hdu: &FitsHdu,
+    hdu_name: &str,
+    cols: &[String],
+    name: &str,
+) -> Result<Vec<T>, ReadError> {
+    opt_col(f, hdu, cols, name)?.ok_or_else(|| ReadError::MissingColumn { hdu: hdu_name.into(), column: name.into() })
+}
+
+/// FIBERMAP rows with everything selection and the output need.
+#[derive(Debug, Clone, Default)]
+struct Fibermap {
+    rows: Vec<TargetRow>,
+    ra: Vec<f64>,
+    dec: Vec<f64>,
+    bgs_target: Vec<Option<i64>>,
+    scnd_target: Vec<Option<i64>>,
+    expid: Vec<Option<i64>>,
+}
+
+fn read_fibermap(f: &mut FitsFile, info: &DesiFileInfo) -> Result<Fibermap, ReadError> {
+    let hdu = f.hdu("FIBERMAP").map_err(|_| ReadError::MissingHdu("FIBERMAP".into()))?;
+    let cols = column_names(&hdu);
+    let n = table_rows(&hdu);
+    let targetid: Vec<i64> = req_col(f, &hdu, "FIBERMAP", &cols, "TARGETID")?;
+    let ra: Vec<f64> = req_col(f, &hdu, "FIBERMAP", &cols, "TARGET_RA")?;
+    let dec: Vec<f64> = req_col(f, &hdu, "FIBERMAP", &cols, "TARGET_DEC")?;
+    let objtype: Vec<String> = opt_col(f, &hdu, &cols, "OBJTYPE")?.unwrap_or_else(|| vec!["TGT".into(); n]);
+    let status_col = if info.per_exposure { "FIBERSTATUS" } else { "COADD_FIBERSTATUS" };
+    let fiber_status: Vec<i64> = req_col(f, &hdu, "FIBERMAP", &cols, status_col)?;
+    // SV files keep their targeting bits in prefixed columns; the unprefixed ones are mostly 0 there.
+    let prefix = match info.survey.as_str() {
+        s @ ("sv1" | "sv2" | "sv3") => format!("{}_", s.to_uppercase()),
+        "cmx" => "CMX_".into(),
+        _ => String::new(),
+    };
+    let mut bits = |name: &str| -> Result<Vec<Option<i64>>, ReadError> {
+        let col = opt_col::<i64>(f, &hdu, &cols, &format!("{prefix}{name}"))?
+            .or(opt_col::<i64>(f, &hdu, &cols, name)?);
+        Ok(col.map(|v| v.into_iter().map(Some).collect()).unwrap_or_else(|| vec![None; n]))
+    };
+    let desi_target = bits("DESI_TARGET")?;
+    let bgs_target = bits("BGS_TARGET")?;
+    let mws_target = bits("MWS_TARGET")?;
+    let scnd_target = bits("SCND_TARGET")?;
+    let expid: Vec<Option<i64>> = match (info.per_exposure, opt_col::<i64>(f, &hdu, &cols, "EXPID")?) {
+        (true, Some(v)) => v.into_iter().map(Some).collect(),
+        _ => vec![None; n],
+    };
+    let lens = [targetid.len(), ra.len(), dec.len(), objtype.len(), fiber_status.len()];
+    if lens.iter().any(|&l| l != n) {
+        return Err(ReadError::Shape(format!("FIBERMAP columns have lengths {lens:?}, expected {n} rows")));
+    }
+    let rows = (0..n)
+        .map(|i| TargetRow {
+            targetid: targetid[i],
+            objtype: objtype[i].trim().to_string(),
+            fiber_status: fiber_status[i] as i32,
+            desi_target: desi_target[i],
+            mws_target: mws_target[i],
+        })
+        .collect();
+    Ok(Fibermap { rows, ra, dec, bgs_target, scnd_target, expid })
+}
+
+/// SCORES MEDIAN_COADD_SNR_{B,R,Z}, when present.
+fn read_scores(f: &mut FitsFile, n: usize) -> [Vec<Option<f32>>; 3] {
+    let mut out = [vec![None; n], vec![None; n], vec![None; n]];
+    let Ok(hdu) = f.hdu("SCORES") else { return out };
+    let cols = column_names(&hdu);
+    for (k, arm) in ["B", "R", "Z"].iter().enumerate() {
+        if let Ok(Some(v)) = opt_col::<f32>(f, &hdu, &cols, &format!("MEDIAN_COADD_SNR_{arm}")) {
+            if v.len() == n {
+                out[k] = v.into_iter().map(|x| x.is_finite().then_some(x)).collect();
+            }
+        }
+    }
+    out
+}
+
+/// Reads the REDSHIFTS table of a redrock file, keyed by TARGETID.
+pub fn read_redrock(path: &Path) -> Result<HashMap<i64, RedrockRow>, ReadError> {
+    let err = |reason: String| ReadError::Redrock { path: path.display().to_string(), reason };
+    let mut f = FitsFile::open(path).map_err(|e| err(format!("cannot open as FITS: {e}")))?;
+    let hdu = f.hdu("REDSHIFTS").map_err(|_| err("missing HDU REDSHIFTS".into()))?;
+    let cols = column_names(&hdu);
+    let col = |name: &str| -> Result<(), ReadError> {
+        if cols.iter().any(|c| c == name) { Ok(()) } else { Err(err(format!("missing column {name}"))) }
+    };
+    for c in ["TARGETID", "Z", "ZERR", "ZWARN", "SPECTYPE", "SUBTYPE"] {
+        col(c)?;
+    }
+    let read_err = |e: fitsio::errors::Error| err(e.to_string());
+    let targetid: Vec<i64> = hdu.read_col(&mut f, "TARGETID").map_err(read_err)?;
+    let z: Vec<f64> = hdu.read_col(&mut f, "Z").map_err(read_err)?;
+    let zerr: Vec<f64> = hdu.read_col(&mut f, "ZERR").map_err(read_err)?;
+    let zwarn: Vec<i64> = hdu.read_col(&mut f, "ZWARN").map_err(read_err)?;
+    let spectype: Vec<String> = hdu.read_col(&mut f, "SPECTYPE").map_err(read_err)?;
+    let subtype: Vec<String> = hdu.read_col(&mut f, "SUBTYPE").map_err(read_err)?;
+    let n = targetid.len();
+    if [z.len(), zerr.len(), zwarn.len(), spectype.len(), subtype.len()].iter().any(|&l| l != n) {
+        return Err(err("REDSHIFTS columns have different lengths".into()));
+    }
+    Ok((0..n)
+        .map(|i| {
+            let row = RedrockRow {
+                z: z[i],
+                zerr: zerr[i],
+                zwarn: zwarn[i],
+                spectype: spectype[i].trim().to_string(),
+                subtype: subtype[i].trim().to_string(),
+            };
+            (targetid[i], row)
+        })
+        .collect())
+}
+
+/// One arm's HDUs, checked for consistent shapes.
+struct ArmHdus {
+    name: &'static str,
+    lsf_fwhm: f64,
+    wavelength: Vec<f64>,
+    flux: FitsHdu,
+    ivar: FitsHdu,
+    mask: Option<FitsHdu>,
+}
+
+fn find_arms(f: &mut FitsFile, nspec: usize) -> Result<Vec<ArmHdus>, ReadError> {
+    let mut arms = Vec::new();
+    for &(name, lsf_fwhm) in ARMS {
+        let Ok(wave_hdu) = f.hdu(format!("{name}_WAVELENGTH").as_str()) else { continue };
+        let wavelength: Vec<f64> =
+            wave_hdu.read_image(f).map_err(|e| ReadError::fits(format!("{name}_WAVELENGTH"), e))?;
+        let mut pixel_hdu = |kind: &str| -> Result<FitsHdu, ReadError> {
+            let hdu_name = format!("{name}_{kind}");
+            let hdu = f.hdu(hdu_name.as_str()).map_err(|_| ReadError::MissingHdu(hdu_name.clone()))?;
+            let shape = image_shape(&hdu).unwrap_or_default();
+            if shape != [nspec, wavelength.len()] {
+                return Err(ReadError::Shape(format!(
+                    "{hdu_name} has shape {shape:?}, expected [{nspec}, {}] (FIBERMAP rows × {name}_WAVELENGTH)",
+                    wavelength.len()
+                )));
+            }
+            Ok(hdu)
+        };
+        let flux = pixel_hdu("FLUX")?;
+        let ivar = pixel_hdu("IVAR")?;
+        let mask = match pixel_hdu("MASK") {
+            Ok(h) => Some(h),
+            Err(ReadError::MissingHdu(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if !wavelength.windows(2).all(|w| w[1] > w[0]) {
+            return Err(ReadError::Shape(format!("{name}_WAVELENGTH does not increase monotonically")));
+        }
+        arms.push(ArmHdus { name, lsf_fwhm, wavelength, flux, ivar, mask });
+    }
+    if arms.is_empty() {
+        return Err(ReadError::MissingHdu("B_WAVELENGTH/R_WAVELENGTH/Z_WAVELENGTH (no spectrograph arm found)".into()));
+    }
+    Ok(arms)
+}
+
+fn read_arm_row(f: &mut FitsFile, a: &ArmHdus, row: usize) -> Result<Arm, ReadError> {
+    let what = |k: &str| format!("{}_{k} row {row}", a.name);
+    let flux: Vec<f32> = a.flux.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("FLUX"), e))?;
+    let ivar: Vec<f32> = a.ivar.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("IVAR"), e))?;
+    // MASK is uint32 stored as int32 + BZERO 2^31, or plain int32 in re-written files: reading it
+    // as i64 applies BZERO when present and keeps the bit pattern either way.
+    let mask: Vec<u32> = match &a.mask {
+        Some(h) => {
+            let m: Vec<i64> = h.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("MASK"), e))?;
+            m.into_iter().map(|v| v as u32).collect()
+        }
+        None => vec![],
+    };
+    Ok(Arm {
+        name: a.name.to_lowercase(),
+        wavelength: a.wavelength.clone(),
+        flux,
+        ivar,
+        mask,
+        lsf_fwhm_angstrom: Some(a.lsf_fwhm),
+    })
+}
+
+/// Options for reading DESI files.
+#[derive(Debug, Clone, Default)]
+pub struct DesiOptions {
+    pub rules: SelectionRules,
+}
+
+/// Reads one coadd (and its redrock companion), selects stars, preprocesses them.
+pub fn ingest_desi_file(input_index: usize, path: &Path, display_path: &str, pre: &Preprocessor, opts: &DesiOptions) -> FileOutcome {
+    match ingest_desi_inner(input_index, path, display_path, pre, opts) {
+        Ok(o) => o,
+        Err(e) => FileOutcome::file_failed(input_index, display_path, None, e.to_string()),
+    }
+}
+
+fn ingest_desi_inner(
+    input_index: usize,
+    path: &Path,
+    display_path: &str,
+    pre: &Preprocessor,
+    opts: &DesiOptions,
+) -> Result<FileOutcome, ReadError> {
+    let (mut f, _) = open_fits(path)?;
+    let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
+    let per_exposure = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("spectra-"));
+    let info = read_info(&mut f, &prim, per_exposure);
+    let fibermap = read_fibermap(&mut f, &info)?;
+    let nspec = fibermap.rows.len();
+    let arms = find_arms(&mut f, nspec)?;
+    let scores = read_scores(&mut f, nspec);
+    let redrock = match redrock_companion(path).filter(|p| p.exists()) {
+        Some(p) => Some(read_redrock(&p)?),
+        None => None,
+    };
+
+    let target_row = |row: usize, status: Status, reason: Option<String>, spectrum_id: Option<String>| ReportRow {
+        input_index: input_index as i64,
+        input_path: display_path.to_string(),
+        level: Level::Target,
+        source_row: Some(row as i32),
+        source_id: Some(fibermap.rows[row].targetid),
+        status,
+        reason,
+        spectrum_id,
+    };
+    let mut report = Vec::with_capacity(nspec + 1);
+    let mut spectra = Vec::new();
+    for (row, t) in fibermap.rows.iter().enumerate() {
+        let rr = redrock.as_ref().map(|m| m.get(&t.targetid));
+        let method = match opts.rules.select_star(t, rr) {
+            Ok(m) => m,
+            Err(reason) => {
+                report.push(target_row(row, Status::Skipped, Some(reason), None));
+                continue;
+            }
+        };
+        let mut arm_data = Vec::with_capacity(arms.len());
+        let mut unused = Vec::new();
+        for a in &arms {
+            let arm = match read_arm_row(&mut f, a, row) {
+                Ok(arm) => arm,
+                Err(e) => return Err(e),
+            };
+            let good = arm.ivar.iter().zip(arm.mask.iter().chain(std::iter::repeat(&0))).filter(|(iv, m)| **iv > 0.0 && **m == 0).count();
+            let frac = good as f64 / arm.len().max(1) as f64;
+            if frac >= opts.rules.min_arm_good_fraction {
+                arm_data.push(arm);
+            } else {
+                unused.push(format!("{} arm {:.0}% usable", a.name.to_lowercase(), 100.0 * frac));
+            }
+        }
+        if arm_data.is_empty() {
+            let reason = format!(
+                "no arm with enough usable pixels (need {:.0}%; {})",
+                100.0 * opts.rules.min_arm_good_fraction,
+                unused.join(", ")
+            );
+            report.push(target_row(row, Status::Skipped, Some(reason), None));
+            continue;
+        }
+        let rr = rr.flatten();
+        let z = rr.map(|r| r.z);
+        let mut spectrum_id =
+            format!("desi-{}-{}-{}-{}{}-{}", info.specprod, info.survey, info.program, info.spgrp, info.spgrpval, t.targetid);
+        if let Some(expid) = fibermap.expid[row] {
+            spectrum_id.push_str(&format!("-exp{expid}"));
+        }
+        match pre.preprocess(arm_data, z) {
+            Ok(prepared) => {
+                let note = (!unused.is_empty()).then(|| format!("arms not used: {}", unused.join(", ")));
+                report.push(target_row(row, Status::Written, note, Some(spectrum_id.clone())));
+                let meta = SpectrumMeta {
+                    spectrum_id,
+                    survey: "desi",
+                    release: info.specprod.clone(),
+                    source_id: t.targetid,
+                    obsid: None,
+                    targetid: Some(t.targetid),
+                    ra: fibermap.ra[row],
+                    dec: fibermap.dec[row],
+                    source_path: display_path.to_string(),
+                    source_row: row as i32,
+                    object_class: rr.map_or_else(|| "UNKNOWN".to_string(), |r| r.spectype.clone()),
+                    object_subclass: rr.map(|r| r.subtype.clone()).filter(|s| !s.is_empty()),
+                    z,
+                    z_err: rr.map(|r| r.zerr),
+                    zwarn: rr.map(|r| r.zwarn),
+                    selection_method: match method {
+                        SelectionMethod::Redrock => SelectionMethod::Redrock.as_str(),
+                        SelectionMethod::MwsTargetBits => SelectionMethod::MwsTargetBits.as_str(),
+                    },
+                    fiber_mask: None,
+                    fiber_status: Some(t.fiber_status),
+                    desi_target: t.desi_target,
+                    bgs_target: fibermap.bgs_target[row],
+                    mws_target: t.mws_target,
+                    scnd_target: fibermap.scnd_target[row],
+                    snr_ugriz: [None; 5],
+                    snr_arm_brz: [scores[0][row], scores[1][row], scores[2][row]],
+                };
+                spectra.push(SpectrumRecord { meta, prepared });
+            }
+            Err(r) => report.push(target_row(row, rejection_status(&r), Some(r.to_string()), None)),
+        }
+    }
+
+    let count = |s: Status| report.iter().filter(|r| r.status == s).count();
+    let (written, skipped, failed) = (count(Status::Written), count(Status::Skipped), count(Status::Failed));
+    let file_status = if written > 0 {
+        Status::Written
+    } else if failed > 0 {
+        Status::Failed
+    } else {
+        Status::Skipped
+    };
+    let selection = if redrock.is_some() { "redrock" } else { "MWS targeting bits (no redrock file)" };
+    let file_row = ReportRow {
+        input_index: input_index as i64,
+        input_path: display_path.to_string(),
+        level: Level::File,
+        source_row: None,
+        source_id: None,
+        status: file_status,
+        reason: Some(match file_status {
+            Status::Written => format!("{written} stars written ({nspec} targets: {skipped} skipped, {failed} failed; selection by {selection})"),
+            _ => format!("no star written ({nspec} targets: {skipped} skipped, {failed} failed; selection by {selection})"),
+        }),
+        spectrum_id: None,
+    };
+    report.insert(0, file_row);
+    Ok(FileOutcome { input_index, report, spectra })
+}
+
+/// Reads the arms of one FIBERMAP row as stored (no selection, no masking): for inspection and tests.
+pub fn read_target_arms(path: &Path, row: usize) -> Result<Vec<Arm>, ReadError> {
+    let (mut f, _) = open_fits(path)?;
+    let fm = f.hdu("FIBERMAP").map_err(|_| ReadError::MissingHdu("FIBERMAP".into()))?;
+    let nspec = table_rows(&fm);
+    if row >= nspec {
+        return Err(ReadError::Shape(format!("row {row} is beyond the {nspec} FIBERMAP rows")));
+    }
+    let arms = find_arms(&mut f, nspec)?;
+    arms.iter().map(|a| read_arm_row(&mut f, a, row)).collect()
+}

@@ -1,0 +1,156 @@
+//! Which files to ingest: a directory walk or a manifest, then this task's deterministic share.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Survey {
+    /// LAMOST LRS single-spectrum files (spec-*.fits[.gz], any *.fits).
+    Lamost,
+    /// DESI coadd-*.fits with redrock-*.fits beside them.
+    Desi,
+}
+
+impl Survey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Survey::Lamost => "lamost",
+            Survey::Desi => "desi",
+        }
+    }
+
+    /// Whether a file found in a directory walk is an input of this survey.
+    pub fn wants(self, file_name: &str) -> bool {
+        let lower = file_name.to_ascii_lowercase();
+        let fits_like = [".fits", ".fits.gz", ".fit", ".fit.gz", ".fits.fz"].iter().any(|s| lower.ends_with(s));
+        match self {
+            Survey::Lamost => fits_like && !lower.starts_with('.'),
+            Survey::Desi => fits_like && lower.starts_with("coadd-"),
+        }
+    }
+}
+
+/// One input file: where to open it and how to name it in outputs (as the user gave it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub path: PathBuf,
+    pub display: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("input {0} does not exist")]
+    Missing(PathBuf),
+    #[error("cannot read manifest {path}: {source}")]
+    Manifest { path: PathBuf, source: std::io::Error },
+    #[error("cannot walk {path}: {source}")]
+    Walk { path: PathBuf, source: walkdir::Error },
+}
+
+/// Lists the inputs under `input`: every matching file below a directory, sorted by path, or the
+/// lines of a manifest file (one path per line; blank lines and `#` comments ignored; relative paths
+/// are relative to the manifest's directory), in manifest order.
+pub fn discover(survey: Survey, input: &Path) -> Result<Vec<Input>, DiscoverError> {
+    if !input.exists() {
+        return Err(DiscoverError::Missing(input.to_path_buf()));
+    }
+    if input.is_dir() {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name() {
+            let entry = entry.map_err(|e| DiscoverError::Walk { path: input.to_path_buf(), source: e })?;
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_file() && survey.wants(&name) {
+                out.push(Input { display: entry.path().display().to_string(), path: entry.path().to_path_buf() });
+            }
+        }
+        return Ok(out);
+    }
+    let text = std::fs::read_to_string(input).map_err(|e| DiscoverError::Manifest { path: input.to_path_buf(), source: e })?;
+    let base = input.parent().unwrap_or(Path::new("."));
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let p = Path::new(l);
+            Input { path: if p.is_absolute() { p.to_path_buf() } else { base.join(p) }, display: l.to_string() }
+        })
+        .collect())
+}
+
+/// `--shard i/N`: task `i` (0-based) of `N` takes inputs `i, i+N, i+2N, …` of the ordered list, so
+/// tasks get equal shares even when file sizes drift along the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSpec {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Default for ShardSpec {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl FromStr for ShardSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s.split_once('/').ok_or_else(|| format!("'{s}' is not of the form i/N"))?;
+        let index: usize = i.trim().parse().map_err(|_| format!("shard index '{i}' is not a number"))?;
+        let count: usize = n.trim().parse().map_err(|_| format!("shard count '{n}' is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: need 0 <= i < N"));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl fmt::Display for ShardSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl ShardSpec {
+    pub fn select<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        all.iter().skip(self.index).step_by(self.count).cloned().collect()
+    }
+
+    /// File-name tag, e.g. `00003-of-00010`.
+    pub fn tag(&self) -> String {
+        format!("{:05}-of-{:05}", self.index, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_inputs() {
+        let all: Vec<usize> = (0..23).collect();
+        let mut union: Vec<usize> = (0..4).flat_map(|i| ShardSpec { index: i, count: 4 }.select(&all)).collect();
+        union.sort();
+        assert_eq!(union, all);
+        assert_eq!(ShardSpec { index: 1, count: 4 }.select(&all)[..3], [1, 5, 9]);
+    }
+
+    #[test]
+    fn shard_spec_parses_and_rejects() {
+        assert_eq!("2/8".parse::<ShardSpec>(), Ok(ShardSpec { index: 2, count: 8 }));
+        assert!("8/8".parse::<ShardSpec>().is_err());
+        assert!("x/8".parse::<ShardSpec>().is_err());
+        assert!("3".parse::<ShardSpec>().is_err());
+    }
+
+    #[test]
+    fn survey_file_patterns() {
+        assert!(Survey::Lamost.wants("spec-55859-F5902_sp01-005.fits.gz"));
+        assert!(Survey::Lamost.wants("3703110.fits"));
+        assert!(!Survey::Lamost.wants("labels.csv"));
+        assert!(Survey::Desi.wants("coadd-sv3-bright-10145.fits"));
+        assert!(!Survey::Desi.wants("redrock-sv3-bright-10145.fits"));
+    }
+}

@@ -1,0 +1,154 @@
+//! LAMOST LRS single-spectrum files, both layouts (shared docs/formats.md §1):
+//! (A) primary 5×N float32 image: flux, ivar, wavelength, andmask, ormask;
+//! (B) empty primary + `COADD` binary table with one row of N-element columns.
+//! The layout is detected from the structure, gzip from the magic bytes, N from the header.
+
+use super::error::ReadError;
+use super::fits_header::{open_fits, column_names, image_shape, key_f64, key_i64, key_string};
+use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
+use crate::preprocess::{Preprocessor, Rejection};
+use crate::spectrum::Arm;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LamostLayout {
+    PrimaryImage,
+    CoaddTable,
+}
+
+/// One LAMOST spectrum as read, before preprocessing.
+#[derive(Debug, Clone)]
+pub struct LamostSpectrum {
+    pub layout: LamostLayout,
+    pub gzip: bool,
+    pub meta: SpectrumMeta,
+    pub arm: Arm,
+}
+
+/// Reads header and data of one LAMOST LRS file.
+pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, ReadError> {
+    let (mut f, gzip) = open_fits(path)?;
+    let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
+
+    let layout = match image_shape(&prim) {
+        // Layout B keeps stale NAXISn cards, so trust the parsed shape, not the keywords.
+        Some(shape) if shape.len() == 2 && shape[0] == 5 => LamostLayout::PrimaryImage,
+        _ => LamostLayout::CoaddTable,
+    };
+    let (wavelength, flux, ivar, ormask) = match layout {
+        LamostLayout::PrimaryImage => {
+            let npix = image_shape(&prim).unwrap()[1];
+            let data: Vec<f32> = prim.read_image(&mut f).map_err(|e| ReadError::fits("primary image", e))?;
+            if data.len() != 5 * npix {
+                return Err(ReadError::Shape(format!("primary image has {} values, expected 5×{npix}", data.len())));
+            }
+            let row = |r: usize| data[r * npix..(r + 1) * npix].to_vec();
+            (row(2), row(0), row(1), row(4))
+        }
+        LamostLayout::CoaddTable => {
+            let coadd = f.hdu("COADD").map_err(|_| ReadError::UnknownLamostLayout)?;
+            let cols = column_names(&coadd);
+            let mut read = |name: &str| -> Result<Vec<f32>, ReadError> {
+                if !cols.iter().any(|c| c == name) {
+                    return Err(ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() });
+                }
+                coadd.read_col::<f32>(&mut f, name).map_err(|e| ReadError::fits(format!("COADD column {name}"), e))
+            };
+            (read("WAVELENGTH")?, read("FLUX")?, read("IVAR")?, read("ORMASK")?)
+        }
+    };
+    let npix = wavelength.len();
+    if npix < 2 || flux.len() != npix || ivar.len() != npix || ormask.len() != npix {
+        return Err(ReadError::Shape(format!(
+            "wavelength/flux/ivar/ormask lengths {npix}/{}/{}/{} differ or are empty",
+            flux.len(),
+            ivar.len(),
+            ormask.len()
+        )));
+    }
+    if !wavelength.windows(2).all(|w| w[1] > w[0]) {
+        return Err(ReadError::Shape("wavelength row does not increase monotonically".into()));
+    }
+
+    let obsid = key_i64(&mut f, &prim, "OBSID");
+    let release = key_string(&mut f, &prim, "DATA_V").unwrap_or_else(|| "LAMOST".into());
+    let class = key_string(&mut f, &prim, "CLASS").unwrap_or_else(|| "UNKNOWN".into());
+    let z = key_f64(&mut f, &prim, "Z");
+    let fiber_mask = key_i64(&mut f, &prim, "FIBERMAS").or_else(|| key_i64(&mut f, &prim, "FIB_MASK")).map(|v| v as i32);
+    let snr = ["SNRU", "SNRG", "SNRR", "SNRI", "SNRZ"].map(|k| key_f64(&mut f, &prim, k).map(|v| v as f32));
+    let release_tag = release.trim_start_matches("LAMOST").trim().replace(' ', "_");
+    let meta = SpectrumMeta {
+        spectrum_id: format!("lamost-{}-{}", if release_tag.is_empty() { "unknown" } else { &release_tag }, obsid.unwrap_or(-1)),
+        survey: "lamost",
+        release,
+        source_id: obsid.unwrap_or(-1),
+        obsid,
+        targetid: None,
+        ra: key_f64(&mut f, &prim, "RA").unwrap_or(f64::NAN),
+        dec: key_f64(&mut f, &prim, "DEC").unwrap_or(f64::NAN),
+        source_path: display_path.to_string(),
+        source_row: 0,
+        object_class: class,
+        object_subclass: key_string(&mut f, &prim, "SUBCLASS"),
+        z,
+        z_err: key_f64(&mut f, &prim, "Z_ERR"),
+        zwarn: None,
+        selection_method: "lamost_class",
+        fiber_mask,
+        snr_ugriz: snr,
+        ..Default::default()
+    };
+    let mask = ormask.iter().map(|&m| if m.is_finite() { m as u32 } else { u32::MAX }).collect();
+    let wavelength = wavelength.iter().map(|&w| w as f64).collect();
+    let arm = Arm { name: "lrs".into(), wavelength, flux, ivar, mask, lsf_fwhm_angstrom: None };
+    Ok(LamostSpectrum { layout, gzip, meta, arm })
+}
+
+/// Reads, selects (CLASS == STAR) and preprocesses one LAMOST file.
+pub fn ingest_lamost_file(input_index: usize, path: &Path, display_path: &str, pre: &Preprocessor) -> FileOutcome {
+    let spec = match read_lamost(path, display_path) {
+        Ok(s) => s,
+        Err(e) => return FileOutcome::file_failed(input_index, display_path, None, e.to_string()),
+    };
+    let obsid = spec.meta.obsid;
+    if spec.meta.obsid.is_none() {
+        return FileOutcome::file_failed(input_index, display_path, None, "header has no integer OBSID".into());
+    }
+    if spec.meta.object_class != "STAR" {
+        let reason = format!("not a star (CLASS={})", spec.meta.object_class);
+        return FileOutcome::file_skipped(input_index, display_path, obsid, reason);
+    }
+    match pre.preprocess(vec![spec.arm], spec.meta.z) {
+        Ok(prepared) => {
+            let spectrum_id = spec.meta.spectrum_id.clone();
+            FileOutcome {
+                input_index,
+                report: vec![ReportRow {
+                    input_index: input_index as i64,
+                    input_path: display_path.to_string(),
+                    level: Level::File,
+                    source_row: None,
+                    source_id: obsid,
+                    status: Status::Written,
+                    reason: None,
+                    spectrum_id: Some(spectrum_id),
+                }],
+                spectra: vec![SpectrumRecord { meta: spec.meta, prepared }],
+            }
+        }
+        Err(r) => {
+            let status = rejection_status(&r);
+            let mut out = FileOutcome::file_failed(input_index, display_path, obsid, r.to_string());
+            out.report[0].status = status;
+            out
+        }
+    }
+}
+
+/// Broken data is a failure; data that is fine but unusable for us is a skip.
+pub fn rejection_status(r: &Rejection) -> Status {
+    match r {
+        Rejection::AllFluxNonFinite | Rejection::NoUsablePixels | Rejection::Continuum(_) => Status::Failed,
+        Rejection::NoGridOverlap { .. } | Rejection::TooMasked { .. } => Status::Skipped,
+    }
+}

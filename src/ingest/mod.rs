@@ -1,0 +1,19 @@
+//! `starpipe ingest`: survey FITS files → normalised-spectra Parquet shards + an ingest report.
+//!
+//! - [`discover`]: which files, and this task's share of them;
+//! - [`lamost`], [`desi`] (+ [`select`]): survey readers, each returning a [`record::FileOutcome`];
+//! - [`shards`]: Parquet writing with atomic renames;
+//! - [`run`]: orchestration, resume and accounting.
+
+pub mod desi;
+pub mod discover;
+pub mod error;
+pub mod fits_header;
+pub mod lamost;
+pub mod record;
+pub mod run;
+pub mod select;
+pub mod shards;
+
+pub use discover::{ShardSpec, Survey};
+pub use run::{IngestError, IngestOptions, IngestSummary, run_ingest};

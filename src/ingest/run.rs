@@ -1,0 +1,477 @@
+//! The ingest run: discover → take this task's share → resume → process in parallel → write shards.
+//!
+//! Invariants (see ARCHITECTURE.md):
+//! - every input of the task ends in exactly one report part, as written, skipped or failed;
+//! - shard `k` covers a contiguous range of the task's ordered inputs and all spectra from them;
+//!   a file's spectra never straddle two shards;
+//! - a shard exists under its final name only when it and its report part are complete;
+//! - the shard contents depend only on the inputs and the settings (the fingerprint), so a resumed
+//!   run writes the same files an uninterrupted one would.
+
+use super::desi::{DesiOptions, ingest_desi_file};
+use super::discover::{DiscoverError, Input, ShardSpec, Survey, discover};
+use super::lamost::ingest_lamost_file;
+use super::record::{FileOutcome, Level, ReportRow, Status};
+use super::shards::{SpectraShardWriter, WriteError, read_key_value_metadata, tmp_path, write_report};
+use crate::preprocess::{DESI_SEGMENT_BREAKS, LAMOST_SEGMENT_BREAKS, PreprocessConfig, Preprocessor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+/// Everything that defines an ingest run. Build with [`IngestOptions::new`] and the `with_*` setters.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub survey: Survey,
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub shard: ShardSpec,
+    pub threads: Option<usize>,
+    /// Spectra per output shard (a shard may exceed it by less than one file's spectra only if one
+    /// file alone holds more).
+    pub shard_size: usize,
+    pub row_group_rows: usize,
+    pub preprocess: PreprocessConfig,
+    pub desi: DesiOptions,
+    pub progress: bool,
+}
+
+impl IngestOptions {
+    pub fn new(survey: Survey, input: impl Into<PathBuf>, out: impl Into<PathBuf>, preprocess: PreprocessConfig) -> Self {
+        Self {
+            survey,
+            input: input.into(),
+            out: out.into(),
+            shard: ShardSpec::default(),
+            threads: None,
+            shard_size: 50_000,
+            row_group_rows: 4096,
+            preprocess,
+            desi: DesiOptions::default(),
+            progress: true,
+        }
+    }
+    pub fn with_shard(mut self, shard: ShardSpec) -> Self {
+        self.shard = shard;
+        self
+    }
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
+        self
+    }
+    pub fn with_shard_size(mut self, n: usize) -> Self {
+        self.shard_size = n.max(1);
+        self
+    }
+    pub fn with_row_group_rows(mut self, n: usize) -> Self {
+        self.row_group_rows = n.max(1);
+        self
+    }
+    pub fn with_desi(mut self, desi: DesiOptions) -> Self {
+        self.desi = desi;
+        self
+    }
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+}
+
+/// Errors that stop a run: a bad command line or an output that cannot be written.
+/// Bad inputs never produce one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("cannot create output directory {path}: {source}")]
+    OutDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path} was written by a different ingest (other inputs, settings or starpipe version): \
+         fingerprint {found} != {expected}; use a new --out directory or remove its shards"
+    )]
+    ForeignShard { path: PathBuf, found: String, expected: String },
+    #[error("{path} is not a complete starpipe shard: {reason}; remove it to re-run that shard")]
+    BrokenShard { path: PathBuf, reason: String },
+    #[error("cannot start {0} worker threads: {1}")]
+    Threads(usize, String),
+}
+
+/// Written/skipped/failed counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub files: BTreeMap<String, u64>,
+    pub targets: BTreeMap<String, u64>,
+    pub spectra: u64,
+    /// Reason text → number of files/targets that were skipped or failed for it.
+    pub reasons: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    fn add_rows(&mut self, rows: &[ReportRow]) {
+        for r in rows {
+            let bucket = if r.level == Level::File { &mut self.files } else { &mut self.targets };
+            *bucket.entry(r.status.as_str().to_string()).or_default() += 1;
+            if r.status != Status::Written {
+                // Group by the rule; the details in parentheses (ids, values) stay in the report.
+                let reason = r.reason.as_deref().unwrap_or("");
+                let rule = reason.split(" (").next().unwrap_or(reason);
+                *self.reasons.entry(format!("{}: {}", r.status.as_str(), rule)).or_default() += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        for (k, v) in &other.files {
+            *self.files.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.targets {
+            *self.targets.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.reasons {
+            *self.reasons.entry(k.clone()).or_default() += v;
+        }
+        self.spectra += other.spectra;
+    }
+}
+
+/// What a run did, also written as `ingest-summary-<task>.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestSummary {
+    pub survey: String,
+    pub task: String,
+    pub inputs: u64,
+    pub shards: Vec<String>,
+    pub shards_resumed: u64,
+    pub counts: Counts,
+}
+
+impl IngestSummary {
+    pub fn files(&self, status: Status) -> u64 {
+        self.counts.files.get(status.as_str()).copied().unwrap_or(0)
+    }
+    pub fn targets(&self, status: Status) -> u64 {
+        self.counts.targets.get(status.as_str()).copied().unwrap_or(0)
+    }
+}
+
+const META_VERSION: &str = "starpipe.version";
+const META_GRID: &str = "starpipe.grid";
+const META_PREPROCESS: &str = "starpipe.preprocess";
+const META_FINGERPRINT: &str = "starpipe.ingest.fingerprint";
+const META_INPUTS: &str = "starpipe.ingest.inputs";
+const META_COUNTS: &str = "starpipe.ingest.counts";
+
+fn fingerprint(opts: &IngestOptions, inputs: &[Input]) -> String {
+    let mut h = Sha256::new();
+    let settings = serde_json::json!({
+        "version": crate::VERSION,
+        "survey": opts.survey,
+        "preprocess": opts.preprocess,
+        "desi_rules": {
+            "allowed_fiberstatus_bits": opts.desi.rules.allowed_fiberstatus_bits,
+            "max_abs_rv_kms": opts.desi.rules.max_abs_rv_kms,
+            "min_arm_good_fraction": opts.desi.rules.min_arm_good_fraction,
+        },
+        "shard": opts.shard.to_string(),
+        "shard_size": opts.shard_size,
+        "row_group_rows": opts.row_group_rows,
+    });
+    h.update(settings.to_string().as_bytes());
+    for i in inputs {
+        h.update(i.display.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn shard_path(out: &Path, tag: &str, k: usize) -> PathBuf {
+    out.join(format!("spectra-{tag}-{k:05}.parquet"))
+}
+
+fn report_path(out: &Path, tag: &str, k: usize) -> PathBuf {
+    out.join(format!("report-{tag}-{k:05}.parquet"))
+}
+
+/// Where a previous run of the same task stopped.
+struct ResumePoint {
+    next_shard: usize,
+    next_input: usize,
+    counts: Counts,
+    shards: Vec<String>,
+}
+
+fn find_resume_point(out: &Path, tag: &str, expected: &str) -> Result<ResumePoint, IngestError> {
+    let mut p = ResumePoint { next_shard: 0, next_input: 0, counts: Counts::default(), shards: vec![] };
+    loop {
+        let path = shard_path(out, tag, p.next_shard);
+        if !path.exists() {
+            return Ok(p);
+        }
+        let broken = |reason: String| IngestError::BrokenShard { path: path.clone(), reason };
+        let kv: BTreeMap<String, String> = read_key_value_metadata(&path).map_err(broken)?.into_iter().collect();
+        let found = kv.get(META_FINGERPRINT).cloned().unwrap_or_default();
+        if found != expected {
+            return Err(IngestError::ForeignShard { path, found, expected: expected.to_string() });
+        }
+        if !report_path(out, tag, p.next_shard).exists() {
+            return Err(broken("its report part is missing".into()));
+        }
+        let range = kv.get(META_INPUTS).ok_or_else(|| broken("no input range in metadata".into()))?;
+        let (start, end) = range
+            .split_once("..")
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .ok_or_else(|| broken(format!("bad input range '{range}'")))?;
+        if start != p.next_input {
+            return Err(broken(format!("covers inputs {start}..{end}, expected to start at {}", p.next_input)));
+        }
+        let counts: Counts = kv
+            .get(META_COUNTS)
+            .and_then(|c| serde_json::from_str(c).ok())
+            .ok_or_else(|| broken("no counts in metadata".into()))?;
+        p.counts.merge(&counts);
+        p.shards.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        p.next_input = end;
+        p.next_shard += 1;
+    }
+}
+
+/// Removes temporary files a killed run of this task left behind.
+fn remove_stale_tmp(out: &Path, tag: &str) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") && name.contains(tag) {
+            tracing::info!(file = %e.path().display(), "removing temporary file of an interrupted run");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Runs ingest; returns what it did. Per-input problems are in the report, not in the error.
+pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
+    let all = discover(opts.survey, &opts.input)?;
+    let inputs = opts.shard.select(&all);
+    let tag = opts.shard.tag();
+    std::fs::create_dir_all(&opts.out).map_err(|e| IngestError::OutDir { path: opts.out.clone(), source: e })?;
+    remove_stale_tmp(&opts.out, &tag);
+    let fp = fingerprint(opts, &inputs);
+    let resume = find_resume_point(&opts.out, &tag, &fp)?;
+    tracing::info!(
+        survey = opts.survey.as_str(),
+        discovered = all.len(),
+        task = %opts.shard,
+        inputs = inputs.len(),
+        resumed_shards = resume.next_shard,
+        resume_at_input = resume.next_input,
+        "ingest starting"
+    );
+    if all.is_empty() {
+        tracing::warn!(input = %opts.input.display(), "no input files found");
+    }
+
+    let breaks = match opts.survey {
+        Survey::Lamost => LAMOST_SEGMENT_BREAKS,
+        Survey::Desi => DESI_SEGMENT_BREAKS,
+    };
+    let pre = Preprocessor::new(opts.preprocess.clone(), breaks);
+    let threads = opts.threads.unwrap_or(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| IngestError::Threads(threads, e.to_string()))?;
+
+    let remaining = &inputs[resume.next_input..];
+    let bar = progress_bar(remaining.len() as u64, opts.progress);
+    let mut sink = ShardSink {
+        out: opts.out.clone(),
+        tag: tag.clone(),
+        fingerprint: fp,
+        metadata_common: common_metadata(opts),
+        npix: opts.preprocess.grid.npix,
+        shard_size: opts.shard_size,
+        row_group_rows: opts.row_group_rows,
+        next_shard: resume.next_shard,
+        open: None,
+        counts: resume.counts,
+        shards: resume.shards,
+    };
+    // Workers decode in parallel while one thread compresses and writes, a few chunks behind.
+    let chunk = (pool.current_num_threads() * if opts.survey == Survey::Desi { 2 } else { 64 }).max(1);
+    let written = std::thread::scope(|scope| -> Result<(), IngestError> {
+        let (tx, rx) = sync_channel::<Vec<FileOutcome>>(2);
+        let writer = scope.spawn(|| sink.consume(rx));
+        for (c, inputs_chunk) in remaining.chunks(chunk).enumerate() {
+            let base = resume.next_input + c * chunk;
+            let outcomes: Vec<FileOutcome> = pool.install(|| {
+                inputs_chunk
+                    .par_iter()
+                    .enumerate()
+                    .map(|(j, input)| process_input(opts, &pre, base + j, input))
+                    .collect()
+            });
+            for o in &outcomes {
+                if o.file_status() == Status::Failed {
+                    tracing::warn!(file = %o.report[0].input_path, reason = o.report[0].reason.as_deref().unwrap_or(""), "input failed");
+                }
+            }
+            bar.inc(inputs_chunk.len() as u64);
+            if tx.send(outcomes).is_err() {
+                break; // the writer stopped on an error; it reports it below
+            }
+        }
+        drop(tx);
+        writer.join().expect("shard writer thread panicked")
+    });
+    bar.finish_and_clear();
+    written?;
+
+    let summary = IngestSummary {
+        survey: opts.survey.as_str().to_string(),
+        task: opts.shard.to_string(),
+        inputs: inputs.len() as u64,
+        shards_resumed: resume.next_shard as u64,
+        shards: sink.shards.clone(),
+        counts: sink.counts.clone(),
+    };
+    let summary_path = opts.out.join(format!("ingest-summary-{tag}.json"));
+    let tmp = tmp_path(&summary_path);
+    let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+    std::fs::write(&tmp, json)
+        .and_then(|_| std::fs::rename(&tmp, &summary_path))
+        .map_err(|e| WriteError::Io { path: summary_path.clone(), source: e })?;
+    Ok(summary)
+}
+
+fn process_input(opts: &IngestOptions, pre: &Preprocessor, index: usize, input: &Input) -> FileOutcome {
+    if !input.path.is_file() {
+        return FileOutcome::file_failed(index, &input.display, None, "file not found".into());
+    }
+    // A bug on one odd file must not take the run down with it: record it as that file's failure.
+    let run = std::panic::AssertUnwindSafe(|| match opts.survey {
+        Survey::Lamost => ingest_lamost_file(index, &input.path, &input.display, pre),
+        Survey::Desi => ingest_desi_file(index, &input.path, &input.display, pre, &opts.desi),
+    });
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        FileOutcome::file_failed(index, &input.display, None, format!("internal error (please report): {msg}"))
+    })
+}
+
+fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
+    let target = if enabled && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} ingest [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec}, eta {eta})")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn common_metadata(opts: &IngestOptions) -> Vec<(String, String)> {
+    let g = &opts.preprocess.grid;
+    let grid = serde_json::json!({
+        "kind": "log10-linear",
+        "log10_lambda0": g.log10_lambda0,
+        "dlog10_lambda": g.dlog10_lambda,
+        "start": g.start,
+        "npix": g.npix,
+        "wavelength_first_angstrom": g.first_angstrom(),
+        "wavelength_last_angstrom": g.last_angstrom(),
+        "medium": "vacuum",
+        "frame": if opts.preprocess.rest_frame { "rest" } else { "observed" },
+    });
+    vec![
+        (META_VERSION.into(), crate::VERSION.into()),
+        (META_GRID.into(), grid.to_string()),
+        (META_PREPROCESS.into(), serde_json::to_string(&opts.preprocess).expect("config serialises")),
+    ]
+}
+
+struct OpenShard {
+    writer: SpectraShardWriter,
+    first_input: usize,
+    report: Vec<ReportRow>,
+    counts: Counts,
+}
+
+/// Receives file outcomes in input order and cuts them into shards.
+struct ShardSink {
+    out: PathBuf,
+    tag: String,
+    fingerprint: String,
+    metadata_common: Vec<(String, String)>,
+    npix: usize,
+    shard_size: usize,
+    row_group_rows: usize,
+    next_shard: usize,
+    open: Option<OpenShard>,
+    counts: Counts,
+    shards: Vec<String>,
+}
+
+impl ShardSink {
+    fn consume(&mut self, rx: Receiver<Vec<FileOutcome>>) -> Result<(), IngestError> {
+        let mut last_end = None;
+        for outcomes in rx {
+            for o in outcomes {
+                last_end = Some(o.input_index + 1);
+                self.accept(o)?;
+            }
+        }
+        if let Some(end) = last_end {
+            self.close(end)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, o: FileOutcome) -> Result<(), IngestError> {
+        let n = o.spectra.len();
+        if let Some(open) = &self.open {
+            if open.writer.rows() > 0 && open.writer.rows() + n > self.shard_size {
+                self.close(o.input_index)?;
+            }
+        }
+        if self.open.is_none() {
+            let path = shard_path(&self.out, &self.tag, self.next_shard);
+            let writer = SpectraShardWriter::create(path, self.npix, self.row_group_rows, &self.metadata_common)?;
+            self.open = Some(OpenShard { writer, first_input: o.input_index, report: vec![], counts: Counts::default() });
+        }
+        let open = self.open.as_mut().expect("opened above");
+        open.counts.add_rows(&o.report);
+        open.counts.spectra += n as u64;
+        open.report.extend(o.report);
+        for rec in o.spectra {
+            open.writer.push(rec)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the open shard, which covers inputs up to (not including) `end_input`.
+    fn close(&mut self, end_input: usize) -> Result<(), IngestError> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let k = self.next_shard;
+        let name = open.writer.file_name();
+        write_report(&report_path(&self.out, &self.tag, k), &name, &open.report)?;
+        let mut meta = self.metadata_common.clone();
+        meta.push((META_FINGERPRINT.into(), self.fingerprint.clone()));
+        meta.push((META_INPUTS.into(), format!("{}..{}", open.first_input, end_input)));
+        meta.push((META_COUNTS.into(), serde_json::to_string(&open.counts).expect("counts serialise")));
+        let rows = open.writer.rows();
+        let path = open.writer.finish(meta)?;
+        tracing::info!(shard = %path.display(), spectra = rows, inputs = end_input - open.first_input, "shard written");
+        self.counts.merge(&open.counts);
+        self.shards.push(name);
+        self.next_shard += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Parquet output: normalised-spectra shards and report parts, each written under a temporary
+//! name and renamed into place, so a reader (or a resumed run) never sees half a file.
+
+use super::record::{ReportRow, SpectrumRecord};
+use crate::schema::{self, list_item_field};
+use arrow::array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::Schema;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write Parquet {path}: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("cannot build Arrow batch for {path}: {source}")]
+    Arrow { path: PathBuf, source: arrow::error::ArrowError },
+}
+
+pub fn tmp_path(final_path: &Path) -> PathBuf {
+    let mut name = final_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    final_path.with_file_name(name)
+}
+
+fn spectra_properties(row_group_rows: usize) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_max_row_group_bytes(Some(256 << 20));
+    // Pixel arrays: byte-stream-split compresses float mantissas well; dictionaries only cost time.
+    for col in ["flux", "ivar"] {
+        let path = ColumnPath::from(vec![col.to_string(), "list".to_string(), "item".to_string()]);
+        b = b
+            .set_column_encoding(path.clone(), Encoding::BYTE_STREAM_SPLIT)
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_statistics_enabled(path, EnabledStatistics::Chunk);
+    }
+    for col in ["source_id", "obsid", "targetid"] {
+        b = b.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
+    }
+    b.build()
+}
+
+/// One normalised-spectra shard being written.
+pub struct SpectraShardWriter {
+    final_path: PathBuf,
+    tmp: PathBuf,
+    schema: Arc<Schema>,
+    npix: usize,
+    writer: ArrowWriter<File>,
+    pending: Vec<SpectrumRecord>,
+    batch_rows: usize,
+    rows: usize,
+}
+
+impl SpectraShardWriter {
+    /// `schema_metadata` goes into the Arrow schema (what pyarrow and polars show as schema
+    /// metadata) as well as into the Parquet key-value metadata.
+    pub fn create(
+        final_path: PathBuf,
+        npix: usize,
+        row_group_rows: usize,
+        schema_metadata: &[(String, String)],
+    ) -> Result<Self, WriteError> {
+        let tmp = tmp_path(&final_path);
+        let file = File::create(&tmp).map_err(|e| WriteError::Io { path: tmp.clone(), source: e })?;
+        let base = schema::normalized_spectra().to_arrow(npix);
+        let schema = Arc::new(base.as_ref().clone().with_metadata(schema_metadata.iter().cloned().collect::<std::collections::HashMap<String, String>>()));
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(spectra_properties(row_group_rows)))
+            .map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
+        Ok(Self { final_path, tmp, schema, npix, writer, pending: Vec::new(), batch_rows: row_group_rows.clamp(1, 1024), rows: 0 })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows + self.pending.len()
+    }
+
+    pub fn file_name(&self) -> String {
+        self.final_path.file_name().unwrap_or_default().to_string_lossy().into_owned()
+    }
+
+    pub fn push(&mut self, rec: SpectrumRecord) -> Result<(), WriteError> {
+        self.pending.push(rec);
+        if self.pending.len() >= self.batch_rows {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = spectra_batch(&self.schema, self.npix, &self.pending)
+            .map_err(|e| WriteError::Arrow { path: self.tmp.clone(), source: e })?;
+        self.writer.write(&batch).map_err(|e| WriteError::Parquet { path: self.tmp.clone(), source: e })?;
+        self.rows += self.pending.len();
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the footer with `metadata`, then renames the file into place.
+    pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<PathBuf, WriteError> {
+        self.flush_pending()?;
+        for (k, v) in metadata {
+            self.writer.append_key_value_metadata(KeyValue::new(k, v));
+        }
+        self.writer.close().map_err(|e| WriteError::Parquet { path: self.tmp.clone(), source: e })?;
+        std::fs::rename(&self.tmp, &self.final_path).map_err(|e| WriteError::Io { path: self.final_path.clone(), source: e })?;
+        Ok(self.final_path)
+    }
+}
+
+fn spectra_batch(schema: &Arc<Schema>, npix: usize, recs: &[SpectrumRecord]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let m = |f: &dyn Fn(&SpectrumRecord) -> Option<f32>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Float32Array>()) };
+    let pixels = |ivar: bool| -> Result<ArrayRef, arrow::error::ArrowError> {
+        let mut values = Vec::with_capacity(recs.len() * npix);
+        for r in recs {
+            let s = &r.prepared.spectrum;
+            values.extend_from_slice(if ivar { &s.ivar } else { &s.flux });
+        }
+        Ok(Arc::new(FixedSizeListArray::try_new(list_item_field(), npix as i32, Arc::new(Float32Array::from(values)), None)?))
+    };
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| -> Result<ArrayRef, arrow::error::ArrowError> {
+            let s = |f: &dyn Fn(&SpectrumRecord) -> String| -> ArrayRef { Arc::new(recs.iter().map(f).map(Some).collect::<StringArray>()) };
+            let i64s = |f: &dyn Fn(&SpectrumRecord) -> Option<i64>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Int64Array>()) };
+            let i32s = |f: &dyn Fn(&SpectrumRecord) -> Option<i32>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Int32Array>()) };
+            let f64s = |f: &dyn Fn(&SpectrumRecord) -> Option<f64>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Float64Array>()) };
+            Ok(match field.name().as_str() {
+                "spectrum_id" => s(&|r| r.meta.spectrum_id.clone()),
+                "survey" => s(&|r| r.meta.survey.to_string()),
+                "release" => s(&|r| r.meta.release.clone()),
+                "source_id" => i64s(&|r| Some(r.meta.source_id)),
+                "obsid" => i64s(&|r| r.meta.obsid),
+                "targetid" => i64s(&|r| r.meta.targetid),
+                "ra" => f64s(&|r| Some(r.meta.ra)),
+                "dec" => f64s(&|r| Some(r.meta.dec)),
+                "source_path" => s(&|r| r.meta.source_path.clone()),
+                "source_row" => i32s(&|r| Some(r.meta.source_row)),
+                "object_class" => s(&|r| r.meta.object_class.clone()),
+                "object_subclass" => Arc::new(recs.iter().map(|r| r.meta.object_subclass.clone()).collect::<StringArray>()),
+                "z" => f64s(&|r| r.meta.z),
+                "z_err" => f64s(&|r| r.meta.z_err),
+                "rv_kms" => f64s(&|r| r.meta.z.map(|z| z * crate::preprocess::C_KMS)),
+                "zwarn" => i64s(&|r| r.meta.zwarn),
+                "selection_method" => s(&|r| r.meta.selection_method.to_string()),
+                "rest_frame" => Arc::new(recs.iter().map(|r| Some(r.prepared.rest_frame_applied)).collect::<BooleanArray>()),
+                "fiber_mask" => i32s(&|r| r.meta.fiber_mask),
+                "fiber_status" => i32s(&|r| r.meta.fiber_status),
+                "desi_target" => i64s(&|r| r.meta.desi_target),
+                "bgs_target" => i64s(&|r| r.meta.bgs_target),
+                "mws_target" => i64s(&|r| r.meta.mws_target),
+                "scnd_target" => i64s(&|r| r.meta.scnd_target),
+                "snr_u" => m(&|r| r.meta.snr_ugriz[0]),
+                "snr_g" => m(&|r| r.meta.snr_ugriz[1]),
+                "snr_r" => m(&|r| r.meta.snr_ugriz[2]),
+                "snr_i" => m(&|r| r.meta.snr_ugriz[3]),
+                "snr_z" => m(&|r| r.meta.snr_ugriz[4]),
+                "snr_arm_b" => m(&|r| r.meta.snr_arm_brz[0]),
+                "snr_arm_r" => m(&|r| r.meta.snr_arm_brz[1]),
+                "snr_arm_z" => m(&|r| r.meta.snr_arm_brz[2]),
+                "snr_grid" => m(&|r| Some(r.prepared.snr_grid)),
+                "masked_fraction" => m(&|r| Some(r.prepared.masked_fraction)),
+                "flux" => pixels(false)?,
+                "ivar" => pixels(true)?,
+                other => panic!("column '{other}' of schemas/normalized_spectra.toml has no writer"),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Writes one report part in one go (tmp + rename).
+pub fn write_report(final_path: &Path, shard_name: &str, rows: &[ReportRow]) -> Result<(), WriteError> {
+    let schema = schema::ingest_report().to_arrow(0);
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| -> ArrayRef {
+            match field.name().as_str() {
+                "input_index" => Arc::new(rows.iter().map(|r| Some(r.input_index)).collect::<Int64Array>()),
+                "input_path" => Arc::new(rows.iter().map(|r| Some(r.input_path.as_str())).collect::<StringArray>()),
+                "level" => Arc::new(
+                    rows.iter()
+                        .map(|r| Some(if r.level == super::record::Level::File { "file" } else { "target" }))
+                        .collect::<StringArray>(),
+                ),
+                "source_row" => Arc::new(rows.iter().map(|r| r.source_row).collect::<Int32Array>()),
+                "source_id" => Arc::new(rows.iter().map(|r| r.source_id).collect::<Int64Array>()),
+                "status" => Arc::new(rows.iter().map(|r| Some(r.status.as_str())).collect::<StringArray>()),
+                "reason" => Arc::new(rows.iter().map(|r| r.reason.as_deref()).collect::<StringArray>()),
+                "spectrum_id" => Arc::new(rows.iter().map(|r| r.spectrum_id.as_deref()).collect::<StringArray>()),
+                "shard" => Arc::new(rows.iter().map(|_| Some(shard_name)).collect::<StringArray>()),
+                other => panic!("column '{other}' of schemas/ingest_report.toml has no writer"),
+            }
+        })
+        .collect();
+    let tmp = tmp_path(final_path);
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| WriteError::Arrow { path: tmp.clone(), source: e })?;
+    let file = File::create(&tmp).map_err(|e| WriteError::Io { path: tmp.clone(), source: e })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
+    w.write(&batch).map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
+    w.close().map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
+    std::fs::rename(&tmp, final_path).map_err(|e| WriteError::Io { path: final_path.to_path_buf(), source: e })
+}
+
+/// Key-value metadata of a finished shard.
+pub fn read_key_value_metadata(path: &Path) -> Result<Vec<(String, String)>, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
+    Ok(reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default())
+}

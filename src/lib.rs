@@ -1,0 +1,12 @@
+//! starpipe: survey spectra → normalised spectra → stellar parameters → catalogs.
+//!
+//! See ARCHITECTURE.md for the codemap and the invariants between stages.
+
+pub mod grid;
+pub mod ingest;
+pub mod preprocess;
+pub mod schema;
+pub mod spectrum;
+
+/// The starpipe version written into every output's metadata.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

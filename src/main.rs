@@ -1,0 +1,171 @@
+//! The `starpipe` command line. Library errors are typed; here they become `anyhow` reports.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use starpipe::grid::{GridPreset, LogGrid};
+use starpipe::ingest::desi::DesiOptions;
+use starpipe::ingest::record::Status;
+use starpipe::ingest::select::SelectionRules;
+use starpipe::ingest::{IngestOptions, IngestSummary, ShardSpec, Survey, run_ingest};
+use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "starpipe", version, about = "Survey spectra (LAMOST, DESI) → normalised spectra → stellar-parameter catalogs")]
+struct Cli {
+    /// Log line format on stderr. Verbosity follows RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read survey FITS files, select stars, put them on one rest-frame grid, normalise the
+    /// continuum, and write normalised-spectra Parquet shards plus an ingest report.
+    ///
+    /// Output in --out: spectra-<task>-<k>.parquet (schemas/normalized_spectra.toml),
+    /// report-<task>-<k>.parquet (schemas/ingest_report.toml), ingest-summary-<task>.json.
+    /// Re-running with the same arguments resumes: finished shards are kept, the rest is redone.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// Which survey's files to read.
+    #[arg(long, value_enum)]
+    survey: Survey,
+    /// A directory (walked recursively; LAMOST: *.fits, *.fits.gz; DESI: coadd-*.fits with
+    /// redrock-*.fits beside them) or a manifest file with one path per line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory for shards and report (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Process only task i of N (0-based): inputs i, i+N, i+2N, … of the ordered list. For job arrays.
+    #[arg(long, value_name = "i/N", default_value = "0/1")]
+    shard: ShardSpec,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "K")]
+    threads: Option<usize>,
+    /// Spectra per output shard.
+    #[arg(long, default_value_t = 50_000)]
+    shard_size: usize,
+    /// Rows per Parquet row group (bounds writer memory: ~31 kB per row on the full LAMOST grid).
+    #[arg(long, default_value_t = 4096)]
+    row_group_rows: usize,
+    /// Output wavelength window on the LAMOST log grid: lamost = 3700–9099 Å (3909 px),
+    /// specclip = 3999–5599 Å (1462 px).
+    #[arg(long, value_enum, default_value_t = GridPreset::Lamost)]
+    grid: GridPreset,
+    /// Custom window start (Å, vacuum): the grid keeps LAMOST pixels with centres in [min, max].
+    #[arg(long, requires = "wave_max")]
+    wave_min: Option<f64>,
+    /// Custom window end (Å, vacuum).
+    #[arg(long, requires = "wave_min")]
+    wave_max: Option<f64>,
+    /// Keep spectra in the observed frame (no Doppler correction).
+    #[arg(long)]
+    no_rest_frame: bool,
+    /// Convolve DESI arms to this resolving power before resampling (bare flag: R = 1800, LAMOST's).
+    #[arg(long, value_name = "R", num_args = 0..=1, default_missing_value = "1800")]
+    degrade_to_r: Option<f64>,
+    /// Chebyshev degree of the continuum fit per segment.
+    #[arg(long, default_value_t = ContinuumConfig::default().degree)]
+    continuum_degree: usize,
+    /// Skip spectra with a larger fraction of masked grid pixels.
+    #[arg(long, default_value_t = 0.5)]
+    max_masked_fraction: f32,
+    /// DESI: COADD_FIBERSTATUS bits that do not disqualify a fibre (comma list; 3 = RESTRICTED).
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    allow_fiberstatus_bits: Vec<u32>,
+    /// DESI: largest |c·z| in km/s accepted for a star.
+    #[arg(long, default_value_t = 1500.0)]
+    max_abs_rv: f64,
+    /// Do not draw a progress bar (it is hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn ingest(a: IngestArgs) -> Result<()> {
+    let grid = match (a.wave_min, a.wave_max) {
+        (Some(lo), Some(hi)) => LogGrid::lamost_between(lo, hi)
+            .with_context(|| format!("--wave-min {lo} --wave-max {hi} selects no pixel of the LAMOST grid"))?,
+        _ => LogGrid::preset(a.grid),
+    };
+    if !(0.0..=1.0).contains(&a.max_masked_fraction) {
+        bail!("--max-masked-fraction must be within 0..1, got {}", a.max_masked_fraction);
+    }
+    if let Some(bit) = a.allow_fiberstatus_bits.iter().find(|&&b| b > 31) {
+        bail!("--allow-fiberstatus-bits: bit {bit} is not a 32-bit COADD_FIBERSTATUS bit");
+    }
+    let mut pre = PreprocessConfig::new(grid);
+    pre.rest_frame = !a.no_rest_frame;
+    pre.degrade_to_r = a.degrade_to_r;
+    pre.max_masked_fraction = a.max_masked_fraction;
+    pre.continuum.degree = a.continuum_degree;
+    let rules = SelectionRules { allowed_fiberstatus_bits: a.allow_fiberstatus_bits, max_abs_rv_kms: a.max_abs_rv, ..Default::default() };
+    let opts = IngestOptions::new(a.survey, a.input, a.out.clone(), pre)
+        .with_shard(a.shard)
+        .with_threads(a.threads)
+        .with_shard_size(a.shard_size)
+        .with_row_group_rows(a.row_group_rows)
+        .with_desi(DesiOptions { rules })
+        .with_progress(!a.no_progress);
+    let summary = run_ingest(&opts)?;
+    print_summary(&summary, &a.out);
+    Ok(())
+}
+
+fn print_summary(s: &IngestSummary, out: &std::path::Path) {
+    println!("ingest {} task {}: {} input files", s.survey, s.task, s.inputs);
+    println!(
+        "  files:   {} written, {} skipped, {} failed",
+        s.files(Status::Written),
+        s.files(Status::Skipped),
+        s.files(Status::Failed)
+    );
+    if !s.counts.targets.is_empty() {
+        println!(
+            "  targets: {} written, {} skipped, {} failed",
+            s.targets(Status::Written),
+            s.targets(Status::Skipped),
+            s.targets(Status::Failed)
+        );
+    }
+    println!("  spectra: {} in {} shard(s) ({} resumed from an earlier run)", s.counts.spectra, s.shards.len(), s.shards_resumed);
+    let mut reasons: Vec<_> = s.counts.reasons.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if !reasons.is_empty() {
+        println!("  most common reasons (all of them are in the report):");
+        for (r, n) in reasons.iter().take(10) {
+            println!("    {n:>8}  {r}");
+        }
+    }
+    println!("  output: {}", out.display());
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Ingest(a) => ingest(a),
+    }
+}

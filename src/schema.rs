@@ -1,0 +1,93 @@
+//! The table schemas in `schemas/*.toml` are the documentation and the source of truth: the Arrow
+//! schema of every table starpipe writes is built from them, field metadata included.
+
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const NORMALIZED_SPECTRA_TOML: &str = include_str!("../schemas/normalized_spectra.toml");
+pub const INGEST_REPORT_TOML: &str = include_str!("../schemas/ingest_report.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TableSchema {
+    pub name: String,
+    pub columns: Vec<ColumnSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    #[serde(default)]
+    pub nullable: bool,
+    pub unit: String,
+    pub description: String,
+}
+
+impl TableSchema {
+    pub fn parse(toml_text: &str) -> Self {
+        toml::from_str(toml_text).expect("schemas/*.toml are compiled in and checked by tests")
+    }
+
+    /// Arrow schema; `npix` sizes the `float32[npix]` columns.
+    pub fn to_arrow(&self, npix: usize) -> Arc<Schema> {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let meta = HashMap::from([
+                    ("unit".to_string(), c.unit.clone()),
+                    ("description".to_string(), c.description.clone()),
+                ]);
+                Field::new(&c.name, arrow_type(&c.type_name, npix), c.nullable).with_metadata(meta)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The element field of fixed-size list columns (Arrow's conventional name and nullability).
+pub fn list_item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Float32, false))
+}
+
+fn arrow_type(name: &str, npix: usize) -> DataType {
+    match name {
+        "utf8" => DataType::Utf8,
+        "bool" => DataType::Boolean,
+        "int32" => DataType::Int32,
+        "int64" => DataType::Int64,
+        "float32" => DataType::Float32,
+        "float64" => DataType::Float64,
+        "float32[npix]" => DataType::FixedSizeList(list_item_field(), npix as i32),
+        other => panic!("unknown column type '{other}' in schemas/"),
+    }
+}
+
+pub fn normalized_spectra() -> TableSchema {
+    TableSchema::parse(NORMALIZED_SPECTRA_TOML)
+}
+
+pub fn ingest_report() -> TableSchema {
+    TableSchema::parse(INGEST_REPORT_TOML)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_parses_with_unique_documented_columns() {
+        for t in [normalized_spectra(), ingest_report()] {
+            let arrow = t.to_arrow(10);
+            let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), t.columns.len(), "duplicate column in {}", t.name);
+            assert!(t.columns.iter().all(|c| !c.description.is_empty()), "undocumented column in {}", t.name);
+            assert_eq!(arrow.fields().len(), t.columns.len());
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests.
+
+use polars::prelude::*;
+use starpipe::grid::{GridPreset, LogGrid};
+use starpipe::ingest::{IngestOptions, IngestSummary, Survey, run_ingest};
+use starpipe::preprocess::PreprocessConfig;
+use std::path::{Path, PathBuf};
+
+/// A path under tests/data (copies of the real survey files; see their PROVENANCE.md).
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+}
+
+pub fn options(survey: Survey, input: &Path, out: &Path) -> IngestOptions {
+    IngestOptions::new(survey, input, out, PreprocessConfig::new(LogGrid::preset(GridPreset::Lamost)))
+        .with_progress(false)
+        .with_threads(Some(2))
+}
+
+pub fn ingest(survey: Survey, input: &Path, out: &Path) -> IngestSummary {
+    run_ingest(&options(survey, input, out)).expect("ingest run")
+}
+
+fn read_parts(out: &Path, prefix: &str) -> DataFrame {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(".parquet")
+        })
+        .collect();
+    paths.sort();
+    let mut frames = paths.iter().map(|p| ParquetReader::new(std::fs::File::open(p).unwrap()).finish().unwrap());
+    let mut df = frames.next().expect("at least one part");
+    for f in frames {
+        df.vstack_mut(&f).unwrap();
+    }
+    df
+}
+
+/// All spectra shards of an output directory, read with polars.
+pub fn read_spectra(out: &Path) -> DataFrame {
+    read_parts(out, "spectra-")
+}
+
+/// The report row of one (input, row) as (status, reason).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub level: String,
+    pub input_path: String,
+    pub source_row: Option<i32>,
+    pub source_id: Option<i64>,
+    pub status: String,
+    pub reason: String,
+}
+
+pub fn read_report(out: &Path) -> Vec<Report> {
+    let df = read_parts(out, "report-");
+    let s = |c: &str| -> Vec<String> {
+        df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
+    };
+    let (level, path, status, reason) = (s("level"), s("input_path"), s("status"), s("reason"));
+    let rows: Vec<Option<i32>> = df.column("source_row").unwrap().i32().unwrap().iter().collect();
+    let ids: Vec<Option<i64>> = df.column("source_id").unwrap().i64().unwrap().iter().collect();
+    (0..df.height())
+        .map(|i| Report {
+            level: level[i].clone(),
+            input_path: path[i].clone(),
+            source_row: rows[i],
+            source_id: ids[i],
+            status: status[i].clone(),
+            reason: reason[i].clone(),
+        })
+        .collect()
+}
+
+/// File-level report rows whose path ends with `name`.
+pub fn file_row<'a>(report: &'a [Report], name: &str) -> &'a Report {
+    report
+        .iter()
+        .find(|r| r.level == "file" && r.input_path.ends_with(name))
+        .unwrap_or_else(|| panic!("no file row for {name}"))
+}
+
+pub fn strings(df: &DataFrame, col: &str) -> Vec<String> {
+    df.column(col).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect()
+}
+
+/// Deterministic normal deviates (xorshift64* + Box–Muller) so the tests need no RNG crate.
+pub struct Gaussian(u64);
+
+impl Gaussian {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    pub fn sample(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}

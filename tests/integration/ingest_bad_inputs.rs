@@ -1,0 +1,109 @@
+//! Bad inputs never stop a run: each kind ends as a `failed` report row naming the reason, and the
+//! good files beside them are still written.
+
+use crate::common::*;
+use fitsio::FitsFile;
+use fitsio::tables::{ColumnDataType, ColumnDescription};
+use starpipe::ingest::Survey;
+use starpipe::ingest::record::Status;
+use std::path::Path;
+
+const GOOD: &str = "real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits";
+
+/// A copy of the uncompressed real LAMOST file with one row of its 5×N image rewritten.
+fn edited_copy(dest: &Path, row: usize, value: f32) {
+    std::fs::copy(data(GOOD), dest).unwrap();
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut f = FitsFile::edit(dest).unwrap();
+    let hdu = f.primary_hdu().unwrap();
+    let mut img: Vec<f32> = hdu.read_image(&mut f).unwrap();
+    let npix = img.len() / 5;
+    img[row * npix..(row + 1) * npix].fill(value);
+    hdu.write_image(&mut f, &img).unwrap();
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+fn empty_fits(dest: &Path) {
+    FitsFile::create(dest).open().unwrap();
+}
+
+fn coadd_with_mismatched_columns(dest: &Path) {
+    let mut f = FitsFile::create(dest).open().unwrap();
+    let col = |name: &str, n: usize| ColumnDescription::new(name).with_type(ColumnDataType::Float).that_repeats(n).create().unwrap();
+    let cols = [col("FLUX", 100), col("IVAR", 50), col("WAVELENGTH", 100), col("ORMASK", 100)];
+    let hdu = f.create_table("COADD", &cols).unwrap();
+    hdu.write_col(&mut f, "FLUX", &vec![1.0f32; 100]).unwrap();
+    hdu.write_col(&mut f, "IVAR", &vec![1.0f32; 50]).unwrap();
+    let wave: Vec<f32> = (0..100).map(|i| 4000.0 + i as f32).collect();
+    hdu.write_col(&mut f, "WAVELENGTH", &wave).unwrap();
+    hdu.write_col(&mut f, "ORMASK", &vec![0.0f32; 100]).unwrap();
+}
+
+#[test]
+fn every_kind_of_bad_lamost_file_is_failed_with_its_reason_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::copy(data(GOOD), inputs.join("a-good.fits")).unwrap();
+    let bytes = std::fs::read(data(GOOD)).unwrap();
+    std::fs::write(inputs.join("b-truncated.fits"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(inputs.join("c-not-fits.fits"), b"this is a text file, not FITS\n").unwrap();
+    empty_fits(&inputs.join("d-missing-hdu.fits"));
+    coadd_with_mismatched_columns(&inputs.join("e-wrong-shapes.fits"));
+    edited_copy(&inputs.join("f-zero-ivar.fits"), 1, 0.0);
+    edited_copy(&inputs.join("g-nan-flux.fits"), 0, f32::NAN);
+
+    let out = dir.path().join("out");
+    let summary = ingest(Survey::Lamost, &inputs, &out);
+    assert_eq!(summary.inputs, 7);
+    assert_eq!(summary.files(Status::Written), 1);
+    assert_eq!(summary.files(Status::Failed), 6);
+
+    let report = read_report(&out);
+    let expect = [
+        ("b-truncated.fits", "truncated"),
+        ("c-not-fits.fits", "cannot open as FITS"),
+        ("d-missing-hdu.fits", "no COADD table"),
+        ("e-wrong-shapes.fits", "wrong shape"),
+        ("f-zero-ivar.fits", "no usable pixel"),
+        ("g-nan-flux.fits", "NaN"),
+    ];
+    for (name, reason) in expect {
+        let r = file_row(&report, name);
+        assert_eq!(r.status, "failed", "{name}");
+        assert!(r.reason.contains(reason), "{name}: reason '{}' should mention '{reason}'", r.reason);
+    }
+    assert_eq!(file_row(&report, "a-good.fits").status, "written");
+    assert_eq!(read_spectra(&out).height(), 1);
+}
+
+#[test]
+fn missing_manifest_entries_and_broken_desi_files_are_failed_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    empty_fits(&dir.path().join("coadd-empty.fits"));
+    let bytes = std::fs::read(data("real/desi/coadd-sv3-bright-10145.fits")).unwrap();
+    std::fs::write(dir.path().join("coadd-truncated.fits"), &bytes[..bytes.len() / 3]).unwrap();
+    let manifest = dir.path().join("manifest.txt");
+    let good = data("real/desi/coadd-sv3-bright-10145.fits");
+    std::fs::write(&manifest, format!("coadd-empty.fits\ncoadd-truncated.fits\ndoes-not-exist.fits\n{}\n", good.display())).unwrap();
+    let out = dir.path().join("out");
+    let summary = ingest(Survey::Desi, &manifest, &out);
+    assert_eq!(summary.inputs, 4);
+    let report = read_report(&out);
+    assert!(file_row(&report, "coadd-empty.fits").reason.contains("missing HDU FIBERMAP"));
+    let truncated = file_row(&report, "coadd-truncated.fits");
+    assert_eq!(truncated.status, "failed");
+    assert!(truncated.reason.starts_with("truncated"), "{}", truncated.reason);
+    assert_eq!(file_row(&report, "does-not-exist.fits").reason, "file not found");
+    assert_eq!(file_row(&report, "coadd-sv3-bright-10145.fits").status, "written");
+}
+
+#[test]
+fn a_bad_command_line_is_an_error_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = starpipe::ingest::run_ingest(&options(Survey::Lamost, &dir.path().join("nope"), &dir.path().join("out")))
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing is written for a bad command line");
+}

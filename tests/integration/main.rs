@@ -1,0 +1,10 @@
+//! One integration-test binary (each test binary links polars; one keeps CI builds short).
+
+mod common;
+mod continuum_bias;
+mod ingest_bad_inputs;
+mod ingest_desi;
+mod ingest_lamost;
+mod ingest_resume;
+mod python_readers;
+mod shards_readable;

@@ -1,0 +1,23 @@
+//! DuckDB (and astropy) read our shards as they are. Needs `pip install -r scripts/requirements-test.txt`.
+
+use crate::common::*;
+use starpipe::ingest::Survey;
+use std::process::Command;
+
+#[test]
+fn duckdb_reads_shards_and_they_match_astropy() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).args(["-c", "import duckdb, astropy, numpy"]).status();
+    assert!(
+        probe.is_ok_and(|s| s.success()),
+        "this test needs Python with duckdb, astropy and numpy: pip install -r scripts/requirements-test.txt"
+    );
+    let out = tempfile::tempdir().unwrap();
+    ingest(Survey::Lamost, &data("real/lamost"), out.path());
+    let fits = data("real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits");
+    let script = data("../python/check_shards_duckdb.py");
+    let result = Command::new(&python).arg(script).arg(out.path()).arg(&fits).arg("677503031").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+    assert!(result.status.success(), "{text}");
+    assert!(text.contains("ok:"), "{text}");
+}
