@@ -111,3 +111,80 @@ fn spectra_files_are_ingested_from_a_manifest() {
     let r4 = report.iter().find(|r| r.source_row == Some(4)).unwrap();
     assert!(r4.reason.contains("FIBERSTATUS"), "FIBERSTATUS=512 (BADPOSITION) is disallowed: {}", r4.reason);
 }
+
+/// A copy of the pristine coadd with a redrock file written beside it: the MWS star as a STAR at
+/// `z`, every other row as a GALAXY.
+fn coadd_with_redrock(dir: &std::path::Path, z: f64) -> std::path::PathBuf {
+    use fitsio::FitsFile;
+    use fitsio::tables::{ColumnDataType, ColumnDescription};
+    let coadd = dir.join("coadd-sv3-bright-10145.fits");
+    std::fs::copy(data("real/desi/coadd-sv3-bright-10145.fits"), &coadd).unwrap();
+    let ids = [39633301257849333i64, MWS_STAR, 39633301257849317, 616094053561271023, 39633301257848277];
+    let mut f = FitsFile::create(dir.join("redrock-sv3-bright-10145.fits")).open().unwrap();
+    let col = |n: &str, t: ColumnDataType, r: usize| ColumnDescription::new(n).with_type(t).that_repeats(r).create().unwrap();
+    let cols = [
+        col("TARGETID", ColumnDataType::LongLong, 1),
+        col("Z", ColumnDataType::Double, 1),
+        col("ZERR", ColumnDataType::Double, 1),
+        col("ZWARN", ColumnDataType::LongLong, 1),
+        col("SPECTYPE", ColumnDataType::String, 6),
+        col("SUBTYPE", ColumnDataType::String, 20),
+    ];
+    let hdu = f.create_table("REDSHIFTS", &cols).unwrap();
+    hdu.write_col(&mut f, "TARGETID", &ids).unwrap();
+    let star = |a: f64, b: f64| ids.iter().map(|&t| if t == MWS_STAR { a } else { b }).collect::<Vec<f64>>();
+    hdu.write_col(&mut f, "Z", &star(z, 0.3)).unwrap();
+    hdu.write_col(&mut f, "ZERR", &star(1e-6, 1e-4)).unwrap();
+    hdu.write_col(&mut f, "ZWARN", &[0i64; 5]).unwrap();
+    let types: Vec<String> = ids.iter().map(|&t| if t == MWS_STAR { "STAR" } else { "GALAXY" }.to_string()).collect();
+    hdu.write_col(&mut f, "SPECTYPE", &types).unwrap();
+    let sub: Vec<String> = ids.iter().map(|&t| if t == MWS_STAR { "K" } else { "" }.to_string()).collect();
+    hdu.write_col(&mut f, "SUBTYPE", &sub).unwrap();
+    coadd
+}
+
+#[test]
+fn redrock_selects_the_star_and_its_redshift_shifts_it_to_rest_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let z = 120.0 / starpipe::preprocess::C_KMS;
+    coadd_with_redrock(dir.path(), z);
+    let out = dir.path().join("out");
+    let summary = ingest(Survey::Desi, dir.path(), &out);
+    assert_eq!(summary.targets(starpipe::ingest::record::Status::Written), 1);
+    let df = read_spectra(&out);
+    assert_eq!(strings(&df, "selection_method"), vec!["redrock"]);
+    assert_eq!(strings(&df, "object_subclass"), vec!["K"]);
+    let rv: Vec<Option<f64>> = df.column("rv_kms").unwrap().f64().unwrap().iter().collect();
+    assert!((rv[0].unwrap() - 120.0).abs() < 1e-6);
+    let rest: Vec<Option<bool>> = df.column("rest_frame").unwrap().bool().unwrap().iter().collect();
+    assert_eq!(rest, vec![Some(true)]);
+    let report = read_report(&out);
+    let galaxies = report.iter().filter(|r| r.reason.contains("SPECTYPE='GALAXY'")).count();
+    assert_eq!(galaxies, 3, "3 TGT rows typed GALAXY; the SKY row is skipped before redrock");
+}
+
+fn pixel_scatter(out: &std::path::Path) -> f64 {
+    let df = read_spectra(out);
+    let flux = df.column("flux").unwrap().array().unwrap().get_as_series(0).unwrap();
+    let ivar = df.column("ivar").unwrap().array().unwrap().get_as_series(0).unwrap();
+    let f: Vec<f32> = flux.f32().unwrap().into_no_null_iter().collect();
+    let v: Vec<f32> = ivar.f32().unwrap().into_no_null_iter().collect();
+    let diffs: Vec<f64> = (1..f.len()).filter(|&j| v[j] > 0.0 && v[j - 1] > 0.0).map(|j| (f[j] - f[j - 1]).abs() as f64).collect();
+    diffs.iter().sum::<f64>() / diffs.len() as f64
+}
+
+#[test]
+fn degrading_desi_to_lamost_resolution_smooths_the_spectrum() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = data("real/desi/coadd-sv3-bright-10145.fits");
+    let manifest = dir.path().join("m.txt");
+    std::fs::write(&manifest, format!("{}\n", input.display())).unwrap();
+    let native = dir.path().join("native");
+    ingest(Survey::Desi, &manifest, &native);
+    let degraded = dir.path().join("degraded");
+    let mut opts = options(Survey::Desi, &manifest, &degraded);
+    opts.preprocess.degrade_to_r = Some(1800.0);
+    starpipe::ingest::run_ingest(&opts).unwrap();
+    let (s_native, s_degraded) = (pixel_scatter(&native), pixel_scatter(&degraded));
+    assert!(s_degraded < 0.8 * s_native, "pixel-to-pixel scatter {s_degraded:.4} (R=1800) vs {s_native:.4} (native)");
+}

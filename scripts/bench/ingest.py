@@ -1,0 +1,97 @@
+"""Ingest benchmark: starpipe vs a plain Python peer and vs raw cfitsio decoding, in one run.
+
+Builds corpora from the real files in tests/data (hard links under distinct names, so every file is
+a real survey file), warms the page cache, then runs on one core each:
+  LAMOST: starpipe ingest --threads 1  vs  python_peer.py           (N_SMALL files)  -> speed ratio
+          starpipe ingest --threads 1 on N_SMALL and N_LARGE files                   -> peak RSS
+  DESI:   starpipe ingest --threads 1  vs  desi_raw_decode (FLUX+IVAR+MASK, all rows) -> rate ratio
+Targets (issue 2): LAMOST >= 12x the peer and >= 2000 files/s/core; DESI >= 50% of raw decode;
+peak RSS flat from N_SMALL to N_LARGE.
+
+Usage: python3 scripts/bench/ingest.py [--small 1000] [--large 10000] [--desi 200] [--work DIR]
+Needs: release binaries (scripts/bench/ingest.sh builds them), pip install astropy numpy pyarrow.
+"""
+import argparse, os, subprocess, sys, time, shutil, json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+STARPIPE = TARGET / "release" / "starpipe"
+RAW = TARGET / "release" / "examples" / "desi_raw_decode"
+
+
+def run(cmd):
+    """Runs cmd; returns (wall seconds, peak RSS MiB, stdout)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(map(str, cmd))}\n{out}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def corpus(src_files, n, dest, prefix=""):
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        src = src_files[i % len(src_files)]
+        p = dest / f"{prefix}{i:06d}-{src.name}"
+        if not p.exists():
+            os.link(src, p)
+        paths.append(p)
+    manifest = dest.with_suffix(".txt")
+    manifest.write_text("".join(f"{p}\n" for p in paths))
+    for p in paths:  # warm the page cache
+        p.read_bytes()
+    return manifest
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--large", type=int, default=10000)
+    ap.add_argument("--desi", type=int, default=200)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/starpipe-bench"))
+    a = ap.parse_args()
+    for b in (STARPIPE, RAW):
+        if not b.exists():
+            sys.exit(f"{b} missing: run scripts/bench/ingest.sh (it builds the release binaries)")
+    shutil.rmtree(a.work / "out", ignore_errors=True)
+    data = ROOT / "tests" / "data"
+    lamost_src = sorted((data / "real" / "lamost").rglob("*.fits*")) + sorted((data / "lamost_dr10_pylasp").glob("*.fits"))
+    small = corpus(lamost_src, a.small, a.work / f"lamost{a.small}")
+    large = corpus(lamost_src, a.large, a.work / f"lamost{a.large}")
+    # Coadd-* names; no redrock beside them, so the MWS bits select the star (row 1 of 5).
+    desi = corpus([data / "real" / "desi" / "coadd-sv3-bright-10145.fits"], a.desi, a.work / f"desi{a.desi}", prefix="coadd-")
+
+    def starpipe(survey, manifest, tag):
+        return run([STARPIPE, "ingest", "--survey", survey, "--input", manifest, "--out", a.work / "out" / tag,
+                    "--threads", "1", "--no-progress"])
+
+    print(f"machine: {os.cpu_count()} cores; cfitsio: bundled via fitsio-src, CFLAGS from .cargo/config.toml:",
+          (ROOT / ".cargo" / "config.toml").read_text().split("CFLAGS")[1].split("\n")[0].strip(" ="))
+    print(f"\nLAMOST, {a.small} files, one core each")
+    t_sp, rss_small, _ = starpipe("lamost", small, "lamost-small")
+    t_py, rss_py, py_out = run([sys.executable, ROOT / "scripts" / "bench" / "python_peer.py", "lamost", small, a.work / "out" / "peer.parquet"])
+    print(f"  starpipe   {t_sp:8.2f} s  {a.small / t_sp:8.0f} files/s  peak RSS {rss_small:7.1f} MiB")
+    print(f"  python     {t_py:8.2f} s  {a.small / t_py:8.0f} files/s  peak RSS {rss_py:7.1f} MiB   ({py_out.strip()})")
+    print(f"  ratio      {t_py / t_sp:8.1f}x  (target >= 12x; >= 2000 files/s/core)")
+
+    print(f"\nLAMOST memory: {a.small} vs {a.large} files")
+    t_large, rss_large, _ = starpipe("lamost", large, "lamost-large")
+    print(f"  {a.small:6d} files  peak RSS {rss_small:7.1f} MiB")
+    print(f"  {a.large:6d} files  peak RSS {rss_large:7.1f} MiB  ({a.large / t_large:.0f} files/s)")
+    print(f"  growth     {rss_large / rss_small:8.2f}x  (target: flat)")
+
+    print(f"\nDESI, {a.desi} coadds (5 rows each, 1 star), one core")
+    t_sd, rss_d, _ = starpipe("desi", desi, "desi")
+    t_raw, _, raw_out = run([RAW, desi])
+    print(f"  starpipe   {t_sd:8.2f} s  {a.desi / t_sd:8.1f} files/s  peak RSS {rss_d:7.1f} MiB")
+    print(f"  raw decode {t_raw:8.2f} s  {a.desi / t_raw:8.1f} files/s  ({raw_out.strip()})")
+    print(f"  ratio      {t_raw / t_sd:8.2f}   (starpipe rate / raw FLUX+IVAR+MASK decode rate; target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
