@@ -3,7 +3,7 @@
 //! `<ARM>_WAVELENGTH` HDUs; only the rows of selected stars are read from the pixel HDUs.
 
 use super::error::ReadError;
-use super::fits_header::{open_fits, column_names, image_shape, key_string, table_rows};
+use super::fits_header::{FitsHeader, column_names, image_shape, open_fits, read_checked, table_rows};
 use super::lamost::rejection_status;
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
 use super::select::{RedrockRow, SelectionMethod, SelectionRules, TargetRow};
@@ -37,21 +37,21 @@ pub fn redrock_companion(coadd: &Path) -> Option<PathBuf> {
     Some(coadd.with_file_name(format!("redrock-{rest}")))
 }
 
-fn read_info(f: &mut FitsFile, prim: &FitsHdu, per_exposure: bool) -> DesiFileInfo {
+fn read_info(h: &FitsHeader, per_exposure: bool) -> DesiFileInfo {
     // SPECPROD is recorded as a DEPNAMnn/DEPVERnn pair, not as its own keyword.
     let specprod = (0..100)
-        .map(|i| (format!("DEPNAM{i:02}"), format!("DEPVER{i:02}")))
-        .map_while(|(n, v)| key_string(f, prim, &n).map(|name| (name, v)))
+        .map_while(|i| h.string(&format!("DEPNAM{i:02}")).map(|name| (name, i)))
         .find(|(name, _)| name == "SPECPROD")
-        .and_then(|(_, v)| key_string(f, prim, &v))
-        .or_else(|| key_string(f, prim, "SPECPROD"))
+        .and_then(|(_, i)| h.string(&format!("DEPVER{i:02}")))
+        .or_else(|| h.string("SPECPROD"))
         .unwrap_or_else(|| "unknown".into());
+    let or_unknown = |k: &str| h.string(k).unwrap_or_else(|| "unknown".into());
     DesiFileInfo {
         specprod,
-        survey: key_string(f, prim, "SURVEY").unwrap_or_else(|| "unknown".into()),
-        program: key_string(f, prim, "PROGRAM").unwrap_or_else(|| "unknown".into()),
-        spgrp: key_string(f, prim, "SPGRP").unwrap_or_else(|| "unknown".into()),
-        spgrpval: key_string(f, prim, "SPGRPVAL").or_else(|| key_string(f, prim, "TILEID")).unwrap_or_else(|| "0".into()),
+        survey: or_unknown("SURVEY"),
+        program: or_unknown("PROGRAM"),
+        spgrp: or_unknown("SPGRP"),
+        spgrpval: h.string("SPGRPVAL").or_else(|| h.string("TILEID")).unwrap_or_else(|| "0".into()),
         per_exposure,
     }
 }
@@ -277,14 +277,17 @@ fn ingest_desi_inner(
     pre: &Preprocessor,
     opts: &DesiOptions,
 ) -> Result<FileOutcome, ReadError> {
-    let (mut f, _) = open_fits(path)?;
-    let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
+    let (mut f, gzip) = open_fits(path)?;
     let per_exposure = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("spectra-"));
-    let info = read_info(&mut f, &prim, per_exposure);
-    let fibermap = read_fibermap(&mut f, &info)?;
+    let (info, fibermap, arms, scores) = read_checked(&mut f, path, gzip, |f| {
+        let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
+        let info = read_info(&FitsHeader::read(f, &prim)?, per_exposure);
+        let fibermap = read_fibermap(f, &info)?;
+        let arms = find_arms(f, fibermap.rows.len())?;
+        let scores = read_scores(f, fibermap.rows.len());
+        Ok((info, fibermap, arms, scores))
+    })?;
     let nspec = fibermap.rows.len();
-    let arms = find_arms(&mut f, nspec)?;
-    let scores = read_scores(&mut f, nspec);
     let redrock = match redrock_companion(path).filter(|p| p.exists()) {
         Some(p) => Some(read_redrock(&p)?),
         None => None,
@@ -410,12 +413,14 @@ fn ingest_desi_inner(
 
 /// Reads the arms of one FIBERMAP row as stored (no selection, no masking): for inspection and tests.
 pub fn read_target_arms(path: &Path, row: usize) -> Result<Vec<Arm>, ReadError> {
-    let (mut f, _) = open_fits(path)?;
-    let fm = f.hdu("FIBERMAP").map_err(|_| ReadError::MissingHdu("FIBERMAP".into()))?;
-    let nspec = table_rows(&fm);
+    let (mut f, gzip) = open_fits(path)?;
+    let (nspec, arms) = read_checked(&mut f, path, gzip, |f| {
+        let fm = f.hdu("FIBERMAP").map_err(|_| ReadError::MissingHdu("FIBERMAP".into()))?;
+        let nspec = table_rows(&fm);
+        Ok((nspec, find_arms(f, nspec)?))
+    })?;
     if row >= nspec {
         return Err(ReadError::Shape(format!("row {row} is beyond the {nspec} FIBERMAP rows")));
     }
-    let arms = find_arms(&mut f, nspec)?;
     arms.iter().map(|a| read_arm_row(&mut f, a, row)).collect()
 }

@@ -4,7 +4,7 @@
 //! The layout is detected from the structure, gzip from the magic bytes, N from the header.
 
 use super::error::ReadError;
-use super::fits_header::{open_fits, column_names, image_shape, key_f64, key_i64, key_string};
+use super::fits_header::{FitsHeader, OpenedFits, column_names, image_shape, open_fits, read_checked};
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
 use crate::preprocess::{Preprocessor, Rejection};
 use crate::spectrum::Arm;
@@ -28,8 +28,14 @@ pub struct LamostSpectrum {
 /// Reads header and data of one LAMOST LRS file.
 pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, ReadError> {
     let (mut f, gzip) = open_fits(path)?;
-    let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
+    let (layout, meta, arm) = read_checked(&mut f, path, gzip, |f| read_layout_and_header(f, display_path))?;
+    Ok(LamostSpectrum { layout, gzip, meta, arm })
+}
 
+fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(LamostLayout, SpectrumMeta, Arm), ReadError> {
+    let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
+    // Header first, while the primary HDU is current: moving back to it later re-parses it.
+    let h = FitsHeader::read(f, &prim)?;
     let layout = match image_shape(&prim) {
         // Layout B keeps stale NAXISn cards, so trust the parsed shape, not the keywords.
         Some(shape) if shape.len() == 2 && shape[0] == 5 => LamostLayout::PrimaryImage,
@@ -38,7 +44,7 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
     let (wavelength, flux, ivar, ormask) = match layout {
         LamostLayout::PrimaryImage => {
             let npix = image_shape(&prim).unwrap()[1];
-            let data: Vec<f32> = prim.read_image(&mut f).map_err(|e| ReadError::fits("primary image", e))?;
+            let data: Vec<f32> = prim.read_image(f).map_err(|e| ReadError::fits("primary image", e))?;
             if data.len() != 5 * npix {
                 return Err(ReadError::Shape(format!("primary image has {} values, expected 5×{npix}", data.len())));
             }
@@ -52,7 +58,7 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
                 if !cols.iter().any(|c| c == name) {
                     return Err(ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() });
                 }
-                coadd.read_col::<f32>(&mut f, name).map_err(|e| ReadError::fits(format!("COADD column {name}"), e))
+                coadd.read_col::<f32>(f, name).map_err(|e| ReadError::fits(format!("COADD column {name}"), e))
             };
             (read("WAVELENGTH")?, read("FLUX")?, read("IVAR")?, read("ORMASK")?)
         }
@@ -70,12 +76,12 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
         return Err(ReadError::Shape("wavelength row does not increase monotonically".into()));
     }
 
-    let obsid = key_i64(&mut f, &prim, "OBSID");
-    let release = key_string(&mut f, &prim, "DATA_V").unwrap_or_else(|| "LAMOST".into());
-    let class = key_string(&mut f, &prim, "CLASS").unwrap_or_else(|| "UNKNOWN".into());
-    let z = key_f64(&mut f, &prim, "Z");
-    let fiber_mask = key_i64(&mut f, &prim, "FIBERMAS").or_else(|| key_i64(&mut f, &prim, "FIB_MASK")).map(|v| v as i32);
-    let snr = ["SNRU", "SNRG", "SNRR", "SNRI", "SNRZ"].map(|k| key_f64(&mut f, &prim, k).map(|v| v as f32));
+    let obsid = h.i64("OBSID");
+    let release = h.string("DATA_V").unwrap_or_else(|| "LAMOST".into());
+    let class = h.string("CLASS").unwrap_or_else(|| "UNKNOWN".into());
+    let z = h.f64("Z");
+    let fiber_mask = h.i64("FIBERMAS").or_else(|| h.i64("FIB_MASK")).map(|v| v as i32);
+    let snr = ["SNRU", "SNRG", "SNRR", "SNRI", "SNRZ"].map(|k| h.f64(k).map(|v| v as f32));
     let release_tag = release.trim_start_matches("LAMOST").trim().replace(' ', "_");
     let meta = SpectrumMeta {
         spectrum_id: format!("lamost-{}-{}", if release_tag.is_empty() { "unknown" } else { &release_tag }, obsid.unwrap_or(-1)),
@@ -84,14 +90,14 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
         source_id: obsid.unwrap_or(-1),
         obsid,
         targetid: None,
-        ra: key_f64(&mut f, &prim, "RA").unwrap_or(f64::NAN),
-        dec: key_f64(&mut f, &prim, "DEC").unwrap_or(f64::NAN),
+        ra: h.f64("RA").unwrap_or(f64::NAN),
+        dec: h.f64("DEC").unwrap_or(f64::NAN),
         source_path: display_path.to_string(),
         source_row: 0,
         object_class: class,
-        object_subclass: key_string(&mut f, &prim, "SUBCLASS"),
+        object_subclass: h.string("SUBCLASS"),
         z,
-        z_err: key_f64(&mut f, &prim, "Z_ERR"),
+        z_err: h.f64("Z_ERR"),
         zwarn: None,
         selection_method: "lamost_class",
         fiber_mask,
@@ -101,7 +107,7 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
     let mask = ormask.iter().map(|&m| if m.is_finite() { m as u32 } else { u32::MAX }).collect();
     let wavelength = wavelength.iter().map(|&w| w as f64).collect();
     let arm = Arm { name: "lrs".into(), wavelength, flux, ivar, mask, lsf_fwhm_angstrom: None };
-    Ok(LamostSpectrum { layout, gzip, meta, arm })
+    Ok((layout, meta, arm))
 }
 
 /// Reads, selects (CLASS == STAR) and preprocesses one LAMOST file.

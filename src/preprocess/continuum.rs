@@ -73,6 +73,9 @@ struct Segment {
     pixels: Range<usize>,
     /// Row-major [pixel][degree+1] Chebyshev basis over the segment.
     basis: Vec<f64>,
+    /// Row-major [pixel][nb·(nb+1)/2]: the upper triangle of basis·basisᵀ per pixel, so the
+    /// normal matrix of any weighting is one vectorisable weighted sum.
+    products: Vec<f64>,
 }
 
 /// A continuum fitter bound to one grid; build it once, apply it to every spectrum.
@@ -111,7 +114,11 @@ impl ContinuumFitter {
                     let x = if n > 1 { 2.0 * i as f64 / (n - 1) as f64 - 1.0 } else { 0.0 };
                     chebyshev_row(x, &mut basis[i * nb..(i + 1) * nb]);
                 }
-                Segment { pixels: b[0]..b[1], basis }
+                let products = basis
+                    .chunks_exact(nb)
+                    .flat_map(|row| (0..nb).flat_map(move |p| (p..nb).map(move |q| row[p] * row[q])))
+                    .collect();
+                Segment { pixels: b[0]..b[1], basis, products }
             })
             .collect();
         Self { config, npix: grid.npix, is_continuum_pixel, segments }
@@ -126,40 +133,49 @@ impl ContinuumFitter {
         assert_eq!(spec.flux.len(), self.npix, "spectrum is not on this fitter's grid");
         let nb = self.config.degree + 1;
         let needed = 4 * nb;
+        let clip2 = self.config.clip_sigma * self.config.clip_sigma;
         let mut continuum = vec![0.0f64; self.npix];
         let mut any = false;
         for seg in &self.segments {
-            let mut use_px: Vec<usize> =
-                seg.pixels.clone().filter(|&j| self.is_continuum_pixel[j] && spec.ivar[j] > 0.0).collect();
+            let flux = &spec.flux[seg.pixels.clone()];
+            let ivar = &spec.ivar[seg.pixels.clone()];
+            // Fit weight per pixel: ivar on continuum pixels still in the fit, 0 otherwise.
+            let mut weight: Vec<f64> = ivar
+                .iter()
+                .zip(&self.is_continuum_pixel[seg.pixels.clone()])
+                .map(|(&iv, &cont)| if cont && iv > 0.0 { iv as f64 } else { 0.0 })
+                .collect();
+            let mut used = weight.iter().filter(|&&w| w > 0.0).count();
             let mut coeffs = None;
             for _ in 0..self.config.max_iterations {
-                if use_px.len() < needed {
+                if used < needed {
                     coeffs = None;
                     break;
                 }
-                let c = weighted_lstsq(seg, &use_px, spec, nb);
-                let Some(c) = c else { break };
-                let kept: Vec<usize> = use_px
-                    .iter()
-                    .copied()
-                    .filter(|&j| {
-                        let model = eval(seg, &c, j, nb);
-                        let dev = spec.flux[j] as f64 - model;
-                        let tol2 = 1.0 / spec.ivar[j] as f64 + (self.config.clip_relative_floor * model).powi(2);
-                        dev * dev <= self.config.clip_sigma * self.config.clip_sigma * tol2
-                    })
-                    .collect();
-                let converged = kept.len() == use_px.len();
+                let Some(c) = weighted_lstsq(seg, &weight, flux, nb) else { break };
+                let mut removed = 0;
+                for ((w, row), &f) in weight.iter_mut().zip(seg.basis.chunks_exact(nb)).zip(flux) {
+                    if *w == 0.0 {
+                        continue;
+                    }
+                    let model: f64 = row.iter().zip(&c).map(|(b, c)| b * c).sum();
+                    let dev = f as f64 - model;
+                    let tol2 = 1.0 / *w + (self.config.clip_relative_floor * model).powi(2);
+                    if dev * dev > clip2 * tol2 {
+                        *w = 0.0;
+                        removed += 1;
+                    }
+                }
+                used -= removed;
                 coeffs = Some(c);
-                use_px = kept;
-                if converged {
+                if removed == 0 {
                     break;
                 }
             }
             if let Some(c) = coeffs {
                 any = true;
-                for j in seg.pixels.clone() {
-                    continuum[j] = eval(seg, &c, j, nb);
+                for (out, row) in continuum[seg.pixels.clone()].iter_mut().zip(seg.basis.chunks_exact(nb)) {
+                    *out = row.iter().zip(&c).map(|(b, c)| b * c).sum();
                 }
             }
         }
@@ -198,30 +214,28 @@ fn chebyshev_row(x: f64, row: &mut [f64]) {
     }
 }
 
-fn eval(seg: &Segment, c: &[f64], j: usize, nb: usize) -> f64 {
-    let row = &seg.basis[(j - seg.pixels.start) * nb..][..nb];
-    row.iter().zip(c).map(|(b, c)| b * c).sum()
-}
-
-/// Solves the ivar-weighted normal equations over `pixels`; None if singular.
-fn weighted_lstsq(seg: &Segment, pixels: &[usize], spec: &GridSpectrum, nb: usize) -> Option<Vec<f64>> {
-    let mut a = vec![0.0f64; nb * nb];
+/// Solves the weighted normal equations Σ w·b·bᵀ c = Σ w·b·f; None if singular.
+fn weighted_lstsq(seg: &Segment, weight: &[f64], flux: &[f32], nb: usize) -> Option<Vec<f64>> {
+    let nt = nb * (nb + 1) / 2;
+    let mut upper = vec![0.0f64; nt];
     let mut b = vec![0.0f64; nb];
-    for &j in pixels {
-        let w = spec.ivar[j] as f64;
-        let f = spec.flux[j] as f64;
-        let row = &seg.basis[(j - seg.pixels.start) * nb..][..nb];
-        for p in 0..nb {
-            let wr = w * row[p];
-            b[p] += wr * f;
-            for q in p..nb {
-                a[p * nb + q] += wr * row[q];
-            }
+    for (((&w, prod), row), &f) in weight.iter().zip(seg.products.chunks_exact(nt)).zip(seg.basis.chunks_exact(nb)).zip(flux) {
+        // Masked and clipped pixels have w = 0 and add nothing; no branch keeps the loop vectorised.
+        for (u, p) in upper.iter_mut().zip(prod) {
+            *u += w * p;
+        }
+        let wf = w * f as f64;
+        for (bp, r) in b.iter_mut().zip(row) {
+            *bp += wf * r;
         }
     }
+    let mut a = vec![0.0f64; nb * nb];
+    let mut k = 0;
     for p in 0..nb {
-        for q in 0..p {
-            a[p * nb + q] = a[q * nb + p];
+        for q in p..nb {
+            a[p * nb + q] = upper[k];
+            a[q * nb + p] = upper[k];
+            k += 1;
         }
     }
     solve(&mut a, &mut b, nb)

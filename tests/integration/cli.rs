@@ -1,0 +1,55 @@
+//! The binary as a user runs it: help, JSON logs, exit status, printed summary.
+
+use crate::common::*;
+use std::process::Command;
+
+fn starpipe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_starpipe"))
+}
+
+#[test]
+fn help_documents_every_ingest_option() {
+    let out = starpipe().args(["ingest", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--survey", "--input", "--out", "--shard", "--threads", "--shard-size", "--grid", "--degrade-to-r", "--log-format"] {
+        assert!(help.contains(flag), "ingest --help lacks {flag}");
+    }
+    let top = String::from_utf8(starpipe().arg("--help").output().unwrap().stdout).unwrap();
+    assert!(top.contains("ingest"));
+}
+
+#[test]
+fn json_logs_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = starpipe()
+        .args(["--log-format", "json", "ingest", "--survey", "lamost", "--input"])
+        .arg(data("real/lamost"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.lines().count() >= 2);
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some());
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("9 written, 1 skipped, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn bad_command_line_exits_nonzero_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = starpipe()
+        .args(["ingest", "--survey", "lamost", "--input", "/no/such/dir", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir"));
+    let bad_shard = starpipe().args(["ingest", "--survey", "lamost", "--input", ".", "--out", "x", "--shard", "4/4"]).output().unwrap();
+    assert!(!bad_shard.status.success());
+    assert!(String::from_utf8_lossy(&bad_shard.stderr).contains("0 <= i < N"));
+}
