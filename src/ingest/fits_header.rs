@@ -68,10 +68,11 @@ impl FitsHeader {
 
 /// `KEYWORD = value / comment` → (KEYWORD, value); strings lose their quotes ('' → ').
 fn parse_card(card: &[u8]) -> Option<(String, String)> {
-    let card = String::from_utf8_lossy(card);
-    if card.len() < 10 || &card[8..10] != "= " {
+    // Headers are ASCII by the standard; anything else is not a card we need.
+    if card.len() < 10 || &card[8..10] != b"= " || !card.is_ascii() {
         return None;
     }
+    let card = std::str::from_utf8(card).ok()?;
     let key = card[..8].trim().to_string();
     let rest = card[10..].trim_start();
     let value = if let Some(body) = rest.strip_prefix('\'') {

@@ -35,7 +35,9 @@ pub fn tmp_path(final_path: &Path) -> PathBuf {
 fn spectra_properties(row_group_rows: usize) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        // zstd 1: on byte-stream-split spectra it gives the same size as level 3 (measured: 107 MB
+        // for 9714 spectra either way) for less CPU.
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_max_row_group_bytes(Some(256 << 20));
     // Pixel arrays: byte-stream-split compresses float mantissas well; dictionaries only cost time.
@@ -46,8 +48,12 @@ fn spectra_properties(row_group_rows: usize) -> WriterProperties {
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_statistics_enabled(path, EnabledStatistics::Chunk);
     }
+    // Bloom filters on the ids, sized for one row group: the default (1M distinct values, ~1 MB
+    // each) would cost more memory and bytes than the ids themselves.
     for col in ["source_id", "obsid", "targetid"] {
-        b = b.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
+        b = b
+            .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(col), row_group_rows as u64);
     }
     b.build()
 }
