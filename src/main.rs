@@ -113,6 +113,12 @@ fn ingest(a: IngestArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.max_masked_fraction) {
         bail!("--max-masked-fraction must be within 0..1, got {}", a.max_masked_fraction);
     }
+    if let Some(r) = a.degrade_to_r.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        bail!("--degrade-to-r must be a positive resolving power, got {r}");
+    }
+    if !(1..=6).contains(&a.continuum_degree) {
+        bail!("--continuum-degree must be within 1..=6 (a low-order fit per segment), got {}", a.continuum_degree);
+    }
     if let Some(bit) = a.allow_fiberstatus_bits.iter().find(|&&b| b > 31) {
         bail!("--allow-fiberstatus-bits: bit {bit} is not a 32-bit COADD_FIBERSTATUS bit");
     }

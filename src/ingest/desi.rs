@@ -32,9 +32,11 @@ pub struct DesiFileInfo {
 
 /// The redrock companion: `coadd-X.fits` / `spectra-X.fits` → `redrock-X.fits` in the same directory.
 pub fn redrock_companion(coadd: &Path) -> Option<PathBuf> {
-    let name = coadd.file_name()?.to_str()?;
-    let rest = name.strip_prefix("coadd-").or_else(|| name.strip_prefix("spectra-"))?;
-    Some(coadd.with_file_name(format!("redrock-{rest}")))
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name = coadd.file_name()?.as_bytes();
+    let rest = name.strip_prefix(b"coadd-").or_else(|| name.strip_prefix(b"spectra-"))?;
+    let companion = [b"redrock-".as_slice(), rest].concat();
+    Some(coadd.with_file_name(std::ffi::OsString::from_vec(companion)))
 }
 
 fn read_info(h: &FitsHeader, per_exposure: bool) -> DesiFileInfo {
@@ -283,14 +285,20 @@ fn ingest_desi_inner(
         let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
         let info = read_info(&FitsHeader::read(f, &prim)?, per_exposure);
         let fibermap = read_fibermap(f, &info)?;
-        let arms = find_arms(f, fibermap.rows.len())?;
+        // An empty coadd has no pixel data to check; it is skipped below with "0 targets".
+        let arms = if fibermap.rows.is_empty() { vec![] } else { find_arms(f, fibermap.rows.len())? };
         let scores = read_scores(f, fibermap.rows.len());
         Ok((info, fibermap, arms, scores))
     })?;
     let nspec = fibermap.rows.len();
-    let redrock = match redrock_companion(path).filter(|p| p.exists()) {
-        Some(p) => Some(read_redrock(&p)?),
-        None => None,
+    // A damaged redrock file fails every target (by name) rather than silently switching to
+    // targeting-bit selection.
+    let (redrock, redrock_error) = match redrock_companion(path).filter(|p| p.exists()) {
+        Some(p) => match read_redrock(&p) {
+            Ok(rr) => (Some(rr), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, None),
     };
 
     let target_row = |row: usize, status: Status, reason: Option<String>, spectrum_id: Option<String>| ReportRow {
@@ -306,6 +314,10 @@ fn ingest_desi_inner(
     let mut report = Vec::with_capacity(nspec + 1);
     let mut spectra = Vec::new();
     for (row, t) in fibermap.rows.iter().enumerate() {
+        if let Some(e) = &redrock_error {
+            report.push(target_row(row, Status::Failed, Some(e.clone()), None));
+            continue;
+        }
         let rr = redrock.as_ref().map(|m| m.get(&t.targetid));
         let method = match opts.rules.select_star(t, rr) {
             Ok(m) => m,
@@ -314,14 +326,25 @@ fn ingest_desi_inner(
                 continue;
             }
         };
+        let arm_rows: Result<Vec<Arm>, ReadError> = arms.iter().map(|a| read_arm_row(&mut f, a, row)).collect();
+        let arm_rows = match arm_rows {
+            Ok(a) => a,
+            Err(e) => {
+                report.push(target_row(row, Status::Failed, Some(e.to_string()), None));
+                continue;
+            }
+        };
         let mut arm_data = Vec::with_capacity(arms.len());
         let mut unused = Vec::new();
-        for a in &arms {
-            let arm = match read_arm_row(&mut f, a, row) {
-                Ok(arm) => arm,
-                Err(e) => return Err(e),
-            };
-            let good = arm.ivar.iter().zip(arm.mask.iter().chain(std::iter::repeat(&0))).filter(|(iv, m)| **iv > 0.0 && **m == 0).count();
+        for (a, arm) in arms.iter().zip(arm_rows) {
+            let mask = arm.mask.iter().chain(std::iter::repeat(&0));
+            let good = arm
+                .ivar
+                .iter()
+                .zip(&arm.flux)
+                .zip(mask)
+                .filter(|((iv, f), m)| **iv > 0.0 && f.is_finite() && **m == 0)
+                .count();
             let frac = good as f64 / arm.len().max(1) as f64;
             if frac >= opts.rules.min_arm_good_fraction {
                 arm_data.push(arm);
@@ -388,12 +411,16 @@ fn ingest_desi_inner(
     let (written, skipped, failed) = (count(Status::Written), count(Status::Skipped), count(Status::Failed));
     let file_status = if written > 0 {
         Status::Written
-    } else if failed > 0 {
+    } else if failed > 0 || redrock_error.is_some() {
         Status::Failed
     } else {
         Status::Skipped
     };
-    let selection = if redrock.is_some() { "redrock" } else { "MWS targeting bits (no redrock file)" };
+    let selection = match (&redrock, &redrock_error) {
+        (Some(_), _) => "redrock",
+        (None, Some(_)) => "none (redrock file unreadable)",
+        (None, None) => "MWS targeting bits (no redrock file)",
+    };
     let file_row = ReportRow {
         input_index: input_index as i64,
         input_path: display_path.to_string(),

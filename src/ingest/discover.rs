@@ -37,6 +37,9 @@ impl Survey {
 pub struct Input {
     pub path: PathBuf,
     pub display: String,
+    /// Set when the directory walk could not read this entry (broken link, unreadable folder):
+    /// the input is then reported as failed with this reason instead of stopping the run.
+    pub walk_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,12 @@ pub enum DiscoverError {
     Walk { path: PathBuf, source: walkdir::Error },
 }
 
+impl Input {
+    fn new(path: PathBuf, display: String) -> Self {
+        Self { path, display, walk_error: None }
+    }
+}
+
 /// Lists the inputs under `input`: every matching file below a directory, sorted by path, or the
 /// lines of a manifest file (one path per line; blank lines and `#` comments ignored; relative paths
 /// are relative to the manifest's directory), in manifest order.
@@ -59,25 +68,39 @@ pub fn discover(survey: Survey, input: &Path) -> Result<Vec<Input>, DiscoverErro
     if input.is_dir() {
         let mut out = Vec::new();
         for entry in walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name() {
-            let entry = entry.map_err(|e| DiscoverError::Walk { path: input.to_path_buf(), source: e })?;
-            let name = entry.file_name().to_string_lossy();
-            if entry.file_type().is_file() && survey.wants(&name) {
-                out.push(Input { display: entry.path().display().to_string(), path: entry.path().to_path_buf() });
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name().to_string_lossy();
+                    if entry.file_type().is_file() && survey.wants(&name) {
+                        out.push(Input::new(entry.path().to_path_buf(), entry.path().display().to_string()));
+                    }
+                }
+                // The root itself unreadable is a bad command line; anything below it is one bad input.
+                Err(e) if e.depth() == 0 => return Err(DiscoverError::Walk { path: input.to_path_buf(), source: e }),
+                Err(e) => {
+                    let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| input.to_path_buf());
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read directory entry");
+                    out.push(Input { display: path.display().to_string(), path, walk_error: Some(format!("cannot read: {e}")) });
+                }
             }
         }
         return Ok(out);
     }
     let text = std::fs::read_to_string(input).map_err(|e| DiscoverError::Manifest { path: input.to_path_buf(), source: e })?;
     let base = input.parent().unwrap_or(Path::new("."));
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let p = Path::new(l);
-            Input { path: if p.is_absolute() { p.to_path_buf() } else { base.join(p) }, display: l.to_string() }
-        })
-        .collect())
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let p = Path::new(line);
+        let path = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        // The same file twice would write the same spectra twice; keep its first mention.
+        if !seen.insert(path.clone()) {
+            tracing::warn!(path = line, manifest = %input.display(), "listed more than once; ingesting it once");
+            continue;
+        }
+        out.push(Input::new(path, line.to_string()));
+    }
+    Ok(out)
 }
 
 /// `--shard i/N`: task `i` (0-based) of `N` takes inputs `i, i+N, i+2N, …` of the ordered list, so
@@ -143,6 +166,28 @@ mod tests {
         assert!("8/8".parse::<ShardSpec>().is_err());
         assert!("x/8".parse::<ShardSpec>().is_err());
         assert!("3".parse::<ShardSpec>().is_err());
+    }
+
+    #[test]
+    fn manifest_duplicates_are_dropped_and_paths_resolved_against_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("m.txt");
+        std::fs::write(&manifest, "# comment\na.fits\n\nb.fits\na.fits\n/abs/c.fits\n").unwrap();
+        let inputs = discover(Survey::Lamost, &manifest).unwrap();
+        let shown: Vec<&str> = inputs.iter().map(|i| i.display.as_str()).collect();
+        assert_eq!(shown, ["a.fits", "b.fits", "/abs/c.fits"]);
+        assert_eq!(inputs[0].path, dir.path().join("a.fits"));
+    }
+
+    #[test]
+    fn a_broken_link_in_a_directory_is_an_input_that_fails_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.fits"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("missing"), dir.path().join("b.fits")).unwrap();
+        let inputs = discover(Survey::Lamost, dir.path()).unwrap();
+        assert_eq!(inputs.len(), 2);
+        assert!(inputs[0].walk_error.is_none());
+        assert!(inputs[1].walk_error.is_some(), "{inputs:?}");
     }
 
     #[test]

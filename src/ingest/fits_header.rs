@@ -145,8 +145,10 @@ pub fn check_not_truncated(f: &mut FitsFile, path: &Path) -> Result<(), String> 
     if end > size {
         return Err(format!("truncated: HDU {nhdu} ends at byte {end} but the file has {size} bytes"));
     }
-    if size - end >= FITS_BLOCK {
-        return Err(format!("truncated: {} bytes after the last complete HDU ({nhdu}) look like a partial HDU", size - end));
+    // Bytes after the last HDU are harmless padding unless they start another HDU that cfitsio
+    // could not read in full.
+    if size - end >= FITS_BLOCK && starts_an_hdu(path, end) {
+        return Err(format!("truncated: {} bytes after the last complete HDU ({nhdu}) are a partial HDU", size - end));
     }
     Ok(())
 }
@@ -203,6 +205,42 @@ fn open_gzip_in_memory(path: &Path) -> Result<OpenedFits, ReadError> {
     Ok(OpenedFits { file, _memory: Some(mem) })
 }
 
+fn starts_an_hdu(path: &Path, offset: u64) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let mut card = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut card)))
+        .is_ok_and(|_| &card == b"XTENSION")
+}
+
+/// Opens a file by its literal name: cfitsio's usual open parses `[...]` and `(...)` in names as
+/// extended-filename syntax, and the fitsio crate's open needs UTF-8 paths; `fits_open_diskfile`
+/// with the raw bytes does neither.
+fn open_disk_file(path: &Path) -> Result<FitsFile, ReadError> {
+    use std::os::unix::ffi::OsStrExt;
+    let open_err = |message: String| ReadError::Open { gzip: "not gzip", message };
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| open_err("path contains a NUL byte".into()))?;
+    let (mut fptr, mut status) = (std::ptr::null_mut(), 0);
+    // SAFETY: cfitsio writes a new handle into `fptr` or reports failure in `status`; the handle is
+    // owned by the FitsFile from then on, which closes it on drop.
+    unsafe {
+        fitsio::sys::ffdkopn(&mut fptr, name.as_ptr(), 0, &mut status);
+        if status != 0 || fptr.is_null() {
+            return Err(open_err(format!("not a FITS file (cfitsio status {status}: {})", fitsio_status_text(status))));
+        }
+        FitsFile::from_raw(fptr, fitsio::FileOpenMode::READONLY).map_err(|e| open_err(e.to_string()))
+    }
+}
+
+fn fitsio_status_text(status: i32) -> String {
+    let mut buf = [0 as std::os::raw::c_char; 31];
+    // SAFETY: ffgerr writes at most 30 characters plus a NUL.
+    unsafe {
+        fitsio::sys::ffgerr(status, buf.as_mut_ptr());
+        std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
 /// Opens a survey file for reading: sniffs gzip from the magic bytes (never the name) and opens it.
 /// Returns the handle and whether it was gzip'd.
 pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), ReadError> {
@@ -210,8 +248,7 @@ pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), ReadError> {
     if gzip {
         return Ok((open_gzip_in_memory(path)?, true));
     }
-    let file = FitsFile::open(path).map_err(|e| ReadError::Open { gzip: "not gzip", message: e.to_string() })?;
-    Ok((OpenedFits { file, _memory: None }, false))
+    Ok((OpenedFits { file: open_disk_file(path)?, _memory: None }, false))
 }
 
 /// Runs `read` on an opened file, then checks an uncompressed file for truncation. A truncated file

@@ -52,7 +52,11 @@ fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(Lam
             (row(2), row(0), row(1), row(4))
         }
         LamostLayout::CoaddTable => {
-            let coadd = f.hdu("COADD").map_err(|_| ReadError::UnknownLamostLayout)?;
+            // COADD is HDU 1 in every file seen; check that first, then search by name.
+            let coadd = match f.hdu(1) {
+                Ok(h) if h.name(f).is_ok_and(|n| n.trim() == "COADD") => h,
+                _ => f.hdu("COADD").map_err(|_| ReadError::UnknownLamostLayout)?,
+            };
             let cols = column_names(&coadd);
             let mut read = |name: &str| -> Result<Vec<f32>, ReadError> {
                 if !cols.iter().any(|c| c == name) {

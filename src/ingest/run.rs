@@ -93,7 +93,7 @@ pub enum IngestError {
     OutDir { path: PathBuf, source: std::io::Error },
     #[error(
         "{path} was written by a different ingest (other inputs, settings or starpipe version): \
-         fingerprint {found} != {expected}; use a new --out directory or remove its shards"
+         fingerprint {found} != {expected}; use a new --out directory or remove this task's spectra-*/report-* files"
     )]
     ForeignShard { path: PathBuf, found: String, expected: String },
     #[error("{path} is not a complete starpipe shard: {reason}; remove it to re-run that shard")]
@@ -241,6 +241,25 @@ fn find_resume_point(out: &Path, tag: &str, expected: &str) -> Result<ResumePoin
     }
 }
 
+/// Removes report parts numbered at or after the first unfinished shard: they belong to no finished
+/// shard (a run killed between the two renames, or shards removed by hand) and would be counted twice.
+fn remove_orphan_reports(out: &Path, tag: &str, first_unfinished: usize) {
+    let mut k = first_unfinished;
+    // Parts are numbered consecutively, but a gap can be left by hand: look a little past one.
+    let mut misses = 0;
+    while misses < 16 {
+        let path = report_path(out, tag, k);
+        if path.exists() {
+            tracing::info!(file = %path.display(), "removing a report part with no finished shard");
+            let _ = std::fs::remove_file(&path);
+            misses = 0;
+        } else {
+            misses += 1;
+        }
+        k += 1;
+    }
+}
+
 /// Removes temporary files a killed run of this task left behind.
 fn remove_stale_tmp(out: &Path, tag: &str) {
     let Ok(entries) = std::fs::read_dir(out) else { return };
@@ -262,6 +281,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     remove_stale_tmp(&opts.out, &tag);
     let fp = fingerprint(opts, &inputs);
     let resume = find_resume_point(&opts.out, &tag, &fp)?;
+    remove_orphan_reports(&opts.out, &tag, resume.next_shard);
     tracing::info!(
         survey = opts.survey.as_str(),
         discovered = all.len(),
@@ -349,6 +369,9 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
 }
 
 fn process_input(opts: &IngestOptions, pre: &Preprocessor, index: usize, input: &Input) -> FileOutcome {
+    if let Some(reason) = &input.walk_error {
+        return FileOutcome::file_failed(index, &input.display, None, reason.clone());
+    }
     if !input.path.is_file() {
         return FileOutcome::file_failed(index, &input.display, None, "file not found".into());
     }
@@ -388,7 +411,8 @@ fn common_metadata(opts: &IngestOptions) -> Vec<(String, String)> {
         "wavelength_first_angstrom": g.first_angstrom(),
         "wavelength_last_angstrom": g.last_angstrom(),
         "medium": "vacuum",
-        "frame": if opts.preprocess.rest_frame { "rest" } else { "observed" },
+        // Rows without a redshift stay in the observed frame even when rest framing is on.
+        "frame": if opts.preprocess.rest_frame { "rest where the row's rest_frame is true, else observed" } else { "observed" },
     });
     vec![
         (META_VERSION.into(), crate::VERSION.into()),

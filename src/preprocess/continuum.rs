@@ -49,7 +49,7 @@ const MIN_SEGMENT_PIXELS: usize = 200;
 pub struct ContinuumConfig {
     /// Chebyshev degree per segment.
     pub degree: usize,
-    /// Clip threshold in units of the combined tolerance below.
+    /// Clip threshold (upward excess only) in units of the combined tolerance below.
     pub clip_sigma: f64,
     /// Relative deviation from the continuum always tolerated before clipping (see module docs).
     pub clip_relative_floor: f64,
@@ -59,7 +59,7 @@ pub struct ContinuumConfig {
 
 impl Default for ContinuumConfig {
     fn default() -> Self {
-        Self { degree: 5, clip_sigma: 4.0, clip_relative_floor: 0.15, max_iterations: 5 }
+        Self { degree: 5, clip_sigma: 4.0, clip_relative_floor: 0.5, max_iterations: 5 }
     }
 }
 
@@ -146,28 +146,43 @@ impl ContinuumFitter {
                 .map(|(&iv, &cont)| if cont && iv > 0.0 { iv as f64 } else { 0.0 })
                 .collect();
             let mut used = weight.iter().filter(|&&w| w > 0.0).count();
+            let nt = nb * (nb + 1) / 2;
+            let (mut upper, mut rhs) = normal_equations(seg, &weight, flux, nb);
             let mut coeffs = None;
-            for _ in 0..self.config.max_iterations {
+            for iteration in 0..self.config.max_iterations {
+                // Too few pixels left after clipping: keep the last fit rather than lose the segment.
                 if used < needed {
-                    coeffs = None;
                     break;
                 }
-                let Some(c) = weighted_lstsq(seg, &weight, flux, nb) else { break };
+                let Some(c) = solve_upper(&upper, &rhs, nb) else { break };
+                coeffs = Some(c.clone());
+                if iteration + 1 == self.config.max_iterations {
+                    break; // every clip is followed by a refit, so stop before clipping again
+                }
+                // Clipping removes few pixels: take their terms out of the sums instead of re-summing.
                 let mut removed = 0;
-                for ((w, row), &f) in weight.iter_mut().zip(seg.basis.chunks_exact(nb)).zip(flux) {
+                for (((w, row), prod), &f) in
+                    weight.iter_mut().zip(seg.basis.chunks_exact(nb)).zip(seg.products.chunks_exact(nt)).zip(flux)
+                {
                     if *w == 0.0 {
                         continue;
                     }
                     let model: f64 = row.iter().zip(&c).map(|(b, c)| b * c).sum();
-                    let dev = f as f64 - model;
+                    let excess = f as f64 - model;
                     let tol2 = 1.0 / *w + (self.config.clip_relative_floor * model).powi(2);
-                    if dev * dev > clip2 * tol2 {
+                    if excess > 0.0 && excess * excess > clip2 * tol2 {
+                        for (u, p) in upper.iter_mut().zip(prod) {
+                            *u -= *w * p;
+                        }
+                        let wf = *w * f as f64;
+                        for (r, b) in rhs.iter_mut().zip(row) {
+                            *r -= wf * b;
+                        }
                         *w = 0.0;
                         removed += 1;
                     }
                 }
                 used -= removed;
-                coeffs = Some(c);
                 if removed == 0 {
                     break;
                 }
@@ -214,21 +229,26 @@ fn chebyshev_row(x: f64, row: &mut [f64]) {
     }
 }
 
-/// Solves the weighted normal equations Σ w·b·bᵀ c = Σ w·b·f; None if singular.
-fn weighted_lstsq(seg: &Segment, weight: &[f64], flux: &[f32], nb: usize) -> Option<Vec<f64>> {
+/// The weighted normal equations Σ w·b·bᵀ (upper triangle, packed) and Σ w·b·f.
+fn normal_equations(seg: &Segment, weight: &[f64], flux: &[f32], nb: usize) -> (Vec<f64>, Vec<f64>) {
     let nt = nb * (nb + 1) / 2;
     let mut upper = vec![0.0f64; nt];
-    let mut b = vec![0.0f64; nb];
+    let mut rhs = vec![0.0f64; nb];
     for (((&w, prod), row), &f) in weight.iter().zip(seg.products.chunks_exact(nt)).zip(seg.basis.chunks_exact(nb)).zip(flux) {
-        // Masked and clipped pixels have w = 0 and add nothing; no branch keeps the loop vectorised.
+        // Masked pixels have w = 0 and add nothing; no branch keeps the loop vectorised.
         for (u, p) in upper.iter_mut().zip(prod) {
             *u += w * p;
         }
         let wf = w * f as f64;
-        for (bp, r) in b.iter_mut().zip(row) {
-            *bp += wf * r;
+        for (r, b) in rhs.iter_mut().zip(row) {
+            *r += wf * b;
         }
     }
+    (upper, rhs)
+}
+
+/// Solves the packed symmetric system; None if singular.
+fn solve_upper(upper: &[f64], rhs: &[f64], nb: usize) -> Option<Vec<f64>> {
     let mut a = vec![0.0f64; nb * nb];
     let mut k = 0;
     for p in 0..nb {
@@ -238,6 +258,7 @@ fn weighted_lstsq(seg: &Segment, weight: &[f64], flux: &[f32], nb: usize) -> Opt
             k += 1;
         }
     }
+    let mut b = rhs.to_vec();
     solve(&mut a, &mut b, nb)
 }
 

@@ -6,9 +6,9 @@ use crate::spectrum::Arm;
 
 const FWHM_PER_SIGMA: f64 = 2.354_820_045;
 
-/// Convolves `arm` to resolving power `target_r`. Masked pixels (ivar = 0) do not contribute: the
-/// kernel is renormalised over usable pixels, and a pixel stays usable only when usable pixels
-/// carry at least half of its kernel weight. Variances propagate with the squared kernel.
+/// Convolves `arm` to resolving power `target_r`. Masked pixels (ivar = 0) neither contribute nor
+/// come back: the kernel is renormalised over usable pixels, and a pixel stays usable only when it
+/// was usable and usable pixels carry at least half of its kernel weight. Variances propagate with the squared kernel.
 /// Arms without a known instrumental FWHM, or already coarser than the target, are left as they are.
 pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
     let Some(fwhm_inst) = arm.lsf_fwhm_angstrom else { return };
@@ -20,6 +20,10 @@ pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
     let ivar_in = arm.ivar.clone();
     let wave = &arm.wavelength;
     for i in 0..n {
+        // A masked pixel stays masked: smoothing must not fill gaps from its neighbours.
+        if ivar_in[i] <= 0.0 {
+            continue;
+        }
         let lambda = wave[i];
         let fwhm_target = lambda / target_r;
         if fwhm_target <= fwhm_inst {
@@ -87,6 +91,17 @@ mod tests {
         assert!((equivalent_width_after / equivalent_width_before - 1.0).abs() < 0.01);
         // Averaging neighbours lowers the noise per pixel.
         assert!(arm.ivar[500] > 100.0);
+    }
+
+    #[test]
+    fn masked_pixels_stay_masked() {
+        let mut arm = line_arm();
+        for i in 300..305 {
+            arm.ivar[i] = 0.0;
+        }
+        degrade_resolution(&mut arm, 1800.0);
+        assert!(arm.ivar[300..305].iter().all(|&v| v == 0.0));
+        assert!(arm.ivar[295] > 0.0 && arm.ivar[310] > 0.0);
     }
 
     #[test]

@@ -120,9 +120,9 @@ impl Preprocessor {
                 shift_to_rest_frame(arm, z);
             }
         }
-        let on_grid: Vec<GridSpectrum> =
+        let mut on_grid: Vec<GridSpectrum> =
             arms.iter().map(|a| resample(a, &self.grid_edges, self.config.min_coverage)).collect();
-        let combined = combine_arms(&on_grid);
+        let combined = if on_grid.len() == 1 { on_grid.pop().expect("one arm") } else { combine_arms(&on_grid) };
         let masked_fraction = combined.masked_fraction();
         if masked_fraction >= 1.0 {
             let g = &self.config.grid;

@@ -1,10 +1,16 @@
 //! Flux-conserving resampling onto the output grid with inverse-variance propagation.
 //!
 //! Each output pixel gets the mean flux density of the input pixels it overlaps, weighted by the
-//! overlap length; only usable input pixels (ivar > 0) contribute. Variances add with the squared
-//! weights. An output pixel is usable only when usable input pixels cover at least
-//! `min_coverage` of its width, so gaps, masked regions and the ends of an arm stay masked instead
-//! of being filled from a neighbour.
+//! overlap length; only usable input pixels (ivar > 0) contribute. An output pixel is usable only
+//! when usable input pixels cover at least `min_coverage` of its width, so gaps, masked regions and
+//! the ends of an arm stay masked instead of being filled from a neighbour.
+//!
+//! Variance propagates as a noise density: var_out = Σ oₖ·Δₖ·σₖ² / (Σ oₖ)², with oₖ the overlap
+//! and Δₖ the width of input pixel k. Treating the inputs of neighbouring output pixels as
+//! independent (Σ oₖ²σₖ²) would ignore that they share input pixels, and would make the ivar of a
+//! spectrum depend on its radial velocity (a half-pixel shift would double it). The density form
+//! keeps ivar per unit wavelength unchanged: it does not vary with sub-pixel shifts, and coarser
+//! output pixels gain ivar in proportion to their width.
 
 use crate::spectrum::{Arm, GridSpectrum};
 
@@ -48,7 +54,7 @@ pub fn resample(arm: &Arm, grid_edges: &[f64], min_coverage: f64) -> GridSpectru
             if overlap > 0.0 && iv > 0.0 {
                 sw += overlap;
                 swf += overlap * arm.flux[kk] as f64;
-                sw2v += overlap * overlap / iv;
+                sw2v += overlap * (in_edges[kk + 1] - in_edges[kk]) / iv;
             }
             kk += 1;
         }
@@ -114,6 +120,21 @@ mod tests {
                 assert!(out.ivar[j] > 0.0);
             }
         }
+    }
+
+    #[test]
+    fn ivar_does_not_depend_on_sub_pixel_shifts() {
+        let grid = LogGrid::lamost_window(100, 400);
+        let shifted = |z: f64| {
+            let wavelength: Vec<f64> = grid.wavelengths().iter().map(|w| w * (1.0 + z)).collect();
+            let n = wavelength.len();
+            let arm = Arm { name: "lrs".into(), wavelength, flux: vec![1.0; n], ivar: vec![1.0; n], mask: vec![], lsf_fwhm_angstrom: None };
+            let out = resample(&arm, &grid.edges(), 0.5);
+            out.ivar[50..350].iter().map(|&v| v as f64).sum::<f64>() / 300.0
+        };
+        let half_pixel = 0.5 * (10f64.powf(1e-4) - 1.0);
+        let (none, half) = (shifted(0.0), shifted(half_pixel));
+        assert!((half / none - 1.0).abs() < 0.01, "mean ivar {half} after a half-pixel shift vs {none}");
     }
 
     #[test]

@@ -188,3 +188,18 @@ fn degrading_desi_to_lamost_resolution_smooths_the_spectrum() {
     let (s_native, s_degraded) = (pixel_scatter(&native), pixel_scatter(&degraded));
     assert!(s_degraded < 0.8 * s_native, "pixel-to-pixel scatter {s_degraded:.4} (R=1800) vs {s_native:.4} (native)");
 }
+
+#[test]
+fn an_unreadable_redrock_file_fails_every_target_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data("real/desi/coadd-sv3-bright-10145.fits"), dir.path().join("coadd-sv3-bright-10145.fits")).unwrap();
+    std::fs::write(dir.path().join("redrock-sv3-bright-10145.fits"), b"not a redrock file").unwrap();
+    let out = dir.path().join("out");
+    ingest(Survey::Desi, dir.path(), &out);
+    let report = read_report(&out);
+    let file = file_row(&report, "coadd-sv3-bright-10145.fits");
+    assert_eq!(file.status, "failed", "{}", file.reason);
+    let targets: Vec<&Report> = report.iter().filter(|r| r.level == "target").collect();
+    assert_eq!(targets.len(), 5, "every FIBERMAP row is still accounted for");
+    assert!(targets.iter().all(|r| r.status == "failed" && r.reason.contains("redrock-sv3-bright-10145.fits")));
+}

@@ -129,3 +129,15 @@ fn dr10_directory_ingests_without_failures() {
     let masked: Vec<f32> = df.column("masked_fraction").unwrap().f32().unwrap().into_no_null_iter().collect();
     assert!(masked.iter().all(|&m| m >= 0.0 && m < 0.2), "{masked:?}");
 }
+
+#[test]
+fn file_names_with_brackets_and_parentheses_are_taken_literally() {
+    // cfitsio would read "[1]" as an HDU selector and "(...)" as a template in its usual open.
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::copy(data("real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits"), inputs.join("spec[1](copy).fits")).unwrap();
+    let out = dir.path().join("out");
+    let summary = ingest(Survey::Lamost, &inputs, &out);
+    assert_eq!(summary.files(starpipe::ingest::record::Status::Written), 1, "{:?}", summary.counts);
+}
