@@ -27,15 +27,23 @@ pub struct FitsHeader {
 }
 
 impl FitsHeader {
+    /// Reads the header of `hdu` (making it current).
     pub fn read(f: &mut FitsFile, hdu: &FitsHdu) -> Result<Self, ReadError> {
-        use fitsio::sys::{ffhdr2str, fffree, ffmahd};
-        let (mut status, mut nkeys, mut hdutype) = (0, 0, 0);
+        if !super::cfitsio::move_to(f, hdu.number) {
+            return Err(ReadError::Fits { what: "header".into(), message: format!("cannot move to HDU {}", hdu.number) });
+        }
+        Self::read_current(f)
+    }
+
+    /// Reads the header of the current HDU.
+    pub fn read_current(f: &mut FitsFile) -> Result<Self, ReadError> {
+        use fitsio::sys::{ffhdr2str, fffree};
+        let (mut status, mut nkeys) = (0, 0);
         let mut text: *mut std::os::raw::c_char = std::ptr::null_mut();
         // SAFETY: pointers come from a live FitsFile; cfitsio allocates `text` (nkeys × 80 chars, NUL-terminated)
         // and we release it with fffree after copying.
         let cards = unsafe {
             let fptr = f.as_raw();
-            ffmahd(fptr, hdu.number as i32 + 1, &mut hdutype, &mut status);
             ffhdr2str(fptr, 1, std::ptr::null_mut(), 0, &mut text, &mut nkeys, &mut status);
             if status != 0 || text.is_null() {
                 return Err(ReadError::Fits { what: "header".into(), message: format!("cfitsio status {status}") });
@@ -226,18 +234,9 @@ fn open_disk_file(path: &Path) -> Result<FitsFile, ReadError> {
     unsafe {
         fitsio::sys::ffdkopn(&mut fptr, name.as_ptr(), 0, &mut status);
         if status != 0 || fptr.is_null() {
-            return Err(open_err(format!("not a FITS file (cfitsio status {status}: {})", fitsio_status_text(status))));
+            return Err(open_err(format!("not a FITS file ({})", super::cfitsio::status_text(status))));
         }
         FitsFile::from_raw(fptr, fitsio::FileOpenMode::READONLY).map_err(|e| open_err(e.to_string()))
-    }
-}
-
-fn fitsio_status_text(status: i32) -> String {
-    let mut buf = [0 as std::os::raw::c_char; 31];
-    // SAFETY: ffgerr writes at most 30 characters plus a NUL.
-    unsafe {
-        fitsio::sys::ffgerr(status, buf.as_mut_ptr());
-        std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
     }
 }
 

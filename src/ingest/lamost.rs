@@ -4,7 +4,8 @@
 //! The layout is detected from the structure, gzip from the magic bytes, N from the header.
 
 use super::error::ReadError;
-use super::fits_header::{FitsHeader, OpenedFits, column_names, image_shape, open_fits, read_checked};
+use super::cfitsio;
+use super::fits_header::{FitsHeader, OpenedFits, open_fits, read_checked};
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
 use crate::preprocess::{Preprocessor, Rejection};
 use crate::spectrum::Arm;
@@ -33,36 +34,29 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
 }
 
 fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(LamostLayout, SpectrumMeta, Arm), ReadError> {
-    let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
     // Header first, while the primary HDU is current: moving back to it later re-parses it.
-    let h = FitsHeader::read(f, &prim)?;
-    let layout = match image_shape(&prim) {
-        // Layout B keeps stale NAXISn cards, so trust the parsed shape, not the keywords.
-        Some(shape) if shape.len() == 2 && shape[0] == 5 => LamostLayout::PrimaryImage,
-        _ => LamostLayout::CoaddTable,
-    };
+    let h = FitsHeader::read_current(f)?;
+    let shape = cfitsio::image_shape(f).map_err(|m| ReadError::Fits { what: "primary HDU".into(), message: m })?;
+    // Layout B keeps stale NAXISn cards, so trust the parsed NAXIS, not the NAXISn keywords alone.
+    let layout = if shape.len() == 2 && shape[0] == 5 { LamostLayout::PrimaryImage } else { LamostLayout::CoaddTable };
     let (wavelength, flux, ivar, ormask) = match layout {
         LamostLayout::PrimaryImage => {
-            let npix = image_shape(&prim).unwrap()[1];
-            let data: Vec<f32> = prim.read_image(f).map_err(|e| ReadError::fits("primary image", e))?;
-            if data.len() != 5 * npix {
-                return Err(ReadError::Shape(format!("primary image has {} values, expected 5×{npix}", data.len())));
-            }
+            let npix = shape[1];
+            let data = cfitsio::read_image_f32(f, 5 * npix).map_err(|m| ReadError::Fits { what: "primary image".into(), message: m })?;
             let row = |r: usize| data[r * npix..(r + 1) * npix].to_vec();
             (row(2), row(0), row(1), row(4))
         }
         LamostLayout::CoaddTable => {
             // COADD is HDU 1 in every file seen; check that first, then search by name.
-            let coadd = match f.hdu(1) {
-                Ok(h) if h.name(f).is_ok_and(|n| n.trim() == "COADD") => h,
-                _ => f.hdu("COADD").map_err(|_| ReadError::UnknownLamostLayout)?,
-            };
-            let cols = column_names(&coadd);
+            let at_one = cfitsio::move_to(f, 1) && cfitsio::extname(f).as_deref() == Some("COADD");
+            if !at_one {
+                cfitsio::move_to_table(f, "COADD").map_err(|_| ReadError::UnknownLamostLayout)?;
+            }
             let mut read = |name: &str| -> Result<Vec<f32>, ReadError> {
-                if !cols.iter().any(|c| c == name) {
-                    return Err(ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() });
-                }
-                coadd.read_col::<f32>(f, name).map_err(|e| ReadError::fits(format!("COADD column {name}"), e))
+                cfitsio::read_column_f32(f, name).map_err(|e| match e {
+                    cfitsio::ColumnError::Missing => ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() },
+                    cfitsio::ColumnError::Fits(m) => ReadError::Fits { what: format!("COADD column {name}"), message: m },
+                })
             };
             (read("WAVELENGTH")?, read("FLUX")?, read("IVAR")?, read("ORMASK")?)
         }

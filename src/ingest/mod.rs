@@ -5,6 +5,7 @@
 //! - [`shards`]: Parquet writing with atomic renames;
 //! - [`run`]: orchestration, resume and accounting.
 
+mod cfitsio;
 pub mod desi;
 pub mod discover;
 pub mod error;

@@ -40,13 +40,14 @@ fn spectra_properties(row_group_rows: usize) -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_max_row_group_bytes(Some(256 << 20));
-    // Pixel arrays: byte-stream-split compresses float mantissas well; dictionaries only cost time.
+    // Pixel arrays: byte-stream-split compresses float mantissas well; dictionaries and min/max
+    // statistics (no query filters on a pixel value) only cost time.
     for col in ["flux", "ivar"] {
         let path = ColumnPath::from(vec![col.to_string(), "list".to_string(), "item".to_string()]);
         b = b
             .set_column_encoding(path.clone(), Encoding::BYTE_STREAM_SPLIT)
             .set_column_dictionary_enabled(path.clone(), false)
-            .set_column_statistics_enabled(path, EnabledStatistics::Chunk);
+            .set_column_statistics_enabled(path, EnabledStatistics::None);
     }
     // Bloom filters on the ids, sized for one row group: the default (1M distinct values, ~1 MB
     // each) would cost more memory and bytes than the ids themselves.

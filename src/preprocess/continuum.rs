@@ -131,70 +131,23 @@ impl ContinuumFitter {
     /// The fitted continuum (0 where a segment could not be fitted).
     pub fn fit_continuum(&self, spec: &GridSpectrum) -> Result<Vec<f64>, ContinuumError> {
         assert_eq!(spec.flux.len(), self.npix, "spectrum is not on this fitter's grid");
-        let nb = self.config.degree + 1;
-        let needed = 4 * nb;
-        let clip2 = self.config.clip_sigma * self.config.clip_sigma;
+        // Fixed-size kernels per degree: the dot products unroll and the sums vectorise.
+        let fit = match self.config.degree {
+            1 => fit_segment::<2, 3>,
+            2 => fit_segment::<3, 6>,
+            3 => fit_segment::<4, 10>,
+            4 => fit_segment::<5, 15>,
+            5 => fit_segment::<6, 21>,
+            6 => fit_segment::<7, 28>,
+            d => panic!("continuum degree {d} outside 1..=6"),
+        };
         let mut continuum = vec![0.0f64; self.npix];
         let mut any = false;
         for seg in &self.segments {
-            let flux = &spec.flux[seg.pixels.clone()];
-            let ivar = &spec.ivar[seg.pixels.clone()];
-            // Fit weight per pixel: ivar on continuum pixels still in the fit, 0 otherwise.
-            let mut weight: Vec<f64> = ivar
-                .iter()
-                .zip(&self.is_continuum_pixel[seg.pixels.clone()])
-                .map(|(&iv, &cont)| if cont && iv > 0.0 { iv as f64 } else { 0.0 })
-                .collect();
-            let mut used = weight.iter().filter(|&&w| w > 0.0).count();
-            let nt = nb * (nb + 1) / 2;
-            let (mut upper, mut rhs) = normal_equations(seg, &weight, flux, nb);
-            let mut coeffs = None;
-            for iteration in 0..self.config.max_iterations {
-                // Too few pixels left after clipping: keep the last fit rather than lose the segment.
-                if used < needed {
-                    break;
-                }
-                let Some(c) = solve_upper(&upper, &rhs, nb) else { break };
-                coeffs = Some(c.clone());
-                if iteration + 1 == self.config.max_iterations {
-                    break; // every clip is followed by a refit, so stop before clipping again
-                }
-                // Clipping removes few pixels: take their terms out of the sums instead of re-summing.
-                let mut removed = 0;
-                for (((w, row), prod), &f) in
-                    weight.iter_mut().zip(seg.basis.chunks_exact(nb)).zip(seg.products.chunks_exact(nt)).zip(flux)
-                {
-                    if *w == 0.0 {
-                        continue;
-                    }
-                    let model: f64 = row.iter().zip(&c).map(|(b, c)| b * c).sum();
-                    let excess = f as f64 - model;
-                    let tol2 = 1.0 / *w + (self.config.clip_relative_floor * model).powi(2);
-                    if excess > 0.0 && excess * excess > clip2 * tol2 {
-                        for (u, p) in upper.iter_mut().zip(prod) {
-                            *u -= *w * p;
-                        }
-                        let wf = *w * f as f64;
-                        for (r, b) in rhs.iter_mut().zip(row) {
-                            *r -= wf * b;
-                        }
-                        *w = 0.0;
-                        removed += 1;
-                    }
-                }
-                used -= removed;
-                if removed == 0 {
-                    break;
-                }
-            }
-            if let Some(c) = coeffs {
-                any = true;
-                for (out, row) in continuum[seg.pixels.clone()].iter_mut().zip(seg.basis.chunks_exact(nb)) {
-                    *out = row.iter().zip(&c).map(|(b, c)| b * c).sum();
-                }
-            }
+            let px = seg.pixels.clone();
+            any |= fit(seg, &spec.flux[px.clone()], &spec.ivar[px.clone()], &self.is_continuum_pixel[px.clone()], &self.config, &mut continuum[px]);
         }
-        if any { Ok(continuum) } else { Err(ContinuumError::NoContinuum { needed }) }
+        if any { Ok(continuum) } else { Err(ContinuumError::NoContinuum { needed: 4 * (self.config.degree + 1) }) }
     }
 
     /// Divides by the fitted continuum: flux/cont and ivar·cont². Pixels that are masked, or where
@@ -219,6 +172,81 @@ impl ContinuumFitter {
     }
 }
 
+/// Fits one segment, writing the continuum into `out`; false (and `out` untouched) when the segment
+/// has too few usable continuum pixels. `N` = degree + 1 basis functions, `NT` = N(N+1)/2.
+fn fit_segment<const N: usize, const NT: usize>(
+    seg: &Segment,
+    flux: &[f32],
+    ivar: &[f32],
+    is_continuum: &[bool],
+    config: &ContinuumConfig,
+    out: &mut [f64],
+) -> bool {
+    let needed = 4 * N;
+    let clip2 = config.clip_sigma * config.clip_sigma;
+    let basis = || seg.basis.chunks_exact(N).map(|r| <&[f64; N]>::try_from(r).expect("N columns"));
+    let products = || seg.products.chunks_exact(NT).map(|r| <&[f64; NT]>::try_from(r).expect("NT columns"));
+    // Fit weight per pixel: ivar on continuum pixels still in the fit, 0 otherwise.
+    let mut weight: Vec<f64> =
+        ivar.iter().zip(is_continuum).map(|(&iv, &cont)| if cont && iv > 0.0 { iv as f64 } else { 0.0 }).collect();
+    let mut used = weight.iter().filter(|&&w| w > 0.0).count();
+    // Normal equations: packed upper triangle of Σ w·b·bᵀ, and Σ w·b·f. Masked pixels have w = 0
+    // and add nothing; no branch keeps the loop vectorised.
+    let mut upper = [0.0f64; NT];
+    let mut rhs = [0.0f64; N];
+    for (((&w, prod), row), &f) in weight.iter().zip(products()).zip(basis()).zip(flux) {
+        for k in 0..NT {
+            upper[k] += w * prod[k];
+        }
+        let wf = w * f as f64;
+        for k in 0..N {
+            rhs[k] += wf * row[k];
+        }
+    }
+    let mut fitted = false;
+    for iteration in 0..config.max_iterations {
+        // Too few pixels left after clipping: keep the last fit rather than lose the segment.
+        if used < needed {
+            break;
+        }
+        let Some(c) = solve_upper(&upper, &rhs, N) else { break };
+        // Evaluate everywhere (this is the continuum if nothing is clipped) and clip as we go.
+        // Clipping removes few pixels: take their terms out of the sums instead of re-summing.
+        let clip_now = iteration + 1 < config.max_iterations; // every clip is followed by a refit
+        let mut removed = 0;
+        for ((((o, w), row), prod), &f) in out.iter_mut().zip(weight.iter_mut()).zip(basis()).zip(products()).zip(flux) {
+            let model: f64 = (0..N).map(|k| row[k] * c[k]).sum();
+            *o = model;
+            if !clip_now || *w == 0.0 {
+                continue;
+            }
+            let excess = f as f64 - model;
+            // excess² > clip²·(1/w + (floor·model)²), multiplied through by w > 0.
+            let floor = config.clip_relative_floor * model;
+            if excess > 0.0 && excess * excess * *w > clip2 * (1.0 + *w * floor * floor) {
+                for k in 0..NT {
+                    upper[k] -= *w * prod[k];
+                }
+                let wf = *w * f as f64;
+                for k in 0..N {
+                    rhs[k] -= wf * row[k];
+                }
+                *w = 0.0;
+                removed += 1;
+            }
+        }
+        fitted = true;
+        used -= removed;
+        if removed == 0 {
+            break;
+        }
+    }
+    if !fitted {
+        out.fill(0.0);
+    }
+    fitted
+}
+
 fn chebyshev_row(x: f64, row: &mut [f64]) {
     for k in 0..row.len() {
         row[k] = match k {
@@ -227,24 +255,6 @@ fn chebyshev_row(x: f64, row: &mut [f64]) {
             _ => 2.0 * x * row[k - 1] - row[k - 2],
         };
     }
-}
-
-/// The weighted normal equations Σ w·b·bᵀ (upper triangle, packed) and Σ w·b·f.
-fn normal_equations(seg: &Segment, weight: &[f64], flux: &[f32], nb: usize) -> (Vec<f64>, Vec<f64>) {
-    let nt = nb * (nb + 1) / 2;
-    let mut upper = vec![0.0f64; nt];
-    let mut rhs = vec![0.0f64; nb];
-    for (((&w, prod), row), &f) in weight.iter().zip(seg.products.chunks_exact(nt)).zip(seg.basis.chunks_exact(nb)).zip(flux) {
-        // Masked pixels have w = 0 and add nothing; no branch keeps the loop vectorised.
-        for (u, p) in upper.iter_mut().zip(prod) {
-            *u += w * p;
-        }
-        let wf = w * f as f64;
-        for (r, b) in rhs.iter_mut().zip(row) {
-            *r += wf * b;
-        }
-    }
-    (upper, rhs)
 }
 
 /// Solves the packed symmetric system; None if singular.
