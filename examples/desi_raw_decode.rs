@@ -4,6 +4,7 @@
 //! Prints files, rows and seconds; `scripts/bench/ingest.sh` compares starpipe's rate against it.
 
 use fitsio::FitsFile;
+use std::collections::HashMap;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,11 +14,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut rows, mut checksum) = (0usize, 0f64);
     for p in &paths {
         let mut f = FitsFile::open(p)?;
+        // HDU numbers from one pass over the file: looking each HDU up by name makes cfitsio walk
+        // the file from the start every time, which would handicap this baseline.
+        let mut number = HashMap::new();
+        let count = f.num_hdus()?;
+        for i in 0..count {
+            let hdu = f.hdu(i)?;
+            if let Ok(name) = hdu.name(&mut f) {
+                number.insert(name.trim().to_string(), i);
+            }
+        }
         for arm in ["B", "R", "Z"] {
-            let Ok(flux) = f.hdu(format!("{arm}_FLUX").as_str()) else { continue };
+            let Some(&flux_number) = number.get(&format!("{arm}_FLUX")) else { continue };
+            let flux = f.hdu(flux_number)?;
             let v: Vec<f32> = flux.read_image(&mut f)?;
-            let ivar: Vec<f32> = f.hdu(format!("{arm}_IVAR").as_str())?.read_image(&mut f)?;
-            let mask: Vec<i64> = f.hdu(format!("{arm}_MASK").as_str())?.read_image(&mut f)?;
+            let ivar: Vec<f32> = f.hdu(number[&format!("{arm}_IVAR")])?.read_image(&mut f)?;
+            let mask: Vec<i64> = f.hdu(number[&format!("{arm}_MASK")])?.read_image(&mut f)?;
             checksum += v[0] as f64 + ivar[0] as f64 + mask[0] as f64;
             if arm == "B" {
                 rows += match &flux.info {

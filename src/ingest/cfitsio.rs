@@ -108,3 +108,19 @@ pub fn read_column_f32(f: &mut FitsFile, name: &str) -> Result<Vec<f32>, ColumnE
         check(status).map(|_| out).map_err(ColumnError::Fits)
     }
 }
+
+/// EXTNAME → HDU number (0-based) for every HDU of the file, read in one pass. Looking HDUs up by
+/// name through cfitsio walks (and re-parses) the file from the start on every lookup, which for a
+/// DESI coadd's ~19 HDUs cost more than everything else ingest does with the file.
+pub fn hdu_names(f: &mut FitsFile) -> std::collections::HashMap<String, usize> {
+    let mut names = std::collections::HashMap::new();
+    let mut i = 0;
+    while move_to(f, i) {
+        if let Some(name) = extname(f) {
+            // The first HDU of a name wins, as with cfitsio's own lookup.
+            names.entry(name.to_uppercase()).or_insert(i);
+        }
+        i += 1;
+    }
+    names
+}

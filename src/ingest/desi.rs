@@ -3,6 +3,7 @@
 //! `<ARM>_WAVELENGTH` HDUs; only the rows of selected stars are read from the pixel HDUs.
 
 use super::error::ReadError;
+use super::cfitsio;
 use super::fits_header::{FitsHeader, column_names, image_shape, open_fits, read_checked, table_rows};
 use super::lamost::rejection_status;
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
@@ -92,8 +93,23 @@ struct Fibermap {
     expid: Vec<Option<i64>>,
 }
 
-fn read_fibermap(f: &mut FitsFile, info: &DesiFileInfo) -> Result<Fibermap, ReadError> {
-    let hdu = f.hdu("FIBERMAP").map_err(|_| ReadError::MissingHdu("FIBERMAP".into()))?;
+/// HDUs of one file by EXTNAME (see [`cfitsio::hdu_names`]).
+struct HduIndex(HashMap<String, usize>);
+
+impl HduIndex {
+    fn read(f: &mut FitsFile) -> Self {
+        Self(cfitsio::hdu_names(f))
+    }
+
+    fn open(&self, f: &mut FitsFile, name: &str) -> Result<FitsHdu, ReadError> {
+        let missing = || ReadError::MissingHdu(name.to_string());
+        let number = *self.0.get(name).ok_or_else(missing)?;
+        f.hdu(number).map_err(|e| ReadError::fits(name, e))
+    }
+}
+
+fn read_fibermap(f: &mut FitsFile, hdus: &HduIndex, info: &DesiFileInfo) -> Result<Fibermap, ReadError> {
+    let hdu = hdus.open(f, "FIBERMAP")?;
     let cols = column_names(&hdu);
     let n = table_rows(&hdu);
     let targetid: Vec<i64> = req_col(f, &hdu, "FIBERMAP", &cols, "TARGETID")?;
@@ -138,9 +154,9 @@ fn read_fibermap(f: &mut FitsFile, info: &DesiFileInfo) -> Result<Fibermap, Read
 }
 
 /// SCORES MEDIAN_COADD_SNR_{B,R,Z}, when present.
-fn read_scores(f: &mut FitsFile, n: usize) -> [Vec<Option<f32>>; 3] {
+fn read_scores(f: &mut FitsFile, hdus: &HduIndex, n: usize) -> [Vec<Option<f32>>; 3] {
     let mut out = [vec![None; n], vec![None; n], vec![None; n]];
-    let Ok(hdu) = f.hdu("SCORES") else { return out };
+    let Ok(hdu) = hdus.open(f, "SCORES") else { return out };
     let cols = column_names(&hdu);
     for (k, arm) in ["B", "R", "Z"].iter().enumerate() {
         if let Ok(Some(v)) = opt_col::<f32>(f, &hdu, &cols, &format!("MEDIAN_COADD_SNR_{arm}")) {
@@ -199,15 +215,15 @@ struct ArmHdus {
     mask: Option<FitsHdu>,
 }
 
-fn find_arms(f: &mut FitsFile, nspec: usize) -> Result<Vec<ArmHdus>, ReadError> {
+fn find_arms(f: &mut FitsFile, hdus: &HduIndex, nspec: usize) -> Result<Vec<ArmHdus>, ReadError> {
     let mut arms = Vec::new();
     for &(name, lsf_fwhm) in ARMS {
-        let Ok(wave_hdu) = f.hdu(format!("{name}_WAVELENGTH").as_str()) else { continue };
+        let Ok(wave_hdu) = hdus.open(f, &format!("{name}_WAVELENGTH")) else { continue };
         let wavelength: Vec<f64> =
             wave_hdu.read_image(f).map_err(|e| ReadError::fits(format!("{name}_WAVELENGTH"), e))?;
         let mut pixel_hdu = |kind: &str| -> Result<FitsHdu, ReadError> {
             let hdu_name = format!("{name}_{kind}");
-            let hdu = f.hdu(hdu_name.as_str()).map_err(|_| ReadError::MissingHdu(hdu_name.clone()))?;
+            let hdu = hdus.open(f, &hdu_name)?;
             let shape = image_shape(&hdu).unwrap_or_default();
             if shape != [nspec, wavelength.len()] {
                 return Err(ReadError::Shape(format!(
@@ -282,12 +298,12 @@ fn ingest_desi_inner(
     let (mut f, gzip) = open_fits(path)?;
     let per_exposure = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("spectra-"));
     let (info, fibermap, arms, scores) = read_checked(&mut f, path, gzip, |f| {
-        let prim = f.primary_hdu().map_err(|e| ReadError::fits("primary HDU", e))?;
-        let info = read_info(&FitsHeader::read(f, &prim)?, per_exposure);
-        let fibermap = read_fibermap(f, &info)?;
+        let info = read_info(&FitsHeader::read_current(f)?, per_exposure);
+        let hdus = HduIndex::read(f);
+        let fibermap = read_fibermap(f, &hdus, &info)?;
         // An empty coadd has no pixel data to check; it is skipped below with "0 targets".
-        let arms = if fibermap.rows.is_empty() { vec![] } else { find_arms(f, fibermap.rows.len())? };
-        let scores = read_scores(f, fibermap.rows.len());
+        let arms = if fibermap.rows.is_empty() { vec![] } else { find_arms(f, &hdus, fibermap.rows.len())? };
+        let scores = read_scores(f, &hdus, fibermap.rows.len());
         Ok((info, fibermap, arms, scores))
     })?;
     let nspec = fibermap.rows.len();
@@ -442,9 +458,9 @@ fn ingest_desi_inner(
 pub fn read_target_arms(path: &Path, row: usize) -> Result<Vec<Arm>, ReadError> {
     let (mut f, gzip) = open_fits(path)?;
     let (nspec, arms) = read_checked(&mut f, path, gzip, |f| {
-        let fm = f.hdu("FIBERMAP").map_err(|_| ReadError::MissingHdu("FIBERMAP".into()))?;
-        let nspec = table_rows(&fm);
-        Ok((nspec, find_arms(f, nspec)?))
+        let hdus = HduIndex::read(f);
+        let nspec = table_rows(&hdus.open(f, "FIBERMAP")?);
+        Ok((nspec, find_arms(f, &hdus, nspec)?))
     })?;
     if row >= nspec {
         return Err(ReadError::Shape(format!("row {row} is beyond the {nspec} FIBERMAP rows")));

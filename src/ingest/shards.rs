@@ -59,6 +59,12 @@ fn spectra_properties(row_group_rows: usize) -> WriterProperties {
     b.build()
 }
 
+/// Spectra handed to the Parquet writer at a time. Small batches keep the Arrow staging buffers
+/// small (64 × 2 × 15.6 kB on the full grid): with 1024-row batches the allocator's fragmentation
+/// from those 32 MB buffers made peak RSS grow with the number of inputs (measured: 191 → 330 MiB
+/// from 10k to 60k files; 92 → 172 MiB with 64).
+const PENDING_ROWS: usize = 64;
+
 /// One normalised-spectra shard being written.
 pub struct SpectraShardWriter {
     final_path: PathBuf,
@@ -86,7 +92,7 @@ impl SpectraShardWriter {
         let schema = Arc::new(base.as_ref().clone().with_metadata(schema_metadata.iter().cloned().collect::<std::collections::HashMap<String, String>>()));
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(spectra_properties(row_group_rows)))
             .map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
-        Ok(Self { final_path, tmp, schema, npix, writer, pending: Vec::new(), batch_rows: row_group_rows.clamp(1, 1024), rows: 0 })
+        Ok(Self { final_path, tmp, schema, npix, writer, pending: Vec::new(), batch_rows: row_group_rows.clamp(1, PENDING_ROWS), rows: 0 })
     }
 
     pub fn rows(&self) -> usize {
