@@ -4,6 +4,7 @@
 
 pub mod grid;
 pub mod ingest;
+pub mod mock;
 pub mod preprocess;
 pub mod schema;
 pub mod spectrum;

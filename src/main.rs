@@ -35,6 +35,22 @@ enum Command {
     /// report-<task>-<k>.parquet (schemas/ingest_report.toml), ingest-summary-<task>.json.
     /// Re-running with the same arguments resumes: finished shards are kept, the rest is redone.
     Ingest(IngestArgs),
+    /// Mock surveys from real stars. So far: the MILES spectral emulator they are built on
+    /// (writing LAMOST and DESI mock files is not implemented yet).
+    Mock(MockArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["emulator_report", "emulate"])))]
+struct MockArgs {
+    /// Print the emulator's quality: held-out and leave-one-out residual RMS per wavelength region
+    /// and Teff regime.
+    #[arg(long)]
+    emulator_report: bool,
+    /// Print the emulated spectrum of one star as CSV (vacuum Å, flux normalised to mean 1 over
+    /// 4000–7000 Å air, parametric = 1 past MILES' red end).
+    #[arg(long, value_name = "TEFF,LOGG,FEH", value_parser = parse_labels)]
+    emulate: Option<[f64; 3]>,
 }
 
 #[derive(Args, Debug)]
@@ -168,10 +184,58 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
     println!("  output: {}", out.display());
 }
 
+fn parse_labels(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("'{s}': {e}"))?;
+    <[f64; 3]>::try_from(v).map_err(|_| format!("'{s}': need three comma-separated numbers TEFF,LOGG,FEH"))
+}
+
+fn mock(a: MockArgs) -> Result<()> {
+    use starpipe::mock::{Emulator, PARAMETRIC_FROM_VACUUM, REPORT_JSON, extend_to_red};
+    if a.emulator_report {
+        print_emulator_report(REPORT_JSON)?;
+    }
+    if let Some(v) = a.emulate {
+        let (teff, logg, feh) = (v[0], v[1], v[2]);
+        if !(2800.0..=40000.0).contains(&teff) || !(-0.5..=6.0).contains(&logg) || !(-3.0..=1.0).contains(&feh) {
+            bail!("--emulate {teff},{logg},{feh} is outside what MILES covers (Teff 2800–40000 K, log g −0.5–6, [Fe/H] −3–1)");
+        }
+        let e = Emulator::builtin();
+        let (wave, flux) = extend_to_red(e.wave_vacuum(), &e.spectrum(teff, logg, feh), teff, logg, feh);
+        println!("wavelength_vacuum_angstrom,flux,parametric");
+        for (w, f) in wave.iter().zip(flux) {
+            println!("{w:.3},{f:.6},{}", u8::from(*w >= PARAMETRIC_FROM_VACUUM));
+        }
+    }
+    Ok(())
+}
+
+fn print_emulator_report(json: &str) -> Result<()> {
+    let r: serde_json::Value = serde_json::from_str(json)?;
+    println!("MILES emulator: {} labelled stars, {} fitted, {} held out", r["stars"]["labelled"], r["stars"]["training"], r["stars"]["held_out"]);
+    for (title, key) in [
+        ("held-out stars, flux (both normalised to mean 1 over 4000-7000 A)", "held_out_rms_flux"),
+        ("held-out stars, lines (continuum-shape differences removed)", "held_out_rms_lines"),
+        ("training stars, leave-one-out, flux", "loo_rms_flux"),
+    ] {
+        println!("\nRMS residual, {title}:");
+        let table = r[key].as_object().context("report table")?;
+        let regions: Vec<String> = table.values().next().and_then(|v| v.as_object()).map(|o| o.keys().filter(|k| *k != "n_stars").cloned().collect()).unwrap_or_default();
+        println!("  {:<20} {:>5}  {}", "Teff regime", "stars", regions.iter().map(|r| format!("{r:>10}")).collect::<String>());
+        for (regime, row) in table {
+            let cells: String = regions.iter().map(|k| format!("{:>10.3}", row[k].as_f64().unwrap_or(f64::NAN))).collect();
+            println!("  {regime:<20} {:>5}  {cells}", row["n_stars"]);
+        }
+    }
+    println!("\nPast 7411.6 A (vacuum) spectra come from a parametric model (Planck continuum, Ca II triplet,");
+    println!("Paschen, Na I, TiO), not fitted to data: never score label accuracy there. See data/emulator/.");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::Ingest(a) => ingest(a),
+        Command::Mock(a) => mock(a),
     }
 }

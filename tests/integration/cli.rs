@@ -53,3 +53,27 @@ fn bad_command_line_exits_nonzero_naming_the_problem() {
     assert!(!bad_shard.status.success());
     assert!(String::from_utf8_lossy(&bad_shard.stderr).contains("0 <= i < N"));
 }
+
+#[test]
+fn mock_prints_the_emulator_report_and_an_emulated_star() {
+    let out = starpipe().args(["mock", "--emulator-report"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("held-out") && text.contains("warm") && text.contains("4500-5500"), "{text}");
+
+    let out = starpipe().args(["mock", "--emulate", "5777,4.44,0"]).output().unwrap();
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<(f64, f64, u8)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<&str> = l.split(',').collect();
+            (v[0].parse().unwrap(), v[1].parse().unwrap(), v[2].parse().unwrap())
+        })
+        .collect();
+    assert!(rows.first().unwrap().0 < 3545.0 && rows.last().unwrap().0 > 9824.0);
+    assert!(rows.iter().any(|r| r.2 == 1) && rows.iter().any(|r| r.2 == 0));
+    let bad = starpipe().args(["mock", "--emulate", "100000,4,0"]).output().unwrap();
+    assert!(!bad.status.success());
+}

@@ -1,0 +1,10 @@
+//! Mock surveys from real stars (the `starpipe mock` stage): an empirical emulator fitted to the
+//! MILES library, extended to the red, to be rendered into LAMOST and DESI files.
+
+mod air_vacuum;
+mod emulator;
+mod red_extension;
+
+pub use air_vacuum::{air_to_vacuum, vacuum_to_air};
+pub use emulator::{Emulator, EmulatorError, REPORT_JSON};
+pub use red_extension::{EXTENSION_END_VACUUM, PARAMETRIC_FROM_VACUUM, extend_to_red};
