@@ -7,6 +7,7 @@ use starpipe::ingest::desi::DesiOptions;
 use starpipe::ingest::record::Status;
 use starpipe::ingest::select::SelectionRules;
 use starpipe::ingest::{IngestOptions, IngestSummary, ShardSpec, Survey, run_ingest};
+use starpipe::mock::lamost::SnrDistribution;
 use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;
 
@@ -35,14 +36,37 @@ enum Command {
     /// report-<task>-<k>.parquet (schemas/ingest_report.toml), ingest-summary-<task>.json.
     /// Re-running with the same arguments resumes: finished shards are kept, the rest is redone.
     Ingest(IngestArgs),
-    /// Mock surveys from real stars. So far: the MILES spectral emulator they are built on
-    /// (writing LAMOST and DESI mock files is not implemented yet).
+    /// Mock surveys from real stars: spectra emulated from the MILES library at labels drawn from a
+    /// Milky Way-like mix, rendered through the instrument and written in the survey's real file
+    /// format, with a label catalogue. LAMOST is implemented; DESI mocks are not yet.
+    ///
+    /// Output in --out: the spectrum files, labels.parquet and labels.csv
+    /// (schemas/mock_lamost_labels.toml).
     Mock(MockArgs),
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("action").required(true).args(["emulator_report", "emulate"])))]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["emulator_report", "emulate", "survey"])))]
 struct MockArgs {
+    /// Write a mock survey of this kind.
+    #[arg(long, value_enum, requires = "out")]
+    survey: Option<Survey>,
+    /// Number of stars.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Random seed: the same seed writes the same files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// S/N distribution of the stars (per-pixel S/N in the g band): loguniform:MIN:MAX.
+    #[arg(long, default_value = "loguniform:5:150")]
+    snr_dist: SnrDistribution,
+    /// Fraction of files damaged on purpose (truncated, bad header, NaN flux, missing HDU); the
+    /// label catalogue says which.
+    #[arg(long, default_value_t = 0.0)]
+    corrupt_frac: f64,
     /// Print the emulator's quality: held-out and leave-one-out residual RMS per wavelength region
     /// and Teff regime.
     #[arg(long)]
@@ -191,6 +215,24 @@ fn parse_labels(s: &str) -> Result<[f64; 3], String> {
 
 fn mock(a: MockArgs) -> Result<()> {
     use starpipe::mock::{Emulator, PARAMETRIC_FROM_VACUUM, REPORT_JSON, extend_to_red};
+    if let Some(survey) = a.survey {
+        let out = a.out.clone().expect("clap requires --out with --survey");
+        if !(0.0..=1.0).contains(&a.corrupt_frac) {
+            bail!("--corrupt-frac must be within 0..1, got {}", a.corrupt_frac);
+        }
+        match survey {
+            Survey::Lamost => {
+                let start = std::time::Instant::now();
+                let stars = starpipe::mock::lamost::generate_lamost(&out, a.n, a.seed, a.snr_dist, a.corrupt_frac)?;
+                starpipe::mock::lamost::write_label_catalog(&out, &stars)?;
+                let corrupt = stars.iter().filter(|s| s.corruption.is_some()).count();
+                let secs = start.elapsed().as_secs_f64();
+                println!("mock lamost: {} files ({corrupt} damaged on purpose) in {}", stars.len(), out.display());
+                println!("  labels: labels.parquet, labels.csv; {:.0} spectra/s", stars.len() as f64 / secs.max(1e-9));
+            }
+            Survey::Desi => bail!("DESI mock surveys are not implemented yet (LAMOST is: --survey lamost)"),
+        }
+    }
     if a.emulator_report {
         print_emulator_report(REPORT_JSON)?;
     }

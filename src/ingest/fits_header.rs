@@ -57,6 +57,11 @@ impl FitsHeader {
         Ok(Self { values })
     }
 
+    /// Every keyword that has a value.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
     /// A keyword as trimmed text; None when absent or blank.
     pub fn string(&self, name: &str) -> Option<String> {
         self.values.get(name).filter(|s| !s.is_empty()).cloned()

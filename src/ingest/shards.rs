@@ -222,15 +222,21 @@ pub fn write_report(final_path: &Path, shard_name: &str, rows: &[ReportRow]) -> 
             }
         })
         .collect();
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| WriteError::Arrow { path: final_path.to_path_buf(), source: e })?;
+    write_small_table(final_path, &batch)
+}
+
+/// Writes a small table (one batch) as zstd Parquet, under a temporary name then renamed.
+pub fn write_small_table(final_path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
     let tmp = tmp_path(final_path);
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| WriteError::Arrow { path: tmp.clone(), source: e })?;
+    let parquet_err = |e| WriteError::Parquet { path: tmp.clone(), source: e };
     let file = File::create(&tmp).map_err(|e| WriteError::Io { path: tmp.clone(), source: e })?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
-    w.write(&batch).map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
-    w.close().map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet_err)?;
+    w.write(batch).map_err(parquet_err)?;
+    w.close().map_err(parquet_err)?;
     std::fs::rename(&tmp, final_path).map_err(|e| WriteError::Io { path: final_path.to_path_buf(), source: e })
 }
 

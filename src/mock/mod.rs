@@ -3,7 +3,11 @@
 
 mod air_vacuum;
 mod emulator;
+mod fits_cards;
+pub mod labels;
+pub mod lamost;
 mod red_extension;
+pub mod render;
 
 pub use air_vacuum::{air_to_vacuum, vacuum_to_air};
 pub use emulator::{Emulator, EmulatorError, REPORT_JSON};

@@ -21,3 +21,24 @@ fn duckdb_reads_shards_and_they_match_astropy() {
     assert!(result.status.success(), "{text}");
     assert!(text.contains("ok:"), "{text}");
 }
+
+#[test]
+fn astropy_reads_every_undamaged_mock_file() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let dir = tempfile::tempdir().unwrap();
+    let stars = starpipe::mock::lamost::generate_lamost(
+        dir.path(),
+        30,
+        4,
+        starpipe::mock::lamost::SnrDistribution { min: 5.0, max: 100.0 },
+        0.2,
+    )
+    .unwrap();
+    starpipe::mock::lamost::write_label_catalog(dir.path(), &stars).unwrap();
+    let script = data("../python/check_mock_astropy.py");
+    let result = Command::new(&python).arg(script).arg(dir.path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+    assert!(result.status.success(), "{text}");
+    let good = stars.iter().filter(|s| s.corruption.is_none()).count();
+    assert!(text.contains(&format!("ok: {good} undamaged")), "{text}");
+}

@@ -1,0 +1,381 @@
+//! Mock LAMOST LRS files: one star per file, in both real layouts (5×N primary image; empty
+//! primary + COADD table), some gzip'd, with the full header keyword set of real files, plus a label
+//! catalogue keyed by OBSID.
+
+use super::fits_cards::{CardValue, fill_template, write_cards};
+use super::labels::{LabelRange, StarLabels, draw_star};
+use super::render::{add_noise, band_snr, calibration_error, instrument_sample, observed_frame_spectrum};
+use crate::grid::LogGrid;
+use crate::preprocess::C_KMS;
+use fitsio::FitsFile;
+use fitsio::images::{ImageDescription, ImageType};
+use fitsio::tables::{ColumnDataType, ColumnDescription};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const IMAGE_LAYOUT_CARDS: &str = include_str!("../../data/mock/lamost_primary_image_layout.cards");
+const COADD_LAYOUT_CARDS: &str = include_str!("../../data/mock/lamost_primary_coadd_layout.cards");
+/// LAMOST's resolving power.
+pub const LAMOST_R: f64 = 1800.0;
+/// Pixel counts seen in real LAMOST files, with how often the mock uses each.
+const NPIX_CHOICES: [(usize, f64); 4] = [(3909, 0.5), (3908, 0.2), (3906, 0.1), (3902, 0.2)];
+/// First OBSID of mock stars: far above the real ones (≤ 1.25e9), so the two never collide.
+pub const MOCK_OBSID_BASE: i64 = 9_000_000_000;
+
+/// What can be broken on purpose (`--corrupt-frac`), as robustness tests need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    Truncated,
+    BadHeader,
+    NanFlux,
+    MissingHdu,
+}
+
+impl Corruption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Corruption::Truncated => "truncated",
+            Corruption::BadHeader => "bad_header",
+            Corruption::NanFlux => "nan_flux",
+            Corruption::MissingHdu => "missing_hdu",
+        }
+    }
+}
+
+/// The S/N distribution of mock stars (in SNRG): log-uniform between two values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnrDistribution {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl std::str::FromStr for SnrDistribution {
+    type Err = String;
+    /// `loguniform:MIN:MAX`, e.g. `loguniform:5:100`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["loguniform", lo, hi] => {
+                let (min, max) = (lo.parse::<f64>().map_err(|e| e.to_string())?, hi.parse::<f64>().map_err(|e| e.to_string())?);
+                if min > 0.0 && max >= min { Ok(Self { min, max }) } else { Err(format!("'{s}': need 0 < MIN <= MAX")) }
+            }
+            _ => Err(format!("'{s}': expected loguniform:MIN:MAX")),
+        }
+    }
+}
+
+impl SnrDistribution {
+    fn draw(&self, rng: &mut impl Rng) -> f64 {
+        (self.min.ln() + (self.max.ln() - self.min.ln()) * rng.random::<f64>()).exp()
+    }
+}
+
+/// One mock star as the label catalogue records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockStar {
+    pub obsid: i64,
+    pub file: String,
+    pub layout: &'static str,
+    pub gzip: bool,
+    pub npix: usize,
+    pub truth: StarLabels,
+    pub rv_kms: f64,
+    pub snr_g: f64,
+    /// Catalogue-style labels: truth plus an error drawn from the stated uncertainty.
+    pub catalog: StarLabels,
+    pub catalog_err: StarLabels,
+    pub corruption: Option<Corruption>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+fn subclass(teff: f64, logg: f64) -> String {
+    let (letter, lo, hi) = match teff {
+        t if t >= 7300.0 => ("A", 7300.0, 10000.0),
+        t if t >= 6000.0 => ("F", 6000.0, 7300.0),
+        t if t >= 5300.0 => ("G", 5300.0, 6000.0),
+        t if t >= 3900.0 => ("K", 3900.0, 5300.0),
+        _ => ("M", 2400.0, 3900.0),
+    };
+    let sub = (9.0 * (hi - teff) / (hi - lo)).round().clamp(0.0, 9.0) as u32;
+    if letter == "M" && logg > 4.0 { format!("dM{sub}") } else { format!("{letter}{sub}") }
+}
+
+/// Per-pixel S/N profile for a SNRG: LAMOST is weak in the blue, dips at the dichroic.
+fn snr_profile(wave: &[f64], snr_g: f64) -> Vec<f64> {
+    wave.iter()
+        .map(|&w| {
+            let blue = ((w - 3650.0) / 1100.0).clamp(0.08, 1.0);
+            let red = 1.0 + 0.8 * ((w - 5000.0) / 2500.0).clamp(0.0, 1.0) - 0.5 * ((w - 8500.0) / 600.0).clamp(0.0, 1.0);
+            let dichroic = if (5700.0..5950.0).contains(&w) { 0.6 } else { 1.0 };
+            snr_g * blue * red * dichroic
+        })
+        .collect()
+}
+
+/// Draws and renders star `i` of a mock with `seed`; returns its catalogue row and file contents.
+fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (MockStar, LamostData) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(i as u64);
+    let truth = draw_star(&mut rng, LabelRange::default());
+    let rv_sd = if truth.feh < -1.0 { 120.0 } else { 35.0 };
+    let rv_kms = rv_sd * rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng);
+    let mut u: f64 = rng.random();
+    let npix = NPIX_CHOICES.iter().find(|(_, p)| { u -= p; u < 0.0 }).map_or(3909, |(n, _)| *n);
+    let mut layout = if rng.random::<f64>() < 0.3 { "image" } else { "coadd" };
+    let gzip = rng.random::<f64>() < 0.6;
+    let snr_g = snr.draw(&mut rng);
+    let corruption = (rng.random::<f64>() < corrupt_frac).then(|| match rng.random_range(0..4) {
+        0 => Corruption::Truncated,
+        1 => Corruption::BadHeader,
+        2 => Corruption::NanFlux,
+        _ => Corruption::MissingHdu,
+    });
+    if corruption == Some(Corruption::MissingHdu) {
+        layout = "coadd"; // the data HDU that goes missing is the COADD table
+    }
+
+    let grid = LogGrid::lamost_window(0, npix);
+    let wave = grid.wavelengths();
+    let model = observed_frame_spectrum(&truth, rv_kms);
+    let mut flux = instrument_sample(&model, LAMOST_R, &grid.edges());
+    let response = calibration_error(&mut rng, &wave, 0.12);
+    let brightness = 300.0 * 10f64.powf(rng.random_range(-0.5..0.5));
+    for (f, r) in flux.iter_mut().zip(&response) {
+        *f = (*f as f64 * r * brightness) as f32;
+    }
+    let median = {
+        let mut v: Vec<f32> = flux.clone();
+        v.sort_by(f32::total_cmp);
+        v[v.len() / 2] as f64
+    };
+    let (mut flux, mut ivar) = add_noise(&mut rng, &flux, &snr_profile(&wave, snr_g), 0.01 * median);
+    // A few bad pixels, flagged the LAMOST way (ORMASK set, ivar 0).
+    let mut ormask = vec![0f32; npix];
+    for _ in 0..rng.random_range(0..25) {
+        let j = rng.random_range(0..npix);
+        ormask[j] = 1.0;
+        ivar[j] = 0.0;
+    }
+    if corruption == Some(Corruption::NanFlux) {
+        flux.iter_mut().for_each(|f| *f = f32::NAN);
+    }
+    let snr_bands = [(3700.0, 4000.0), (4000.0, 5500.0), (5500.0, 6900.0), (6900.0, 8400.0), (8400.0, 9100.0)]
+        .map(|(lo, hi)| band_snr(&wave, &flux, &ivar, lo, hi));
+    // Catalogue errors like a survey's: they shrink with S/N to a floor.
+    let scale = (30.0 / snr_g.max(1.0)).clamp(0.4, 6.0);
+    let err = StarLabels { teff: 45.0 * scale, logg: 0.07 * scale, feh: 0.05 * scale };
+    let normal = |rng: &mut ChaCha8Rng| rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, rng);
+    let catalog = StarLabels {
+        teff: truth.teff + err.teff * normal(&mut rng),
+        logg: truth.logg + err.logg * normal(&mut rng),
+        feh: truth.feh + err.feh * normal(&mut rng),
+    };
+    let obsid = MOCK_OBSID_BASE + i as i64;
+    let (sp, fiber) = (1 + i % 16, 1 + (i / 16) % 250);
+    let lmjd = 56000 + (i / 4000) as i64;
+    let plan = format!("MOCK{:05}", i / 4000);
+    let name = format!("spec-{lmjd}-{plan}_sp{sp:02}-{fiber:03}.fits");
+    let file = if gzip { format!("{name}.gz") } else { name.clone() };
+    let ra = 360.0 * rng.random::<f64>();
+    let dec = (rng.random_range(-0.17..0.87f64)).asin().to_degrees();
+    let z = rv_kms / C_KMS;
+    let star = MockStar {
+        obsid,
+        file: file.clone(),
+        layout,
+        gzip,
+        npix,
+        truth,
+        rv_kms,
+        snr_g: snr_bands[1],
+        catalog,
+        catalog_err: err,
+        corruption,
+    };
+    let header = HashMap::from([
+        ("FILENAME", CardValue::Str(name)),
+        ("OBSID", CardValue::Int(obsid)),
+        ("DATA_V", CardValue::Str("LAMOST MOCK".into())),
+        ("AUTHOR", CardValue::Str(format!("starpipe {} mock (seed {seed})", crate::VERSION))),
+        ("NORM", CardValue::Int(0)),
+        ("LMJD", CardValue::Int(lmjd)),
+        ("MJD", CardValue::Int(lmjd - 1)),
+        ("PLANID", CardValue::Str(plan)),
+        ("RA", CardValue::Float(ra, 6)),
+        ("DEC", CardValue::Float(dec, 6)),
+        ("RA_OBS", CardValue::Float(ra, 6)),
+        ("DEC_OBS", CardValue::Float(dec, 6)),
+        ("DESIG", CardValue::Str(format!("LAMOST MOCK{obsid}"))),
+        ("FIBERID", CardValue::Int(fiber as i64)),
+        ("SPID", CardValue::Int(sp as i64)),
+        ("FIB_MASK", CardValue::Int(0)),
+        ("FIBERMAS", CardValue::Int(0)),
+        ("CLASS", CardValue::Str("STAR".into())),
+        ("SUBCLASS", CardValue::Str(subclass(truth.teff, truth.logg))),
+        ("Z", CardValue::Float(z, 8)),
+        ("Z_ERR", CardValue::Float(2e-5 * (20.0 / snr_g).clamp(0.3, 10.0), 8)),
+        ("SNRU", CardValue::Float(snr_bands[0], 2)),
+        ("SNRG", CardValue::Float(snr_bands[1], 2)),
+        ("SNRR", CardValue::Float(snr_bands[2], 2)),
+        ("SNRI", CardValue::Float(snr_bands[3], 2)),
+        ("SNRZ", CardValue::Float(snr_bands[4], 2)),
+        ("HELIO_RV", CardValue::Float(0.0, 5)),
+    ]);
+    let template = if layout == "image" { IMAGE_LAYOUT_CARDS } else { COADD_LAYOUT_CARDS };
+    let mut cards = fill_template(template, &header);
+    if corruption == Some(Corruption::BadHeader) {
+        cards.retain(|c| !c.starts_with("OBSID "));
+    }
+    let data = LamostData {
+        cards,
+        wave: wave.iter().map(|&w| w as f32).collect(),
+        flux,
+        ivar,
+        ormask,
+        image_layout: layout == "image",
+        drop_coadd: corruption == Some(Corruption::MissingHdu),
+    };
+    (star, data)
+}
+
+struct LamostData {
+    cards: Vec<String>,
+    wave: Vec<f32>,
+    flux: Vec<f32>,
+    ivar: Vec<f32>,
+    ormask: Vec<f32>,
+    image_layout: bool,
+    drop_coadd: bool,
+}
+
+fn write_fits(path: &Path, d: &LamostData) -> Result<(), String> {
+    let npix = d.wave.len();
+    let e = |e: fitsio::errors::Error| e.to_string();
+    if d.image_layout {
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[5, npix] };
+        let mut f = FitsFile::create(path).with_custom_primary(&desc).open().map_err(e)?;
+        write_cards(&mut f, &d.cards)?;
+        let mut data = Vec::with_capacity(5 * npix);
+        for row in [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask] {
+            data.extend_from_slice(row);
+        }
+        let prim = f.primary_hdu().map_err(e)?;
+        prim.write_image(&mut f, &data).map_err(e)?;
+    } else {
+        let mut f = FitsFile::create(path).open().map_err(e)?;
+        write_cards(&mut f, &d.cards)?;
+        if !d.drop_coadd {
+            let col = |n: &str| ColumnDescription::new(n).with_type(ColumnDataType::Float).that_repeats(npix).create();
+            let names = ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK", "NORMALIZATION"];
+            let cols: Vec<_> = names.iter().map(|n| col(n)).collect::<Result<_, _>>().map_err(e)?;
+            let hdu = f.create_table("COADD", &cols).map_err(e)?;
+            let norm = vec![-9999.0f32; npix];
+            for (n, v) in names.iter().zip([&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask, &norm]) {
+                hdu.write_col(&mut f, *n, v).map_err(e)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes star `i`'s file into `dir` (temporary name, then rename; gzip'd when drawn so).
+fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), MockError> {
+    let final_path = dir.join(&star.file);
+    let err = |m: String| MockError::Write { path: final_path.clone(), message: m };
+    let plain_tmp = dir.join(format!(".{}.plain.tmp", star.file));
+    let _ = std::fs::remove_file(&plain_tmp);
+    write_fits(&plain_tmp, data).map_err(err)?;
+    let mut bytes = std::fs::read(&plain_tmp).map_err(|e| err(e.to_string()))?;
+    let _ = std::fs::remove_file(&plain_tmp);
+    if star.corruption == Some(Corruption::Truncated) {
+        bytes.truncate(bytes.len() / 2);
+    }
+    if star.gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).map_err(|e| err(e.to_string()))?;
+        bytes = enc.finish().map_err(|e| err(e.to_string()))?;
+        if star.corruption == Some(Corruption::Truncated) {
+            bytes.truncate(bytes.len() * 2 / 3);
+        }
+    }
+    let tmp = dir.join(format!(".{}.tmp", star.file));
+    std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &final_path)).map_err(|e| err(e.to_string()))
+}
+
+/// Generates `n` mock LAMOST stars into `dir` (files) and returns their catalogue rows, in order.
+/// Deterministic for a seed, whatever the number of threads: star `i` draws from its own stream.
+pub fn generate_lamost(dir: &Path, n: usize, seed: u64, snr: SnrDistribution, corrupt_frac: f64) -> Result<Vec<MockStar>, MockError> {
+    use rayon::prelude::*;
+    std::fs::create_dir_all(dir).map_err(|e| MockError::Write { path: dir.to_path_buf(), message: e.to_string() })?;
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let (star, data) = make_star(seed, i, snr, corrupt_frac);
+            write_star(dir, &star, &data)?;
+            Ok(star)
+        })
+        .collect()
+}
+
+/// Writes the label catalogue as Parquet (`schemas/mock_lamost_labels.toml`) and CSV.
+pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockError> {
+    use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, BooleanArray};
+    use std::sync::Arc;
+    let schema = crate::schema::mock_lamost_labels().to_arrow(0);
+    let f64s = |f: &dyn Fn(&MockStar) -> f64| -> ArrayRef { Arc::new(stars.iter().map(|s| Some(f(s))).collect::<Float64Array>()) };
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| -> ArrayRef {
+            match field.name().as_str() {
+                "obsid" => Arc::new(stars.iter().map(|s| Some(s.obsid)).collect::<Int64Array>()),
+                "file" => Arc::new(stars.iter().map(|s| Some(s.file.as_str())).collect::<StringArray>()),
+                "layout" => Arc::new(stars.iter().map(|s| Some(s.layout)).collect::<StringArray>()),
+                "gzip" => Arc::new(stars.iter().map(|s| Some(s.gzip)).collect::<BooleanArray>()),
+                "npix" => Arc::new(stars.iter().map(|s| Some(s.npix as i32)).collect::<Int32Array>()),
+                "teff_true" => f64s(&|s| s.truth.teff),
+                "logg_true" => f64s(&|s| s.truth.logg),
+                "feh_true" => f64s(&|s| s.truth.feh),
+                "teff" => f64s(&|s| s.catalog.teff),
+                "logg" => f64s(&|s| s.catalog.logg),
+                "feh" => f64s(&|s| s.catalog.feh),
+                "teff_err" => f64s(&|s| s.catalog_err.teff),
+                "logg_err" => f64s(&|s| s.catalog_err.logg),
+                "feh_err" => f64s(&|s| s.catalog_err.feh),
+                "rv_kms" => f64s(&|s| s.rv_kms),
+                "snr_g" => f64s(&|s| s.snr_g),
+                "corruption" => Arc::new(stars.iter().map(|s| s.corruption.map(Corruption::as_str)).collect::<StringArray>()),
+                other => panic!("column '{other}' of schemas/mock_lamost_labels.toml has no writer"),
+            }
+        })
+        .collect();
+    let path = dir.join("labels.parquet");
+    let err = |p: &Path, m: String| MockError::Write { path: p.to_path_buf(), message: m };
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(&path, e.to_string()))?;
+    crate::ingest::shards::write_small_table(&path, &batch).map_err(|e| err(&path, e.to_string()))?;
+
+    let csv_path = dir.join("labels.csv");
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut text = names.join(",") + "\n";
+    for s in stars {
+        let row = [
+            s.obsid.to_string(), s.file.clone(), s.layout.to_string(), s.gzip.to_string(), s.npix.to_string(),
+            format!("{:.1}", s.truth.teff), format!("{:.3}", s.truth.logg), format!("{:.3}", s.truth.feh),
+            format!("{:.1}", s.catalog.teff), format!("{:.3}", s.catalog.logg), format!("{:.3}", s.catalog.feh),
+            format!("{:.1}", s.catalog_err.teff), format!("{:.3}", s.catalog_err.logg), format!("{:.3}", s.catalog_err.feh),
+            format!("{:.2}", s.rv_kms), format!("{:.2}", s.snr_g), s.corruption.map(Corruption::as_str).unwrap_or("").to_string(),
+        ];
+        debug_assert_eq!(row.len(), names.len());
+        text += &(row.join(",") + "\n");
+    }
+    let tmp = dir.join("labels.csv.tmp");
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &csv_path)).map_err(|e| err(&csv_path, e.to_string()))
+}
