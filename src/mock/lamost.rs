@@ -108,6 +108,16 @@ fn subclass(teff: f64, logg: f64) -> String {
     if letter == "M" && logg > 4.0 { format!("dM{sub}") } else { format!("{letter}{sub}") }
 }
 
+/// Pixel centres and edges of the LAMOST grid for each pixel count, computed once.
+fn lamost_grid(npix: usize) -> (&'static [f64], &'static [f64]) {
+    static GRIDS: std::sync::OnceLock<Vec<(usize, Vec<f64>, Vec<f64>)>> = std::sync::OnceLock::new();
+    let grids = GRIDS.get_or_init(|| {
+        NPIX_CHOICES.iter().map(|&(n, _)| (n, LogGrid::lamost_window(0, n).wavelengths(), LogGrid::lamost_window(0, n).edges())).collect()
+    });
+    let (_, w, e) = grids.iter().find(|(n, _, _)| *n == npix).expect("npix is one of NPIX_CHOICES");
+    (w, e)
+}
+
 /// Per-pixel S/N profile for a SNRG: LAMOST is weak in the blue, dips at the dichroic.
 fn snr_profile(wave: &[f64], snr_g: f64) -> Vec<f64> {
     wave.iter()
@@ -142,21 +152,20 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
         layout = "coadd"; // the data HDU that goes missing is the COADD table
     }
 
-    let grid = LogGrid::lamost_window(0, npix);
-    let wave = grid.wavelengths();
+    let (wave, edges) = lamost_grid(npix);
     let model = observed_frame_spectrum(&truth, rv_kms);
-    let mut flux = instrument_sample(&model, LAMOST_R, &grid.edges());
-    let response = calibration_error(&mut rng, &wave, 0.12);
+    let mut flux = instrument_sample(&model, LAMOST_R, edges);
+    let response = calibration_error(&mut rng, wave, 0.12);
     let brightness = 300.0 * 10f64.powf(rng.random_range(-0.5..0.5));
     for (f, r) in flux.iter_mut().zip(&response) {
         *f = (*f as f64 * r * brightness) as f32;
     }
     let median = {
         let mut v: Vec<f32> = flux.clone();
-        v.sort_by(f32::total_cmp);
-        v[v.len() / 2] as f64
+        let mid = v.len() / 2;
+        *v.select_nth_unstable_by(mid, f32::total_cmp).1 as f64
     };
-    let (mut flux, mut ivar) = add_noise(&mut rng, &flux, &snr_profile(&wave, snr_g), 0.01 * median);
+    let (mut flux, mut ivar) = add_noise(&mut rng, &flux, &snr_profile(wave, snr_g), 0.01 * median);
     // A few bad pixels, flagged the LAMOST way (ORMASK set, ivar 0).
     let mut ormask = vec![0f32; npix];
     for _ in 0..rng.random_range(0..25) {
@@ -168,7 +177,7 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
         flux.iter_mut().for_each(|f| *f = f32::NAN);
     }
     let snr_bands = [(3700.0, 4000.0), (4000.0, 5500.0), (5500.0, 6900.0), (6900.0, 8400.0), (8400.0, 9100.0)]
-        .map(|(lo, hi)| band_snr(&wave, &flux, &ivar, lo, hi));
+        .map(|(lo, hi)| band_snr(wave, &flux, &ivar, lo, hi));
     // Catalogue errors like a survey's: they shrink with S/N to a floor.
     let scale = (30.0 / snr_g.max(1.0)).clamp(0.4, 6.0);
     let err = StarLabels { teff: 45.0 * scale, logg: 0.07 * scale, feh: 0.05 * scale };
@@ -290,24 +299,24 @@ fn write_fits(path: &Path, d: &LamostData) -> Result<(), String> {
 fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), MockError> {
     let final_path = dir.join(&star.file);
     let err = |m: String| MockError::Write { path: final_path.clone(), message: m };
-    let plain_tmp = dir.join(format!(".{}.plain.tmp", star.file));
-    let _ = std::fs::remove_file(&plain_tmp);
-    write_fits(&plain_tmp, data).map_err(err)?;
-    let mut bytes = std::fs::read(&plain_tmp).map_err(|e| err(e.to_string()))?;
-    let _ = std::fs::remove_file(&plain_tmp);
-    if star.corruption == Some(Corruption::Truncated) {
-        bytes.truncate(bytes.len() / 2);
-    }
-    if star.gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&bytes).map_err(|e| err(e.to_string()))?;
-        bytes = enc.finish().map_err(|e| err(e.to_string()))?;
-        if star.corruption == Some(Corruption::Truncated) {
-            bytes.truncate(bytes.len() * 2 / 3);
-        }
-    }
     let tmp = dir.join(format!(".{}.tmp", star.file));
-    std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &final_path)).map_err(|e| err(e.to_string()))
+    let _ = std::fs::remove_file(&tmp);
+    write_fits(&tmp, data).map_err(err)?;
+    let truncated = star.corruption == Some(Corruption::Truncated);
+    if star.gzip {
+        let plain = std::fs::read(&tmp).map_err(|e| err(e.to_string()))?;
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 2), flate2::Compression::fast());
+        enc.write_all(&plain).map_err(|e| err(e.to_string()))?;
+        let mut bytes = enc.finish().map_err(|e| err(e.to_string()))?;
+        if truncated {
+            bytes.truncate(bytes.len() / 2);
+        }
+        std::fs::write(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
+    } else if truncated {
+        let len = std::fs::metadata(&tmp).map_err(|e| err(e.to_string()))?.len();
+        std::fs::OpenOptions::new().write(true).open(&tmp).and_then(|f| f.set_len(len / 2)).map_err(|e| err(e.to_string()))?;
+    }
+    std::fs::rename(&tmp, &final_path).map_err(|e| err(e.to_string()))
 }
 
 /// Generates `n` mock LAMOST stars into `dir` (files) and returns their catalogue rows, in order.

@@ -79,6 +79,6 @@ pub fn band_snr(wave: &[f64], flux: &[f32], ivar: &[f32], lo: f64, hi: f64) -> f
     if v.is_empty() {
         return 0.0;
     }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    *v.select_nth_unstable_by(mid, f64::total_cmp).1
 }
