@@ -38,10 +38,10 @@ enum Command {
     Ingest(IngestArgs),
     /// Mock surveys from real stars: spectra emulated from the MILES library at labels drawn from a
     /// Milky Way-like mix, rendered through the instrument and written in the survey's real file
-    /// format, with a label catalogue. LAMOST is implemented; DESI mocks are not yet.
+    /// format, with a label catalogue.
     ///
-    /// Output in --out: the spectrum files, labels.parquet and labels.csv
-    /// (schemas/mock_lamost_labels.toml).
+    /// Output in --out: the spectrum files (DESI: a healpix tree main/bright/PIXGROUP/PIXNUM/ with
+    /// coadd and redrock files), labels.parquet and labels.csv (schemas/mock_*_labels.toml).
     Mock(MockArgs),
 }
 
@@ -51,7 +51,7 @@ struct MockArgs {
     /// Write a mock survey of this kind.
     #[arg(long, value_enum, requires = "out")]
     survey: Option<Survey>,
-    /// Number of stars.
+    /// Number of stars (LAMOST: files; DESI: about this many good stars).
     #[arg(long, default_value_t = 1000)]
     n: usize,
     /// Output directory (created if missing).
@@ -63,8 +63,12 @@ struct MockArgs {
     /// S/N distribution of the stars (per-pixel S/N in the g band): loguniform:MIN:MAX.
     #[arg(long, default_value = "loguniform:5:150")]
     snr_dist: SnrDistribution,
-    /// Fraction of files damaged on purpose (truncated, bad header, NaN flux, missing HDU); the
-    /// label catalogue says which.
+    /// DESI: FIBERMAP rows per coadd (about 62 % of them good stars; the rest galaxies, quasars,
+    /// sky fibres, unassigned fibres and stars on bad fibres).
+    #[arg(long, default_value_t = 100)]
+    rows_per_coadd: usize,
+    /// Fraction of files damaged on purpose (LAMOST: truncated, bad header, NaN flux, missing HDU;
+    /// DESI: truncated coadd, NaN star flux); the label catalogue says which.
     #[arg(long, default_value_t = 0.0)]
     corrupt_frac: f64,
     /// Print the emulator's quality: held-out and leave-one-out residual RMS per wavelength region
@@ -230,7 +234,16 @@ fn mock(a: MockArgs) -> Result<()> {
                 println!("mock lamost: {} files ({corrupt} damaged on purpose) in {}", stars.len(), out.display());
                 println!("  labels: labels.parquet, labels.csv; {:.0} spectra/s", stars.len() as f64 / secs.max(1e-9));
             }
-            Survey::Desi => bail!("DESI mock surveys are not implemented yet (LAMOST is: --survey lamost)"),
+            Survey::Desi => {
+                let start = std::time::Instant::now();
+                let rows = starpipe::mock::desi::generate_desi(&out, a.n, a.rows_per_coadd, a.seed, a.snr_dist, a.corrupt_frac)?;
+                starpipe::mock::desi::write_desi_labels(&out, &rows)?;
+                let stars = rows.iter().filter(|r| r.kind == starpipe::mock::desi::RowKind::Star).count();
+                let files = rows.iter().map(|r| &r.file).collect::<std::collections::BTreeSet<_>>().len();
+                let secs = start.elapsed().as_secs_f64();
+                println!("mock desi: {files} coadds + redrock files, {} FIBERMAP rows ({stars} good stars) in {}", rows.len(), out.display());
+                println!("  labels: labels.parquet, labels.csv; {:.0} rows/s", rows.len() as f64 / secs.max(1e-9));
+            }
         }
     }
     if a.emulator_report {

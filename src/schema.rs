@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub const NORMALIZED_SPECTRA_TOML: &str = include_str!("../schemas/normalized_spectra.toml");
 pub const INGEST_REPORT_TOML: &str = include_str!("../schemas/ingest_report.toml");
 pub const MOCK_LAMOST_LABELS_TOML: &str = include_str!("../schemas/mock_lamost_labels.toml");
+pub const MOCK_DESI_LABELS_TOML: &str = include_str!("../schemas/mock_desi_labels.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TableSchema {
@@ -79,13 +80,17 @@ pub fn mock_lamost_labels() -> TableSchema {
     TableSchema::parse(MOCK_LAMOST_LABELS_TOML)
 }
 
+pub fn mock_desi_labels() -> TableSchema {
+    TableSchema::parse(MOCK_DESI_LABELS_TOML)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_schema_parses_with_unique_documented_columns() {
-        for t in [normalized_spectra(), ingest_report(), mock_lamost_labels()] {
+        for t in [normalized_spectra(), ingest_report(), mock_lamost_labels(), mock_desi_labels()] {
             let arrow = t.to_arrow(10);
             let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
             names.sort();

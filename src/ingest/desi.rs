@@ -350,6 +350,12 @@ fn ingest_desi_inner(
                 continue;
             }
         };
+        // Broken data is a failure, not a shortage of good pixels.
+        if arm_rows.iter().all(|a| crate::preprocess::all_flux_non_finite(&a.flux)) {
+            let reason = crate::preprocess::Rejection::AllFluxNonFinite.to_string();
+            report.push(target_row(row, Status::Failed, Some(reason), None));
+            continue;
+        }
         let mut arm_data = Vec::with_capacity(arms.len());
         let mut unused = Vec::new();
         for (a, arm) in arms.iter().zip(arm_rows) {

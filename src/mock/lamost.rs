@@ -68,7 +68,7 @@ impl std::str::FromStr for SnrDistribution {
 }
 
 impl SnrDistribution {
-    fn draw(&self, rng: &mut impl Rng) -> f64 {
+    pub(crate) fn draw(&self, rng: &mut impl Rng) -> f64 {
         (self.min.ln() + (self.max.ln() - self.min.ln()) * rng.random::<f64>()).exp()
     }
 }

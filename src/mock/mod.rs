@@ -3,7 +3,9 @@
 
 mod air_vacuum;
 mod emulator;
+pub mod desi;
 mod fits_cards;
+mod fits_tables;
 pub mod labels;
 pub mod lamost;
 mod red_extension;

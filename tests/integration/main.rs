@@ -7,6 +7,7 @@ mod ingest_bad_inputs;
 mod ingest_desi;
 mod ingest_lamost;
 mod ingest_resume;
+mod mock_desi;
 mod mock_lamost;
 mod python_readers;
 mod shards_readable;

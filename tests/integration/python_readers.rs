@@ -42,3 +42,22 @@ fn astropy_reads_every_undamaged_mock_file() {
     let good = stars.iter().filter(|s| s.corruption.is_none()).count();
     assert!(text.contains(&format!("ok: {good} undamaged")), "{text}");
 }
+
+#[test]
+fn astropy_reads_every_undamaged_mock_desi_coadd() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let dir = tempfile::tempdir().unwrap();
+    let snr = starpipe::mock::lamost::SnrDistribution { min: 5.0, max: 50.0 };
+    let rows = starpipe::mock::desi::generate_desi(dir.path(), 40, 20, 12, snr, 0.3).unwrap();
+    starpipe::mock::desi::write_desi_labels(dir.path(), &rows).unwrap();
+    let script = data("../python/check_mock_desi_astropy.py");
+    let result = Command::new(&python).arg(script).arg(dir.path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+    assert!(result.status.success(), "{text}");
+    let files: std::collections::BTreeSet<&String> = rows
+        .iter()
+        .filter(|r| r.corruption != Some(starpipe::mock::lamost::Corruption::Truncated))
+        .map(|r| &r.file)
+        .collect();
+    assert!(text.contains(&format!("ok: {} undamaged", files.len())), "{text}");
+}
