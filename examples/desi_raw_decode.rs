@@ -9,7 +9,8 @@ use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = std::env::args().nth(1).ok_or("usage: desi_raw_decode MANIFEST")?;
-    let paths: Vec<String> = std::fs::read_to_string(manifest)?.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    let paths: Vec<String> =
+        std::fs::read_to_string(manifest)?.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
     let start = Instant::now();
     let (mut rows, mut checksum) = (0usize, 0f64);
     for p in &paths {

@@ -12,7 +12,11 @@ use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "starpipe", version, about = "Survey spectra (LAMOST, DESI) → normalised spectra → stellar-parameter catalogs")]
+#[command(
+    name = "starpipe",
+    version,
+    about = "Survey spectra (LAMOST, DESI) → normalised spectra → stellar-parameter catalogs"
+)]
 struct Cli {
     /// Log line format on stderr. Verbosity follows RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -171,7 +175,11 @@ fn ingest(a: IngestArgs) -> Result<()> {
     pre.degrade_to_r = a.degrade_to_r;
     pre.max_masked_fraction = a.max_masked_fraction;
     pre.continuum.degree = a.continuum_degree;
-    let rules = SelectionRules { allowed_fiberstatus_bits: a.allow_fiberstatus_bits, max_abs_rv_kms: a.max_abs_rv, ..Default::default() };
+    let rules = SelectionRules {
+        allowed_fiberstatus_bits: a.allow_fiberstatus_bits,
+        max_abs_rv_kms: a.max_abs_rv,
+        ..Default::default()
+    };
     let opts = IngestOptions::new(a.survey, a.input, a.out.clone(), pre)
         .with_shard(a.shard)
         .with_threads(a.threads)
@@ -200,7 +208,12 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
             s.targets(Status::Failed)
         );
     }
-    println!("  spectra: {} in {} shard(s) ({} resumed from an earlier run)", s.counts.spectra, s.shards.len(), s.shards_resumed);
+    println!(
+        "  spectra: {} in {} shard(s) ({} resumed from an earlier run)",
+        s.counts.spectra,
+        s.shards.len(),
+        s.shards_resumed
+    );
     let mut reasons: Vec<_> = s.counts.reasons.iter().collect();
     reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if !reasons.is_empty() {
@@ -213,7 +226,8 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
 }
 
 fn parse_labels(s: &str) -> Result<[f64; 3], String> {
-    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("'{s}': {e}"))?;
+    let v: Vec<f64> =
+        s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("'{s}': {e}"))?;
     <[f64; 3]>::try_from(v).map_err(|_| format!("'{s}': need three comma-separated numbers TEFF,LOGG,FEH"))
 }
 
@@ -236,12 +250,23 @@ fn mock(a: MockArgs) -> Result<()> {
             }
             Survey::Desi => {
                 let start = std::time::Instant::now();
-                let rows = starpipe::mock::desi::generate_desi(&out, a.n, a.rows_per_coadd, a.seed, a.snr_dist, a.corrupt_frac)?;
+                let rows = starpipe::mock::desi::generate_desi(
+                    &out,
+                    a.n,
+                    a.rows_per_coadd,
+                    a.seed,
+                    a.snr_dist,
+                    a.corrupt_frac,
+                )?;
                 starpipe::mock::desi::write_desi_labels(&out, &rows)?;
                 let stars = rows.iter().filter(|r| r.kind == starpipe::mock::desi::RowKind::Star).count();
                 let files = rows.iter().map(|r| &r.file).collect::<std::collections::BTreeSet<_>>().len();
                 let secs = start.elapsed().as_secs_f64();
-                println!("mock desi: {files} coadds + redrock files, {} FIBERMAP rows ({stars} good stars) in {}", rows.len(), out.display());
+                println!(
+                    "mock desi: {files} coadds + redrock files, {} FIBERMAP rows ({stars} good stars) in {}",
+                    rows.len(),
+                    out.display()
+                );
                 println!("  labels: labels.parquet, labels.csv; {:.0} rows/s", rows.len() as f64 / secs.max(1e-9));
             }
         }
@@ -252,7 +277,9 @@ fn mock(a: MockArgs) -> Result<()> {
     if let Some(v) = a.emulate {
         let (teff, logg, feh) = (v[0], v[1], v[2]);
         if !(2800.0..=40000.0).contains(&teff) || !(-0.5..=6.0).contains(&logg) || !(-3.0..=1.0).contains(&feh) {
-            bail!("--emulate {teff},{logg},{feh} is outside what MILES covers (Teff 2800–40000 K, log g −0.5–6, [Fe/H] −3–1)");
+            bail!(
+                "--emulate {teff},{logg},{feh} is outside what MILES covers (Teff 2800–40000 K, log g −0.5–6, [Fe/H] −3–1)"
+            );
         }
         let e = Emulator::builtin();
         let (wave, flux) = extend_to_red(e.wave_vacuum(), &e.spectrum(teff, logg, feh), teff, logg, feh);
@@ -266,7 +293,10 @@ fn mock(a: MockArgs) -> Result<()> {
 
 fn print_emulator_report(json: &str) -> Result<()> {
     let r: serde_json::Value = serde_json::from_str(json)?;
-    println!("MILES emulator: {} labelled stars, {} fitted, {} held out", r["stars"]["labelled"], r["stars"]["training"], r["stars"]["held_out"]);
+    println!(
+        "MILES emulator: {} labelled stars, {} fitted, {} held out",
+        r["stars"]["labelled"], r["stars"]["training"], r["stars"]["held_out"]
+    );
     for (title, key) in [
         ("held-out stars, flux (both normalised to mean 1 over 4000-7000 A)", "held_out_rms_flux"),
         ("held-out stars, lines (continuum-shape differences removed)", "held_out_rms_lines"),
@@ -274,10 +304,21 @@ fn print_emulator_report(json: &str) -> Result<()> {
     ] {
         println!("\nRMS residual, {title}:");
         let table = r[key].as_object().context("report table")?;
-        let regions: Vec<String> = table.values().next().and_then(|v| v.as_object()).map(|o| o.keys().filter(|k| *k != "n_stars").cloned().collect()).unwrap_or_default();
-        println!("  {:<20} {:>5}  {}", "Teff regime", "stars", regions.iter().map(|r| format!("{r:>10}")).collect::<String>());
+        let regions: Vec<String> = table
+            .values()
+            .next()
+            .and_then(|v| v.as_object())
+            .map(|o| o.keys().filter(|k| *k != "n_stars").cloned().collect())
+            .unwrap_or_default();
+        println!(
+            "  {:<20} {:>5}  {}",
+            "Teff regime",
+            "stars",
+            regions.iter().map(|r| format!("{r:>10}")).collect::<String>()
+        );
         for (regime, row) in table {
-            let cells: String = regions.iter().map(|k| format!("{:>10.3}", row[k].as_f64().unwrap_or(f64::NAN))).collect();
+            let cells: String =
+                regions.iter().map(|k| format!("{:>10.3}", row[k].as_f64().unwrap_or(f64::NAN))).collect();
             println!("  {regime:<20} {:>5}  {cells}", row["n_stars"]);
         }
     }

@@ -57,13 +57,8 @@ impl GridSpectrum {
 
     /// Median per-pixel S/N (|flux|·√ivar) over usable pixels; 0 when none are usable.
     pub fn median_snr(&self) -> f32 {
-        let mut snr: Vec<f32> = self
-            .flux
-            .iter()
-            .zip(&self.ivar)
-            .filter(|(_, iv)| **iv > 0.0)
-            .map(|(f, iv)| f * iv.sqrt())
-            .collect();
+        let mut snr: Vec<f32> =
+            self.flux.iter().zip(&self.ivar).filter(|(_, iv)| **iv > 0.0).map(|(f, iv)| f * iv.sqrt()).collect();
         if snr.is_empty() {
             return 0.0;
         }

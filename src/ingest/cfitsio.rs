@@ -46,7 +46,16 @@ pub fn read_image_f32(f: &mut FitsFile, n: usize) -> Result<Vec<f32>, String> {
     let (mut anynul, mut status) = (0, 0);
     // SAFETY: `out` has room for `n` values, the count cfitsio is asked for.
     unsafe {
-        fitsio::sys::ffgpv(f.as_raw(), TFLOAT, 1, n as i64, std::ptr::null_mut(), out.as_mut_ptr() as *mut c_void, &mut anynul, &mut status);
+        fitsio::sys::ffgpv(
+            f.as_raw(),
+            TFLOAT,
+            1,
+            n as i64,
+            std::ptr::null_mut(),
+            out.as_mut_ptr() as *mut c_void,
+            &mut anynul,
+            &mut status,
+        );
     }
     check(status).map(|_| out)
 }
@@ -104,7 +113,18 @@ pub fn read_column_f32(f: &mut FitsFile, name: &str) -> Result<Vec<f32>, ColumnE
         let n = (repeat.max(0) * nrows.max(0)) as usize;
         let mut out = vec![0f32; n];
         let mut anynul = 0;
-        fitsio::sys::ffgcv(fptr, TFLOAT, colnum, 1, 1, n as i64, std::ptr::null_mut(), out.as_mut_ptr() as *mut c_void, &mut anynul, &mut status);
+        fitsio::sys::ffgcv(
+            fptr,
+            TFLOAT,
+            colnum,
+            1,
+            1,
+            n as i64,
+            std::ptr::null_mut(),
+            out.as_mut_ptr() as *mut c_void,
+            &mut anynul,
+            &mut status,
+        );
         check(status).map(|_| out).map_err(ColumnError::Fits)
     }
 }

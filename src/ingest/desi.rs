@@ -2,8 +2,8 @@
 //! (shared docs/formats.md §2). HDUs and columns are found by name; arms are discovered from the
 //! `<ARM>_WAVELENGTH` HDUs; only the rows of selected stars are read from the pixel HDUs.
 
-use super::error::ReadError;
 use super::cfitsio;
+use super::error::ReadError;
 use super::fits_header::{FitsHeader, column_names, image_shape, open_fits, read_checked, table_rows};
 use super::lamost::rejection_status;
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
@@ -125,8 +125,7 @@ fn read_fibermap(f: &mut FitsFile, hdus: &HduIndex, info: &DesiFileInfo) -> Resu
         _ => String::new(),
     };
     let mut bits = |name: &str| -> Result<Vec<Option<i64>>, ReadError> {
-        let col = opt_col::<i64>(f, &hdu, &cols, &format!("{prefix}{name}"))?
-            .or(opt_col::<i64>(f, &hdu, &cols, name)?);
+        let col = opt_col::<i64>(f, &hdu, &cols, &format!("{prefix}{name}"))?.or(opt_col::<i64>(f, &hdu, &cols, name)?);
         Ok(col.map(|v| v.into_iter().map(Some).collect()).unwrap_or_else(|| vec![None; n]))
     };
     let desi_target = bits("DESI_TARGET")?;
@@ -281,7 +280,13 @@ pub struct DesiOptions {
 }
 
 /// Reads one coadd (and its redrock companion), selects stars, preprocesses them.
-pub fn ingest_desi_file(input_index: usize, path: &Path, display_path: &str, pre: &Preprocessor, opts: &DesiOptions) -> FileOutcome {
+pub fn ingest_desi_file(
+    input_index: usize,
+    path: &Path,
+    display_path: &str,
+    pre: &Preprocessor,
+    opts: &DesiOptions,
+) -> FileOutcome {
     match ingest_desi_inner(input_index, path, display_path, pre, opts) {
         Ok(o) => o,
         Err(e) => FileOutcome::file_failed(input_index, display_path, None, e.to_string()),
@@ -385,8 +390,10 @@ fn ingest_desi_inner(
         }
         let rr = rr.flatten();
         let z = rr.map(|r| r.z);
-        let mut spectrum_id =
-            format!("desi-{}-{}-{}-{}{}-{}", info.specprod, info.survey, info.program, info.spgrp, info.spgrpval, t.targetid);
+        let mut spectrum_id = format!(
+            "desi-{}-{}-{}-{}{}-{}",
+            info.specprod, info.survey, info.program, info.spgrp, info.spgrpval, t.targetid
+        );
         if let Some(expid) = fibermap.expid[row] {
             spectrum_id.push_str(&format!("-exp{expid}"));
         }
@@ -451,8 +458,12 @@ fn ingest_desi_inner(
         source_id: None,
         status: file_status,
         reason: Some(match file_status {
-            Status::Written => format!("{written} stars written ({nspec} targets: {skipped} skipped, {failed} failed; selection by {selection})"),
-            _ => format!("no star written ({nspec} targets: {skipped} skipped, {failed} failed; selection by {selection})"),
+            Status::Written => format!(
+                "{written} stars written ({nspec} targets: {skipped} skipped, {failed} failed; selection by {selection})"
+            ),
+            _ => format!(
+                "no star written ({nspec} targets: {skipped} skipped, {failed} failed; selection by {selection})"
+            ),
         }),
         spectrum_id: None,
     };

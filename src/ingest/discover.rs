@@ -80,13 +80,18 @@ pub fn discover(survey: Survey, input: &Path) -> Result<Vec<Input>, DiscoverErro
                 Err(e) => {
                     let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| input.to_path_buf());
                     tracing::warn!(path = %path.display(), error = %e, "cannot read directory entry");
-                    out.push(Input { display: path.display().to_string(), path, walk_error: Some(format!("cannot read: {e}")) });
+                    out.push(Input {
+                        display: path.display().to_string(),
+                        path,
+                        walk_error: Some(format!("cannot read: {e}")),
+                    });
                 }
             }
         }
         return Ok(out);
     }
-    let text = std::fs::read_to_string(input).map_err(|e| DiscoverError::Manifest { path: input.to_path_buf(), source: e })?;
+    let text =
+        std::fs::read_to_string(input).map_err(|e| DiscoverError::Manifest { path: input.to_path_buf(), source: e })?;
     let base = input.parent().unwrap_or(Path::new("."));
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();

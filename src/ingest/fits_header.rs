@@ -30,14 +30,17 @@ impl FitsHeader {
     /// Reads the header of `hdu` (making it current).
     pub fn read(f: &mut FitsFile, hdu: &FitsHdu) -> Result<Self, ReadError> {
         if !super::cfitsio::move_to(f, hdu.number) {
-            return Err(ReadError::Fits { what: "header".into(), message: format!("cannot move to HDU {}", hdu.number) });
+            return Err(ReadError::Fits {
+                what: "header".into(),
+                message: format!("cannot move to HDU {}", hdu.number),
+            });
         }
         Self::read_current(f)
     }
 
     /// Reads the header of the current HDU.
     pub fn read_current(f: &mut FitsFile) -> Result<Self, ReadError> {
-        use fitsio::sys::{ffhdr2str, fffree};
+        use fitsio::sys::{fffree, ffhdr2str};
         let (mut status, mut nkeys) = (0, 0);
         let mut text: *mut std::os::raw::c_char = std::ptr::null_mut();
         // SAFETY: pointers come from a live FitsFile; cfitsio allocates `text` (nkeys × 80 chars, NUL-terminated)
@@ -232,7 +235,8 @@ fn starts_an_hdu(path: &Path, offset: u64) -> bool {
 fn open_disk_file(path: &Path) -> Result<FitsFile, ReadError> {
     use std::os::unix::ffi::OsStrExt;
     let open_err = |message: String| ReadError::Open { gzip: "not gzip", message };
-    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| open_err("path contains a NUL byte".into()))?;
+    let name =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| open_err("path contains a NUL byte".into()))?;
     let (mut fptr, mut status) = (std::ptr::null_mut(), 0);
     // SAFETY: cfitsio writes a new handle into `fptr` or reports failure in `status`; the handle is
     // owned by the FitsFile from then on, which closes it on drop.
@@ -279,7 +283,10 @@ mod tests {
     #[test]
     fn cards_parse_strings_numbers_and_comments() {
         let card = |s: &str| format!("{s:<80}").into_bytes();
-        assert_eq!(parse_card(&card("OBSID   =            101005 / unique id")), Some(("OBSID".into(), "101005".into())));
+        assert_eq!(
+            parse_card(&card("OBSID   =            101005 / unique id")),
+            Some(("OBSID".into(), "101005".into()))
+        );
         assert_eq!(parse_card(&card("CLASS   = 'STAR    '           / class")), Some(("CLASS".into(), "STAR".into())));
         assert_eq!(parse_card(&card("NOTE    = 'it''s / here'")), Some(("NOTE".into(), "it's / here".into())));
         assert_eq!(parse_card(&card("COMMENT this is not a value")), None);

@@ -3,8 +3,8 @@
 //! (B) empty primary + `COADD` binary table with one row of N-element columns.
 //! The layout is detected from the structure, gzip from the magic bytes, N from the header.
 
-use super::error::ReadError;
 use super::cfitsio;
+use super::error::ReadError;
 use super::fits_header::{FitsHeader, OpenedFits, open_fits, read_checked};
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
 use crate::preprocess::{Preprocessor, Rejection};
@@ -33,7 +33,10 @@ pub fn read_lamost(path: &Path, display_path: &str) -> Result<LamostSpectrum, Re
     Ok(LamostSpectrum { layout, gzip, meta, arm })
 }
 
-fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(LamostLayout, SpectrumMeta, Arm), ReadError> {
+fn read_layout_and_header(
+    f: &mut OpenedFits,
+    display_path: &str,
+) -> Result<(LamostLayout, SpectrumMeta, Arm), ReadError> {
     // Header first, while the primary HDU is current: moving back to it later re-parses it.
     let h = FitsHeader::read_current(f)?;
     let shape = cfitsio::image_shape(f).map_err(|m| ReadError::Fits { what: "primary HDU".into(), message: m })?;
@@ -42,7 +45,8 @@ fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(Lam
     let (wavelength, flux, ivar, ormask) = match layout {
         LamostLayout::PrimaryImage => {
             let npix = shape[1];
-            let data = cfitsio::read_image_f32(f, 5 * npix).map_err(|m| ReadError::Fits { what: "primary image".into(), message: m })?;
+            let data = cfitsio::read_image_f32(f, 5 * npix)
+                .map_err(|m| ReadError::Fits { what: "primary image".into(), message: m })?;
             let row = |r: usize| data[r * npix..(r + 1) * npix].to_vec();
             (row(2), row(0), row(1), row(4))
         }
@@ -54,8 +58,12 @@ fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(Lam
             }
             let mut read = |name: &str| -> Result<Vec<f32>, ReadError> {
                 cfitsio::read_column_f32(f, name).map_err(|e| match e {
-                    cfitsio::ColumnError::Missing => ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() },
-                    cfitsio::ColumnError::Fits(m) => ReadError::Fits { what: format!("COADD column {name}"), message: m },
+                    cfitsio::ColumnError::Missing => {
+                        ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() }
+                    }
+                    cfitsio::ColumnError::Fits(m) => {
+                        ReadError::Fits { what: format!("COADD column {name}"), message: m }
+                    }
                 })
             };
             (read("WAVELENGTH")?, read("FLUX")?, read("IVAR")?, read("ORMASK")?)
@@ -82,7 +90,11 @@ fn read_layout_and_header(f: &mut OpenedFits, display_path: &str) -> Result<(Lam
     let snr = ["SNRU", "SNRG", "SNRR", "SNRI", "SNRZ"].map(|k| h.f64(k).map(|v| v as f32));
     let release_tag = release.trim_start_matches("LAMOST").trim().replace(' ', "_");
     let meta = SpectrumMeta {
-        spectrum_id: format!("lamost-{}-{}", if release_tag.is_empty() { "unknown" } else { &release_tag }, obsid.unwrap_or(-1)),
+        spectrum_id: format!(
+            "lamost-{}-{}",
+            if release_tag.is_empty() { "unknown" } else { &release_tag },
+            obsid.unwrap_or(-1)
+        ),
         survey: "lamost",
         release,
         source_id: obsid.unwrap_or(-1),

@@ -41,7 +41,12 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    pub fn new(survey: Survey, input: impl Into<PathBuf>, out: impl Into<PathBuf>, preprocess: PreprocessConfig) -> Self {
+    pub fn new(
+        survey: Survey,
+        input: impl Into<PathBuf>,
+        out: impl Into<PathBuf>,
+        preprocess: PreprocessConfig,
+    ) -> Self {
         Self {
             survey,
             input: input.into(),
@@ -391,11 +396,17 @@ fn process_input(opts: &IngestOptions, pre: &Preprocessor, index: usize, input: 
 }
 
 fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
-    let target = if enabled && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let target = if enabled && std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} ingest [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec}, eta {eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} ingest [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -468,7 +479,8 @@ impl ShardSink {
         if self.open.is_none() {
             let path = shard_path(&self.out, &self.tag, self.next_shard);
             let writer = SpectraShardWriter::create(path, self.npix, self.row_group_rows, &self.metadata_common)?;
-            self.open = Some(OpenShard { writer, first_input: o.input_index, report: vec![], counts: Counts::default() });
+            self.open =
+                Some(OpenShard { writer, first_input: o.input_index, report: vec![], counts: Counts::default() });
         }
         let open = self.open.as_mut().expect("opened above");
         open.counts.add_rows(&o.report);

@@ -18,7 +18,11 @@ pub struct SelectionRules {
 
 impl Default for SelectionRules {
     fn default() -> Self {
-        Self { allowed_fiberstatus_bits: vec![FIBERSTATUS_RESTRICTED], max_abs_rv_kms: 1500.0, min_arm_good_fraction: 0.5 }
+        Self {
+            allowed_fiberstatus_bits: vec![FIBERSTATUS_RESTRICTED],
+            max_abs_rv_kms: 1500.0,
+            min_arm_good_fraction: 0.5,
+        }
     }
 }
 
@@ -74,7 +78,10 @@ impl SelectionRules {
         }
         let disallowed = (t.fiber_status as u32) & !self.allowed_mask();
         if disallowed != 0 {
-            return Err(format!("disallowed COADD_FIBERSTATUS bits (COADD_FIBERSTATUS={}, disallowed {disallowed:#x})", t.fiber_status));
+            return Err(format!(
+                "disallowed COADD_FIBERSTATUS bits (COADD_FIBERSTATUS={}, disallowed {disallowed:#x})",
+                t.fiber_status
+            ));
         }
         match redrock {
             Some(Some(rr)) => {
@@ -86,14 +93,23 @@ impl SelectionRules {
                 }
                 let rv = rr.z * crate::preprocess::C_KMS;
                 if rv.abs() > self.max_abs_rv_kms {
-                    return Err(format!("|c·z| above the star limit ({:.0} km/s > {:.0} km/s)", rv.abs(), self.max_abs_rv_kms));
+                    return Err(format!(
+                        "|c·z| above the star limit ({:.0} km/s > {:.0} km/s)",
+                        rv.abs(),
+                        self.max_abs_rv_kms
+                    ));
                 }
                 Ok(SelectionMethod::Redrock)
             }
             Some(None) => Err("no row for this TARGETID in the redrock file".into()),
             None => {
-                let mws = t.desi_target.is_some_and(|b| b & DESI_TARGET_MWS_ANY != 0) || t.mws_target.is_some_and(|b| b != 0);
-                if mws { Ok(SelectionMethod::MwsTargetBits) } else { Err("no redrock file and no MWS targeting bit".into()) }
+                let mws =
+                    t.desi_target.is_some_and(|b| b & DESI_TARGET_MWS_ANY != 0) || t.mws_target.is_some_and(|b| b != 0);
+                if mws {
+                    Ok(SelectionMethod::MwsTargetBits)
+                } else {
+                    Err("no redrock file and no MWS targeting bit".into())
+                }
             }
         }
     }
@@ -104,7 +120,13 @@ mod tests {
     use super::*;
 
     fn tgt() -> TargetRow {
-        TargetRow { targetid: 39633301257848811, objtype: "TGT".into(), fiber_status: 0, desi_target: Some(DESI_TARGET_MWS_ANY), mws_target: Some(17) }
+        TargetRow {
+            targetid: 39633301257848811,
+            objtype: "TGT".into(),
+            fiber_status: 0,
+            desi_target: Some(DESI_TARGET_MWS_ANY),
+            mws_target: Some(17),
+        }
     }
 
     fn star() -> RedrockRow {

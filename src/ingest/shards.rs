@@ -4,7 +4,8 @@
 use super::record::{ReportRow, SpectrumRecord};
 use crate::schema::{self, list_item_field};
 use arrow::array::{
-    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
 };
 use arrow::datatypes::Schema;
 use parquet::arrow::ArrowWriter;
@@ -89,10 +90,23 @@ impl SpectraShardWriter {
         let tmp = tmp_path(&final_path);
         let file = File::create(&tmp).map_err(|e| WriteError::Io { path: tmp.clone(), source: e })?;
         let base = schema::normalized_spectra().to_arrow(npix);
-        let schema = Arc::new(base.as_ref().clone().with_metadata(schema_metadata.iter().cloned().collect::<std::collections::HashMap<String, String>>()));
+        let schema = Arc::new(
+            base.as_ref()
+                .clone()
+                .with_metadata(schema_metadata.iter().cloned().collect::<std::collections::HashMap<String, String>>()),
+        );
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(spectra_properties(row_group_rows)))
             .map_err(|e| WriteError::Parquet { path: tmp.clone(), source: e })?;
-        Ok(Self { final_path, tmp, schema, npix, writer, pending: Vec::new(), batch_rows: row_group_rows.clamp(1, PENDING_ROWS), rows: 0 })
+        Ok(Self {
+            final_path,
+            tmp,
+            schema,
+            npix,
+            writer,
+            pending: Vec::new(),
+            batch_rows: row_group_rows.clamp(1, PENDING_ROWS),
+            rows: 0,
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -130,29 +144,49 @@ impl SpectraShardWriter {
             self.writer.append_key_value_metadata(KeyValue::new(k, v));
         }
         self.writer.close().map_err(|e| WriteError::Parquet { path: self.tmp.clone(), source: e })?;
-        std::fs::rename(&self.tmp, &self.final_path).map_err(|e| WriteError::Io { path: self.final_path.clone(), source: e })?;
+        std::fs::rename(&self.tmp, &self.final_path)
+            .map_err(|e| WriteError::Io { path: self.final_path.clone(), source: e })?;
         Ok(self.final_path)
     }
 }
 
-fn spectra_batch(schema: &Arc<Schema>, npix: usize, recs: &[SpectrumRecord]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let m = |f: &dyn Fn(&SpectrumRecord) -> Option<f32>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Float32Array>()) };
+fn spectra_batch(
+    schema: &Arc<Schema>,
+    npix: usize,
+    recs: &[SpectrumRecord],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let m = |f: &dyn Fn(&SpectrumRecord) -> Option<f32>| -> ArrayRef {
+        Arc::new(recs.iter().map(f).collect::<Float32Array>())
+    };
     let pixels = |ivar: bool| -> Result<ArrayRef, arrow::error::ArrowError> {
         let mut values = Vec::with_capacity(recs.len() * npix);
         for r in recs {
             let s = &r.prepared.spectrum;
             values.extend_from_slice(if ivar { &s.ivar } else { &s.flux });
         }
-        Ok(Arc::new(FixedSizeListArray::try_new(list_item_field(), npix as i32, Arc::new(Float32Array::from(values)), None)?))
+        Ok(Arc::new(FixedSizeListArray::try_new(
+            list_item_field(),
+            npix as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )?))
     };
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
         .map(|field| -> Result<ArrayRef, arrow::error::ArrowError> {
-            let s = |f: &dyn Fn(&SpectrumRecord) -> String| -> ArrayRef { Arc::new(recs.iter().map(f).map(Some).collect::<StringArray>()) };
-            let i64s = |f: &dyn Fn(&SpectrumRecord) -> Option<i64>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Int64Array>()) };
-            let i32s = |f: &dyn Fn(&SpectrumRecord) -> Option<i32>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Int32Array>()) };
-            let f64s = |f: &dyn Fn(&SpectrumRecord) -> Option<f64>| -> ArrayRef { Arc::new(recs.iter().map(f).collect::<Float64Array>()) };
+            let s = |f: &dyn Fn(&SpectrumRecord) -> String| -> ArrayRef {
+                Arc::new(recs.iter().map(f).map(Some).collect::<StringArray>())
+            };
+            let i64s = |f: &dyn Fn(&SpectrumRecord) -> Option<i64>| -> ArrayRef {
+                Arc::new(recs.iter().map(f).collect::<Int64Array>())
+            };
+            let i32s = |f: &dyn Fn(&SpectrumRecord) -> Option<i32>| -> ArrayRef {
+                Arc::new(recs.iter().map(f).collect::<Int32Array>())
+            };
+            let f64s = |f: &dyn Fn(&SpectrumRecord) -> Option<f64>| -> ArrayRef {
+                Arc::new(recs.iter().map(f).collect::<Float64Array>())
+            };
             Ok(match field.name().as_str() {
                 "spectrum_id" => s(&|r| r.meta.spectrum_id.clone()),
                 "survey" => s(&|r| r.meta.survey.to_string()),
@@ -165,13 +199,17 @@ fn spectra_batch(schema: &Arc<Schema>, npix: usize, recs: &[SpectrumRecord]) -> 
                 "source_path" => s(&|r| r.meta.source_path.clone()),
                 "source_row" => i32s(&|r| Some(r.meta.source_row)),
                 "object_class" => s(&|r| r.meta.object_class.clone()),
-                "object_subclass" => Arc::new(recs.iter().map(|r| r.meta.object_subclass.clone()).collect::<StringArray>()),
+                "object_subclass" => {
+                    Arc::new(recs.iter().map(|r| r.meta.object_subclass.clone()).collect::<StringArray>())
+                }
                 "z" => f64s(&|r| r.meta.z),
                 "z_err" => f64s(&|r| r.meta.z_err),
                 "rv_kms" => f64s(&|r| r.meta.z.map(|z| z * crate::preprocess::C_KMS)),
                 "zwarn" => i64s(&|r| r.meta.zwarn),
                 "selection_method" => s(&|r| r.meta.selection_method.to_string()),
-                "rest_frame" => Arc::new(recs.iter().map(|r| Some(r.prepared.rest_frame_applied)).collect::<BooleanArray>()),
+                "rest_frame" => {
+                    Arc::new(recs.iter().map(|r| Some(r.prepared.rest_frame_applied)).collect::<BooleanArray>())
+                }
                 "fiber_mask" => i32s(&|r| r.meta.fiber_mask),
                 "fiber_status" => i32s(&|r| r.meta.fiber_status),
                 "desi_target" => i64s(&|r| r.meta.desi_target),
@@ -222,7 +260,8 @@ pub fn write_report(final_path: &Path, shard_name: &str, rows: &[ReportRow]) -> 
             }
         })
         .collect();
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| WriteError::Arrow { path: final_path.to_path_buf(), source: e })?;
+    let batch = RecordBatch::try_new(schema, columns)
+        .map_err(|e| WriteError::Arrow { path: final_path.to_path_buf(), source: e })?;
     write_small_table(final_path, &batch)
 }
 

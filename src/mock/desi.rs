@@ -130,12 +130,19 @@ struct ArmData {
 }
 
 /// Draws the rows of coadd `file_index` and renders their spectra.
-fn make_file(seed: u64, file_index: usize, rows: usize, snr: SnrDistribution, corrupt_frac: f64) -> (Vec<DesiMockRow>, Vec<[ArmData; 3]>, Option<Corruption>, u64) {
+fn make_file(
+    seed: u64,
+    file_index: usize,
+    rows: usize,
+    snr: SnrDistribution,
+    corrupt_frac: f64,
+) -> (Vec<DesiMockRow>, Vec<[ArmData; 3]>, Option<Corruption>, u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00de_5100);
     rng.set_stream(file_index as u64);
     let healpix = 10_000 + 37 * file_index as u64 % 39_000;
     let (lon, lat) = cdshealpix::nested::center(HPX_DEPTH, healpix);
-    let corruption = (rng.random::<f64>() < corrupt_frac).then(|| if rng.random::<bool>() { Corruption::Truncated } else { Corruption::NanFlux });
+    let corruption = (rng.random::<f64>() < corrupt_frac)
+        .then(|| if rng.random::<bool>() { Corruption::Truncated } else { Corruption::NanFlux });
     let file = format!("main/bright/{}/{healpix}/coadd-main-bright-{healpix}.fits", healpix / 100);
     let grids: Vec<Vec<f64>> = DESI_ARMS.iter().map(|(_, lo, hi)| arm_grid(*lo, *hi)).collect();
     let mut out_rows = Vec::with_capacity(rows);
@@ -184,11 +191,15 @@ fn make_file(seed: u64, file_index: usize, rows: usize, snr: SnrDistribution, co
                     _ => vec![0.0; n],
                 };
                 let response = calibration_error(&mut rng, wave, 0.03);
-                let flux: Vec<f32> = clean.iter().zip(&response).map(|(f, r)| (*f as f64 * r * brightness) as f32).collect();
+                let flux: Vec<f32> =
+                    clean.iter().zip(&response).map(|(f, r)| (*f as f64 * r * brightness) as f32).collect();
                 let arm_snr = snr_r * [0.75, 1.0, 0.9][a];
                 let (mut f, mut iv) = if kind == RowKind::Sky {
                     let sigma = 0.5;
-                    ((0..n).map(|_| (sigma * normal(&mut rng)) as f32).collect(), vec![(1.0 / (sigma * sigma)) as f32; n])
+                    (
+                        (0..n).map(|_| (sigma * normal(&mut rng)) as f32).collect(),
+                        vec![(1.0 / (sigma * sigma)) as f32; n],
+                    )
                 } else {
                     add_noise(&mut rng, &flux, &vec![arm_snr; n], 0.02 * brightness)
                 };
@@ -217,7 +228,20 @@ fn make_file(seed: u64, file_index: usize, rows: usize, snr: SnrDistribution, co
             }
             None => (None, None),
         };
-        out_rows.push(DesiMockRow { targetid, kind, file: file.clone(), healpix, ra, dec, truth, catalog, catalog_err, z, snr_r, corruption });
+        out_rows.push(DesiMockRow {
+            targetid,
+            kind,
+            file: file.clone(),
+            healpix,
+            ra,
+            dec,
+            truth,
+            catalog,
+            catalog_err,
+            z,
+            snr_r,
+            corruption,
+        });
         let [b, r_, zarm]: [ArmData; 3] = arms.try_into().ok().expect("three arms");
         spectra.push([b, r_, zarm]);
     }
@@ -235,8 +259,25 @@ fn subtype(teff: f64) -> &'static str {
 }
 
 fn fibermap_values(rows: &[DesiMockRow]) -> HashMap<&'static str, Column> {
-    let objtype = rows.iter().map(|r| match r.kind { RowKind::Sky => "SKY", RowKind::Unassigned => "", _ => "TGT" }.to_string()).collect();
-    let status = rows.iter().map(|r| match r.kind { RowKind::Unassigned => 1, RowKind::BadFiberStar => 1 << 24, _ => 0 }).collect();
+    let objtype = rows
+        .iter()
+        .map(|r| {
+            match r.kind {
+                RowKind::Sky => "SKY",
+                RowKind::Unassigned => "",
+                _ => "TGT",
+            }
+            .to_string()
+        })
+        .collect();
+    let status = rows
+        .iter()
+        .map(|r| match r.kind {
+            RowKind::Unassigned => 1,
+            RowKind::BadFiberStar => 1 << 24,
+            _ => 0,
+        })
+        .collect();
     let desi_target = rows
         .iter()
         .map(|r| match r.kind {
@@ -260,7 +301,13 @@ fn fibermap_values(rows: &[DesiMockRow]) -> HashMap<&'static str, Column> {
     ])
 }
 
-fn write_image_f32(f: &mut FitsFile, name: &str, dims: &[usize], data: &[f32], bunit: Option<&str>) -> Result<(), String> {
+fn write_image_f32(
+    f: &mut FitsFile,
+    name: &str,
+    dims: &[usize],
+    data: &[f32],
+    bunit: Option<&str>,
+) -> Result<(), String> {
     let e = |e: fitsio::errors::Error| format!("{name}: {e}");
     let hdu = f.create_image(name, &ImageDescription { data_type: ImageType::Float, dimensions: dims }).map_err(e)?;
     hdu.write_image(f, data).map_err(e)?;
@@ -272,41 +319,77 @@ fn write_image_f32(f: &mut FitsFile, name: &str, dims: &[usize], data: &[f32], b
     Ok(())
 }
 
-fn write_coadd(path: &Path, rows: &[DesiMockRow], spectra: &[[ArmData; 3]], healpix: u64, seed: u64) -> Result<(), String> {
+fn write_coadd(
+    path: &Path,
+    rows: &[DesiMockRow],
+    spectra: &[[ArmData; 3]],
+    healpix: u64,
+    seed: u64,
+) -> Result<(), String> {
     let e = |e: fitsio::errors::Error| e.to_string();
     let mut f = FitsFile::create(path).open().map_err(e)?;
     let card = |k: &str, v: CardValue| format_card(k, &v, "");
-    write_cards(&mut f, &[
-        card("SPGRP", CardValue::Str("healpix".into())),
-        card("SPGRPVAL", CardValue::Int(healpix as i64)),
-        card("HPXPIXEL", CardValue::Int(healpix as i64)),
-        card("HPXNSIDE", CardValue::Int(64)),
-        card("HPXNEST", CardValue::Str("True".into())),
-        card("SURVEY", CardValue::Str("main".into())),
-        card("PROGRAM", CardValue::Str("bright".into())),
-        card("DEPNAM00", CardValue::Str("SPECPROD".into())),
-        card("DEPVER00", CardValue::Str("mock".into())),
-        card("DEPNAM01", CardValue::Str("starpipe".into())),
-        card("DEPVER01", CardValue::Str(format!("{} seed {seed}", crate::VERSION))),
-    ])?;
+    write_cards(
+        &mut f,
+        &[
+            card("SPGRP", CardValue::Str("healpix".into())),
+            card("SPGRPVAL", CardValue::Int(healpix as i64)),
+            card("HPXPIXEL", CardValue::Int(healpix as i64)),
+            card("HPXNSIDE", CardValue::Int(64)),
+            card("HPXNEST", CardValue::Str("True".into())),
+            card("SURVEY", CardValue::Str("main".into())),
+            card("PROGRAM", CardValue::Str("bright".into())),
+            card("DEPNAM00", CardValue::Str("SPECPROD".into())),
+            card("DEPVER00", CardValue::Str("mock".into())),
+            card("DEPNAM01", CardValue::Str("starpipe".into())),
+            card("DEPVER01", CardValue::Str(format!("{} seed {seed}", crate::VERSION))),
+        ],
+    )?;
     let n = rows.len();
     write_table(&mut f, "FIBERMAP", "coadd.FIBERMAP", n, &fibermap_values(rows))?;
     let exp = HashMap::from([
         ("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect())),
-        ("FIBERSTATUS", Column::I32(rows.iter().map(|r| if r.kind == RowKind::BadFiberStar { 1 << 24 } else { 0 }).collect())),
+        (
+            "FIBERSTATUS",
+            Column::I32(rows.iter().map(|r| if r.kind == RowKind::BadFiberStar { 1 << 24 } else { 0 }).collect()),
+        ),
     ]);
     write_table(&mut f, "EXP_FIBERMAP", "coadd.EXP_FIBERMAP", n, &exp)?;
     let mut snr_cols: Vec<Vec<f32>> = vec![Vec::with_capacity(n); 3];
     for (a, (name, lo, hi)) in DESI_ARMS.iter().enumerate() {
         let wave = arm_grid(*lo, *hi);
         let nw = wave.len();
-        let wh = f.create_image(format!("{name}_WAVELENGTH"), &ImageDescription { data_type: ImageType::Double, dimensions: &[nw] }).map_err(e)?;
+        let wh = f
+            .create_image(
+                format!("{name}_WAVELENGTH"),
+                &ImageDescription { data_type: ImageType::Double, dimensions: &[nw] },
+            )
+            .map_err(e)?;
         wh.write_image(&mut f, &wave).map_err(e)?;
-        let gather = |pick: &dyn Fn(&ArmData) -> &[f32]| spectra.iter().flat_map(|s| pick(&s[a]).iter().copied()).collect::<Vec<f32>>();
-        write_image_f32(&mut f, &format!("{name}_FLUX"), &[n, nw], &gather(&|d| &d.flux), Some("10**-17 erg/(s cm2 Angstrom)"))?;
-        write_image_f32(&mut f, &format!("{name}_IVAR"), &[n, nw], &gather(&|d| &d.ivar), Some("10**+34 (s2 cm4 Angstrom2) / erg2"))?;
+        let gather = |pick: &dyn Fn(&ArmData) -> &[f32]| {
+            spectra.iter().flat_map(|s| pick(&s[a]).iter().copied()).collect::<Vec<f32>>()
+        };
+        write_image_f32(
+            &mut f,
+            &format!("{name}_FLUX"),
+            &[n, nw],
+            &gather(&|d| &d.flux),
+            Some("10**-17 erg/(s cm2 Angstrom)"),
+        )?;
+        write_image_f32(
+            &mut f,
+            &format!("{name}_IVAR"),
+            &[n, nw],
+            &gather(&|d| &d.ivar),
+            Some("10**+34 (s2 cm4 Angstrom2) / erg2"),
+        )?;
         // MASK: uint32 stored as int32 with BZERO 2^31, as desispec writes it.
-        let mh = f.create_image(format!("{name}_MASK"), &ImageDescription { data_type: ImageType::UnsignedLong, dimensions: &[n, nw] }).map_err(e)?;
+        let mh = f
+            .create_image(
+                format!("{name}_MASK"),
+                &ImageDescription { data_type: ImageType::UnsignedLong, dimensions: &[n, nw] },
+            )
+            .map_err(e)?;
         let mask: Vec<u32> = spectra.iter().flat_map(|s| s[a].mask.iter().map(|&m| m as u32)).collect();
         mh.write_image(&mut f, &mask).map_err(e)?;
         let res = resolution_data(nw);
@@ -332,11 +415,14 @@ fn write_redrock(path: &Path, rows: &[DesiMockRow]) -> Result<(), String> {
     let n = rows.len();
     let spectype = rows
         .iter()
-        .map(|r| match r.kind {
-            RowKind::Star | RowKind::BadFiberStar | RowKind::Unassigned => "STAR",
-            RowKind::Qso => "QSO",
-            _ => "GALAXY",
-        }.to_string())
+        .map(|r| {
+            match r.kind {
+                RowKind::Star | RowKind::BadFiberStar | RowKind::Unassigned => "STAR",
+                RowKind::Qso => "QSO",
+                _ => "GALAXY",
+            }
+            .to_string()
+        })
         .collect();
     let sub = rows
         .iter()
@@ -347,7 +433,14 @@ fn write_redrock(path: &Path, rows: &[DesiMockRow]) -> Result<(), String> {
         })
         .collect();
     // Unassigned fibres: fitted as STAR/CV with ZWARN 1570 (LITTLE_COVERAGE|Z_FITLIMIT|NODATA|BAD_MINFIT); sky: ZWARN SKY.
-    let zwarn = rows.iter().map(|r| match r.kind { RowKind::Unassigned => 1570, RowKind::Sky => 1, _ => 0 }).collect();
+    let zwarn = rows
+        .iter()
+        .map(|r| match r.kind {
+            RowKind::Unassigned => 1570,
+            RowKind::Sky => 1,
+            _ => 0,
+        })
+        .collect();
     let values = HashMap::from([
         ("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect())),
         ("Z", Column::F64(rows.iter().map(|r| r.z).collect())),
@@ -355,16 +448,37 @@ fn write_redrock(path: &Path, rows: &[DesiMockRow]) -> Result<(), String> {
         ("ZWARN", Column::I64(zwarn)),
         ("SPECTYPE", Column::Str(spectype)),
         ("SUBTYPE", Column::Str(sub)),
-        ("DELTACHI2", Column::F64(rows.iter().map(|r| if r.kind == RowKind::Unassigned { 1.9e84 } else { 500.0 }).collect())),
+        (
+            "DELTACHI2",
+            Column::F64(rows.iter().map(|r| if r.kind == RowKind::Unassigned { 1.9e84 } else { 500.0 }).collect()),
+        ),
     ]);
     write_table(&mut f, "REDSHIFTS", "redrock.REDSHIFTS", n, &values)?;
     write_table(&mut f, "FIBERMAP", "redrock.FIBERMAP", n, &fibermap_values(rows))?;
-    write_table(&mut f, "EXP_FIBERMAP", "redrock.EXP_FIBERMAP", n, &HashMap::from([("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect()))]))?;
-    write_table(&mut f, "TSNR2", "redrock.TSNR2", n, &HashMap::from([("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect()))]))
+    write_table(
+        &mut f,
+        "EXP_FIBERMAP",
+        "redrock.EXP_FIBERMAP",
+        n,
+        &HashMap::from([("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect()))]),
+    )?;
+    write_table(
+        &mut f,
+        "TSNR2",
+        "redrock.TSNR2",
+        n,
+        &HashMap::from([("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect()))]),
+    )
 }
 
 /// Writes coadd + redrock of one healpix pixel (temporary names, then rename).
-fn write_pixel(dir: &Path, rows: &[DesiMockRow], spectra: &[[ArmData; 3]], healpix: u64, seed: u64) -> Result<(), MockError> {
+fn write_pixel(
+    dir: &Path,
+    rows: &[DesiMockRow],
+    spectra: &[[ArmData; 3]],
+    healpix: u64,
+    seed: u64,
+) -> Result<(), MockError> {
     let coadd = dir.join(&rows[0].file);
     let folder = coadd.parent().expect("nested path").to_path_buf();
     let err = |p: &PathBuf, m: String| MockError::Write { path: p.clone(), message: m };
@@ -379,7 +493,11 @@ fn write_pixel(dir: &Path, rows: &[DesiMockRow], spectra: &[[ArmData; 3]], healp
         write(&tmp).map_err(|m| err(path, m))?;
         if path == &coadd && rows[0].corruption == Some(Corruption::Truncated) {
             let len = std::fs::metadata(&tmp).map_err(|e| err(path, e.to_string()))?.len();
-            std::fs::OpenOptions::new().write(true).open(&tmp).and_then(|f| f.set_len(len / 2)).map_err(|e| err(path, e.to_string()))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tmp)
+                .and_then(|f| f.set_len(len / 2))
+                .map_err(|e| err(path, e.to_string()))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))?;
     }
@@ -388,7 +506,14 @@ fn write_pixel(dir: &Path, rows: &[DesiMockRow], spectra: &[[ArmData; 3]], healp
 
 /// Generates a mock DESI survey with about `n_stars` stars (files of `rows_per_file` FIBERMAP rows,
 /// ~62 % of them good stars) and returns every row, file by file.
-pub fn generate_desi(dir: &Path, n_stars: usize, rows_per_file: usize, seed: u64, snr: SnrDistribution, corrupt_frac: f64) -> Result<Vec<DesiMockRow>, MockError> {
+pub fn generate_desi(
+    dir: &Path,
+    n_stars: usize,
+    rows_per_file: usize,
+    seed: u64,
+    snr: SnrDistribution,
+    corrupt_frac: f64,
+) -> Result<Vec<DesiMockRow>, MockError> {
     use rayon::prelude::*;
     let files = n_stars.div_ceil((rows_per_file as f64 * 0.62).max(1.0) as usize).max(1);
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
@@ -404,7 +529,7 @@ pub fn generate_desi(dir: &Path, n_stars: usize, rows_per_file: usize, seed: u64
 
 /// Writes the label table as Parquet (`schemas/mock_desi_labels.toml`) and CSV.
 pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockError> {
-    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
     use std::sync::Arc;
     let schema = crate::schema::mock_desi_labels().to_arrow(0);
     let star = |r: &DesiMockRow| matches!(r.kind, RowKind::Star | RowKind::BadFiberStar);
@@ -414,7 +539,9 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
         _ => "GALAXY",
     };
     let success = |r: &DesiMockRow| r.kind == RowKind::Star && r.corruption.is_none();
-    let opt = |f: &dyn Fn(&DesiMockRow) -> Option<f64>| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<Float64Array>()) };
+    let opt = |f: &dyn Fn(&DesiMockRow) -> Option<f64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Float64Array>())
+    };
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -442,33 +569,44 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
                 "SUCCESS" => Arc::new(rows.iter().map(|r| Some(success(r))).collect::<BooleanArray>()),
                 "CORRUPTION" => Arc::new(
                     rows.iter()
-                        .map(|r| r.corruption.filter(|c| *c == Corruption::Truncated || star(r)).map(Corruption::as_str))
+                        .map(|r| {
+                            r.corruption.filter(|c| *c == Corruption::Truncated || star(r)).map(Corruption::as_str)
+                        })
                         .collect::<StringArray>(),
                 ),
                 other => panic!("column '{other}' of schemas/mock_desi_labels.toml has no writer"),
             }
         })
         .collect();
-    let path = dir.join("labels.parquet");
-    let err = |p: &Path, m: String| MockError::Write { path: p.to_path_buf(), message: m };
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(&path, e.to_string()))?;
-    crate::ingest::shards::write_small_table(&path, &batch).map_err(|e| err(&path, e.to_string()))?;
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
-    let mut text = schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(",") + "\n";
-    for r in rows {
-        let cells = [
-            r.targetid.to_string(), r.kind.as_str().into(), r.file.clone(), r.healpix.to_string(),
-            format!("{:.6}", r.ra), format!("{:.6}", r.dec), spectype(r).into(), format!("{:.8}", r.z),
+    let csv_rows = rows.iter().map(|r| {
+        vec![
+            r.targetid.to_string(),
+            r.kind.as_str().into(),
+            r.file.clone(),
+            r.healpix.to_string(),
+            format!("{:.6}", r.ra),
+            format!("{:.6}", r.dec),
+            spectype(r).into(),
+            format!("{:.8}", r.z),
             fmt(star(r).then_some(r.z * C_KMS)),
-            fmt(r.catalog.map(|l| l.teff)), fmt(r.catalog.map(|l| l.logg)), fmt(r.catalog.map(|l| l.feh)),
-            fmt(r.catalog_err.map(|l| l.teff)), fmt(r.catalog_err.map(|l| l.logg)), fmt(r.catalog_err.map(|l| l.feh)),
-            fmt(r.truth.map(|l| l.teff)), fmt(r.truth.map(|l| l.logg)), fmt(r.truth.map(|l| l.feh)),
-            format!("{:.2}", r.snr_r), success(r).to_string(),
-            r.corruption.filter(|c| *c == Corruption::Truncated || star(r)).map(Corruption::as_str).unwrap_or("").into(),
-        ];
-        text += &(cells.join(",") + "\n");
-    }
-    let csv = dir.join("labels.csv");
-    let tmp = dir.join("labels.csv.tmp");
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &csv)).map_err(|e| err(&csv, e.to_string()))
+            fmt(r.catalog.map(|l| l.teff)),
+            fmt(r.catalog.map(|l| l.logg)),
+            fmt(r.catalog.map(|l| l.feh)),
+            fmt(r.catalog_err.map(|l| l.teff)),
+            fmt(r.catalog_err.map(|l| l.logg)),
+            fmt(r.catalog_err.map(|l| l.feh)),
+            fmt(r.truth.map(|l| l.teff)),
+            fmt(r.truth.map(|l| l.logg)),
+            fmt(r.truth.map(|l| l.feh)),
+            format!("{:.2}", r.snr_r),
+            success(r).to_string(),
+            r.corruption
+                .filter(|c| *c == Corruption::Truncated || star(r))
+                .map(Corruption::as_str)
+                .unwrap_or("")
+                .into(),
+        ]
+    });
+    super::label_files::write_label_files(dir, schema, columns, csv_rows)
 }

@@ -43,13 +43,15 @@ impl Emulator {
     /// The emulator compiled into starpipe.
     pub fn builtin() -> &'static Emulator {
         static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-        EMULATOR.get_or_init(|| Emulator::from_safetensors(COEFFICIENTS).expect("the built-in emulator is valid (tested)"))
+        EMULATOR
+            .get_or_init(|| Emulator::from_safetensors(COEFFICIENTS).expect("the built-in emulator is valid (tested)"))
     }
 
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self, EmulatorError> {
         let err = |e: String| EmulatorError::Format(e);
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| err(e.to_string()))?;
-        let model = header.metadata().as_ref().and_then(|m| m.get("model")).ok_or_else(|| err("no model metadata".into()))?;
+        let model =
+            header.metadata().as_ref().and_then(|m| m.get("model")).ok_or_else(|| err("no model metadata".into()))?;
         let meta: ModelMeta = serde_json::from_str(model).map_err(|e| err(e.to_string()))?;
         let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| err(e.to_string()))?;
         let c = tensors.tensor("coefficients").map_err(|e| err(e.to_string()))?;
@@ -57,7 +59,8 @@ impl Emulator {
         if shape.len() != 3 || shape[0] != 3 || shape[1] != meta.terms.len() || c.dtype() != safetensors::Dtype::F32 {
             return Err(err(format!("coefficients have shape {shape:?} / {:?}", c.dtype())));
         }
-        let coefficients: Vec<f32> = c.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let coefficients: Vec<f32> =
+            c.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let w = tensors.tensor("wave_air").map_err(|e| err(e.to_string()))?;
         let wave_air: Vec<f64> =
             w.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
@@ -152,7 +155,8 @@ mod tests {
         let e = Emulator::builtin();
         let sun = e.spectrum(5777.0, 4.44, 0.0);
         let mean_in = |lo: f64, hi: f64| {
-            let v: Vec<f32> = e.wave_air().iter().zip(&sun).filter(|(w, _)| **w >= lo && **w <= hi).map(|(_, f)| *f).collect();
+            let v: Vec<f32> =
+                e.wave_air().iter().zip(&sun).filter(|(w, _)| **w >= lo && **w <= hi).map(|(_, f)| *f).collect();
             v.iter().sum::<f32>() / v.len() as f32
         };
         // Normalised to ~1 over 4000–7000 Å; deep Hα and Na D cores; bluer stars are brighter in the blue.

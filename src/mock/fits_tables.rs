@@ -37,7 +37,13 @@ fn parse_tform(tform: &str) -> (usize, char) {
 }
 
 /// Creates table `extname` with the template's columns and `nrows` rows, writing `values`.
-pub fn write_table(f: &mut FitsFile, extname: &str, table: &str, nrows: usize, values: &HashMap<&str, Column>) -> Result<(), String> {
+pub fn write_table(
+    f: &mut FitsFile,
+    extname: &str,
+    table: &str,
+    nrows: usize,
+    values: &HashMap<&str, Column>,
+) -> Result<(), String> {
     let cols = template(table);
     assert!(!cols.is_empty(), "no template for {table}");
     let e = |e: fitsio::errors::Error| format!("{extname}: {e}");

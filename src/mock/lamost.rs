@@ -59,7 +59,8 @@ impl std::str::FromStr for SnrDistribution {
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["loguniform", lo, hi] => {
-                let (min, max) = (lo.parse::<f64>().map_err(|e| e.to_string())?, hi.parse::<f64>().map_err(|e| e.to_string())?);
+                let (min, max) =
+                    (lo.parse::<f64>().map_err(|e| e.to_string())?, hi.parse::<f64>().map_err(|e| e.to_string())?);
                 if min > 0.0 && max >= min { Ok(Self { min, max }) } else { Err(format!("'{s}': need 0 < MIN <= MAX")) }
             }
             _ => Err(format!("'{s}': expected loguniform:MIN:MAX")),
@@ -112,7 +113,10 @@ fn subclass(teff: f64, logg: f64) -> String {
 fn lamost_grid(npix: usize) -> (&'static [f64], &'static [f64]) {
     static GRIDS: std::sync::OnceLock<Vec<(usize, Vec<f64>, Vec<f64>)>> = std::sync::OnceLock::new();
     let grids = GRIDS.get_or_init(|| {
-        NPIX_CHOICES.iter().map(|&(n, _)| (n, LogGrid::lamost_window(0, n).wavelengths(), LogGrid::lamost_window(0, n).edges())).collect()
+        NPIX_CHOICES
+            .iter()
+            .map(|&(n, _)| (n, LogGrid::lamost_window(0, n).wavelengths(), LogGrid::lamost_window(0, n).edges()))
+            .collect()
     });
     let (_, w, e) = grids.iter().find(|(n, _, _)| *n == npix).expect("npix is one of NPIX_CHOICES");
     (w, e)
@@ -123,7 +127,8 @@ fn snr_profile(wave: &[f64], snr_g: f64) -> Vec<f64> {
     wave.iter()
         .map(|&w| {
             let blue = ((w - 3650.0) / 1100.0).clamp(0.08, 1.0);
-            let red = 1.0 + 0.8 * ((w - 5000.0) / 2500.0).clamp(0.0, 1.0) - 0.5 * ((w - 8500.0) / 600.0).clamp(0.0, 1.0);
+            let red =
+                1.0 + 0.8 * ((w - 5000.0) / 2500.0).clamp(0.0, 1.0) - 0.5 * ((w - 8500.0) / 600.0).clamp(0.0, 1.0);
             let dichroic = if (5700.0..5950.0).contains(&w) { 0.6 } else { 1.0 };
             snr_g * blue * red * dichroic
         })
@@ -138,7 +143,13 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
     let rv_sd = if truth.feh < -1.0 { 120.0 } else { 35.0 };
     let rv_kms = rv_sd * rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng);
     let mut u: f64 = rng.random();
-    let npix = NPIX_CHOICES.iter().find(|(_, p)| { u -= p; u < 0.0 }).map_or(3909, |(n, _)| *n);
+    let npix = NPIX_CHOICES
+        .iter()
+        .find(|(_, p)| {
+            u -= p;
+            u < 0.0
+        })
+        .map_or(3909, |(n, _)| *n);
     let mut layout = if rng.random::<f64>() < 0.3 { "image" } else { "coadd" };
     let gzip = rng.random::<f64>() < 0.6;
     let snr_g = snr.draw(&mut rng);
@@ -314,14 +325,24 @@ fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), Mock
         std::fs::write(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
     } else if truncated {
         let len = std::fs::metadata(&tmp).map_err(|e| err(e.to_string()))?.len();
-        std::fs::OpenOptions::new().write(true).open(&tmp).and_then(|f| f.set_len(len / 2)).map_err(|e| err(e.to_string()))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_len(len / 2))
+            .map_err(|e| err(e.to_string()))?;
     }
     std::fs::rename(&tmp, &final_path).map_err(|e| err(e.to_string()))
 }
 
 /// Generates `n` mock LAMOST stars into `dir` (files) and returns their catalogue rows, in order.
 /// Deterministic for a seed, whatever the number of threads: star `i` draws from its own stream.
-pub fn generate_lamost(dir: &Path, n: usize, seed: u64, snr: SnrDistribution, corrupt_frac: f64) -> Result<Vec<MockStar>, MockError> {
+pub fn generate_lamost(
+    dir: &Path,
+    n: usize,
+    seed: u64,
+    snr: SnrDistribution,
+    corrupt_frac: f64,
+) -> Result<Vec<MockStar>, MockError> {
     use rayon::prelude::*;
     std::fs::create_dir_all(dir).map_err(|e| MockError::Write { path: dir.to_path_buf(), message: e.to_string() })?;
     (0..n)
@@ -336,10 +357,12 @@ pub fn generate_lamost(dir: &Path, n: usize, seed: u64, snr: SnrDistribution, co
 
 /// Writes the label catalogue as Parquet (`schemas/mock_lamost_labels.toml`) and CSV.
 pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockError> {
-    use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, BooleanArray};
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
     use std::sync::Arc;
     let schema = crate::schema::mock_lamost_labels().to_arrow(0);
-    let f64s = |f: &dyn Fn(&MockStar) -> f64| -> ArrayRef { Arc::new(stars.iter().map(|s| Some(f(s))).collect::<Float64Array>()) };
+    let f64s = |f: &dyn Fn(&MockStar) -> f64| -> ArrayRef {
+        Arc::new(stars.iter().map(|s| Some(f(s))).collect::<Float64Array>())
+    };
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -361,30 +384,33 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
                 "feh_err" => f64s(&|s| s.catalog_err.feh),
                 "rv_kms" => f64s(&|s| s.rv_kms),
                 "snr_g" => f64s(&|s| s.snr_g),
-                "corruption" => Arc::new(stars.iter().map(|s| s.corruption.map(Corruption::as_str)).collect::<StringArray>()),
+                "corruption" => {
+                    Arc::new(stars.iter().map(|s| s.corruption.map(Corruption::as_str)).collect::<StringArray>())
+                }
                 other => panic!("column '{other}' of schemas/mock_lamost_labels.toml has no writer"),
             }
         })
         .collect();
-    let path = dir.join("labels.parquet");
-    let err = |p: &Path, m: String| MockError::Write { path: p.to_path_buf(), message: m };
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(&path, e.to_string()))?;
-    crate::ingest::shards::write_small_table(&path, &batch).map_err(|e| err(&path, e.to_string()))?;
-
-    let csv_path = dir.join("labels.csv");
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let mut text = names.join(",") + "\n";
-    for s in stars {
-        let row = [
-            s.obsid.to_string(), s.file.clone(), s.layout.to_string(), s.gzip.to_string(), s.npix.to_string(),
-            format!("{:.1}", s.truth.teff), format!("{:.3}", s.truth.logg), format!("{:.3}", s.truth.feh),
-            format!("{:.1}", s.catalog.teff), format!("{:.3}", s.catalog.logg), format!("{:.3}", s.catalog.feh),
-            format!("{:.1}", s.catalog_err.teff), format!("{:.3}", s.catalog_err.logg), format!("{:.3}", s.catalog_err.feh),
-            format!("{:.2}", s.rv_kms), format!("{:.2}", s.snr_g), s.corruption.map(Corruption::as_str).unwrap_or("").to_string(),
-        ];
-        debug_assert_eq!(row.len(), names.len());
-        text += &(row.join(",") + "\n");
-    }
-    let tmp = dir.join("labels.csv.tmp");
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &csv_path)).map_err(|e| err(&csv_path, e.to_string()))
+    let csv_rows = stars.iter().map(|s| {
+        vec![
+            s.obsid.to_string(),
+            s.file.clone(),
+            s.layout.to_string(),
+            s.gzip.to_string(),
+            s.npix.to_string(),
+            format!("{:.1}", s.truth.teff),
+            format!("{:.3}", s.truth.logg),
+            format!("{:.3}", s.truth.feh),
+            format!("{:.1}", s.catalog.teff),
+            format!("{:.3}", s.catalog.logg),
+            format!("{:.3}", s.catalog.feh),
+            format!("{:.1}", s.catalog_err.teff),
+            format!("{:.3}", s.catalog_err.logg),
+            format!("{:.3}", s.catalog_err.feh),
+            format!("{:.2}", s.rv_kms),
+            format!("{:.2}", s.snr_g),
+            s.corruption.map(Corruption::as_str).unwrap_or("").to_string(),
+        ]
+    });
+    super::label_files::write_label_files(dir, schema, columns, csv_rows)
 }

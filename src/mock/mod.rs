@@ -2,10 +2,11 @@
 //! MILES library, extended to the red, to be rendered into LAMOST and DESI files.
 
 mod air_vacuum;
-mod emulator;
 pub mod desi;
+mod emulator;
 mod fits_cards;
 mod fits_tables;
+mod label_files;
 pub mod labels;
 pub mod lamost;
 mod red_extension;

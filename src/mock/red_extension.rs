@@ -137,7 +137,8 @@ mod tests {
     }
 
     fn mean_between(wave: &[f64], flux: &[f32], lo: f64, hi: f64) -> f64 {
-        let v: Vec<f64> = wave.iter().zip(flux).filter(|(w, _)| **w >= lo && **w <= hi).map(|(_, f)| *f as f64).collect();
+        let v: Vec<f64> =
+            wave.iter().zip(flux).filter(|(w, _)| **w >= lo && **w <= hi).map(|(_, f)| *f as f64).collect();
         v.iter().sum::<f64>() / v.len() as f64
     }
 

@@ -16,7 +16,8 @@ pub const MILES_FWHM_ANGSTROM: f64 = 2.5;
 /// The emulated star, Doppler-shifted, at MILES resolution, on vacuum wavelengths.
 pub fn observed_frame_spectrum(star: &StarLabels, rv_kms: f64) -> Arm {
     let e = Emulator::builtin();
-    let (wave, flux) = extend_to_red(e.wave_vacuum(), &e.spectrum(star.teff, star.logg, star.feh), star.teff, star.logg, star.feh);
+    let (wave, flux) =
+        extend_to_red(e.wave_vacuum(), &e.spectrum(star.teff, star.logg, star.feh), star.teff, star.logg, star.feh);
     let doppler = 1.0 + rv_kms / C_KMS;
     let n = wave.len();
     Arm {
@@ -44,7 +45,10 @@ pub fn calibration_error(rng: &mut impl Rng, wave: &[f64], amplitude: f64) -> Ve
     wave.iter()
         .map(|w| {
             let x = 2.0 * (w - lo) / (hi - lo) - 1.0;
-            1.0 + c[0] * x + c[1] * (2.0 * x * x - 1.0) + c[2] * (4.0 * x * x * x - 3.0 * x) + c[3] * 0.5 * (x * x - 0.3)
+            1.0 + c[0] * x
+                + c[1] * (2.0 * x * x - 1.0)
+                + c[2] * (4.0 * x * x * x - 3.0 * x)
+                + c[3] * 0.5 * (x * x - 0.3)
         })
         .collect()
 }

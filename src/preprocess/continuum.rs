@@ -145,7 +145,14 @@ impl ContinuumFitter {
         let mut any = false;
         for seg in &self.segments {
             let px = seg.pixels.clone();
-            any |= fit(seg, &spec.flux[px.clone()], &spec.ivar[px.clone()], &self.is_continuum_pixel[px.clone()], &self.config, &mut continuum[px]);
+            any |= fit(
+                seg,
+                &spec.flux[px.clone()],
+                &spec.ivar[px.clone()],
+                &self.is_continuum_pixel[px.clone()],
+                &self.config,
+                &mut continuum[px],
+            );
         }
         if any { Ok(continuum) } else { Err(ContinuumError::NoContinuum { needed: 4 * (self.config.degree + 1) }) }
     }
@@ -156,7 +163,11 @@ impl ContinuumFitter {
         let cont = self.fit_continuum(spec)?;
         // A continuum crossing zero (very low S/N, a failed fit) cannot normalise: mask those pixels.
         let positive: Vec<f64> = cont.iter().copied().filter(|c| *c > 0.0).collect();
-        let floor = if positive.is_empty() { f64::INFINITY } else { 1e-3 * positive.iter().sum::<f64>() / positive.len() as f64 };
+        let floor = if positive.is_empty() {
+            f64::INFINITY
+        } else {
+            1e-3 * positive.iter().sum::<f64>() / positive.len() as f64
+        };
         let mut out = GridSpectrum { flux: vec![1.0; self.npix], ivar: vec![0.0; self.npix] };
         for j in 0..self.npix {
             let c = cont[j];
@@ -214,7 +225,8 @@ fn fit_segment<const N: usize, const NT: usize>(
         // Clipping removes few pixels: take their terms out of the sums instead of re-summing.
         let clip_now = iteration + 1 < config.max_iterations; // every clip is followed by a refit
         let mut removed = 0;
-        for ((((o, w), row), prod), &f) in out.iter_mut().zip(weight.iter_mut()).zip(basis()).zip(products()).zip(flux) {
+        for ((((o, w), row), prod), &f) in out.iter_mut().zip(weight.iter_mut()).zip(basis()).zip(products()).zip(flux)
+        {
             let model: f64 = (0..N).map(|k| row[k] * c[k]).sum();
             *o = model;
             if !clip_now || *w == 0.0 {
@@ -310,7 +322,8 @@ mod tests {
     fn recovers_a_smooth_continuum_exactly_and_divides_it_out() {
         let grid = LogGrid::preset(GridPreset::Lamost);
         let w = grid.wavelengths();
-        let flux: Vec<f32> = w.iter().map(|&l| (2.0 + 1e-4 * (l - 6000.0) - 2e-8 * (l - 6000.0).powi(2)) as f32).collect();
+        let flux: Vec<f32> =
+            w.iter().map(|&l| (2.0 + 1e-4 * (l - 6000.0) - 2e-8 * (l - 6000.0).powi(2)) as f32).collect();
         let spec = GridSpectrum { flux, ivar: vec![100.0; grid.npix] };
         let fitter = ContinuumFitter::new(&grid, LAMOST_SEGMENT_BREAKS, ContinuumConfig::default());
         assert_eq!(fitter.segment_count(), 2);

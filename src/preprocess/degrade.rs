@@ -82,7 +82,8 @@ mod tests {
         // A narrow absorption line at 5000 Å on 0.8 Å pixels, instrument FWHM 1.6 Å.
         let wavelength: Vec<f64> = (0..1000).map(|i| 4600.0 + 0.8 * i as f64).collect();
         let sig = 1.6 / FWHM_PER_SIGMA;
-        let flux = wavelength.iter().map(|&w| (1.0 - 0.5 * (-0.5 * ((w - 5000.0) / sig).powi(2)).exp()) as f32).collect();
+        let flux =
+            wavelength.iter().map(|&w| (1.0 - 0.5 * (-0.5 * ((w - 5000.0) / sig).powi(2)).exp()) as f32).collect();
         Arm { name: "b".into(), wavelength, flux, ivar: vec![100.0; 1000], mask: vec![], lsf_fwhm_angstrom: Some(1.6) }
     }
 

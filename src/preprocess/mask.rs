@@ -32,12 +32,20 @@ mod tests {
 
     fn arm(flux: Vec<f32>, ivar: Vec<f32>, mask: Vec<u32>) -> Arm {
         let n = flux.len();
-        Arm { name: "x".into(), wavelength: (0..n).map(|i| 4000.0 + i as f64).collect(), flux, ivar, mask, lsf_fwhm_angstrom: None }
+        Arm {
+            name: "x".into(),
+            wavelength: (0..n).map(|i| 4000.0 + i as f64).collect(),
+            flux,
+            ivar,
+            mask,
+            lsf_fwhm_angstrom: None,
+        }
     }
 
     #[test]
     fn masks_flagged_nonfinite_and_negative_pixels() {
-        let mut a = arm(vec![1.0, f32::NAN, 3.0, 4.0, 5.0], vec![1.0, 1.0, f32::INFINITY, -2.0, 1.0], vec![0, 0, 0, 0, 4]);
+        let mut a =
+            arm(vec![1.0, f32::NAN, 3.0, 4.0, 5.0], vec![1.0, 1.0, f32::INFINITY, -2.0, 1.0], vec![0, 0, 0, 0, 4]);
         mask_bad_pixels(&mut a);
         assert_eq!(a.ivar, vec![1.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(a.flux[1], 0.0);

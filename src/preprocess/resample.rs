@@ -97,9 +97,8 @@ mod tests {
         let integral_out: f64 = (0..grid.npix).map(|j| out.flux[j] as f64 * (edges[j + 1] - edges[j])).sum();
         let (lo, hi) = (edges[0], edges[grid.npix]);
         let in_edges = pixel_edges(&arm.wavelength);
-        let integral_in: f64 = (0..arm.len())
-            .map(|k| arm.flux[k] as f64 * (in_edges[k + 1].min(hi) - in_edges[k].max(lo)).max(0.0))
-            .sum();
+        let integral_in: f64 =
+            (0..arm.len()).map(|k| arm.flux[k] as f64 * (in_edges[k + 1].min(hi) - in_edges[k].max(lo)).max(0.0)).sum();
         assert!((integral_out / integral_in - 1.0).abs() < 1e-6, "{integral_out} vs {integral_in}");
     }
 
@@ -128,7 +127,14 @@ mod tests {
         let shifted = |z: f64| {
             let wavelength: Vec<f64> = grid.wavelengths().iter().map(|w| w * (1.0 + z)).collect();
             let n = wavelength.len();
-            let arm = Arm { name: "lrs".into(), wavelength, flux: vec![1.0; n], ivar: vec![1.0; n], mask: vec![], lsf_fwhm_angstrom: None };
+            let arm = Arm {
+                name: "lrs".into(),
+                wavelength,
+                flux: vec![1.0; n],
+                ivar: vec![1.0; n],
+                mask: vec![],
+                lsf_fwhm_angstrom: None,
+            };
             let out = resample(&arm, &grid.edges(), 0.5);
             out.ivar[50..350].iter().map(|&v| v as f64).sum::<f64>() / 300.0
         };

@@ -21,7 +21,14 @@ mod tests {
     #[test]
     fn a_line_observed_redshifted_lands_at_its_rest_wavelength() {
         let z = 150.0 / C_KMS;
-        let mut a = Arm { name: "b".into(), wavelength: vec![6562.8 * (1.0 + z)], flux: vec![1.0], ivar: vec![1.0], mask: vec![], lsf_fwhm_angstrom: None };
+        let mut a = Arm {
+            name: "b".into(),
+            wavelength: vec![6562.8 * (1.0 + z)],
+            flux: vec![1.0],
+            ivar: vec![1.0],
+            mask: vec![],
+            lsf_fwhm_angstrom: None,
+        };
         shift_to_rest_frame(&mut a, z);
         assert!((a.wavelength[0] - 6562.8).abs() < 1e-9);
     }

@@ -11,7 +11,17 @@ fn starpipe() -> Command {
 fn help_documents_every_ingest_option() {
     let out = starpipe().args(["ingest", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--survey", "--input", "--out", "--shard", "--threads", "--shard-size", "--grid", "--degrade-to-r", "--log-format"] {
+    for flag in [
+        "--survey",
+        "--input",
+        "--out",
+        "--shard",
+        "--threads",
+        "--shard-size",
+        "--grid",
+        "--degrade-to-r",
+        "--log-format",
+    ] {
         assert!(help.contains(flag), "ingest --help lacks {flag}");
     }
     let top = String::from_utf8(starpipe().arg("--help").output().unwrap().stdout).unwrap();
@@ -49,7 +59,10 @@ fn bad_command_line_exits_nonzero_naming_the_problem() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir"));
-    let bad_shard = starpipe().args(["ingest", "--survey", "lamost", "--input", ".", "--out", "x", "--shard", "4/4"]).output().unwrap();
+    let bad_shard = starpipe()
+        .args(["ingest", "--survey", "lamost", "--input", ".", "--out", "x", "--shard", "4/4"])
+        .output()
+        .unwrap();
     assert!(!bad_shard.status.success());
     assert!(String::from_utf8_lossy(&bad_shard.stderr).contains("0 <= i < N"));
 }

@@ -5,7 +5,9 @@
 use crate::common::*;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::ingest::lamost::read_lamost;
-use starpipe::preprocess::{ContinuumConfig, ContinuumFitter, LAMOST_SEGMENT_BREAKS, mask_bad_pixels, resample, shift_to_rest_frame};
+use starpipe::preprocess::{
+    ContinuumConfig, ContinuumFitter, LAMOST_SEGMENT_BREAKS, mask_bad_pixels, resample, shift_to_rest_frame,
+};
 use starpipe::spectrum::GridSpectrum;
 
 const G3_STAR: &str = "real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits";
@@ -60,9 +62,7 @@ fn compared_pixels(truth: &GridSpectrum, grid: &LogGrid, min_angstrom: f64) -> V
 
 /// Largest |difference| of 100-pixel block means over `idx`.
 fn worst_block_bias(a: &[f64], b: &[f64], idx: &[usize]) -> f64 {
-    idx.chunks(100)
-        .map(|c| (c.iter().map(|&j| a[j] - b[j]).sum::<f64>() / c.len() as f64).abs())
-        .fold(0.0, f64::max)
+    idx.chunks(100).map(|c| (c.iter().map(|&j| a[j] - b[j]).sum::<f64>() / c.len() as f64).abs()).fold(0.0, f64::max)
 }
 
 fn assert_unbiased(file: &str, min_angstrom: f64) {
@@ -101,7 +101,8 @@ fn a_running_quantile_continuum_fails_the_same_test() {
         let n = s.flux.len();
         (0..n)
             .map(|j| {
-                let mut w: Vec<f32> = (j.saturating_sub(75)..(j + 76).min(n)).filter(|&k| s.ivar[k] > 0.0).map(|k| s.flux[k]).collect();
+                let mut w: Vec<f32> =
+                    (j.saturating_sub(75)..(j + 76).min(n)).filter(|&k| s.ivar[k] > 0.0).map(|k| s.flux[k]).collect();
                 if w.is_empty() || s.ivar[j] == 0.0 {
                     return 1.0;
                 }
@@ -115,4 +116,3 @@ fn a_running_quantile_continuum_fails_the_same_test() {
     let idx = compared_pixels(&t, &grid, 0.0);
     assert!(worst_block_bias(&low, &high, &idx) > 0.05, "the control estimator should be visibly biased");
 }
-

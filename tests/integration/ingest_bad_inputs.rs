@@ -30,7 +30,9 @@ fn empty_fits(dest: &Path) {
 
 fn coadd_with_mismatched_columns(dest: &Path) {
     let mut f = FitsFile::create(dest).open().unwrap();
-    let col = |name: &str, n: usize| ColumnDescription::new(name).with_type(ColumnDataType::Float).that_repeats(n).create().unwrap();
+    let col = |name: &str, n: usize| {
+        ColumnDescription::new(name).with_type(ColumnDataType::Float).that_repeats(n).create().unwrap()
+    };
     let cols = [col("FLUX", 100), col("IVAR", 50), col("WAVELENGTH", 100), col("ORMASK", 100)];
     let hdu = f.create_table("COADD", &cols).unwrap();
     hdu.write_col(&mut f, "FLUX", &vec![1.0f32; 100]).unwrap();
@@ -113,7 +115,11 @@ fn missing_manifest_entries_and_broken_desi_files_are_failed_not_fatal() {
     std::fs::write(dir.path().join("coadd-truncated.fits"), &bytes[..bytes.len() / 3]).unwrap();
     let manifest = dir.path().join("manifest.txt");
     let good = data("real/desi/coadd-sv3-bright-10145.fits");
-    std::fs::write(&manifest, format!("coadd-empty.fits\ncoadd-truncated.fits\ndoes-not-exist.fits\n{}\n", good.display())).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("coadd-empty.fits\ncoadd-truncated.fits\ndoes-not-exist.fits\n{}\n", good.display()),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let summary = ingest(Survey::Desi, &manifest, &out);
     assert_eq!(summary.inputs, 4);

@@ -102,7 +102,11 @@ fn tile_compressed_mask_of_a_spectra_file_reads() {
 fn spectra_files_are_ingested_from_a_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.txt");
-    std::fs::write(&manifest, format!("# per-exposure file\n{}\n", data("real/desi/spectra-sv3-dark-26065.fits").display())).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("# per-exposure file\n{}\n", data("real/desi/spectra-sv3-dark-26065.fits").display()),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let summary = ingest(Survey::Desi, &manifest, &out);
     assert_eq!(summary.inputs, 1);
@@ -121,7 +125,8 @@ fn coadd_with_redrock(dir: &std::path::Path, z: f64) -> std::path::PathBuf {
     std::fs::copy(data("real/desi/coadd-sv3-bright-10145.fits"), &coadd).unwrap();
     let ids = [39633301257849333i64, MWS_STAR, 39633301257849317, 616094053561271023, 39633301257848277];
     let mut f = FitsFile::create(dir.join("redrock-sv3-bright-10145.fits")).open().unwrap();
-    let col = |n: &str, t: ColumnDataType, r: usize| ColumnDescription::new(n).with_type(t).that_repeats(r).create().unwrap();
+    let col =
+        |n: &str, t: ColumnDataType, r: usize| ColumnDescription::new(n).with_type(t).that_repeats(r).create().unwrap();
     let cols = [
         col("TARGETID", ColumnDataType::LongLong, 1),
         col("Z", ColumnDataType::Double, 1),
@@ -169,7 +174,8 @@ fn pixel_scatter(out: &std::path::Path) -> f64 {
     let ivar = df.column("ivar").unwrap().array().unwrap().get_as_series(0).unwrap();
     let f: Vec<f32> = flux.f32().unwrap().into_no_null_iter().collect();
     let v: Vec<f32> = ivar.f32().unwrap().into_no_null_iter().collect();
-    let diffs: Vec<f64> = (1..f.len()).filter(|&j| v[j] > 0.0 && v[j - 1] > 0.0).map(|j| (f[j] - f[j - 1]).abs() as f64).collect();
+    let diffs: Vec<f64> =
+        (1..f.len()).filter(|&j| v[j] > 0.0 && v[j - 1] > 0.0).map(|j| (f[j] - f[j - 1]).abs() as f64).collect();
     diffs.iter().sum::<f64>() / diffs.len() as f64
 }
 
@@ -192,7 +198,8 @@ fn degrading_desi_to_lamost_resolution_smooths_the_spectrum() {
 #[test]
 fn an_unreadable_redrock_file_fails_every_target_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(data("real/desi/coadd-sv3-bright-10145.fits"), dir.path().join("coadd-sv3-bright-10145.fits")).unwrap();
+    std::fs::copy(data("real/desi/coadd-sv3-bright-10145.fits"), dir.path().join("coadd-sv3-bright-10145.fits"))
+        .unwrap();
     std::fs::write(dir.path().join("redrock-sv3-bright-10145.fits"), b"not a redrock file").unwrap();
     let out = dir.path().join("out");
     ingest(Survey::Desi, dir.path(), &out);

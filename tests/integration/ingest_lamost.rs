@@ -29,7 +29,8 @@ fn coadd_table_layout_header_is_parsed_exactly() {
     assert_eq!(s.layout, LamostLayout::CoaddTable);
     assert_eq!(s.meta.fiber_mask, Some(2), "FIB_MASK=2 in this file");
     assert_eq!(s.meta.release, "LAMOST DR9");
-    let dr13 = read_lamost(&data("real/lamost/coadd_bintable/spec-60591-LN042429N340750BM01_sp01-001.fits.gz"), "x").unwrap();
+    let dr13 =
+        read_lamost(&data("real/lamost/coadd_bintable/spec-60591-LN042429N340750BM01_sp01-001.fits.gz"), "x").unwrap();
     assert_eq!(dr13.meta.obsid, Some(1247301001));
     assert_eq!(dr13.arm.len(), 3909);
     assert!(dr13.arm.mask.iter().any(|&m| m != 0), "ORMASK has 1s in this file");
@@ -136,7 +137,11 @@ fn file_names_with_brackets_and_parentheses_are_taken_literally() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
-    std::fs::copy(data("real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits"), inputs.join("spec[1](copy).fits")).unwrap();
+    std::fs::copy(
+        data("real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits"),
+        inputs.join("spec[1](copy).fits"),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let summary = ingest(Survey::Lamost, &inputs, &out);
     assert_eq!(summary.files(starpipe::ingest::record::Status::Written), 1, "{:?}", summary.counts);

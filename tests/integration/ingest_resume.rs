@@ -62,7 +62,8 @@ fn job_array_tasks_partition_the_inputs() {
     let input = data("lamost_dr10_pylasp");
     let mut ids = Vec::new();
     for i in 0..3 {
-        let s = run_ingest(&options(Survey::Lamost, &input, dir.path()).with_shard(ShardSpec { index: i, count: 3 })).unwrap();
+        let s = run_ingest(&options(Survey::Lamost, &input, dir.path()).with_shard(ShardSpec { index: i, count: 3 }))
+            .unwrap();
         assert_eq!(s.inputs, [9, 8, 8][i]);
     }
     let df = read_spectra(dir.path());

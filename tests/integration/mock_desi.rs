@@ -26,7 +26,10 @@ fn ingest_writes_the_good_stars_and_skips_every_other_row_for_its_reason() {
     ingest(Survey::Desi, &dir.path().join("mock"), &out);
     let report = read_report(&out);
     for row in &rows {
-        let r = report.iter().find(|r| r.level == "target" && r.source_id == Some(row.targetid)).expect("every row reported");
+        let r = report
+            .iter()
+            .find(|r| r.level == "target" && r.source_id == Some(row.targetid))
+            .expect("every row reported");
         let (status, reason) = match row.kind {
             RowKind::Star => ("written", ""),
             RowKind::BadFiberStar => ("skipped", "COADD_FIBERSTATUS"),
@@ -47,7 +50,10 @@ fn damaged_coadds_fail_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let rows = mock(&dir.path().join("mock"), 150, 8, 0.6);
     let truncated = rows.iter().find(|r| r.corruption == Some(Corruption::Truncated)).expect("a truncated coadd drawn");
-    let nan = rows.iter().find(|r| r.corruption == Some(Corruption::NanFlux) && r.kind == RowKind::Star).expect("a NaN-flux coadd drawn");
+    let nan = rows
+        .iter()
+        .find(|r| r.corruption == Some(Corruption::NanFlux) && r.kind == RowKind::Star)
+        .expect("a NaN-flux coadd drawn");
     let out = dir.path().join("out");
     ingest(Survey::Desi, &dir.path().join("mock"), &out);
     let report = read_report(&out);
@@ -91,7 +97,10 @@ fn a_seed_writes_the_same_desi_files() {
     mock(&dir.path().join("a"), 10, 6, 0.0);
     mock(&dir.path().join("b"), 10, 6, 0.0);
     let list = |d: &Path| {
-        let mut v: Vec<(String, Vec<u8>)> = walk(d).into_iter().map(|p| (p.strip_prefix(d).unwrap().display().to_string(), std::fs::read(&p).unwrap())).collect();
+        let mut v: Vec<(String, Vec<u8>)> = walk(d)
+            .into_iter()
+            .map(|p| (p.strip_prefix(d).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
         v.sort();
         v
     };

@@ -1,11 +1,11 @@
 //! Mock LAMOST surveys: deterministic, readable by starpipe and astropy, shaped like real files.
 
 use crate::common::*;
+use polars::prelude::SerReader;
 use starpipe::ingest::Survey;
 use starpipe::ingest::fits_header::{FitsHeader, open_fits};
 use starpipe::ingest::lamost::{LamostLayout, read_lamost};
 use starpipe::mock::lamost::{MockStar, SnrDistribution, generate_lamost, write_label_catalog};
-use polars::prelude::SerReader;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -99,8 +99,11 @@ fn mock_files_have_the_structure_and_keywords_of_real_ones() {
 fn label_catalogue_is_keyed_by_obsid_in_parquet_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let stars = mock(dir.path(), 15, 2, 0.0);
-    let df = polars::prelude::ParquetReader::new(std::fs::File::open(dir.path().join("labels.parquet")).unwrap()).finish().unwrap();
-    let documented: Vec<String> = starpipe::schema::mock_lamost_labels().columns.iter().map(|c| c.name.clone()).collect();
+    let df = polars::prelude::ParquetReader::new(std::fs::File::open(dir.path().join("labels.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    let documented: Vec<String> =
+        starpipe::schema::mock_lamost_labels().columns.iter().map(|c| c.name.clone()).collect();
     let written: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
     assert_eq!(written, documented);
     assert_eq!(df.height(), 15);

@@ -43,7 +43,9 @@ fn specclip_window_writes_1462_pixels() {
         Survey::Lamost,
         data("real/lamost/image5xN"),
         out.path(),
-        starpipe::preprocess::PreprocessConfig::new(starpipe::grid::LogGrid::preset(starpipe::grid::GridPreset::Specclip)),
+        starpipe::preprocess::PreprocessConfig::new(starpipe::grid::LogGrid::preset(
+            starpipe::grid::GridPreset::Specclip,
+        )),
     )
     .with_progress(false);
     starpipe::ingest::run_ingest(&opts).unwrap();

@@ -1,0 +1,30 @@
+//! Label catalogues of mock surveys, written twice: Parquet for code, CSV for people.
+
+use super::lamost::MockError;
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::Schema;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Writes `labels.parquet` (from `columns`) and `labels.csv` (from `csv_rows`, same column order)
+/// into `dir`, each under a temporary name then renamed.
+pub fn write_label_files(
+    dir: &Path,
+    schema: Arc<Schema>,
+    columns: Vec<ArrayRef>,
+    csv_rows: impl Iterator<Item = Vec<String>>,
+) -> Result<(), MockError> {
+    let err = |p: &Path, m: String| MockError::Write { path: p.to_path_buf(), message: m };
+    let parquet = dir.join("labels.parquet");
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(&parquet, e.to_string()))?;
+    crate::ingest::shards::write_small_table(&parquet, &batch).map_err(|e| err(&parquet, e.to_string()))?;
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut text = names.join(",") + "\n";
+    for row in csv_rows {
+        debug_assert_eq!(row.len(), names.len());
+        text += &(row.join(",") + "\n");
+    }
+    let csv = dir.join("labels.csv");
+    let tmp = dir.join("labels.csv.tmp");
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &csv)).map_err(|e| err(&csv, e.to_string()))
+}
