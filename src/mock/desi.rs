@@ -5,7 +5,7 @@
 //! A label table keyed by TARGETID follows the style of the DESI MWS value-added catalogue.
 
 use super::fits_cards::{CardValue, format_card, write_cards};
-use super::fits_tables::{Column, write_table};
+use super::fits_tables::{Column, write_table, write_table_without};
 use super::labels::{LabelRange, StarLabels, draw_star};
 use super::lamost::{Corruption, MockError, SnrDistribution};
 use super::render::{add_noise, calibration_error, observed_frame_spectrum};
@@ -141,8 +141,12 @@ fn make_file(
     rng.set_stream(file_index as u64);
     let healpix = 10_000 + 37 * file_index as u64 % 39_000;
     let (lon, lat) = cdshealpix::nested::center(HPX_DEPTH, healpix);
-    let corruption = (rng.random::<f64>() < corrupt_frac)
-        .then(|| if rng.random::<bool>() { Corruption::Truncated } else { Corruption::NanFlux });
+    let corruption = (rng.random::<f64>() < corrupt_frac).then(|| match rng.random_range(0..4) {
+        0 => Corruption::Truncated,
+        1 => Corruption::BadHeader,
+        2 => Corruption::NanFlux,
+        _ => Corruption::MissingHdu,
+    });
     let file = format!("main/bright/{}/{healpix}/coadd-main-bright-{healpix}.fits", healpix / 100);
     let grids: Vec<Vec<f64>> = DESI_ARMS.iter().map(|(_, lo, hi)| arm_grid(*lo, *hi)).collect();
     let mut out_rows = Vec::with_capacity(rows);
@@ -346,7 +350,10 @@ fn write_coadd(
         ],
     )?;
     let n = rows.len();
-    write_table(&mut f, "FIBERMAP", "coadd.FIBERMAP", n, &fibermap_values(rows))?;
+    let corruption = rows[0].corruption;
+    // A "bad header": the FIBERMAP table declares no TARGET_RA column.
+    let omit: &[&str] = if corruption == Some(Corruption::BadHeader) { &["TARGET_RA"] } else { &[] };
+    write_table_without(&mut f, "FIBERMAP", "coadd.FIBERMAP", n, &fibermap_values(rows), omit)?;
     let exp = HashMap::from([
         ("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect())),
         (
@@ -369,6 +376,10 @@ fn write_coadd(
         let gather = |pick: &dyn Fn(&ArmData) -> &[f32]| {
             spectra.iter().flat_map(|s| pick(&s[a]).iter().copied()).collect::<Vec<f32>>()
         };
+        // A "missing HDU": the z arm has no FLUX image.
+        if corruption == Some(Corruption::MissingHdu) && *name == "Z" {
+            continue;
+        }
         write_image_f32(
             &mut f,
             &format!("{name}_FLUX"),
@@ -569,9 +580,7 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
                 "SUCCESS" => Arc::new(rows.iter().map(|r| Some(success(r))).collect::<BooleanArray>()),
                 "CORRUPTION" => Arc::new(
                     rows.iter()
-                        .map(|r| {
-                            r.corruption.filter(|c| *c == Corruption::Truncated || star(r)).map(Corruption::as_str)
-                        })
+                        .map(|r| r.corruption.filter(|c| *c != Corruption::NanFlux || star(r)).map(Corruption::as_str))
                         .collect::<StringArray>(),
                 ),
                 other => panic!("column '{other}' of schemas/mock_desi_labels.toml has no writer"),

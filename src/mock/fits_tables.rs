@@ -44,7 +44,20 @@ pub fn write_table(
     nrows: usize,
     values: &HashMap<&str, Column>,
 ) -> Result<(), String> {
-    let cols = template(table);
+    write_table_without(f, extname, table, nrows, values, &[])
+}
+
+/// [`write_table`] leaving out the columns in `omit` (to damage a file on purpose).
+pub fn write_table_without(
+    f: &mut FitsFile,
+    extname: &str,
+    table: &str,
+    nrows: usize,
+    values: &HashMap<&str, Column>,
+    omit: &[&str],
+) -> Result<(), String> {
+    let cols: Vec<(String, String)> =
+        template(table).into_iter().filter(|(n, _)| !omit.contains(&n.as_str())).collect();
     assert!(!cols.is_empty(), "no template for {table}");
     let e = |e: fitsio::errors::Error| format!("{extname}: {e}");
     let descriptions: Vec<_> = cols

@@ -48,16 +48,24 @@ fn ingest_writes_the_good_stars_and_skips_every_other_row_for_its_reason() {
 #[test]
 fn damaged_coadds_fail_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = mock(&dir.path().join("mock"), 150, 8, 0.6);
-    let truncated = rows.iter().find(|r| r.corruption == Some(Corruption::Truncated)).expect("a truncated coadd drawn");
-    let nan = rows
-        .iter()
-        .find(|r| r.corruption == Some(Corruption::NanFlux) && r.kind == RowKind::Star)
-        .expect("a NaN-flux coadd drawn");
+    let rows = mock(&dir.path().join("mock"), 400, 8, 0.7);
     let out = dir.path().join("out");
     ingest(Survey::Desi, &dir.path().join("mock"), &out);
     let report = read_report(&out);
-    assert_eq!(file_row(&report, &truncated.file).status, "failed");
+    for (kind, reason) in [
+        (Corruption::Truncated, "truncated"),
+        (Corruption::BadHeader, "missing column TARGET_RA"),
+        (Corruption::MissingHdu, "missing HDU Z_FLUX"),
+    ] {
+        let row = rows.iter().find(|r| r.corruption == Some(kind)).unwrap_or_else(|| panic!("no {kind:?} coadd drawn"));
+        let file = file_row(&report, &row.file);
+        assert_eq!(file.status, "failed");
+        assert!(file.reason.contains(reason), "{kind:?}: {}", file.reason);
+    }
+    let nan = rows
+        .iter()
+        .find(|r| r.corruption == Some(Corruption::NanFlux) && r.kind == RowKind::Star)
+        .expect("a NaN-flux star");
     let r = report.iter().find(|r| r.source_id == Some(nan.targetid)).unwrap();
     assert_eq!((r.status.as_str(), r.reason.contains("NaN")), ("failed", true), "{}", r.reason);
 }

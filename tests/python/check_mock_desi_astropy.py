@@ -15,7 +15,7 @@ for r in csv.DictReader(open(d / "labels.csv")):
     by_file[r["FILE"]].append(r)
 ok = 0
 for file, rows in by_file.items():
-    if any(r["CORRUPTION"] == "truncated" for r in rows):
+    if any(r["CORRUPTION"] in ("truncated", "bad_header", "missing_hdu") for r in rows):
         continue
     with fits.open(d / file) as h:
         fm = h["FIBERMAP"].data
