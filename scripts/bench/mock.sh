@@ -17,3 +17,12 @@ for dir in /dev/shm/starpipe-mock-bench "$disk"; do
   python3 -c "print(f'{\"$dir\":40s} {$n} spectra, one thread: {$n/($end-$start):7.0f} spectra/s')"
   rm -rf "$dir"
 done
+# DESI: FIBERMAP rows (stars + contaminants) per second, one thread, into the disk directory.
+rm -rf "$disk"
+start=$(date +%s.%N)
+RAYON_NUM_THREADS=1 "$bin" mock --survey desi --n "$n" --out "$disk" --seed 1 > /dev/null
+end=$(date +%s.%N)
+rows=$(($(wc -l < "$disk/labels.csv") - 1))
+python3 -c "print(f'{\"desi ($disk)\":40s} {$rows} rows ({$n} stars), one thread: {$rows/($end-$start):7.0f} rows/s; {$n/($end-$start):7.0f} stars/s')"
+du -sh "$disk"
+rm -rf "$disk"
