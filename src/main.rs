@@ -225,6 +225,22 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
     println!("  output: {}", out.display());
 }
 
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let target = if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
+    let template = format!(
+        "{{spinner}} mock [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
+    bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"));
+    bar
+}
+
 fn parse_labels(s: &str) -> Result<[f64; 3], String> {
     let v: Vec<f64> =
         s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("'{s}': {e}"))?;
@@ -241,7 +257,12 @@ fn mock(a: MockArgs) -> Result<()> {
         match survey {
             Survey::Lamost => {
                 let start = std::time::Instant::now();
-                let stars = starpipe::mock::lamost::generate_lamost(&out, a.n, a.seed, a.snr_dist, a.corrupt_frac)?;
+                let bar = progress_bar(a.n as u64, "files");
+                let stars =
+                    starpipe::mock::lamost::generate_lamost(&out, a.n, a.seed, a.snr_dist, a.corrupt_frac, &|| {
+                        bar.inc(1)
+                    })?;
+                bar.finish_and_clear();
                 starpipe::mock::lamost::write_label_catalog(&out, &stars)?;
                 let corrupt = stars.iter().filter(|s| s.corruption.is_some()).count();
                 let secs = start.elapsed().as_secs_f64();
@@ -250,6 +271,8 @@ fn mock(a: MockArgs) -> Result<()> {
             }
             Survey::Desi => {
                 let start = std::time::Instant::now();
+                let coadds = starpipe::mock::desi::coadds_needed(a.n, a.rows_per_coadd);
+                let bar = progress_bar(coadds as u64, "coadds");
                 let rows = starpipe::mock::desi::generate_desi(
                     &out,
                     a.n,
@@ -257,7 +280,9 @@ fn mock(a: MockArgs) -> Result<()> {
                     a.seed,
                     a.snr_dist,
                     a.corrupt_frac,
+                    &|| bar.inc(1),
                 )?;
+                bar.finish_and_clear();
                 starpipe::mock::desi::write_desi_labels(&out, &rows)?;
                 let stars = rows.iter().filter(|r| r.kind == starpipe::mock::desi::RowKind::Star).count();
                 let files = rows.iter().map(|r| &r.file).collect::<std::collections::BTreeSet<_>>().len();

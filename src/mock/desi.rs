@@ -515,8 +515,14 @@ fn write_pixel(
     Ok(())
 }
 
+/// Number of coadds a mock of `n_stars` stars with `rows_per_file` rows per coadd needs.
+pub fn coadds_needed(n_stars: usize, rows_per_file: usize) -> usize {
+    n_stars.div_ceil((rows_per_file as f64 * 0.62).max(1.0) as usize).max(1)
+}
+
 /// Generates a mock DESI survey with about `n_stars` stars (files of `rows_per_file` FIBERMAP rows,
-/// ~62 % of them good stars) and returns every row, file by file.
+/// ~62 % of them good stars) and returns every row, file by file. `on_file` is called after each
+/// coadd + redrock pair is written (for progress reporting).
 pub fn generate_desi(
     dir: &Path,
     n_stars: usize,
@@ -524,14 +530,16 @@ pub fn generate_desi(
     seed: u64,
     snr: SnrDistribution,
     corrupt_frac: f64,
+    on_file: &(dyn Fn() + Sync),
 ) -> Result<Vec<DesiMockRow>, MockError> {
     use rayon::prelude::*;
-    let files = n_stars.div_ceil((rows_per_file as f64 * 0.62).max(1.0) as usize).max(1);
+    let files = coadds_needed(n_stars, rows_per_file);
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
         .into_par_iter()
         .map(|i| {
             let (rows, spectra, _, healpix) = make_file(seed, i, rows_per_file, snr, corrupt_frac);
             write_pixel(dir, &rows, &spectra, healpix, seed)?;
+            on_file();
             Ok(rows)
         })
         .collect::<Result<_, MockError>>()?;

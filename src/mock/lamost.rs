@@ -336,12 +336,14 @@ fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), Mock
 
 /// Generates `n` mock LAMOST stars into `dir` (files) and returns their catalogue rows, in order.
 /// Deterministic for a seed, whatever the number of threads: star `i` draws from its own stream.
+/// `on_file` is called after each file is written (for progress reporting).
 pub fn generate_lamost(
     dir: &Path,
     n: usize,
     seed: u64,
     snr: SnrDistribution,
     corrupt_frac: f64,
+    on_file: &(dyn Fn() + Sync),
 ) -> Result<Vec<MockStar>, MockError> {
     use rayon::prelude::*;
     std::fs::create_dir_all(dir).map_err(|e| MockError::Write { path: dir.to_path_buf(), message: e.to_string() })?;
@@ -350,6 +352,7 @@ pub fn generate_lamost(
         .map(|i| {
             let (star, data) = make_star(seed, i, snr, corrupt_frac);
             write_star(dir, &star, &data)?;
+            on_file();
             Ok(star)
         })
         .collect()

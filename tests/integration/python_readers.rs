@@ -32,6 +32,7 @@ fn astropy_reads_every_undamaged_mock_file() {
         4,
         starpipe::mock::lamost::SnrDistribution { min: 5.0, max: 100.0 },
         0.2,
+        &|| {},
     )
     .unwrap();
     starpipe::mock::lamost::write_label_catalog(dir.path(), &stars).unwrap();
@@ -48,7 +49,7 @@ fn astropy_reads_every_undamaged_mock_desi_coadd() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let dir = tempfile::tempdir().unwrap();
     let snr = starpipe::mock::lamost::SnrDistribution { min: 5.0, max: 50.0 };
-    let rows = starpipe::mock::desi::generate_desi(dir.path(), 40, 20, 12, snr, 0.3).unwrap();
+    let rows = starpipe::mock::desi::generate_desi(dir.path(), 40, 20, 12, snr, 0.3, &|| {}).unwrap();
     starpipe::mock::desi::write_desi_labels(dir.path(), &rows).unwrap();
     let script = data("../python/check_mock_desi_astropy.py");
     let result = Command::new(&python).arg(script).arg(dir.path()).output().unwrap();
