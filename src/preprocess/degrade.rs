@@ -18,8 +18,12 @@ pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
     if n < 3 || target_r <= 0.0 {
         return;
     }
-    let flux_in = arm.flux.clone();
+    let flux_in: Vec<f64> = arm.flux.iter().map(|&f| f as f64).collect();
     let ivar_in = arm.ivar.clone();
+    // Per input pixel: 1 if usable else 0, and its variance (0 where unusable), so the kernel sums
+    // below need neither a branch nor a division per tap.
+    let good: Vec<f64> = ivar_in.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect();
+    let var: Vec<f64> = ivar_in.iter().map(|&v| if v > 0.0 { 1.0 / v as f64 } else { 0.0 }).collect();
     let wave = &arm.wavelength;
     // Kernel taps, reused for every pixel: only the ±half taps written for a pixel are read.
     let mut weights = [0.0f64; 2 * MAX_HALF_WIDTH + 1];
@@ -55,15 +59,13 @@ pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
         }
         let (lo, hi) = (lo.max(i.saturating_sub(half)), hi.min(i + half));
         let (mut sk_all, mut sk, mut skf, mut sk2v) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        for k in lo..=hi {
-            let kern = weights[MAX_HALF_WIDTH + k - i];
+        let taps = &weights[MAX_HALF_WIDTH + lo - i..=MAX_HALF_WIDTH + hi - i];
+        for (((kern, g), f), v) in taps.iter().zip(&good[lo..=hi]).zip(&flux_in[lo..=hi]).zip(&var[lo..=hi]) {
+            let kg = kern * g;
             sk_all += kern;
-            let iv = ivar_in[k] as f64;
-            if iv > 0.0 {
-                sk += kern;
-                skf += kern * flux_in[k] as f64;
-                sk2v += kern * kern / iv;
-            }
+            sk += kg;
+            skf += kg * f;
+            sk2v += kg * kern * v;
         }
         if sk >= 0.5 * sk_all && sk2v > 0.0 {
             arm.flux[i] = (skf / sk) as f32;
