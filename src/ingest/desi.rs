@@ -5,7 +5,6 @@
 use super::cfitsio;
 use super::error::ReadError;
 use super::fits_header::{FitsHeader, column_names, image_shape, open_fits, read_checked, table_rows};
-use super::lamost::rejection_status;
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
 use super::select::{RedrockRow, SelectionMethod, SelectionRules, TargetRow};
 use crate::preprocess::Preprocessor;
@@ -432,7 +431,7 @@ fn ingest_desi_inner(
                 };
                 spectra.push(SpectrumRecord { meta, prepared });
             }
-            Err(r) => report.push(target_row(row, rejection_status(&r), Some(r.to_string()), None)),
+            Err(r) => report.push(target_row(row, Status::of_rejection(&r), Some(r.to_string()), None)),
         }
     }
 

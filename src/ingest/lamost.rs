@@ -7,7 +7,7 @@ use super::cfitsio;
 use super::error::ReadError;
 use super::fits_header::{FitsHeader, OpenedFits, open_fits, read_checked};
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
-use crate::preprocess::{Preprocessor, Rejection};
+use crate::preprocess::Preprocessor;
 use crate::spectrum::Arm;
 use std::path::Path;
 
@@ -153,18 +153,10 @@ pub fn ingest_lamost_file(input_index: usize, path: &Path, display_path: &str, p
             }
         }
         Err(r) => {
-            let status = rejection_status(&r);
+            let status = Status::of_rejection(&r);
             let mut out = FileOutcome::file_failed(input_index, display_path, obsid, r.to_string());
             out.report[0].status = status;
             out
         }
-    }
-}
-
-/// Broken data is a failure; data that is fine but unusable for us is a skip.
-pub fn rejection_status(r: &Rejection) -> Status {
-    match r {
-        Rejection::AllFluxNonFinite | Rejection::NoUsablePixels | Rejection::Continuum(_) => Status::Failed,
-        Rejection::NoGridOverlap { .. } | Rejection::TooMasked { .. } => Status::Skipped,
     }
 }

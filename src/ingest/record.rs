@@ -1,6 +1,6 @@
 //! What ingest produces per input: spectrum rows for the shards and outcome rows for the report.
 
-use crate::preprocess::Prepared;
+use crate::preprocess::{Prepared, Rejection};
 
 /// Identity and survey metadata carried with a spectrum into its shard row
 /// (column meanings: `schemas/normalized_spectra.toml`).
@@ -49,6 +49,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// Broken data is a failure; data that is fine but unusable for us is a skip.
+    pub fn of_rejection(r: &Rejection) -> Self {
+        match r {
+            Rejection::AllFluxNonFinite | Rejection::NoUsablePixels | Rejection::Continuum(_) => Status::Failed,
+            Rejection::NoGridOverlap { .. } | Rejection::TooMasked { .. } => Status::Skipped,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Written => "written",

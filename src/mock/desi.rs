@@ -4,11 +4,11 @@
 //! unassigned fibres (TARGETID < 0, redrock's STAR/CV ZWARN=1570 trap) and fibres with bad status.
 //! A label table keyed by TARGETID follows the style of the DESI MWS value-added catalogue.
 
-use super::fits_cards::{CardValue, format_card, write_cards};
+use super::fits_cards::{CardValue, drop_primary_extname, format_card, write_cards};
 use super::fits_tables::{Column, write_table, write_table_without};
 use super::labels::{LabelRange, StarLabels, draw_star};
-use super::lamost::{Corruption, MockError, SnrDistribution};
 use super::render::{add_noise, calibration_error, observed_frame_spectrum};
+use super::{Corruption, MockError, SnrDistribution};
 use crate::preprocess::{C_KMS, resample};
 use crate::spectrum::Arm;
 use fitsio::FitsFile;
@@ -136,7 +136,7 @@ fn make_file(
     rows: usize,
     snr: SnrDistribution,
     corrupt_frac: f64,
-) -> (Vec<DesiMockRow>, Vec<[ArmData; 3]>, Option<Corruption>, u64) {
+) -> (Vec<DesiMockRow>, Vec<[ArmData; 3]>, u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00de_5100);
     rng.set_stream(file_index as u64);
     let healpix = 10_000 + 37 * file_index as u64 % 39_000;
@@ -249,7 +249,7 @@ fn make_file(
         let [b, r_, zarm]: [ArmData; 3] = arms.try_into().ok().expect("three arms");
         spectra.push([b, r_, zarm]);
     }
-    (out_rows, spectra, corruption, healpix)
+    (out_rows, spectra, healpix)
 }
 
 fn subtype(teff: f64) -> &'static str {
@@ -317,8 +317,6 @@ fn write_image_f32(
     hdu.write_image(f, data).map_err(e)?;
     if let Some(unit) = bunit {
         write_cards(f, &[format_card("BUNIT", &CardValue::Str(unit.into()), "")])?;
-        // write_cards removed EXTNAME as it does for primaries; put it back.
-        write_cards(f, &[format_card("EXTNAME", &CardValue::Str(name.into()), "extension name")])?;
     }
     Ok(())
 }
@@ -332,6 +330,7 @@ fn write_coadd(
 ) -> Result<(), String> {
     let e = |e: fitsio::errors::Error| e.to_string();
     let mut f = FitsFile::create(path).open().map_err(e)?;
+    drop_primary_extname(&mut f);
     let card = |k: &str, v: CardValue| format_card(k, &v, "");
     write_cards(
         &mut f,
@@ -422,6 +421,7 @@ fn write_coadd(
 fn write_redrock(path: &Path, rows: &[DesiMockRow]) -> Result<(), String> {
     let e = |e: fitsio::errors::Error| e.to_string();
     let mut f = FitsFile::create(path).open().map_err(e)?;
+    drop_primary_extname(&mut f);
     write_cards(&mut f, &[format_card("RRVER", &CardValue::Str("mock".into()), "Redrock version")])?;
     let n = rows.len();
     let spectype = rows
@@ -537,7 +537,7 @@ pub fn generate_desi(
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
         .into_par_iter()
         .map(|i| {
-            let (rows, spectra, _, healpix) = make_file(seed, i, rows_per_file, snr, corrupt_frac);
+            let (rows, spectra, healpix) = make_file(seed, i, rows_per_file, snr, corrupt_frac);
             write_pixel(dir, &rows, &spectra, healpix, seed)?;
             on_file();
             Ok(rows)

@@ -63,12 +63,16 @@ pub fn fill_template(template: &str, overrides: &HashMap<&str, CardValue>) -> Ve
     cards
 }
 
-/// Appends `cards` to the current HDU's header, first removing the EXTNAME the fitsio crate gives
-/// every primary HDU it creates ('_PRIMARY'): the template says what the real files carry.
-pub fn write_cards(f: &mut FitsFile, cards: &[String]) -> Result<(), String> {
+/// Removes the EXTNAME ('_PRIMARY') the fitsio crate gives every primary HDU it creates: real
+/// survey primaries carry their own (LAMOST image layout: 'Flux') or none.
+pub fn drop_primary_extname(f: &mut FitsFile) {
     let mut ignored = 0;
     // SAFETY: live handle; a missing keyword only sets `ignored`.
     unsafe { fitsio::sys::ffdkey(f.as_raw(), c"EXTNAME".as_ptr(), &mut ignored) };
+}
+
+/// Appends `cards` to the current HDU's header.
+pub fn write_cards(f: &mut FitsFile, cards: &[String]) -> Result<(), String> {
     for card in cards {
         let c = CString::new(card.as_str()).map_err(|e| e.to_string())?;
         let mut status = 0;

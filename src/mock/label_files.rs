@@ -1,6 +1,6 @@
 //! Label catalogues of mock surveys, written twice: Parquet for code, CSV for people.
 
-use super::lamost::MockError;
+use super::MockError;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::Schema;
 use std::path::Path;

@@ -2,9 +2,10 @@
 //! primary + COADD table), some gzip'd, with the full header keyword set of real files, plus a label
 //! catalogue keyed by OBSID.
 
-use super::fits_cards::{CardValue, fill_template, write_cards};
+use super::fits_cards::{CardValue, drop_primary_extname, fill_template, write_cards};
 use super::labels::{LabelRange, StarLabels, draw_star};
 use super::render::{add_noise, band_snr, calibration_error, instrument_sample, observed_frame_spectrum};
+pub use super::{Corruption, MockError, SnrDistribution};
 use crate::grid::LogGrid;
 use crate::preprocess::C_KMS;
 use fitsio::FitsFile;
@@ -14,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const IMAGE_LAYOUT_CARDS: &str = include_str!("../../data/mock/lamost_primary_image_layout.cards");
 const COADD_LAYOUT_CARDS: &str = include_str!("../../data/mock/lamost_primary_coadd_layout.cards");
@@ -24,55 +25,6 @@ pub const LAMOST_R: f64 = 1800.0;
 const NPIX_CHOICES: [(usize, f64); 4] = [(3909, 0.5), (3908, 0.2), (3906, 0.1), (3902, 0.2)];
 /// First OBSID of mock stars: far above the real ones (≤ 1.25e9), so the two never collide.
 pub const MOCK_OBSID_BASE: i64 = 9_000_000_000;
-
-/// What can be broken on purpose (`--corrupt-frac`), as robustness tests need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Corruption {
-    Truncated,
-    BadHeader,
-    NanFlux,
-    MissingHdu,
-}
-
-impl Corruption {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Corruption::Truncated => "truncated",
-            Corruption::BadHeader => "bad_header",
-            Corruption::NanFlux => "nan_flux",
-            Corruption::MissingHdu => "missing_hdu",
-        }
-    }
-}
-
-/// The S/N distribution of mock stars (in SNRG): log-uniform between two values.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SnrDistribution {
-    pub min: f64,
-    pub max: f64,
-}
-
-impl std::str::FromStr for SnrDistribution {
-    type Err = String;
-    /// `loguniform:MIN:MAX`, e.g. `loguniform:5:100`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        match parts.as_slice() {
-            ["loguniform", lo, hi] => {
-                let (min, max) =
-                    (lo.parse::<f64>().map_err(|e| e.to_string())?, hi.parse::<f64>().map_err(|e| e.to_string())?);
-                if min > 0.0 && max >= min { Ok(Self { min, max }) } else { Err(format!("'{s}': need 0 < MIN <= MAX")) }
-            }
-            _ => Err(format!("'{s}': expected loguniform:MIN:MAX")),
-        }
-    }
-}
-
-impl SnrDistribution {
-    pub(crate) fn draw(&self, rng: &mut impl Rng) -> f64 {
-        (self.min.ln() + (self.max.ln() - self.min.ln()) * rng.random::<f64>()).exp()
-    }
-}
 
 /// One mock star as the label catalogue records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,12 +41,6 @@ pub struct MockStar {
     pub catalog: StarLabels,
     pub catalog_err: StarLabels,
     pub corruption: Option<Corruption>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MockError {
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
 }
 
 fn subclass(teff: f64, logg: f64) -> String {
@@ -282,6 +228,7 @@ fn write_fits(path: &Path, d: &LamostData) -> Result<(), String> {
     if d.image_layout {
         let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[5, npix] };
         let mut f = FitsFile::create(path).with_custom_primary(&desc).open().map_err(e)?;
+        drop_primary_extname(&mut f);
         write_cards(&mut f, &d.cards)?;
         let mut data = Vec::with_capacity(5 * npix);
         for row in [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask] {
@@ -291,6 +238,7 @@ fn write_fits(path: &Path, d: &LamostData) -> Result<(), String> {
         prim.write_image(&mut f, &data).map_err(e)?;
     } else {
         let mut f = FitsFile::create(path).open().map_err(e)?;
+        drop_primary_extname(&mut f);
         write_cards(&mut f, &d.cards)?;
         if !d.drop_coadd {
             let col = |n: &str| ColumnDescription::new(n).with_type(ColumnDataType::Float).that_repeats(npix).create();

@@ -40,7 +40,7 @@ pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
         let sigma_angstrom = (fwhm_target * fwhm_target - fwhm_inst * fwhm_inst).sqrt() / FWHM_PER_SIGMA;
         let dl = if i + 1 < n { wave[i + 1] - wave[i] } else { wave[i] - wave[i - 1] };
         let sigma_px = sigma_angstrom / dl;
-        let half = (4.0 * sigma_px).ceil() as usize;
+        let half = ((4.0 * sigma_px).ceil() as usize).min(MAX_HALF_WIDTH);
         let (lo, hi) = (i.saturating_sub(half), (i + half).min(n - 1));
         // Kernel weights exp(−k²d²/2) for taps k pixels away, by the recurrence
         // g(k+1) = g(k)·r(k), r(k+1) = r(k)·e^{−d²}: two exponentials per pixel instead of one per
@@ -48,7 +48,6 @@ pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
         // used on (DESI arms, MILES) to far better than the kernel matters.
         let d = 1.0 / sigma_px;
         let q = (-d * d).exp();
-        let half = half.min(MAX_HALF_WIDTH);
         let (mut g, mut r) = (1.0f64, (-0.5 * d * d).exp());
         weights[MAX_HALF_WIDTH] = 1.0;
         for k in 1..=half {
@@ -57,7 +56,6 @@ pub fn degrade_resolution(arm: &mut Arm, target_r: f64) {
             weights[MAX_HALF_WIDTH + k] = g;
             weights[MAX_HALF_WIDTH - k] = g;
         }
-        let (lo, hi) = (lo.max(i.saturating_sub(half)), hi.min(i + half));
         let (mut sk_all, mut sk, mut skf, mut sk2v) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         let taps = &weights[MAX_HALF_WIDTH + lo - i..=MAX_HALF_WIDTH + hi - i];
         for (((kern, g), f), v) in taps.iter().zip(&good[lo..=hi]).zip(&flux_in[lo..=hi]).zip(&var[lo..=hi]) {
