@@ -5,6 +5,7 @@
 pub mod grid;
 pub mod ingest;
 pub mod mock;
+pub mod model;
 pub mod preprocess;
 pub mod schema;
 pub mod spectrum;

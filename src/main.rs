@@ -11,6 +11,8 @@ use starpipe::mock::lamost::SnrDistribution;
 use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;
 
+mod model_cli;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "starpipe",
@@ -47,6 +49,28 @@ enum Command {
     /// Output in --out: the spectrum files (DESI: a healpix tree main/bright/PIXGROUP/PIXNUM/ with
     /// coadd and redrock files), labels.parquet and labels.csv (schemas/mock_*_labels.toml).
     Mock(MockArgs),
+    /// Pre-train an MLP on normalised spectra joined to a label table: Teff, log g, [Fe/H] each
+    /// as a mean and a calibrated 1σ (Gaussian likelihood).
+    ///
+    /// Output in --out: model.safetensors and model-card.json (grid window, label scaling and
+    /// ranges, σ calibration, data hash, seed, validation metrics).
+    Train(model_cli::TrainArgs),
+    /// Adapt a pre-trained model to another survey: zeroshot, full, lora or reshead, with
+    /// --n-train of its labels (taken outside a fixed test split).
+    ///
+    /// Output in --out: adapter.safetensors (none for zeroshot) and adapter-card.json, which
+    /// names the base model by hash.
+    Finetune(model_cli::FinetuneArgs),
+    /// Score a model and its adapters on the held-out test stars: bias, σ, robust σ, MAE,
+    /// outliers, uncertainty calibration, bootstrap intervals, per parameter and [Fe/H] regime.
+    ///
+    /// Output in --out: evaluation.md, evaluation.parquet, evaluation-predictions.parquet.
+    Evaluate(model_cli::EvaluateArgs),
+    /// Predict Teff, log g, [Fe/H] with errors for every spectrum of the shards, in batches.
+    ///
+    /// Output in --out: predictions-<shard>.parquet per input shard (schemas/predictions.toml).
+    /// Re-running skips shards already predicted with the same model and adapter.
+    Infer(model_cli::InferArgs),
 }
 
 #[derive(Args, Debug)]
@@ -226,7 +250,7 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
-fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+fn progress_bar(len: u64, stage: &str, unit: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let target = if std::io::stderr().is_terminal() {
         indicatif::ProgressDrawTarget::stderr()
@@ -235,7 +259,7 @@ fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     };
     let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
     let template = format!(
-        "{{spinner}} mock [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+        "{{spinner}} {stage} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
     );
     bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"));
     bar
@@ -257,7 +281,7 @@ fn mock(a: MockArgs) -> Result<()> {
         match survey {
             Survey::Lamost => {
                 let start = std::time::Instant::now();
-                let bar = progress_bar(a.n as u64, "files");
+                let bar = progress_bar(a.n as u64, "mock", "files");
                 let stars =
                     starpipe::mock::lamost::generate_lamost(&out, a.n, a.seed, a.snr_dist, a.corrupt_frac, &|| {
                         bar.inc(1)
@@ -272,7 +296,7 @@ fn mock(a: MockArgs) -> Result<()> {
             Survey::Desi => {
                 let start = std::time::Instant::now();
                 let coadds = starpipe::mock::desi::coadds_needed(a.n, a.rows_per_coadd);
-                let bar = progress_bar(coadds as u64, "coadds");
+                let bar = progress_bar(coadds as u64, "mock", "coadds");
                 let rows = starpipe::mock::desi::generate_desi(
                     &out,
                     a.n,
@@ -358,5 +382,9 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Ingest(a) => ingest(a),
         Command::Mock(a) => mock(a),
+        Command::Train(a) => model_cli::train(a),
+        Command::Finetune(a) => model_cli::finetune(a),
+        Command::Evaluate(a) => model_cli::evaluate(a),
+        Command::Infer(a) => model_cli::infer(a),
     }
 }

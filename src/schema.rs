@@ -10,6 +10,9 @@ pub const NORMALIZED_SPECTRA_TOML: &str = include_str!("../schemas/normalized_sp
 pub const INGEST_REPORT_TOML: &str = include_str!("../schemas/ingest_report.toml");
 pub const MOCK_LAMOST_LABELS_TOML: &str = include_str!("../schemas/mock_lamost_labels.toml");
 pub const MOCK_DESI_LABELS_TOML: &str = include_str!("../schemas/mock_desi_labels.toml");
+pub const PREDICTIONS_TOML: &str = include_str!("../schemas/predictions.toml");
+pub const EVALUATION_METRICS_TOML: &str = include_str!("../schemas/evaluation_metrics.toml");
+pub const EVALUATION_PREDICTIONS_TOML: &str = include_str!("../schemas/evaluation_predictions.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TableSchema {
@@ -84,13 +87,33 @@ pub fn mock_desi_labels() -> TableSchema {
     TableSchema::parse(MOCK_DESI_LABELS_TOML)
 }
 
+pub fn predictions() -> TableSchema {
+    TableSchema::parse(PREDICTIONS_TOML)
+}
+
+pub fn evaluation_metrics() -> TableSchema {
+    TableSchema::parse(EVALUATION_METRICS_TOML)
+}
+
+pub fn evaluation_predictions() -> TableSchema {
+    TableSchema::parse(EVALUATION_PREDICTIONS_TOML)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_schema_parses_with_unique_documented_columns() {
-        for t in [normalized_spectra(), ingest_report(), mock_lamost_labels(), mock_desi_labels()] {
+        for t in [
+            normalized_spectra(),
+            ingest_report(),
+            mock_lamost_labels(),
+            mock_desi_labels(),
+            predictions(),
+            evaluation_metrics(),
+            evaluation_predictions(),
+        ] {
             let arrow = t.to_arrow(10);
             let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
             names.sort();

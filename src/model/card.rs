@@ -1,0 +1,160 @@
+//! Model and adapter cards: the JSON written beside the weights, recording everything needed to
+//! use the model correctly (input window, label scaling, σ calibration) and to reproduce it (data
+//! hash, seed, settings), plus its validation metrics. Cards hold no timestamps, so the same
+//! inputs and seed give byte-identical model directories.
+
+use super::fit::{FitConfig, FitReport};
+use super::labels::LabelSpec;
+use super::metrics::Metrics;
+use super::mlp::{LoraConfig, MlpConfig, ResHeadConfig};
+use super::split::TestSplit;
+use crate::grid::LogGrid;
+use serde::{Deserialize, Serialize};
+
+pub const MODEL_FORMAT: &str = "starpipe-model/1";
+pub const ADAPTER_FORMAT: &str = "starpipe-adapter/1";
+
+/// Labels are standardised as (x − mean) / std with the pre-training set's statistics; every
+/// adapter reuses them (science.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LabelScaling {
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+impl LabelScaling {
+    pub fn fit(rows: &[[f64; 3]]) -> Self {
+        let n = rows.len().max(1) as f64;
+        let mean = [0, 1, 2].map(|p| rows.iter().map(|r| r[p]).sum::<f64>() / n);
+        let std = [0, 1, 2].map(|p| {
+            let v = rows.iter().map(|r| (r[p] - mean[p]).powi(2)).sum::<f64>() / n;
+            if v > 0.0 { v.sqrt() } else { 1.0 }
+        });
+        Self { mean, std }
+    }
+
+    pub fn standardize(&self, v: &[f64; 3]) -> [f32; 3] {
+        [0, 1, 2].map(|p| ((v[p] - self.mean[p]) / self.std[p]) as f32)
+    }
+}
+
+/// Range of the training labels: predictions outside it are extrapolations.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LabelRange {
+    pub min: [f64; 3],
+    pub max: [f64; 3],
+}
+
+impl LabelRange {
+    pub fn of(rows: &[[f64; 3]]) -> Self {
+        let mut r = Self { min: [f64::INFINITY; 3], max: [f64::NEG_INFINITY; 3] };
+        for row in rows {
+            for p in 0..3 {
+                r.min[p] = r.min[p].min(row[p]);
+                r.max[p] = r.max[p].max(row[p]);
+            }
+        }
+        r
+    }
+}
+
+/// What the network reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum InputSpec {
+    /// Normalised flux on a window of the common grid (`data::pixel_features`).
+    Pixels { window: LogGrid },
+}
+
+/// Which spectra of the input were used for training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectionCuts {
+    /// Minimum median S/N on the grid (`snr_grid`).
+    pub min_snr: f64,
+    /// Maximum catalogue label error per parameter (Teff K, log g dex, [Fe/H] dex; None = no cut);
+    /// rows without errors pass.
+    pub max_label_error: [Option<f64>; 3],
+}
+
+impl Default for SelectionCuts {
+    fn default() -> Self {
+        Self { min_snr: 0.0, max_label_error: [None; 3] }
+    }
+}
+
+/// Validation metrics of one parameter, in physical units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterMetrics {
+    pub parameter: String,
+    pub unit: String,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// What a training run read and how it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// Shard files read, as given.
+    pub shards: Vec<String>,
+    pub label_table: String,
+    pub labels: LabelSpec,
+    pub selection: SelectionCuts,
+    /// Spectra with labels that passed the cuts, and why the others did not.
+    pub n_candidates: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    /// SHA-256 over the training and validation rows (ids, labels, inputs), in order.
+    pub data_sha256: String,
+    pub fit: FitConfig,
+    pub report: FitReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub starpipe_version: String,
+    pub input: InputSpec,
+    pub architecture: MlpConfig,
+    pub n_parameters: usize,
+    /// Output order and units.
+    pub parameters: Vec<(String, String)>,
+    pub label_scaling: LabelScaling,
+    pub label_range: LabelRange,
+    /// Factors applied to the network's σ (calibrate.rs), per parameter.
+    pub sigma_scale: [f64; 3],
+    pub training: TrainingRecord,
+    pub validation: Vec<ParameterMetrics>,
+    /// SHA-256 of `model.safetensors`: the model's identity in adapters and predictions.
+    pub weights_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterCard {
+    pub format: String,
+    pub starpipe_version: String,
+    /// zeroshot | full | lora | reshead.
+    pub kind: String,
+    /// The base model this adapter applies to.
+    pub base_model_sha256: String,
+    /// SHA-256 of `adapter.safetensors` (None for zero-shot, which has no weights).
+    pub weights_sha256: Option<String>,
+    pub lora: Option<LoraConfig>,
+    pub reshead: Option<ResHeadConfig>,
+    pub n_trainable_parameters: usize,
+    pub sigma_scale: [f64; 3],
+    /// Target-survey stars never used for training (evaluate scores only these).
+    pub test_split: TestSplit,
+    pub n_train_requested: usize,
+    pub training: Option<TrainingRecord>,
+    pub validation: Vec<ParameterMetrics>,
+}
+
+impl AdapterCard {
+    /// Row label in evaluation tables: `lora (n=500)`, `zeroshot`.
+    pub fn strategy_label(&self) -> String {
+        match &self.training {
+            Some(t) if self.kind != "zeroshot" => format!("{} (n={})", self.kind, t.n_train + t.n_val),
+            _ => self.kind.clone(),
+        }
+    }
+}

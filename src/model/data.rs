@@ -1,0 +1,268 @@
+//! Normalised-spectra shards → model inputs.
+//!
+//! A model sees a fixed window of the common grid (absolute LAMOST pixel indices, recorded in its
+//! card), so shards written on any wider window feed it unchanged. The input of pixel k is
+//! `clamp(flux − 1, −1, 1)` where the pixel is usable and 0 (continuum) where `ivar == 0`: masked
+//! pixels carry no information either way, and the clamp keeps cosmic rays and unmasked artefacts
+//! from dominating the first layer.
+
+use super::{ModelError, Result};
+use crate::grid::LogGrid;
+use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
+use arrow::datatypes::{Float32Type, Int64Type};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Rows read from a shard at a time: bounds memory whatever the shard size.
+pub const READ_BATCH_ROWS: usize = 2048;
+
+/// Shard files named by `inputs`: a directory contributes its `spectra-*.parquet` files (sorted by
+/// name, so runs are reproducible); a file is taken as given.
+pub fn shard_paths(inputs: &[PathBuf], prefix: &str) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| ModelError::io(input, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.starts_with(prefix) && name.ends_with(".parquet")
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(ModelError::bad(input, format!("no {prefix}*.parquet shards in this directory")));
+            }
+            out.extend(found);
+        } else if input.is_file() {
+            out.push(input.clone());
+        } else {
+            return Err(ModelError::bad(input, "no such file or directory"));
+        }
+    }
+    Ok(out)
+}
+
+/// The grid a shard was written on (its `starpipe.grid` metadata).
+pub fn shard_grid(path: &Path) -> Result<LogGrid> {
+    let kv = crate::ingest::shards::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
+    let json = kv
+        .iter()
+        .find(|(k, _)| k == "starpipe.grid")
+        .map(|(_, v)| v)
+        .ok_or_else(|| ModelError::bad(path, "no starpipe.grid metadata: not a normalised-spectra shard"))?;
+    serde_json::from_str(json).map_err(|e| ModelError::Json { path: path.to_path_buf(), source: e })
+}
+
+/// Where `window` starts inside `grid`, if the grid covers it on the same sampling.
+pub fn window_offset(grid: &LogGrid, window: &LogGrid) -> Option<usize> {
+    let same_sampling = (grid.log10_lambda0 - window.log10_lambda0).abs() < 1e-12
+        && (grid.dlog10_lambda - window.dlog10_lambda).abs() < 1e-15;
+    (same_sampling && window.start >= grid.start && window.start + window.npix <= grid.start + grid.npix)
+        .then(|| window.start - grid.start)
+}
+
+/// One model input from one spectrum (see the module docs).
+pub fn pixel_features(flux: &[f32], ivar: &[f32], out: &mut [f32]) {
+    for ((o, &f), &w) in out.iter_mut().zip(flux).zip(ivar) {
+        *o = if w > 0.0 && f.is_finite() { (f - 1.0).clamp(-1.0, 1.0) } else { 0.0 };
+    }
+}
+
+/// A block of spectra: identity columns plus a row-major feature matrix.
+#[derive(Debug, Default, Clone)]
+pub struct SpectraBatch {
+    pub spectrum_id: Vec<String>,
+    pub survey: Vec<String>,
+    pub source_id: Vec<i64>,
+    /// Median per-pixel S/N on the grid (`snr_grid`).
+    pub snr: Vec<f32>,
+    /// rows × n_features, row-major.
+    pub features: Vec<f32>,
+    pub n_features: usize,
+}
+
+impl SpectraBatch {
+    pub fn len(&self) -> usize {
+        self.spectrum_id.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.spectrum_id.is_empty()
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.features[i * self.n_features..(i + 1) * self.n_features]
+    }
+}
+
+/// Streams a shard in blocks of at most `batch_rows` rows, turning the pixels of `window` into
+/// features. Memory is bounded by one block.
+pub fn for_each_batch(
+    path: &Path,
+    window: &LogGrid,
+    batch_rows: usize,
+    mut f: impl FnMut(SpectraBatch) -> Result<()>,
+) -> Result<()> {
+    let grid = shard_grid(path)?;
+    let offset = window_offset(&grid, window).ok_or_else(|| {
+        ModelError::bad(
+            path,
+            format!(
+                "shard grid (native pixels {}..{}) does not cover the model's window ({}..{})",
+                grid.start,
+                grid.start + grid.npix,
+                window.start,
+                window.start + window.npix
+            ),
+        )
+    })?;
+    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let pq = |e| ModelError::Parquet { path: path.to_path_buf(), source: e };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "flux", "ivar"];
+    let mut roots = Vec::new();
+    for c in columns {
+        roots.push(builder.schema().index_of(c).map_err(|_| ModelError::bad(path, format!("no column {c}")))?);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(pq)?;
+    for batch in reader {
+        let batch = batch.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;
+        f(decode_batch(path, &batch, grid.npix, offset, window.npix)?)?;
+    }
+    Ok(())
+}
+
+fn decode_batch(path: &Path, b: &RecordBatch, npix: usize, offset: usize, n: usize) -> Result<SpectraBatch> {
+    let col = |name: &str| b.column_by_name(name).ok_or_else(|| ModelError::bad(path, format!("no column {name}")));
+    let strings = |name: &str| -> Result<Vec<String>> {
+        Ok(col(name)?.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect())
+    };
+    let list = |name: &str| -> Result<&FixedSizeListArray> {
+        let a = col(name)?
+            .as_fixed_size_list_opt()
+            .ok_or_else(|| ModelError::bad(path, format!("{name} is not a fixed-size list")))?;
+        if a.value_length() as usize != npix {
+            return Err(ModelError::bad(path, format!("{name} has {} pixels, grid says {npix}", a.value_length())));
+        }
+        Ok(a)
+    };
+    let flux_list = list("flux")?;
+    let ivar_list = list("ivar")?;
+    let flux = flux_list.values().as_primitive::<Float32Type>().values();
+    let ivar = ivar_list.values().as_primitive::<Float32Type>().values();
+    let rows = b.num_rows();
+    let mut features = vec![0f32; rows * n];
+    for r in 0..rows {
+        let at = (flux_list.offset() + r) * npix + offset;
+        pixel_features(&flux[at..at + n], &ivar[at..at + n], &mut features[r * n..(r + 1) * n]);
+    }
+    Ok(SpectraBatch {
+        spectrum_id: strings("spectrum_id")?,
+        survey: strings("survey")?,
+        source_id: col("source_id")?.as_primitive::<Int64Type>().values().to_vec(),
+        snr: col("snr_grid")?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
+        features,
+        n_features: n,
+    })
+}
+
+/// Spectra that have reference labels and pass the selection cuts, with their inputs.
+#[derive(Debug, Clone, Default)]
+pub struct LabelledSet {
+    pub spectrum_id: Vec<String>,
+    pub key: Vec<i64>,
+    pub snr: Vec<f32>,
+    pub labels: Vec<[f64; 3]>,
+    pub x: Vec<f32>,
+    pub n_features: usize,
+    pub counts: LabelledCounts,
+}
+
+/// How the spectra read were accounted for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelledCounts {
+    pub spectra_read: usize,
+    pub without_label: usize,
+    pub below_min_snr: usize,
+    pub label_error_too_large: usize,
+    pub used: usize,
+}
+
+impl LabelledSet {
+    pub fn len(&self) -> usize {
+        self.key.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.key.is_empty()
+    }
+
+    /// The given rows as a training set with labels standardised by `scaling`.
+    pub fn dataset(&self, rows: &[usize], scaling: &super::card::LabelScaling) -> super::fit::Dataset {
+        let n = self.n_features;
+        let mut x = Vec::with_capacity(rows.len() * n);
+        let mut y = Vec::with_capacity(rows.len() * 3);
+        for &r in rows {
+            x.extend_from_slice(&self.x[r * n..(r + 1) * n]);
+            y.extend(scaling.standardize(&self.labels[r]));
+        }
+        super::fit::Dataset { x, y, n_features: n }
+    }
+
+    /// SHA-256 over ids, labels and inputs of the given rows, in order: the data identity recorded
+    /// in model cards.
+    pub fn hash_rows(&self, rows: &[usize]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let n = self.n_features;
+        for &r in rows {
+            h.update(self.spectrum_id[r].as_bytes());
+            for v in self.labels[r] {
+                h.update(v.to_le_bytes());
+            }
+            for v in &self.x[r * n..(r + 1) * n] {
+                h.update(v.to_le_bytes());
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
+/// Reads every shard, keeping spectra whose key is in the label table and that pass the cuts.
+pub fn load_labelled(
+    shards: &[PathBuf],
+    window: &LogGrid,
+    labels: &super::labels::LabelTable,
+    cuts: &super::card::SelectionCuts,
+) -> Result<LabelledSet> {
+    let mut set = LabelledSet { n_features: window.npix, ..Default::default() };
+    for shard in shards {
+        for_each_batch(shard, window, READ_BATCH_ROWS, |b| {
+            for i in 0..b.len() {
+                set.counts.spectra_read += 1;
+                let Some(l) = labels.get(b.source_id[i]) else {
+                    set.counts.without_label += 1;
+                    continue;
+                };
+                if cuts.min_snr > 0.0 && !(b.snr[i] as f64 >= cuts.min_snr) {
+                    set.counts.below_min_snr += 1;
+                    continue;
+                }
+                if (0..3).any(|p| cuts.max_label_error[p].is_some_and(|max| l.errors[p] > max)) {
+                    set.counts.label_error_too_large += 1;
+                    continue;
+                }
+                set.spectrum_id.push(b.spectrum_id[i].clone());
+                set.key.push(b.source_id[i]);
+                set.snr.push(b.snr[i]);
+                set.labels.push(l.values);
+                set.x.extend_from_slice(b.row(i));
+            }
+            Ok(())
+        })?;
+    }
+    set.counts.used = set.len();
+    Ok(set)
+}

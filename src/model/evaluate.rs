@@ -1,0 +1,280 @@
+//! `starpipe evaluate`: score a model and its adapters on the held-out test stars of a labelled
+//! survey, per parameter × [Fe/H] regime × strategy, as Markdown and Parquet.
+
+use super::card::{AdapterCard, InputSpec, SelectionCuts};
+use super::data::{load_labelled, shard_paths};
+use super::device::ComputeDevice;
+use super::labels::{LabelSpec, read_labels};
+use super::metrics::{self, Metrics};
+use super::mlp::{Adapter, Network};
+use super::predict::{predict_standardized, to_physical};
+use super::split::TestSplit;
+use super::store::{load_adapter, load_model};
+use super::{ModelError, PARAMETERS, Parameter, Result};
+use crate::ingest::shards::write_small_table;
+use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// [Fe/H] below which a star is metal-poor (the split of arXiv 2602.15021).
+pub const METAL_POOR_FEH: f64 = -1.0;
+pub const REGIMES: [&str; 3] = ["metal-poor", "metal-rich", "all"];
+
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    pub spectra: Vec<PathBuf>,
+    pub labels: PathBuf,
+    pub label_spec: LabelSpec,
+    pub model: PathBuf,
+    /// Adapter directories; the bare model is scored as `zeroshot` too unless one of them is the
+    /// zero-shot adapter.
+    pub adapters: Vec<PathBuf>,
+    /// Test split when no adapter says which (all adapters must agree).
+    pub split: TestSplit,
+    pub selection: SelectionCuts,
+    pub out: PathBuf,
+    pub n_boot: usize,
+    pub device: ComputeDevice,
+}
+
+/// One row of the metrics table.
+#[derive(Debug, Clone)]
+pub struct MetricsRow {
+    pub input: String,
+    pub strategy: String,
+    pub adapter_kind: String,
+    pub n_train: usize,
+    pub parameter: Parameter,
+    pub regime: &'static str,
+    pub metrics: Metrics,
+    pub model_sha256: String,
+    pub adapter_sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvaluationSummary {
+    pub n_test: usize,
+    pub rows: Vec<MetricsRow>,
+    pub markdown: PathBuf,
+    pub parquet: PathBuf,
+}
+
+fn regime_of(feh: f64, regime: &str) -> bool {
+    match regime {
+        "metal-poor" => feh < METAL_POOR_FEH,
+        "metal-rich" => feh >= METAL_POOR_FEH,
+        _ => true,
+    }
+}
+
+pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
+    let dev = opts.device.open()?;
+    let (base, base_card) = load_model(&opts.model, &dev)?;
+    let InputSpec::Pixels { window } = base_card.input;
+    let mut strategies: Vec<(Adapter, Option<AdapterCard>)> = Vec::new();
+    for dir in &opts.adapters {
+        let (a, c) = load_adapter(dir, &base, &base_card, &dev)?;
+        strategies.push((a, Some(c)));
+    }
+    if !strategies.iter().any(|(a, _)| matches!(a, Adapter::ZeroShot)) {
+        strategies.insert(0, (Adapter::ZeroShot, None));
+    }
+    let split = match strategies.iter().filter_map(|(_, c)| c.as_ref()).map(|c| c.test_split).next() {
+        Some(s) => s,
+        None => opts.split,
+    };
+    if let Some(c) = strategies.iter().filter_map(|(_, c)| c.as_ref()).find(|c| c.test_split != split) {
+        return Err(ModelError::Invalid(format!(
+            "adapters disagree on the test split ({:?} vs {:?}): their scores would not be comparable",
+            c.test_split, split
+        )));
+    }
+    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let labels = read_labels(&opts.labels, &opts.label_spec)?;
+    let set = load_labelled(&shards, &window, &labels, &opts.selection)?;
+    let test_rows: Vec<usize> = (0..set.len()).filter(|&i| split.is_test(set.key[i])).collect();
+    if test_rows.is_empty() {
+        return Err(ModelError::bad(&opts.labels, "no labelled test stars in these spectra"));
+    }
+    let test = set.dataset(&test_rows, &base_card.label_scaling);
+    let reference: Vec<[f64; 3]> = test_rows.iter().map(|&i| set.labels[i]).collect();
+    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+
+    let mut rows = Vec::new();
+    let mut per_star = PerStar::default();
+    for (adapter, card) in &strategies {
+        let net = Network { base: &base, adapter };
+        let outputs = predict_standardized(&net, &test.x, test.n_features, 4096, &dev)?;
+        let scale = card.as_ref().map_or(base_card.sigma_scale, |c| c.sigma_scale);
+        let est: Vec<_> = outputs.iter().map(|o| to_physical(o, &base_card.label_scaling, &scale)).collect();
+        let strategy = card.as_ref().map_or("zeroshot".to_string(), |c| c.strategy_label());
+        let n_train = card
+            .as_ref()
+            .and_then(|c| c.training.as_ref())
+            .map_or(0, |t| if adapter.trainable().is_some() { t.n_train + t.n_val } else { 0 });
+        for (k, &r) in test_rows.iter().enumerate() {
+            per_star.push(&strategy, &set.spectrum_id[r], set.key[r], set.snr[r], &reference[k], &est[k]);
+        }
+        for p in PARAMETERS {
+            for regime in REGIMES {
+                let idx: Vec<usize> = (0..est.len()).filter(|&k| regime_of(reference[k][2], regime)).collect();
+                let delta: Vec<f64> = idx.iter().map(|&k| est[k].value[p.index()] - reference[k][p.index()]).collect();
+                let sig: Vec<f64> = idx.iter().map(|&k| est[k].error[p.index()]).collect();
+                rows.push(MetricsRow {
+                    input: "pixels".into(),
+                    strategy: strategy.clone(),
+                    adapter_kind: adapter.kind().into(),
+                    n_train,
+                    parameter: p,
+                    regime,
+                    metrics: metrics::compute(&delta, &sig, p.outlier_threshold(), opts.n_boot, 11),
+                    model_sha256: base_card.weights_sha256.clone(),
+                    adapter_sha256: card.as_ref().and_then(|c| c.weights_sha256.clone()).unwrap_or_default(),
+                });
+            }
+        }
+    }
+    let parquet = opts.out.join("evaluation.parquet");
+    write_metrics(&parquet, &rows)?;
+    per_star.write(&opts.out.join("evaluation-predictions.parquet"))?;
+    let markdown = opts.out.join("evaluation.md");
+    let text = render_markdown(&rows, test_rows.len(), &split, &opts.labels);
+    std::fs::write(&markdown, text).map_err(|e| ModelError::io(&markdown, e))?;
+    Ok(EvaluationSummary { n_test: test_rows.len(), rows, markdown, parquet })
+}
+
+fn fmt_value(p: Parameter, v: f64) -> String {
+    match p {
+        Parameter::Teff => format!("{v:.0}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+/// The metrics table as Markdown: one section per parameter, rows strategy × regime.
+pub fn render_markdown(rows: &[MetricsRow], n_test: usize, split: &TestSplit, labels: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Evaluation\n\n{n_test} test spectra (test split: seed {}, fraction {}) against `{}`.\n\
+         Δ = predicted − reference; [lo, hi] are bootstrap 68 % intervals; outliers: |Δ| > 300 K, 0.5 dex, 0.3 dex;\n\
+         |Δ|<σ is the fraction inside the predicted 1σ (0.683 when the errors are right).\n",
+        split.seed,
+        split.test_fraction,
+        labels.display()
+    );
+    for p in PARAMETERS {
+        let _ = writeln!(s, "## {} ({})\n", p.name(), p.unit());
+        let _ = writeln!(s, "| input | strategy | regime | N | bias | robust σ [68 %] | σ | MAE | outliers | |Δ|<σ |");
+        let _ = writeln!(s, "|---|---|---|---:|---:|---|---:|---:|---:|---:|");
+        for r in rows.iter().filter(|r| r.parameter == p) {
+            let m = &r.metrics;
+            let f = |v| fmt_value(p, v);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} [{}, {}] | {} | {} | {:.3} | {:.2} |",
+                r.input,
+                r.strategy,
+                r.regime,
+                m.n,
+                f(m.bias),
+                f(m.robust_sigma),
+                f(m.robust_sigma_ci.lo),
+                f(m.robust_sigma_ci.hi),
+                f(m.sigma),
+                f(m.mae),
+                m.outlier_fraction,
+                m.within_1sigma
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn f64_col(v: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(v))
+}
+
+fn str_col<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+
+pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
+    let schema = crate::schema::evaluation_metrics().to_arrow(0);
+    let m = |f: &dyn Fn(&Metrics) -> f64| f64_col(rows.iter().map(|r| f(&r.metrics)));
+    let mut cols: Vec<ArrayRef> = vec![
+        str_col(rows.iter().map(|r| r.input.as_str())),
+        str_col(rows.iter().map(|r| r.strategy.as_str())),
+        str_col(rows.iter().map(|r| r.adapter_kind.as_str())),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.n_train as i64))),
+        str_col(rows.iter().map(|r| r.parameter.name())),
+        str_col(rows.iter().map(|r| r.parameter.unit())),
+        str_col(rows.iter().map(|r| r.regime)),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.metrics.n as i64))),
+    ];
+    type Getter = fn(&Metrics) -> (f64, f64, f64);
+    let with_ci: [Getter; 5] = [
+        |m| (m.bias, m.bias_ci.lo, m.bias_ci.hi),
+        |m| (m.sigma, m.sigma_ci.lo, m.sigma_ci.hi),
+        |m| (m.robust_sigma, m.robust_sigma_ci.lo, m.robust_sigma_ci.hi),
+        |m| (m.mae, m.mae_ci.lo, m.mae_ci.hi),
+        |m| (m.outlier_fraction, m.outlier_fraction_ci.lo, m.outlier_fraction_ci.hi),
+    ];
+    for g in with_ci {
+        cols.push(m(&|x| g(x).0));
+        cols.push(m(&|x| g(x).1));
+        cols.push(m(&|x| g(x).2));
+    }
+    cols.push(m(&|x| x.biweight_scale));
+    cols.push(m(&|x| x.outlier_3sigma_fraction));
+    cols.push(m(&|x| x.within_1sigma));
+    cols.push(m(&|x| x.median_z));
+    cols.push(str_col(rows.iter().map(|r| r.model_sha256.as_str())));
+    cols.push(str_col(rows.iter().map(|r| r.adapter_sha256.as_str())));
+    let batch = RecordBatch::try_new(schema, cols).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
+    write_small_table(path, &batch).map_err(|e| ModelError::bad(path, e.to_string()))
+}
+
+/// Per-star test predictions, for plots.
+#[derive(Default)]
+struct PerStar {
+    strategy: Vec<String>,
+    spectrum_id: Vec<String>,
+    source_id: Vec<i64>,
+    snr: Vec<f32>,
+    reference: Vec<[f64; 3]>,
+    value: Vec<[f64; 3]>,
+    error: Vec<[f64; 3]>,
+}
+
+impl PerStar {
+    fn push(&mut self, strategy: &str, id: &str, key: i64, snr: f32, r: &[f64; 3], e: &super::predict::Estimate) {
+        self.strategy.push(strategy.into());
+        self.spectrum_id.push(id.into());
+        self.source_id.push(key);
+        self.snr.push(snr);
+        self.reference.push(*r);
+        self.value.push(e.value);
+        self.error.push(e.error);
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let schema = crate::schema::evaluation_predictions().to_arrow(0);
+        let mut cols: Vec<ArrayRef> = vec![
+            str_col(self.strategy.iter().map(|_| "pixels")),
+            str_col(self.strategy.iter().map(String::as_str)),
+            str_col(self.spectrum_id.iter().map(String::as_str)),
+            Arc::new(Int64Array::from(self.source_id.clone())),
+            Arc::new(Float32Array::from(self.snr.clone())),
+        ];
+        for p in 0..3 {
+            cols.push(f64_col(self.reference.iter().map(|r| r[p])));
+            cols.push(f64_col(self.value.iter().map(|r| r[p])));
+            cols.push(f64_col(self.error.iter().map(|r| r[p])));
+        }
+        let batch =
+            RecordBatch::try_new(schema, cols).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
+        write_small_table(path, &batch).map_err(|e| ModelError::bad(path, e.to_string()))
+    }
+}

@@ -1,0 +1,138 @@
+//! The optimisation loop shared by pre-training and every fine-tuning strategy: AdamW on the
+//! Gaussian NLL, mini-batches in a seeded order, early stopping on a validation set with the best
+//! weights restored.
+
+use super::Result;
+use super::loss::gaussian_nll;
+use super::mlp::{Mode, Network, Params, restore, snapshot, vars};
+use super::predict::rows_tensor;
+use candle_core::Device;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl FitConfig {
+    /// science.md §1.1: AdamW lr 1e-3, weight decay 1e-4, batch 512, patience 10.
+    pub fn pretraining() -> Self {
+        Self { learning_rate: 1e-3, weight_decay: 1e-4, batch_size: 512, max_epochs: 200, patience: 10, seed: 1 }
+    }
+}
+
+/// Inputs and standardised labels, row-major.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub n_features: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.y.len() / 3
+    }
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    pub epochs_run: usize,
+    /// 1-based epoch whose weights were kept (0: the starting weights were best).
+    pub best_epoch: usize,
+    pub initial_val_loss: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    /// Mean training loss per epoch.
+    pub train_loss: Vec<f64>,
+    pub val_loss: Vec<f64>,
+}
+
+/// Mean NLL of a data set in evaluation mode.
+pub fn mean_loss(net: &Network, data: &Dataset, dev: &Device) -> Result<f64> {
+    let mut total = 0.0;
+    let n = data.len();
+    for start in (0..n).step_by(4096) {
+        let idx: Vec<usize> = (start..(start + 4096).min(n)).collect();
+        let x = rows_tensor(&data.x, data.n_features, &idx, dev)?;
+        let y = rows_tensor(&data.y, 3, &idx, dev)?;
+        let loss: f32 = gaussian_nll(&net.forward(&x, &mut Mode::Eval)?, &y)?.to_scalar()?;
+        total += loss as f64 * idx.len() as f64;
+    }
+    Ok(total / n.max(1) as f64)
+}
+
+/// Trains `trainable` (which `net` must use) and leaves it at the best validation epoch.
+/// Without a validation set it runs `max_epochs` and keeps the last weights.
+pub fn fit(
+    net: &Network,
+    trainable: &Params,
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &FitConfig,
+    dev: &Device,
+    progress: &indicatif::ProgressBar,
+) -> Result<FitReport> {
+    let mut opt = AdamW::new(
+        vars(trainable),
+        ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..ParamsAdamW::default() },
+    )?;
+    let mut order_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut dropout_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xD0);
+    let mut report = FitReport::default();
+    let has_val = !val.is_empty();
+    let mut best = if has_val { Some(mean_loss(net, val, dev)?) } else { None };
+    report.initial_val_loss = best;
+    let mut best_weights = snapshot(trainable)?;
+    let mut since_best = 0;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    progress.set_length(cfg.max_epochs as u64);
+    for epoch in 1..=cfg.max_epochs {
+        order.shuffle(&mut order_rng);
+        let mut epoch_loss = 0.0;
+        for batch in order.chunks(cfg.batch_size.max(1)) {
+            let x = rows_tensor(&train.x, train.n_features, batch, dev)?;
+            let y = rows_tensor(&train.y, 3, batch, dev)?;
+            let loss = gaussian_nll(&net.forward(&x, &mut Mode::Train(&mut dropout_rng))?, &y)?;
+            opt.backward_step(&loss)?;
+            epoch_loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+        }
+        report.epochs_run = epoch;
+        report.train_loss.push(epoch_loss / train.len().max(1) as f64);
+        progress.inc(1);
+        let Some(best_loss) = best else { continue };
+        let v = mean_loss(net, val, dev)?;
+        report.val_loss.push(v);
+        tracing::debug!(epoch, train_loss = report.train_loss[epoch - 1], val_loss = v, "epoch done");
+        if v < best_loss {
+            best = Some(v);
+            best_weights = snapshot(trainable)?;
+            report.best_epoch = epoch;
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience {
+                break;
+            }
+        }
+    }
+    if has_val {
+        restore(trainable, &best_weights)?;
+    } else {
+        report.best_epoch = report.epochs_run;
+    }
+    report.best_val_loss = best;
+    Ok(report)
+}

@@ -1,0 +1,186 @@
+//! `starpipe infer`: stream normalised-spectra shards through a model (and adapter) in large
+//! batches and write one prediction shard per input shard.
+//!
+//! Memory is one read batch plus one network batch, whatever the number of spectra. A finished
+//! prediction shard records which input shard, model and adapter made it; a re-run skips shards
+//! whose record matches and redoes the rest (files are written under a temporary name, then
+//! renamed, so a killed run leaves no half-written shard).
+
+use super::card::{AdapterCard, InputSpec, ModelCard};
+use super::data::{for_each_batch, shard_paths};
+use super::device::ComputeDevice;
+use super::mlp::{Adapter, Mlp, Network};
+use super::predict::{predict_standardized, to_physical};
+use super::store::{load_adapter, load_model};
+use super::{ModelError, Result};
+use crate::ingest::shards::{read_key_value_metadata, tmp_path};
+use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct InferOptions {
+    pub spectra: Vec<PathBuf>,
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub out: PathBuf,
+    /// Spectra per network call.
+    pub batch_size: usize,
+    pub device: ComputeDevice,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InferSummary {
+    pub shards_written: usize,
+    pub shards_skipped: usize,
+    pub spectra: usize,
+}
+
+/// A model ready for inference: LoRA merged into the weights, everything else as trained.
+pub struct Predictor {
+    pub base: Mlp,
+    pub adapter: Adapter,
+    pub card: ModelCard,
+    pub adapter_card: Option<AdapterCard>,
+    pub sigma_scale: [f64; 3],
+}
+
+impl Predictor {
+    pub fn load(model: &Path, adapter: Option<&Path>, dev: &candle_core::Device) -> Result<Self> {
+        let (base, card) = load_model(model, dev)?;
+        let (base, adapter, adapter_card) = match adapter {
+            None => (base, Adapter::ZeroShot, None),
+            Some(dir) => {
+                let (a, c) = load_adapter(dir, &base, &card, dev)?;
+                match a {
+                    Adapter::Lora(l) => (l.merged_into(&base)?, Adapter::ZeroShot, Some(c)),
+                    Adapter::Full(m) => (m, Adapter::ZeroShot, Some(c)),
+                    other => (base, other, Some(c)),
+                }
+            }
+        };
+        let sigma_scale = adapter_card.as_ref().map_or(card.sigma_scale, |c| c.sigma_scale);
+        Ok(Self { base, adapter, card, adapter_card, sigma_scale })
+    }
+
+    pub fn network(&self) -> Network<'_> {
+        Network { base: &self.base, adapter: &self.adapter }
+    }
+
+    pub fn adapter_kind(&self) -> &str {
+        self.adapter_card.as_ref().map_or("zeroshot", |c| c.kind.as_str())
+    }
+
+    pub fn adapter_sha256(&self) -> &str {
+        self.adapter_card.as_ref().and_then(|c| c.weights_sha256.as_deref()).unwrap_or("")
+    }
+}
+
+/// `spectra-X.parquet` → `predictions-X.parquet`.
+pub fn output_name(shard: &Path) -> String {
+    let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("shard.parquet");
+    format!("predictions-{}", name.strip_prefix("spectra-").unwrap_or(name))
+}
+
+fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
+    let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
+    let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    Ok(vec![
+        ("starpipe.version".into(), crate::VERSION.into()),
+        ("starpipe.infer.input".into(), format!("{name} ({size} bytes)")),
+        ("starpipe.infer.model_sha256".into(), p.card.weights_sha256.clone()),
+        ("starpipe.infer.adapter_sha256".into(), p.adapter_sha256().into()),
+        ("starpipe.infer.label_range".into(), serde_json::to_string(&p.card.label_range).unwrap_or_default()),
+    ])
+}
+
+pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<InferSummary> {
+    let dev = opts.device.open()?;
+    let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
+    let InputSpec::Pixels { window } = predictor.card.input;
+    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let mut names = std::collections::HashMap::new();
+    for shard in &shards {
+        if let Some(other) = names.insert(output_name(shard), shard) {
+            return Err(ModelError::bad(
+                shard,
+                format!(
+                    "would write the same prediction shard as {} (run infer once per survey directory)",
+                    other.display()
+                ),
+            ));
+        }
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+    let mut summary = InferSummary::default();
+    progress.set_length(shards.len() as u64);
+    for shard in &shards {
+        let out = opts.out.join(output_name(shard));
+        let meta = provenance(shard, &predictor)?;
+        if out.exists() && read_key_value_metadata(&out).is_ok_and(|kv| meta.iter().all(|m| kv.contains(m))) {
+            tracing::info!(shard = %out.display(), "already predicted with this model; kept");
+            summary.shards_skipped += 1;
+            progress.inc(1);
+            continue;
+        }
+        summary.spectra += predict_shard(shard, &out, &window, &predictor, meta, opts.batch_size, &dev)?;
+        summary.shards_written += 1;
+        progress.inc(1);
+    }
+    Ok(summary)
+}
+
+fn predict_shard(
+    shard: &Path,
+    out: &Path,
+    window: &crate::grid::LogGrid,
+    p: &Predictor,
+    meta: Vec<(String, String)>,
+    batch_size: usize,
+    dev: &candle_core::Device,
+) -> Result<usize> {
+    let schema = crate::schema::predictions().to_arrow(0);
+    let tmp = tmp_path(out);
+    let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
+    let file = File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(65_536))
+        .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq)?;
+    let net = p.network();
+    let model_sha = p.card.weights_sha256.as_str();
+    let (kind, adapter_sha) = (p.adapter_kind(), p.adapter_sha256());
+    let mut rows = 0;
+    for_each_batch(shard, window, batch_size, |b| {
+        let raw = predict_standardized(&net, &b.features, b.n_features, batch_size, dev)?;
+        let est: Vec<_> = raw.iter().map(|o| to_physical(o, &p.card.label_scaling, &p.sigma_scale)).collect();
+        let n = b.len();
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(b.spectrum_id)),
+            Arc::new(StringArray::from(b.survey)),
+            Arc::new(Int64Array::from(b.source_id)),
+        ];
+        for k in 0..3 {
+            cols.push(Arc::new(Float32Array::from_iter_values(est.iter().map(|e| e.value[k] as f32))));
+            cols.push(Arc::new(Float32Array::from_iter_values(est.iter().map(|e| e.error[k] as f32))));
+        }
+        for s in [model_sha, kind, adapter_sha] {
+            cols.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n))));
+        }
+        let batch = RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| ModelError::Arrow { path: out.to_path_buf(), source: e })?;
+        writer.write(&batch).map_err(|e| ModelError::Parquet { path: tmp.clone(), source: e })?;
+        rows += n;
+        Ok(())
+    })?;
+    writer.close().map_err(pq)?;
+    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
+    Ok(rows)
+}

@@ -1,0 +1,61 @@
+//! Stellar-parameter models (arXiv 2602.15021): MLPs on normalised spectra that predict Teff,
+//! log g and [Fe/H], each as a Gaussian (mean and log σ), pre-trained on one survey and transferred
+//! to another zero-shot, by full fine-tuning, LoRA, or a residual-head adapter.
+//!
+//! One file per job: `params` (what is predicted), `data` (shards → feature matrices), `labels`
+//! (label tables), `split` (deterministic train/validation/test membership), `mlp` (the network and
+//! its adapters), `loss`, `fit` (the optimisation loop), `calibrate` (σ scaling), `card` and `store`
+//! (model directories on disk), `train` / `finetune` / `evaluate` / `infer` (the four commands),
+//! `metrics` (bias, scatter, bootstrap intervals).
+
+pub mod calibrate;
+pub mod card;
+pub mod data;
+pub mod device;
+pub mod evaluate;
+pub mod finetune;
+pub mod fit;
+pub mod infer;
+pub mod labels;
+pub mod loss;
+pub mod metrics;
+pub mod mlp;
+pub mod params;
+pub mod predict;
+pub mod split;
+pub mod store;
+pub mod train;
+
+use std::path::PathBuf;
+
+pub use params::{PARAMETERS, Parameter};
+
+/// Everything that can go wrong in the model stages; each variant names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a readable Parquet file: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("{path}: {source}")]
+    Arrow { path: PathBuf, source: arrow::error::ArrowError },
+    #[error("{path}: {reason}")]
+    BadInput { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ModelError {
+    pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::BadInput { path: path.into(), reason: reason.into() }
+    }
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

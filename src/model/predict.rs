@@ -1,0 +1,53 @@
+//! Batched prediction: standardised network outputs → physical labels with calibrated 1σ errors.
+
+use super::Result;
+use super::card::LabelScaling;
+use super::loss::{LOG_SIGMA_MAX, LOG_SIGMA_MIN};
+use super::mlp::{Mode, Network};
+use candle_core::{Device, Tensor};
+
+/// Gathers the given rows of a row-major matrix into an [rows, width] tensor.
+pub fn rows_tensor(data: &[f32], width: usize, rows: &[usize], dev: &Device) -> Result<Tensor> {
+    let mut buf = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        buf.extend_from_slice(&data[r * width..(r + 1) * width]);
+    }
+    Ok(Tensor::from_vec(buf, (rows.len(), width), dev)?)
+}
+
+/// Raw outputs ([μ; log σ] per row, standardised units) for a row-major feature matrix.
+pub fn predict_standardized(
+    net: &Network,
+    x: &[f32],
+    n_features: usize,
+    batch: usize,
+    dev: &Device,
+) -> Result<Vec<[f32; 6]>> {
+    let n = if n_features == 0 { 0 } else { x.len() / n_features };
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch).min(n);
+        let t = Tensor::from_slice(&x[start * n_features..end * n_features], (end - start, n_features), dev)?;
+        let y = net.forward(&t, &mut Mode::Eval)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+        out.extend(y.into_iter().map(|r| [r[0], r[1], r[2], r[3], r[4], r[5]]));
+    }
+    Ok(out)
+}
+
+/// A prediction in physical units: (mean, 1σ) for Teff, log g, [Fe/H].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub value: [f64; 3],
+    pub error: [f64; 3],
+}
+
+/// Undoes the label standardisation and applies the σ calibration factors.
+pub fn to_physical(raw: &[f32; 6], scaling: &LabelScaling, sigma_scale: &[f64; 3]) -> Estimate {
+    let mut e = Estimate { value: [0.0; 3], error: [0.0; 3] };
+    for p in 0..3 {
+        e.value[p] = raw[p] as f64 * scaling.std[p] + scaling.mean[p];
+        let log_sigma = (raw[p + 3] as f64).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX);
+        e.error[p] = log_sigma.exp() * scaling.std[p] * sigma_scale[p];
+    }
+    e
+}

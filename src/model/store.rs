@@ -1,0 +1,271 @@
+//! Model and adapter directories on disk.
+//!
+//! ```text
+//! MODEL/   model.safetensors    model-card.json
+//! ADAPTER/ adapter.safetensors  adapter-card.json   (no weights for zero-shot)
+//! ```
+//! Files are written under a temporary name and renamed; the card is written last, so a directory
+//! with a card is complete. Loading checks the weights against the hash in the card, and an
+//! adapter against the hash of the base model it was trained on.
+
+use super::card::{ADAPTER_FORMAT, AdapterCard, MODEL_FORMAT, ModelCard};
+use super::mlp::{Adapter, Lora, Mlp, Params, ResHead};
+use super::{ModelError, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+pub const MODEL_CARD: &str = "model-card.json";
+pub const ADAPTER_WEIGHTS: &str = "adapter.safetensors";
+pub const ADAPTER_CARD: &str = "adapter-card.json";
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+fn tmp(path: &Path) -> PathBuf {
+    crate::ingest::shards::tmp_path(path)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let t = tmp(path);
+    std::fs::write(&t, bytes).map_err(|e| ModelError::io(&t, e))?;
+    std::fs::rename(&t, path).map_err(|e| ModelError::io(path, e))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| ModelError::Json { path: path.into(), source: e })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.into(), source: e })
+}
+
+/// Writes the weights and returns their SHA-256.
+fn save_params(path: &Path, params: &Params) -> Result<String> {
+    let tensors: HashMap<String, Tensor> =
+        params.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+    let t = tmp(path);
+    candle_core::safetensors::save(&tensors, &t).map_err(|e| ModelError::bad(&t, e.to_string()))?;
+    std::fs::rename(&t, path).map_err(|e| ModelError::io(path, e))?;
+    sha256_file(path)
+}
+
+fn load_tensors(path: &Path, expected_sha256: &str, dev: &Device) -> Result<BTreeMap<String, Tensor>> {
+    let actual = sha256_file(path)?;
+    if actual != expected_sha256 {
+        return Err(ModelError::bad(
+            path,
+            format!("weights hash {actual} does not match the card ({expected_sha256})"),
+        ));
+    }
+    let map = candle_core::safetensors::load(path, dev).map_err(|e| ModelError::bad(path, e.to_string()))?;
+    Ok(map.into_iter().collect())
+}
+
+/// Saves a model; fills in `card.weights_sha256`.
+pub fn save_model(dir: &Path, model: &Mlp, card: &mut ModelCard) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    card.weights_sha256 = save_params(&dir.join(MODEL_WEIGHTS), &model.params)?;
+    write_json(&dir.join(MODEL_CARD), card)
+}
+
+pub fn load_model(dir: &Path, dev: &Device) -> Result<(Mlp, ModelCard)> {
+    let card_path = dir.join(MODEL_CARD);
+    let card: ModelCard = read_json(&card_path)?;
+    if card.format != MODEL_FORMAT {
+        return Err(ModelError::bad(&card_path, format!("format '{}' is not {MODEL_FORMAT}", card.format)));
+    }
+    let weights = dir.join(MODEL_WEIGHTS);
+    let tensors = load_tensors(&weights, &card.weights_sha256, dev)?;
+    let model = Mlp::from_tensors(card.architecture.clone(), tensors).map_err(|e| ModelError::bad(&weights, e))?;
+    Ok((model, card))
+}
+
+/// Saves an adapter; fills in `card.weights_sha256` (None for zero-shot).
+pub fn save_adapter(dir: &Path, adapter: &Adapter, card: &mut AdapterCard) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let weights = dir.join(ADAPTER_WEIGHTS);
+    card.weights_sha256 = match adapter.trainable() {
+        Some(params) => Some(save_params(&weights, params)?),
+        None => {
+            if weights.exists() {
+                std::fs::remove_file(&weights).map_err(|e| ModelError::io(&weights, e))?;
+            }
+            None
+        }
+    };
+    write_json(&dir.join(ADAPTER_CARD), card)
+}
+
+pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device) -> Result<(Adapter, AdapterCard)> {
+    let card_path = dir.join(ADAPTER_CARD);
+    let card: AdapterCard = read_json(&card_path)?;
+    if card.format != ADAPTER_FORMAT {
+        return Err(ModelError::bad(&card_path, format!("format '{}' is not {ADAPTER_FORMAT}", card.format)));
+    }
+    if card.base_model_sha256 != base_card.weights_sha256 {
+        return Err(ModelError::bad(
+            &card_path,
+            format!(
+                "adapter was trained on base model {}, not on the given model {}",
+                card.base_model_sha256, base_card.weights_sha256
+            ),
+        ));
+    }
+    let weights = dir.join(ADAPTER_WEIGHTS);
+    let tensors = || -> Result<BTreeMap<String, Tensor>> {
+        let sha = card.weights_sha256.as_deref().ok_or_else(|| ModelError::bad(&card_path, "no weights hash"))?;
+        load_tensors(&weights, sha, dev)
+    };
+    let to_params = |t: BTreeMap<String, Tensor>, expected: &Params| -> Result<Params> {
+        let mut out = Params::new();
+        for (name, v) in expected {
+            let got = t.get(name).ok_or_else(|| ModelError::bad(&weights, format!("no tensor '{name}'")))?;
+            if got.dims() != v.dims() {
+                return Err(ModelError::bad(
+                    &weights,
+                    format!("tensor '{name}' is {:?}, expected {:?}", got.dims(), v.dims()),
+                ));
+            }
+            out.insert(name.clone(), candle_core::Var::from_tensor(got)?);
+        }
+        if out.len() != t.len() {
+            return Err(ModelError::bad(&weights, "unexpected extra tensors for this adapter"));
+        }
+        Ok(out)
+    };
+    let adapter = match card.kind.as_str() {
+        "zeroshot" => Adapter::ZeroShot,
+        "full" => {
+            Adapter::Full(Mlp::from_tensors(base.config.clone(), tensors()?).map_err(|e| ModelError::bad(&weights, e))?)
+        }
+        "lora" => {
+            let cfg =
+                card.lora.clone().ok_or_else(|| ModelError::bad(&card_path, "lora adapter without lora settings"))?;
+            let mut lora = Lora::init(cfg, &base.config, 0, dev)?;
+            lora.params = to_params(tensors()?, &lora.params)?;
+            Adapter::Lora(lora)
+        }
+        "reshead" => {
+            let cfg =
+                card.reshead.clone().ok_or_else(|| ModelError::bad(&card_path, "reshead adapter without settings"))?;
+            let mut head = ResHead::init(cfg, 0, dev)?;
+            head.params = to_params(tensors()?, &head.params)?;
+            Adapter::ResHead(head)
+        }
+        other => return Err(ModelError::bad(&card_path, format!("unknown adapter kind '{other}'"))),
+    };
+    Ok((adapter, card))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::card::{InputSpec, LabelRange, LabelScaling, SelectionCuts, TrainingRecord};
+    use crate::model::fit::{FitConfig, FitReport};
+    use crate::model::labels::LabelSpec;
+    use crate::model::mlp::{LoraConfig, MlpConfig};
+    use crate::model::split::TestSplit;
+
+    fn card(model: &Mlp) -> ModelCard {
+        ModelCard {
+            format: MODEL_FORMAT.into(),
+            starpipe_version: crate::VERSION.into(),
+            input: InputSpec::Pixels { window: crate::grid::LogGrid::lamost_window(338, 12) },
+            architecture: model.config.clone(),
+            n_parameters: model.n_parameters(),
+            parameters: vec![],
+            label_scaling: LabelScaling { mean: [5000.0, 3.0, -0.5], std: [800.0, 1.0, 0.4] },
+            label_range: LabelRange { min: [4000.0, 1.0, -2.5], max: [7000.0, 5.0, 0.5] },
+            sigma_scale: [1.1, 0.9, 1.3],
+            training: TrainingRecord {
+                shards: vec![],
+                label_table: "labels.parquet".into(),
+                labels: LabelSpec::new("obsid"),
+                selection: SelectionCuts::default(),
+                n_candidates: 0,
+                n_train: 0,
+                n_val: 0,
+                data_sha256: String::new(),
+                fit: FitConfig::pretraining(),
+                report: FitReport::default(),
+            },
+            validation: vec![],
+            weights_sha256: String::new(),
+        }
+    }
+
+    fn bits(p: &Params) -> Vec<Vec<u32>> {
+        p.values()
+            .map(|v| {
+                v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn model_and_adapter_round_trip_bit_exactly() {
+        let dev = Device::Cpu;
+        let dir = tempfile::tempdir().unwrap();
+        let model =
+            Mlp::init(MlpConfig { n_in: 12, hidden: vec![10, 6], layer_norm: true, dropout: 0.1 }, 3, &dev).unwrap();
+        let mut c = card(&model);
+        save_model(&dir.path().join("m"), &model, &mut c).unwrap();
+        let (loaded, loaded_card) = load_model(&dir.path().join("m"), &dev).unwrap();
+        assert_eq!(bits(&loaded.params), bits(&model.params));
+        assert_eq!(loaded_card, c);
+        // Saving again writes the same bytes: the hash is the model's identity.
+        let mut c2 = card(&loaded);
+        save_model(&dir.path().join("m2"), &loaded, &mut c2).unwrap();
+        assert_eq!(c2.weights_sha256, c.weights_sha256);
+
+        let lora =
+            Lora::init(LoraConfig { rank: 2, alpha: 4.0, layers: vec!["hidden.1".into()] }, &model.config, 1, &dev)
+                .unwrap();
+        let adapter = Adapter::Lora(lora.clone());
+        let mut ac = AdapterCard {
+            format: ADAPTER_FORMAT.into(),
+            starpipe_version: crate::VERSION.into(),
+            kind: "lora".into(),
+            base_model_sha256: c.weights_sha256.clone(),
+            weights_sha256: None,
+            lora: Some(lora.config.clone()),
+            reshead: None,
+            n_trainable_parameters: 0,
+            sigma_scale: [1.0; 3],
+            test_split: TestSplit::default(),
+            n_train_requested: 10,
+            training: None,
+            validation: vec![],
+        };
+        save_adapter(&dir.path().join("a"), &adapter, &mut ac).unwrap();
+        let (back, back_card) = load_adapter(&dir.path().join("a"), &loaded, &loaded_card, &dev).unwrap();
+        let Adapter::Lora(back) = back else { panic!("not lora") };
+        assert_eq!(bits(&back.params), bits(&lora.params));
+        assert_eq!(back_card, ac);
+
+        // An adapter refuses a base model it was not trained on.
+        let other = Mlp::init(model.config.clone(), 4, &dev).unwrap();
+        let mut oc = card(&other);
+        save_model(&dir.path().join("other"), &other, &mut oc).unwrap();
+        let err = load_adapter(&dir.path().join("a"), &other, &oc, &dev).unwrap_err().to_string();
+        assert!(err.contains("trained on base model"), "{err}");
+
+        // Tampered weights are detected.
+        let w = dir.path().join("m").join(MODEL_WEIGHTS);
+        let mut bytes = std::fs::read(&w).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&w, bytes).unwrap();
+        assert!(load_model(&dir.path().join("m"), &dev).unwrap_err().to_string().contains("does not match the card"));
+    }
+}

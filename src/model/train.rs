@@ -1,0 +1,162 @@
+//! `starpipe train`: pre-train an MLP on one survey's normalised spectra and labels.
+
+use super::calibrate::sigma_scale;
+use super::card::{
+    InputSpec, LabelRange, LabelScaling, MODEL_FORMAT, ModelCard, ParameterMetrics, SelectionCuts, TrainingRecord,
+};
+use super::data::{LabelledCounts, LabelledSet, load_labelled, shard_grid, shard_paths};
+use super::device::ComputeDevice;
+use super::fit::{FitConfig, fit};
+use super::labels::{LabelSpec, read_labels};
+use super::metrics;
+use super::mlp::{Adapter, Mlp, MlpConfig, Network};
+use super::predict::{predict_standardized, to_physical};
+use super::split::unit_hash;
+use super::store::save_model;
+use super::{ModelError, PARAMETERS, Result};
+use crate::grid::{GridPreset, LogGrid};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Spectra shards or directories of them.
+    pub spectra: Vec<PathBuf>,
+    pub labels: PathBuf,
+    pub label_spec: LabelSpec,
+    pub out: PathBuf,
+    /// Grid window the model reads; default SpecCLIP's 3999–5599 Å.
+    pub window: LogGrid,
+    pub hidden: Vec<usize>,
+    pub dropout: f32,
+    pub selection: SelectionCuts,
+    /// Fraction of objects (by key hash) held out for early stopping and σ calibration.
+    pub val_fraction: f64,
+    pub fit: FitConfig,
+    pub device: ComputeDevice,
+}
+
+impl TrainOptions {
+    pub fn new(spectra: Vec<PathBuf>, labels: PathBuf, out: PathBuf) -> Self {
+        Self {
+            spectra,
+            labels,
+            label_spec: LabelSpec::new("obsid"),
+            out,
+            window: LogGrid::preset(GridPreset::Specclip),
+            hidden: MlpConfig::pixel_default(0).hidden,
+            dropout: 0.1,
+            selection: SelectionCuts::default(),
+            val_fraction: 0.1,
+            fit: FitConfig::pretraining(),
+            device: ComputeDevice::Cpu,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub counts: LabelledCounts,
+    pub card: ModelCard,
+}
+
+/// Validation metrics in physical units, with calibrated errors.
+pub(crate) fn physical_metrics(
+    outputs: &[[f32; 6]],
+    reference: &[[f64; 3]],
+    scaling: &LabelScaling,
+    sigma_scale: &[f64; 3],
+    n_boot: usize,
+) -> Vec<ParameterMetrics> {
+    let est: Vec<_> = outputs.iter().map(|o| to_physical(o, scaling, sigma_scale)).collect();
+    PARAMETERS
+        .iter()
+        .map(|&p| {
+            let i = p.index();
+            let delta: Vec<f64> = est.iter().zip(reference).map(|(e, r)| e.value[i] - r[i]).collect();
+            let sig: Vec<f64> = est.iter().map(|e| e.error[i]).collect();
+            ParameterMetrics {
+                parameter: p.name().into(),
+                unit: p.unit().into(),
+                metrics: metrics::compute(&delta, &sig, p.outlier_threshold(), n_boot, 7),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn rows_where(set: &LabelledSet, pred: impl Fn(usize) -> bool) -> Vec<usize> {
+    (0..set.len()).filter(|&i| pred(i)).collect()
+}
+
+pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Result<TrainSummary> {
+    let dev = opts.device.open()?;
+    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    for s in &shards {
+        // Fail before reading anything if one shard cannot feed the window.
+        let g = shard_grid(s)?;
+        if super::data::window_offset(&g, &opts.window).is_none() {
+            return Err(ModelError::bad(s, "shard grid does not cover the model window (see --wave-min/--wave-max)"));
+        }
+    }
+    let labels = read_labels(&opts.labels, &opts.label_spec)?;
+    tracing::info!(shards = shards.len(), labels = labels.rows.len(), "reading labelled spectra");
+    let set = load_labelled(&shards, &opts.window, &labels, &opts.selection)?;
+    tracing::info!(counts = ?set.counts, "labelled spectra");
+    // Validation by object, so repeat spectra of one star never straddle the split.
+    let seed = opts.fit.seed;
+    let val_rows = rows_where(&set, |i| unit_hash(set.key[i], seed ^ 0x7A1) < opts.val_fraction);
+    let train_rows = rows_where(&set, |i| unit_hash(set.key[i], seed ^ 0x7A1) >= opts.val_fraction);
+    if train_rows.len() < 10 {
+        return Err(ModelError::bad(
+            &opts.labels,
+            format!("only {} training spectra after the join and cuts ({:?})", train_rows.len(), set.counts),
+        ));
+    }
+    let train_labels: Vec<[f64; 3]> = train_rows.iter().map(|&i| set.labels[i]).collect();
+    let scaling = LabelScaling::fit(&train_labels);
+    let train = set.dataset(&train_rows, &scaling);
+    let val = set.dataset(&val_rows, &scaling);
+    let config =
+        MlpConfig { n_in: opts.window.npix, hidden: opts.hidden.clone(), layer_norm: true, dropout: opts.dropout };
+    let model = Mlp::init(config, seed, &dev)?;
+    tracing::info!(n_train = train.len(), n_val = val.len(), parameters = model.n_parameters(), "pre-training");
+    // Pre-training is full training of a fresh network: `Mlp::clone` shares the weight storage, so
+    // the "full" adapter trains `model` itself.
+    let trained = Adapter::Full(model.clone());
+    let report =
+        fit(&Network { base: &model, adapter: &trained }, &model.params, &train, &val, &opts.fit, &dev, progress)?;
+    let adapter = Adapter::ZeroShot;
+    let outputs =
+        predict_standardized(&Network { base: &model, adapter: &adapter }, &val.x, val.n_features, 4096, &dev)?;
+    let scale = sigma_scale(&outputs, &val.y);
+    let val_ref: Vec<[f64; 3]> = val_rows.iter().map(|&i| set.labels[i]).collect();
+    let validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200);
+    let mut all_rows = train_rows.clone();
+    all_rows.extend(&val_rows);
+    let mut card = ModelCard {
+        format: MODEL_FORMAT.into(),
+        starpipe_version: crate::VERSION.into(),
+        input: InputSpec::Pixels { window: opts.window },
+        architecture: model.config.clone(),
+        n_parameters: model.n_parameters(),
+        parameters: PARAMETERS.iter().map(|p| (p.name().to_string(), p.unit().to_string())).collect(),
+        label_scaling: scaling,
+        label_range: LabelRange::of(&train_labels),
+        sigma_scale: scale,
+        training: TrainingRecord {
+            shards: shards.iter().map(|p| p.display().to_string()).collect(),
+            label_table: opts.labels.display().to_string(),
+            labels: opts.label_spec.clone(),
+            selection: opts.selection.clone(),
+            n_candidates: set.len(),
+            n_train: train.len(),
+            n_val: val.len(),
+            data_sha256: set.hash_rows(&all_rows),
+            fit: opts.fit.clone(),
+            report,
+        },
+        validation,
+        weights_sha256: String::new(),
+    };
+    save_model(&opts.out, &model, &mut card)?;
+    Ok(TrainSummary { counts: set.counts, card })
+}

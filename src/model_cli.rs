@@ -1,0 +1,409 @@
+//! Command-line front ends of the model stages: `train`, `finetune`, `evaluate`, `infer`.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use starpipe::grid::{GridPreset, LogGrid};
+use starpipe::model::card::SelectionCuts;
+use starpipe::model::device::ComputeDevice;
+use starpipe::model::evaluate::{EvaluateOptions, run_evaluate};
+use starpipe::model::finetune::{FinetuneOptions, Strategy, run_finetune};
+use starpipe::model::fit::FitConfig;
+use starpipe::model::infer::{InferOptions, run_infer};
+use starpipe::model::labels::LabelSpec;
+use starpipe::model::split::TestSplit;
+use starpipe::model::train::{TrainOptions, run_train};
+use std::path::PathBuf;
+
+/// Where the labels are and which columns to read.
+#[derive(Args, Debug)]
+pub struct LabelArgs {
+    /// Label table (.parquet or .csv).
+    #[arg(long)]
+    labels: PathBuf,
+    /// Key column joined to the spectra's source_id (default: obsid for train, targetid otherwise;
+    /// names match case-insensitively).
+    #[arg(long)]
+    label_key: Option<String>,
+    /// Teff, log g, [Fe/H] columns; <name>_err columns are read as their errors when present.
+    #[arg(long, default_value = "teff,logg,feh")]
+    label_columns: String,
+    /// Use only spectra with at least this median S/N per pixel on the grid (snr_grid).
+    #[arg(long, default_value_t = 0.0)]
+    min_snr: f64,
+    /// Use only stars whose catalogue Teff error is at most this (K).
+    #[arg(long)]
+    max_teff_err: Option<f64>,
+    /// Use only stars whose catalogue log g error is at most this (dex).
+    #[arg(long)]
+    max_logg_err: Option<f64>,
+    /// Use only stars whose catalogue [Fe/H] error is at most this (dex).
+    #[arg(long)]
+    max_feh_err: Option<f64>,
+}
+
+impl LabelArgs {
+    fn spec(&self, default_key: &str) -> Result<LabelSpec> {
+        Ok(LabelSpec::new(self.label_key.as_deref().unwrap_or(default_key)).with_columns(&self.label_columns)?)
+    }
+
+    fn cuts(&self) -> SelectionCuts {
+        SelectionCuts {
+            min_snr: self.min_snr,
+            max_label_error: [self.max_teff_err, self.max_logg_err, self.max_feh_err],
+        }
+    }
+}
+
+/// Optimiser settings; unset values take the stage's defaults.
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// AdamW learning rate (default: train 1e-3; finetune full 1e-4, lora/reshead 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Spectra per optimisation step (default: train 512, finetune 128).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Upper limit on epochs.
+    #[arg(long)]
+    max_epochs: Option<usize>,
+    /// Stop after this many epochs without a better validation loss (default: train 10, finetune 20).
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Seed of weight initialisation, batch order and dropout.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl FitArgs {
+    fn apply(&self, mut cfg: FitConfig) -> Result<FitConfig> {
+        cfg.learning_rate = self.lr.unwrap_or(cfg.learning_rate);
+        cfg.weight_decay = self.weight_decay.unwrap_or(cfg.weight_decay);
+        cfg.batch_size = self.batch_size.unwrap_or(cfg.batch_size);
+        cfg.max_epochs = self.max_epochs.unwrap_or(cfg.max_epochs);
+        cfg.patience = self.patience.unwrap_or(cfg.patience);
+        cfg.seed = self.seed;
+        if !(cfg.learning_rate > 0.0 && cfg.learning_rate.is_finite()) || cfg.weight_decay < 0.0 {
+            bail!("--lr must be positive and --weight-decay non-negative");
+        }
+        if cfg.batch_size == 0 || cfg.max_epochs == 0 {
+            bail!("--batch-size and --max-epochs must be at least 1");
+        }
+        Ok(cfg)
+    }
+}
+
+/// How computation runs.
+#[derive(Args, Debug)]
+pub struct ComputeArgs {
+    /// cpu, or cuda (a binary built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
+    device: ComputeDevice,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl ComputeArgs {
+    fn setup(&self) -> Result<ComputeDevice> {
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
+        }
+        Ok(self.device)
+    }
+}
+
+/// Target-survey test split, shared by finetune and evaluate.
+#[derive(Args, Debug)]
+pub struct SplitArgs {
+    /// Fraction of labelled target stars reserved for evaluation (chosen by TARGETID hash).
+    #[arg(long, default_value_t = TestSplit::default().test_fraction)]
+    test_fraction: f64,
+    /// Seed of the test-split hash.
+    #[arg(long, default_value_t = TestSplit::default().seed)]
+    split_seed: u64,
+}
+
+impl SplitArgs {
+    fn split(&self) -> Result<TestSplit> {
+        if !(0.0..1.0).contains(&self.test_fraction) {
+            bail!("--test-fraction must be within [0, 1), got {}", self.test_fraction);
+        }
+        Ok(TestSplit { seed: self.split_seed, test_fraction: self.test_fraction })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Normalised-spectra shards, or directories of them (spectra-*.parquet).
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// Model directory to write (model.safetensors + model-card.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Input window start (Å, vacuum; default: SpecCLIP's window, 3999–5599 Å).
+    #[arg(long, requires = "wave_max")]
+    wave_min: Option<f64>,
+    /// Input window end (Å, vacuum).
+    #[arg(long, requires = "wave_min")]
+    wave_max: Option<f64>,
+    /// Hidden layer widths.
+    #[arg(long, value_delimiter = ',', default_value = "512,256,64")]
+    hidden: Vec<usize>,
+    /// Dropout probability after each hidden layer.
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f32,
+    /// Fraction of stars held out for early stopping and σ calibration.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[command(flatten)]
+    fit: FitArgs,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// Target-survey normalised-spectra shards or directories.
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// Pre-trained model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Adapter directory to write (adapter.safetensors + adapter-card.json).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum)]
+    strategy: Strategy,
+    /// Target-survey labelled stars used (training + validation), taken outside the test split.
+    #[arg(long, default_value_t = 500)]
+    n_train: usize,
+    /// Fraction of those used for early stopping and σ calibration.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    #[command(flatten)]
+    split: SplitArgs,
+    /// LoRA rank r.
+    #[arg(long, default_value_t = 8)]
+    lora_rank: usize,
+    /// LoRA scale α (updates are scaled by α/r).
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// Layers LoRA adapts (hidden.0, hidden.1, …, output; default: every hidden layer).
+    #[arg(long, value_delimiter = ',')]
+    lora_layers: Vec<String>,
+    /// Hidden width of the residual head.
+    #[arg(long, default_value_t = 32)]
+    reshead_hidden: usize,
+    #[command(flatten)]
+    fit: FitArgs,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Normalised-spectra shards or directories of the labelled survey.
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// Model directory; scored unchanged as `zeroshot`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Adapter directories to score as well (repeatable).
+    #[arg(long, num_args = 1..)]
+    adapter: Vec<PathBuf>,
+    /// Output directory: evaluation.md, evaluation.parquet, evaluation-predictions.parquet.
+    #[arg(long)]
+    out: PathBuf,
+    /// Test split when no adapter records one.
+    #[command(flatten)]
+    split: SplitArgs,
+    /// Bootstrap resamples for the 68 % intervals.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// Normalised-spectra shards or directories.
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Adapter directory (from finetune) applied on top of the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Output directory for predictions-*.parquet (schemas/predictions.toml).
+    #[arg(long)]
+    out: PathBuf,
+    /// Spectra per network call.
+    #[arg(long, default_value_t = 4096)]
+    batch_size: usize,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+fn check_fraction(name: &str, v: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&v) {
+        bail!("{name} must be within [0, 1), got {v}");
+    }
+    Ok(())
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let device = a.compute.setup()?;
+    check_fraction("--val-fraction", a.val_fraction)?;
+    if a.hidden.is_empty() || a.hidden.contains(&0) {
+        bail!("--hidden needs at least one non-zero width");
+    }
+    if !(0.0..1.0).contains(&a.dropout) {
+        bail!("--dropout must be within [0, 1)");
+    }
+    let mut opts = TrainOptions::new(a.spectra, a.labels.labels.clone(), a.out.clone());
+    opts.label_spec = a.labels.spec("obsid")?;
+    opts.selection = a.labels.cuts();
+    opts.window = match (a.wave_min, a.wave_max) {
+        (Some(lo), Some(hi)) => LogGrid::lamost_between(lo, hi)
+            .ok_or_else(|| anyhow::anyhow!("--wave-min {lo} --wave-max {hi} selects no grid pixel"))?,
+        _ => LogGrid::preset(GridPreset::Specclip),
+    };
+    opts.hidden = a.hidden;
+    opts.dropout = a.dropout;
+    opts.val_fraction = a.val_fraction;
+    opts.fit = a.fit.apply(FitConfig::pretraining())?;
+    opts.device = device;
+    let bar = crate::progress_bar(opts.fit.max_epochs as u64, "train", "epochs");
+    let s = run_train(&opts, &bar)?;
+    bar.finish_and_clear();
+    let c = &s.card;
+    println!(
+        "train: {} training + {} validation spectra ({} read, {} without label, {} below --min-snr, {} with large label errors)",
+        c.training.n_train,
+        c.training.n_val,
+        s.counts.spectra_read,
+        s.counts.without_label,
+        s.counts.below_min_snr,
+        s.counts.label_error_too_large
+    );
+    println!(
+        "  {} epochs (best {}), {} weights, sha256 {}",
+        c.training.report.epochs_run,
+        c.training.report.best_epoch,
+        c.n_parameters,
+        &c.weights_sha256[..16]
+    );
+    print_validation(&c.validation);
+    println!("  model: {}", a.out.display());
+    Ok(())
+}
+
+fn print_validation(v: &[starpipe::model::card::ParameterMetrics]) {
+    for m in v {
+        println!(
+            "  validation {:<5} robust σ {:>9.4} {:<14} bias {:>9.4}  |Δ|<σ {:.2}  (N = {})",
+            m.parameter, m.metrics.robust_sigma, m.unit, m.metrics.bias, m.metrics.within_1sigma, m.metrics.n
+        );
+    }
+}
+
+pub fn finetune(a: FinetuneArgs) -> Result<()> {
+    let device = a.compute.setup()?;
+    check_fraction("--val-fraction", a.val_fraction)?;
+    if a.lora_rank == 0 || a.reshead_hidden == 0 {
+        bail!("--lora-rank and --reshead-hidden must be at least 1");
+    }
+    let mut opts = FinetuneOptions::new(a.spectra, a.labels.labels.clone(), a.model, a.out.clone(), a.strategy);
+    opts.label_spec = a.labels.spec("targetid")?;
+    opts.selection = a.labels.cuts();
+    opts.n_train = a.n_train;
+    opts.val_fraction = a.val_fraction;
+    opts.split = a.split.split()?;
+    opts.lora_rank = a.lora_rank;
+    opts.lora_alpha = a.lora_alpha;
+    opts.lora_layers = a.lora_layers;
+    opts.reshead_hidden = a.reshead_hidden;
+    opts.fit = a.fit.apply(opts.fit.clone())?;
+    opts.device = device;
+    let bar = crate::progress_bar(opts.fit.max_epochs as u64, "finetune", "epochs");
+    let s = run_finetune(&opts, &bar)?;
+    bar.finish_and_clear();
+    let c = &s.card;
+    let t = c.training.as_ref().expect("finetune always records its data");
+    println!(
+        "finetune {}: {} training + {} validation stars, {} trainable weights, {} epochs (best {})",
+        c.kind, t.n_train, t.n_val, c.n_trainable_parameters, t.report.epochs_run, t.report.best_epoch
+    );
+    print_validation(&c.validation);
+    println!("  adapter: {} (base model {})", a.out.display(), &c.base_model_sha256[..16]);
+    Ok(())
+}
+
+pub fn evaluate(a: EvaluateArgs) -> Result<()> {
+    let device = a.compute.setup()?;
+    let opts = EvaluateOptions {
+        spectra: a.spectra,
+        labels: a.labels.labels.clone(),
+        label_spec: a.labels.spec("targetid")?,
+        model: a.model,
+        adapters: a.adapter,
+        split: a.split.split()?,
+        selection: a.labels.cuts(),
+        out: a.out,
+        n_boot: a.bootstrap,
+        device,
+    };
+    let s = run_evaluate(&opts)?;
+    println!("evaluate: {} test spectra, {} metric rows", s.n_test, s.rows.len());
+    for r in s.rows.iter().filter(|r| r.regime == "all") {
+        println!(
+            "  {:<18} {:<5} robust σ {:>9.4}  bias {:>9.4}  |Δ|<σ {:.2}",
+            r.strategy,
+            r.parameter.name(),
+            r.metrics.robust_sigma,
+            r.metrics.bias,
+            r.metrics.within_1sigma
+        );
+    }
+    println!("  tables: {} and {}", s.markdown.display(), s.parquet.display());
+    Ok(())
+}
+
+pub fn infer(a: InferArgs) -> Result<()> {
+    let device = a.compute.setup()?;
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let opts = InferOptions {
+        spectra: a.spectra,
+        model: a.model,
+        adapter: a.adapter,
+        out: a.out.clone(),
+        batch_size: a.batch_size,
+        device,
+    };
+    let bar = crate::progress_bar(0, "infer", "shards");
+    let start = std::time::Instant::now();
+    let s = run_infer(&opts, &bar)?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "infer: {} spectra in {} shard(s) ({} kept from an earlier run), {:.0} spectra/s",
+        s.spectra,
+        s.shards_written,
+        s.shards_skipped,
+        s.spectra as f64 / secs.max(1e-9)
+    );
+    println!("  predictions: {}", a.out.display());
+    Ok(())
+}
