@@ -21,7 +21,7 @@ pub fn ingest(survey: Survey, input: &Path, out: &Path) -> IngestSummary {
     run_ingest(&options(survey, input, out)).expect("ingest run")
 }
 
-fn read_parts(out: &Path, prefix: &str) -> DataFrame {
+pub fn read_parts(out: &Path, prefix: &str) -> DataFrame {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -9,5 +9,6 @@ mod ingest_lamost;
 mod ingest_resume;
 mod mock_desi;
 mod mock_lamost;
+mod models;
 mod python_readers;
 mod shards_readable;

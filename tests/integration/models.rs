@@ -1,0 +1,325 @@
+//! The model stages as a user runs them: mock surveys → ingest → train → finetune (all four
+//! strategies) → evaluate → infer, through the binary.
+
+use crate::common::*;
+use polars::prelude::*;
+use starpipe::grid::{GridPreset, LogGrid};
+use starpipe::ingest::{IngestOptions, Survey, run_ingest};
+use starpipe::mock::desi::{generate_desi, write_desi_labels};
+use starpipe::mock::lamost::{SnrDistribution, generate_lamost, write_label_catalog};
+use starpipe::model::labels::{LabelSpec, read_labels};
+use starpipe::preprocess::PreprocessConfig;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const SNR: SnrDistribution = SnrDistribution { min: 20.0, max: 150.0 };
+
+struct Fixture {
+    root: PathBuf,
+}
+
+impl Fixture {
+    fn p(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
+
+fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_starpipe"));
+    c.args(args);
+    for (flag, p) in paths {
+        c.arg(flag).arg(p);
+    }
+    c.env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn ingest_specclip(survey: Survey, input: &Path, out: &Path) {
+    let opts = IngestOptions::new(survey, input, out, PreprocessConfig::new(LogGrid::preset(GridPreset::Specclip)))
+        .with_progress(false)
+        .with_threads(Some(2));
+    run_ingest(&opts).unwrap();
+}
+
+const TRAIN: &[&str] = &["train", "--hidden", "48,16", "--max-epochs", "12", "--batch-size", "64", "--seed", "3"];
+
+/// One small labelled LAMOST + DESI mock, ingested, with a model and the four adapters; built once
+/// and shared by the tests of this module.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let f = Fixture { root };
+        let stars = generate_lamost(&f.p("lamost-files"), 400, 1, SNR, 0.0, &|| {}).unwrap();
+        write_label_catalog(&f.p("lamost-files"), &stars).unwrap();
+        let rows = generate_desi(&f.p("desi-files"), 240, 60, 2, SNR, 0.0, &|| {}).unwrap();
+        write_desi_labels(&f.p("desi-files"), &rows).unwrap();
+        ingest_specclip(Survey::Lamost, &f.p("lamost-files"), &f.p("lamost"));
+        ingest_specclip(Survey::Desi, &f.p("desi-files"), &f.p("desi"));
+        ok(run(
+            TRAIN,
+            &[
+                ("--spectra", &f.p("lamost")),
+                ("--labels", &f.p("lamost-files/labels.parquet")),
+                ("--out", &f.p("model")),
+            ],
+        ));
+        for s in ["zeroshot", "full", "lora", "reshead"] {
+            ok(run(
+                &["finetune", "--strategy", s, "--n-train", "80", "--max-epochs", "10", "--label-key", "TARGETID"],
+                &[
+                    ("--spectra", &f.p("desi")),
+                    ("--labels", &f.p("desi-files/labels.parquet")),
+                    ("--model", &f.p("model")),
+                    ("--out", &f.p(&format!("adapter-{s}"))),
+                ],
+            ));
+        }
+        f
+    })
+}
+
+fn card(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn training_writes_a_card_that_describes_the_model() {
+    let f = fixture();
+    let c = card(&f.p("model/model-card.json"));
+    assert_eq!(c["format"], "starpipe-model/1");
+    assert_eq!(c["input"]["window"]["start"], 338);
+    assert_eq!(c["input"]["window"]["npix"], 1462);
+    let sha = starpipe::model::store::sha256_file(&f.p("model/model.safetensors")).unwrap();
+    assert_eq!(c["weights_sha256"], sha.as_str());
+    let t = &c["training"];
+    assert_eq!(t["n_train"].as_u64().unwrap() + t["n_val"].as_u64().unwrap(), 400);
+    assert_eq!(t["data_sha256"].as_str().unwrap().len(), 64);
+    // Labels are standardised with the training set's statistics, and the range is recorded.
+    let (lo, hi) = (c["label_range"]["min"][0].as_f64().unwrap(), c["label_range"]["max"][0].as_f64().unwrap());
+    let mean = c["label_scaling"]["mean"][0].as_f64().unwrap();
+    assert!(lo < mean && mean < hi && lo > 3000.0 && hi < 9000.0, "{lo} {mean} {hi}");
+    // Training learnt something: Teff on held-out LAMOST stars beats the label scatter by far.
+    let teff = c["validation"].as_array().unwrap().iter().find(|m| m["parameter"] == "teff").unwrap();
+    let std = c["label_scaling"]["std"][0].as_f64().unwrap();
+    assert!(teff["robust_sigma"].as_f64().unwrap() < 0.5 * std, "{teff} vs label std {std}");
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    ok(run(
+        TRAIN,
+        &[
+            ("--spectra", &f.p("lamost")),
+            ("--labels", &f.p("lamost-files/labels.parquet")),
+            ("--out", &dir.path().join("again")),
+        ],
+    ));
+    let a = std::fs::read(f.p("model/model.safetensors")).unwrap();
+    let b = std::fs::read(dir.path().join("again/model.safetensors")).unwrap();
+    assert!(a == b, "same data and seed gave different weights");
+}
+
+#[test]
+fn label_tables_read_the_same_from_parquet_and_csv() {
+    let f = fixture();
+    let spec = LabelSpec::new("TARGETID").with_columns("teff,logg,feh").unwrap();
+    let a = read_labels(&f.p("desi-files/labels.parquet"), &spec).unwrap();
+    let b = read_labels(&f.p("desi-files/labels.csv"), &spec).unwrap();
+    // The CSV carries 4 decimals.
+    assert_eq!(a.rows.len(), b.rows.len());
+    for (k, l) in &a.rows {
+        let c = b.get(*k).unwrap_or_else(|| panic!("{k} missing from the CSV"));
+        for p in 0..3 {
+            assert!((l.values[p] - c.values[p]).abs() < 1e-4 && (l.errors[p] - c.errors[p]).abs() < 1e-4, "{k}");
+        }
+    }
+    // Galaxies, quasars and sky fibres have no stellar labels.
+    assert!(a.incomplete > 0 && !a.rows.is_empty());
+    let bad = read_labels(&f.p("desi-files/labels.parquet"), &LabelSpec::new("nope")).unwrap_err().to_string();
+    assert!(bad.contains("labels.parquet") && bad.contains("'nope'"), "{bad}");
+}
+
+#[test]
+fn adapters_reference_the_base_and_never_train_on_test_stars() {
+    let f = fixture();
+    let base = card(&f.p("model/model-card.json"))["weights_sha256"].clone();
+    for s in ["zeroshot", "full", "lora", "reshead"] {
+        let c = card(&f.p(&format!("adapter-{s}/adapter-card.json")));
+        assert_eq!(c["kind"], s);
+        assert_eq!(c["base_model_sha256"], base);
+        assert_eq!(f.p(&format!("adapter-{s}/adapter.safetensors")).exists(), s != "zeroshot");
+        let t = &c["training"];
+        assert_eq!(t["n_train"].as_u64().unwrap() + t["n_val"].as_u64().unwrap(), 80, "{s}");
+    }
+    let lora = card(&f.p("adapter-lora/adapter-card.json"));
+    assert_eq!(lora["lora"]["rank"], 8);
+    assert_eq!(lora["lora"]["layers"], serde_json::json!(["hidden.0", "hidden.1"]));
+    // LoRA on 1462→48 and 48→16 at r = 8: 8·(1462+48) + 8·(48+16).
+    assert_eq!(lora["n_trainable_parameters"], 8 * (1462 + 48) + 8 * (48 + 16));
+    // The same stars for every strategy (same data hash), and none of them in the test split.
+    let hashes: Vec<_> = ["full", "lora", "reshead"]
+        .iter()
+        .map(|s| card(&f.p(&format!("adapter-{s}/adapter-card.json")))["training"]["data_sha256"].clone())
+        .collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn evaluate_scores_every_strategy_per_regime_on_test_stars() {
+    let f = fixture();
+    let out = f.p("eval");
+    let stdout = ok(run(
+        &["evaluate", "--label-key", "TARGETID", "--bootstrap", "100"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--labels", &f.p("desi-files/labels.parquet")),
+            ("--model", &f.p("model")),
+            ("--adapter", &f.p("adapter-zeroshot")),
+            ("--adapter", &f.p("adapter-full")),
+            ("--adapter", &f.p("adapter-lora")),
+            ("--adapter", &f.p("adapter-reshead")),
+            ("--out", &out),
+        ],
+    ));
+    assert!(stdout.contains("test spectra"), "{stdout}");
+    let df = ParquetReader::new(std::fs::File::open(out.join("evaluation.parquet")).unwrap()).finish().unwrap();
+    let schema = starpipe::schema::evaluation_metrics();
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+    // 4 strategies × 3 parameters × 3 regimes, the bare model not repeated.
+    assert_eq!(df.height(), 36);
+    let strategy = strings(&df, "strategy");
+    let regime = strings(&df, "regime");
+    let n: Vec<i64> = df.column("n").unwrap().i64().unwrap().into_no_null_iter().collect();
+    for s in ["zeroshot", "full (n=80)", "lora (n=80)", "reshead (n=80)"] {
+        assert_eq!(strategy.iter().filter(|x| *x == s).count(), 9, "{s}");
+    }
+    for i in (0..df.height()).step_by(3) {
+        assert_eq!(regime[i..i + 3], ["metal-poor", "metal-rich", "all"]);
+        assert_eq!(n[i] + n[i + 1], n[i + 2], "regimes must partition the test set");
+    }
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    assert!(md.contains("| pixels | lora (n=80) | metal-poor |"), "{md}");
+    // Per-star predictions: every test star once per strategy, none of them used in fine-tuning.
+    let per_star =
+        ParquetReader::new(std::fs::File::open(out.join("evaluation-predictions.parquet")).unwrap()).finish().unwrap();
+    assert_eq!(per_star.height() as i64, 4 * n[2]);
+    let split = starpipe::model::split::TestSplit::default();
+    for id in per_star.column("source_id").unwrap().i64().unwrap().into_no_null_iter() {
+        assert!(split.is_test(id));
+    }
+}
+
+#[test]
+fn infer_predicts_every_spectrum_and_resumes() {
+    let f = fixture();
+    let out = f.p("pred-lora");
+    let args = [
+        ("--spectra", f.p("desi")),
+        ("--model", f.p("model")),
+        ("--adapter", f.p("adapter-lora")),
+        ("--out", out.clone()),
+    ];
+    let args: Vec<(&str, &Path)> = args.iter().map(|(a, p)| (*a, p.as_path())).collect();
+    ok(run(&["infer", "--batch-size", "50"], &args));
+    let pred = read_parts(&out, "predictions-");
+    let spectra = read_spectra(&f.p("desi"));
+    assert_eq!(strings(&pred, "spectrum_id"), strings(&spectra, "spectrum_id"));
+    let names: Vec<String> = pred.get_column_names().iter().map(|s| s.to_string()).collect();
+    let schema = starpipe::schema::predictions();
+    assert_eq!(names, schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+    let adapter_sha = card(&f.p("adapter-lora/adapter-card.json"))["weights_sha256"].as_str().unwrap().to_string();
+    assert!(strings(&pred, "adapter_sha256").iter().all(|s| *s == adapter_sha));
+    for c in ["teff", "teff_err", "logg", "logg_err", "feh", "feh_err"] {
+        let v: Vec<f32> = pred.column(c).unwrap().f32().unwrap().into_no_null_iter().collect();
+        assert!(v.iter().all(|x| x.is_finite()), "{c}");
+        if c.ends_with("_err") {
+            assert!(v.iter().all(|x| *x > 0.0), "{c}");
+        }
+    }
+    // The batch size does not change the numbers.
+    let out2 = f.p("pred-lora-big-batch");
+    let mut args2 = args.clone();
+    args2[3] = ("--out", out2.as_path());
+    ok(run(&["infer", "--batch-size", "4096"], &args2));
+    let a: Vec<f32> = pred.column("feh").unwrap().f32().unwrap().into_no_null_iter().collect();
+    let b: Vec<f32> =
+        read_parts(&out2, "predictions-").column("feh").unwrap().f32().unwrap().into_no_null_iter().collect();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+    // A second run keeps the finished shards.
+    let again = ok(run(&["infer"], &args));
+    assert!(again.contains("0 spectra in 0 shard(s) (1 kept"), "{again}");
+}
+
+#[test]
+fn infer_reads_real_lamost_shards_on_a_wider_grid() {
+    // Real files ingested on the full LAMOST grid; the model reads its window out of it.
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    ingest(Survey::Lamost, &data("real/lamost"), &dir.path().join("real"));
+    ok(run(
+        &["infer"],
+        &[("--spectra", &dir.path().join("real")), ("--model", &f.p("model")), ("--out", &dir.path().join("pred"))],
+    ));
+    let pred = read_parts(&dir.path().join("pred"), "predictions-");
+    assert_eq!(pred.height(), read_spectra(&dir.path().join("real")).height());
+    let teff: Vec<f32> = pred.column("teff").unwrap().f32().unwrap().into_no_null_iter().collect();
+    assert!(teff.iter().all(|t| (2000.0..15000.0).contains(t)), "{teff:?}");
+}
+
+#[test]
+fn mismatched_inputs_are_refused_with_the_file_and_reason() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    // An adapter trained on another base model.
+    ok(run(
+        &["train", "--hidden", "8", "--max-epochs", "1", "--seed", "9"],
+        &[
+            ("--spectra", &f.p("lamost")),
+            ("--labels", &f.p("lamost-files/labels.parquet")),
+            ("--out", &dir.path().join("other")),
+        ],
+    ));
+    let out = run(
+        &["infer"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--model", &dir.path().join("other")),
+            ("--adapter", &f.p("adapter-lora")),
+            ("--out", &dir.path().join("p")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("adapter-card.json") && err.contains("base model"), "{err}");
+    // A label table without the key column.
+    let out = run(
+        &["train", "--label-key", "targetid"],
+        &[
+            ("--spectra", &f.p("lamost")),
+            ("--labels", &f.p("lamost-files/labels.parquet")),
+            ("--out", &dir.path().join("m")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("labels.parquet") && err.contains("'targetid'"), "{err}");
+    // --device cuda in a CPU build.
+    let out = run(
+        &["infer", "--device", "cuda"],
+        &[("--spectra", &f.p("desi")), ("--model", &f.p("model")), ("--out", &dir.path().join("p"))],
+    );
+    if !cfg!(feature = "cuda") {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cuda"));
+        assert!(!out.status.success());
+    }
+}
