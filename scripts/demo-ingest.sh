@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick-start demo: ingest the real LAMOST and DESI sample files shipped in tests/data/, then write
-# small labelled mock LAMOST and DESI surveys and ingest those too. Everything lands in out/demo/.
+# small labelled mock LAMOST and DESI surveys, ingest those too, pre-train a model on the mock LAMOST
+# labels, adapt it to mock DESI with LoRA, score it and predict. Everything lands in out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -13,7 +14,16 @@ out="${1:-out/demo}"
 "$bin" ingest --survey lamost --input "$out/mock-lamost-files" --out "$out/mock-lamost"
 "$bin" mock --survey desi --n 100 --rows-per-coadd 50 --out "$out/mock-desi-files" --seed 1
 "$bin" ingest --survey desi --input "$out/mock-desi-files" --out "$out/mock-desi"
+"$bin" train --spectra "$out/mock-lamost" --labels "$out/mock-lamost-files/labels.parquet" --out "$out/model" --max-epochs 40
+"$bin" finetune --strategy lora --n-train 40 --spectra "$out/mock-desi" --labels "$out/mock-desi-files/labels.parquet" \
+  --model "$out/model" --out "$out/model-desi-lora"
+"$bin" evaluate --spectra "$out/mock-desi" --labels "$out/mock-desi-files/labels.parquet" --model "$out/model" \
+  --adapter "$out/model-desi-lora" --out "$out/evaluation" --bootstrap 200
+"$bin" infer --spectra "$out/mock-desi" --model "$out/model" --adapter "$out/model-desi-lora" --out "$out/predictions-desi"
+"$bin" infer --spectra "$out/lamost" --model "$out/model" --out "$out/predictions-lamost-real"
 echo
-echo "Shards and reports are in $out/*/; mock labels in $out/mock-*-files/labels.parquet. Try:"
+echo "Shards and reports are in $out/*/; mock labels in $out/mock-*-files/labels.parquet;"
+echo "the model in $out/model, its scores in $out/evaluation/evaluation.md, predictions in $out/predictions-*/. Try:"
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT survey, count(*), median(snr_grid) FROM '$out/*/spectra-*.parquet' GROUP BY ALL\\\").show()\""
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT status, reason, count(*) FROM '$out/*/report-*.parquet' WHERE status <> 'written' GROUP BY ALL\\\").show()\""
+echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT spectrum_id, round(teff) AS teff, round(teff_err) AS teff_err, round(feh,2) AS feh, round(feh_err,2) AS feh_err FROM '$out/predictions-lamost-real/*.parquet'\\\").show()\""

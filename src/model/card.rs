@@ -91,16 +91,40 @@ pub struct ParameterMetrics {
     pub metrics: Metrics,
 }
 
-/// What a training run read and how it ran.
+/// Where labelled training data came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingRecord {
+pub struct DataSource {
     /// Shard files read, as given.
     pub shards: Vec<String>,
     pub label_table: String,
     pub labels: LabelSpec,
     pub selection: SelectionCuts,
-    /// Spectra with labels that passed the cuts, and why the others did not.
+}
+
+impl DataSource {
+    pub fn new(
+        shards: &[std::path::PathBuf],
+        labels: &std::path::Path,
+        spec: &LabelSpec,
+        cuts: &SelectionCuts,
+    ) -> Self {
+        Self {
+            shards: shards.iter().map(|p| p.display().to_string()).collect(),
+            label_table: labels.display().to_string(),
+            labels: spec.clone(),
+            selection: cuts.clone(),
+        }
+    }
+}
+
+/// What a training run read and how it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    #[serde(flatten)]
+    pub source: DataSource,
+    /// Labelled spectra that passed the cuts.
     pub n_candidates: usize,
+    /// Objects (distinct keys) used for training and for validation.
     pub n_train: usize,
     pub n_val: usize,
     /// SHA-256 over the training and validation rows (ids, labels, inputs), in order.

@@ -5,7 +5,7 @@
 //! larger label budgets extend smaller ones and every strategy sees the same stars.
 
 use super::calibrate::{MIN_STARS, sigma_scale};
-use super::card::{ADAPTER_FORMAT, AdapterCard, SelectionCuts, TrainingRecord};
+use super::card::{ADAPTER_FORMAT, AdapterCard, DataSource, SelectionCuts, TrainingRecord};
 use super::data::{LabelledCounts, load_labelled, shard_paths};
 use super::device::ComputeDevice;
 use super::fit::{FitConfig, FitReport, fit};
@@ -190,10 +190,7 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
         test_split: opts.split,
         n_train_requested: opts.n_train,
         training: Some(TrainingRecord {
-            shards: shards.iter().map(|p| p.display().to_string()).collect(),
-            label_table: opts.labels.display().to_string(),
-            labels: opts.label_spec.clone(),
-            selection: opts.selection.clone(),
+            source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),
             n_candidates: set.len(),
             n_train: train_keys.len(),
             n_val: val_keys.len(),

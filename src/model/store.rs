@@ -170,7 +170,7 @@ pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::card::{InputSpec, LabelRange, LabelScaling, SelectionCuts, TrainingRecord};
+    use crate::model::card::{DataSource, InputSpec, LabelRange, LabelScaling, SelectionCuts, TrainingRecord};
     use crate::model::fit::{FitConfig, FitReport};
     use crate::model::labels::LabelSpec;
     use crate::model::mlp::{LoraConfig, MlpConfig};
@@ -188,10 +188,12 @@ mod tests {
             label_range: LabelRange { min: [4000.0, 1.0, -2.5], max: [7000.0, 5.0, 0.5] },
             sigma_scale: [1.1, 0.9, 1.3],
             training: TrainingRecord {
-                shards: vec![],
-                label_table: "labels.parquet".into(),
-                labels: LabelSpec::new("obsid"),
-                selection: SelectionCuts::default(),
+                source: DataSource::new(
+                    &[],
+                    Path::new("labels.parquet"),
+                    &LabelSpec::new("obsid"),
+                    &SelectionCuts::default(),
+                ),
                 n_candidates: 0,
                 n_train: 0,
                 n_val: 0,

@@ -2,7 +2,8 @@
 
 use super::calibrate::sigma_scale;
 use super::card::{
-    InputSpec, LabelRange, LabelScaling, MODEL_FORMAT, ModelCard, ParameterMetrics, SelectionCuts, TrainingRecord,
+    DataSource, InputSpec, LabelRange, LabelScaling, MODEL_FORMAT, ModelCard, ParameterMetrics, SelectionCuts,
+    TrainingRecord,
 };
 use super::data::{LabelledCounts, LabelledSet, load_labelled, shard_grid, shard_paths};
 use super::device::ComputeDevice;
@@ -143,10 +144,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
         label_range: LabelRange::of(&train_labels),
         sigma_scale: scale,
         training: TrainingRecord {
-            shards: shards.iter().map(|p| p.display().to_string()).collect(),
-            label_table: opts.labels.display().to_string(),
-            labels: opts.label_spec.clone(),
-            selection: opts.selection.clone(),
+            source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),
             n_candidates: set.len(),
             n_train: train.len(),
             n_val: val.len(),

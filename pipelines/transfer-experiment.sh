@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The experiment of arXiv 2602.15021 on mock surveys, end to end:
+#   mock LAMOST survey → ingest → pre-train an MLP on LAMOST labels
+#   mock DESI survey   → ingest → zero-shot, full fine-tuning, LoRA and residual head for several
+#                                 numbers of DESI labels → one evaluation table on held-out DESI stars.
+# Both mocks come from one MILES emulator, so every LAMOST/DESI difference is instrumental.
+#
+# Usage: pipelines/transfer-experiment.sh [OUT]   (default out/transfer-experiment)
+# Sizes via the environment: N_LAMOST (20000), N_DESI (6000 good stars), N_TRAIN ("50 200 1000 3000"),
+# SEED (1). Re-running reuses finished steps (a step is redone when its output is missing).
+# `starpipe run` (pipelines/*.toml) will replace this script; the stages and flags stay the same.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-out/transfer-experiment}"
+n_lamost="${N_LAMOST:-20000}"
+n_desi="${N_DESI:-6000}"
+n_train="${N_TRAIN:-50 200 1000 3000}"
+seed="${SEED:-1}"
+cargo build --quiet
+bin="${CARGO_TARGET_DIR:-target}/debug/starpipe"
+mkdir -p "$out"
+
+step() { # step NAME DONE_FILE COMMAND...: run unless DONE_FILE exists
+  local name="$1" done="$2"; shift 2
+  if [[ -e "$done" ]]; then echo "== $name: done earlier ($done)"; return; fi
+  echo "== $name"; "$@"
+}
+
+step "mock LAMOST ($n_lamost stars)" "$out/lamost-files/labels.parquet" \
+  "$bin" mock --survey lamost --n "$n_lamost" --seed "$seed" --snr-dist loguniform:10:150 --out "$out/lamost-files"
+step "mock DESI (~$n_desi stars)" "$out/desi-files/labels.parquet" \
+  "$bin" mock --survey desi --n "$n_desi" --seed "$((seed + 1000))" --snr-dist loguniform:10:150 --out "$out/desi-files"
+# SpecCLIP's 3999–5599 Å window, rest frame, DESI at its own resolution (the default).
+step "ingest LAMOST" "$out/lamost/ingest-summary-00000-of-00001.json" \
+  "$bin" ingest --survey lamost --input "$out/lamost-files" --out "$out/lamost" --grid specclip
+step "ingest DESI" "$out/desi/ingest-summary-00000-of-00001.json" \
+  "$bin" ingest --survey desi --input "$out/desi-files" --out "$out/desi" --grid specclip
+step "pre-train on LAMOST" "$out/model/model-card.json" \
+  "$bin" train --spectra "$out/lamost" --labels "$out/lamost-files/labels.parquet" --min-snr 20 \
+    --seed "$seed" --out "$out/model"
+
+adapters=("$out/adapters/zeroshot")
+step "zero-shot" "$out/adapters/zeroshot/adapter-card.json" \
+  "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/desi" --labels "$out/desi-files/labels.parquet" \
+    --model "$out/model" --out "$out/adapters/zeroshot"
+for n in $n_train; do
+  for s in full lora reshead; do
+    dir="$out/adapters/$s-n$n"
+    adapters+=("$dir")
+    step "$s, $n DESI labels" "$dir/adapter-card.json" \
+      "$bin" finetune --strategy "$s" --n-train "$n" --seed "$seed" --spectra "$out/desi" \
+        --labels "$out/desi-files/labels.parquet" --model "$out/model" --out "$dir"
+  done
+done
+echo "== evaluate on held-out DESI stars"
+"$bin" evaluate --spectra "$out/desi" --labels "$out/desi-files/labels.parquet" --model "$out/model" \
+  --adapter "${adapters[@]}" --out "$out/evaluation"
+echo
+echo "Table: $out/evaluation/evaluation.md (Parquet beside it). Compare e.g.:"
+echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT strategy, parameter, regime, n, round(robust_sigma,3) AS rsig, round(bias,3) AS bias FROM '$out/evaluation/evaluation.parquet' WHERE parameter='feh' ORDER BY regime, rsig\\\").show(max_rows=100)\""
