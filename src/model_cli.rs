@@ -247,8 +247,8 @@ pub struct InferArgs {
     /// Output directory for predictions-*.parquet (schemas/predictions.toml).
     #[arg(long)]
     out: PathBuf,
-    /// Spectra per network call.
-    #[arg(long, default_value_t = 4096)]
+    /// Spectra per read block and network call.
+    #[arg(long, default_value_t = 1024)]
     batch_size: usize,
     #[command(flatten)]
     compute: ComputeArgs,
@@ -309,6 +309,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn print_validation(v: &[starpipe::model::card::ParameterMetrics]) {
+    if v.iter().all(|m| m.metrics.n == 0) {
+        println!("  no validation stars (nothing to score or calibrate on)");
+        return;
+    }
     for m in v {
         println!(
             "  validation {:<5} robust σ {:>9.4} {:<14} bias {:>9.4}  |Δ|<σ {:.2}  (N = {})",

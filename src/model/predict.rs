@@ -27,11 +27,17 @@ pub fn predict_standardized(
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch).min(n);
-        let t = Tensor::from_slice(&x[start * n_features..end * n_features], (end - start, n_features), dev)?;
-        let y = net.forward(&t, &mut Mode::Eval)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-        out.extend(y.into_iter().map(|r| [r[0], r[1], r[2], r[3], r[4], r[5]]));
+        out.extend(predict_batch(net, x[start * n_features..end * n_features].to_vec(), n_features, dev)?);
     }
     Ok(out)
+}
+
+/// One network call on a feature matrix it takes over (no copy on the CPU).
+pub fn predict_batch(net: &Network, x: Vec<f32>, n_features: usize, dev: &Device) -> Result<Vec<[f32; 6]>> {
+    let rows = x.len() / n_features.max(1);
+    let t = Tensor::from_vec(x, (rows, n_features), dev)?;
+    let y = net.forward(&t, &mut Mode::Eval)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(y.chunks_exact(6).map(|r| [r[0], r[1], r[2], r[3], r[4], r[5]]).collect())
 }
 
 /// A prediction in physical units: (mean, 1σ) for Teff, log g, [Fe/H].
