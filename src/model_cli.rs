@@ -118,7 +118,8 @@ impl ComputeArgs {
 /// Target-survey test split, shared by finetune and evaluate.
 #[derive(Args, Debug)]
 pub struct SplitArgs {
-    /// Fraction of labelled target stars reserved for evaluation (chosen by TARGETID hash).
+    /// Fraction of labelled target stars reserved for evaluation (chosen by key hash); with
+    /// `evaluate` and no adapter, 1 scores every star.
     #[arg(long, default_value_t = TestSplit::default().test_fraction)]
     test_fraction: f64,
     /// Seed of the test-split hash.
@@ -128,8 +129,9 @@ pub struct SplitArgs {
 
 impl SplitArgs {
     fn split(&self) -> Result<TestSplit> {
-        if !(0.0..1.0).contains(&self.test_fraction) {
-            bail!("--test-fraction must be within [0, 1), got {}", self.test_fraction);
+        // 1 makes every star a test star: scoring a model on a survey it never adapted to.
+        if !(0.0..=1.0).contains(&self.test_fraction) {
+            bail!("--test-fraction must be within [0, 1], got {}", self.test_fraction);
         }
         Ok(TestSplit { seed: self.split_seed, test_fraction: self.test_fraction })
     }

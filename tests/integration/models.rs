@@ -323,3 +323,48 @@ fn mismatched_inputs_are_refused_with_the_file_and_reason() {
         assert!(!out.status.success());
     }
 }
+
+#[test]
+fn evaluate_scores_real_lamost_spectra_against_a_csv_catalogue() {
+    // 25 real LAMOST DR10 spectra with PyLASP labels (CSV, custom column names); --test-fraction 1
+    // scores every star, as for a survey the model never adapted to.
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    ingest(Survey::Lamost, &data("lamost_dr10_pylasp"), &dir.path().join("dr10"));
+    let out = dir.path().join("eval");
+    let stdout = ok(run(
+        &[
+            "evaluate",
+            "--label-key",
+            "obsid",
+            "--label-columns",
+            "curvefit_teff,curvefit_logg,curvefit_feh",
+            "--test-fraction",
+            "1",
+            "--bootstrap",
+            "50",
+        ],
+        &[
+            ("--spectra", &dir.path().join("dr10")),
+            ("--labels", &data("lamost_dr10_pylasp/lamost_dr10_pylasp_labels.csv")),
+            ("--model", &f.p("model")),
+            ("--out", &out),
+        ],
+    ));
+    assert!(stdout.contains("evaluate: 25 test spectra"), "{stdout}");
+    let df = ParquetReader::new(std::fs::File::open(out.join("evaluation.parquet")).unwrap()).finish().unwrap();
+    assert_eq!(df.height(), 9);
+    let n: Vec<i64> = df.column("n").unwrap().i64().unwrap().into_no_null_iter().collect();
+    // One of the 25 has [Fe/H] = −1.04 by CurveFit: the metal-poor regime.
+    assert_eq!(&n[..3], &[1, 24, 25]);
+    let refs: Vec<f64> = ParquetReader::new(std::fs::File::open(out.join("evaluation-predictions.parquet")).unwrap())
+        .finish()
+        .unwrap()
+        .column("teff_ref")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(refs.iter().all(|t| (3900.0..6300.0).contains(t)), "{refs:?}");
+}
