@@ -411,5 +411,11 @@ pub fn infer(a: InferArgs) -> Result<()> {
         s.spectra as f64 / secs.max(1e-9)
     );
     println!("  predictions: {}", a.out.display());
+    for (shard, reason) in &s.failed {
+        println!("  FAILED {}: {reason}", shard.display());
+    }
+    if !s.failed.is_empty() {
+        bail!("{} shard(s) could not be predicted (listed above); re-run after fixing them", s.failed.len());
+    }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct InferSummary {
     pub shards_written: usize,
     pub shards_skipped: usize,
     pub spectra: usize,
+    /// Shards that could not be predicted, with the reason; the others are still written.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 /// A model ready for inference: LoRA merged into the weights, everything else as trained.
@@ -129,8 +131,18 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
             progress.inc(1);
             continue;
         }
-        summary.spectra += predict_shard(shard, &out, &window, &predictor, meta, opts.batch_size, &dev)?;
-        summary.shards_written += 1;
+        match predict_shard(shard, &out, &window, &predictor, meta, opts.batch_size, &dev) {
+            Ok(n) => {
+                summary.spectra += n;
+                summary.shards_written += 1;
+            }
+            Err(e) => {
+                // One unreadable shard must not cost the others: report it and go on.
+                tracing::error!(shard = %shard.display(), error = %e, "shard not predicted");
+                let _ = std::fs::remove_file(tmp_path(&out));
+                summary.failed.push((shard.clone(), e.to_string()));
+            }
+        }
         progress.inc(1);
     }
     Ok(summary)

@@ -368,3 +368,31 @@ fn evaluate_scores_real_lamost_spectra_against_a_csv_catalogue() {
         .collect();
     assert!(refs.iter().all(|t| (3900.0..6300.0).contains(t)), "{refs:?}");
 }
+
+#[test]
+fn infer_goes_on_past_a_broken_shard_and_reports_it() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let good = read_dir_names(&f.p("desi"), "spectra-");
+    std::fs::copy(f.p("desi").join(&good[0]), shards.join("spectra-a.parquet")).unwrap();
+    std::fs::write(shards.join("spectra-b.parquet"), b"PAR1 not really").unwrap();
+    let out =
+        run(&["infer"], &[("--spectra", &shards), ("--model", &f.p("model")), ("--out", &dir.path().join("pred"))]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a failed shard must fail the run: {stdout}");
+    assert!(stdout.contains("FAILED") && stdout.contains("spectra-b.parquet"), "{stdout}");
+    let written = read_dir_names(&dir.path().join("pred"), "");
+    assert_eq!(written, vec!["predictions-a.parquet".to_string()], "no temporary file may be left");
+}
+
+fn read_dir_names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
