@@ -38,23 +38,25 @@ impl LabelScaling {
     }
 }
 
-/// Range of the training labels: predictions outside it are extrapolations.
+/// Range of the training labels: predictions outside it are extrapolations, and near its ends
+/// (outside the 0.5–99.5 % quantiles) the training set is thin.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LabelRange {
     pub min: [f64; 3],
     pub max: [f64; 3],
+    pub p005: [f64; 3],
+    pub p995: [f64; 3],
 }
 
 impl LabelRange {
     pub fn of(rows: &[[f64; 3]]) -> Self {
-        let mut r = Self { min: [f64::INFINITY; 3], max: [f64::NEG_INFINITY; 3] };
-        for row in rows {
-            for p in 0..3 {
-                r.min[p] = r.min[p].min(row[p]);
-                r.max[p] = r.max[p].max(row[p]);
-            }
+        let q = |p: usize, at: f64| super::metrics::quantile(&mut rows.iter().map(|r| r[p]).collect::<Vec<_>>(), at);
+        Self {
+            min: [0, 1, 2].map(|p| q(p, 0.0)),
+            max: [0, 1, 2].map(|p| q(p, 1.0)),
+            p005: [0, 1, 2].map(|p| q(p, 0.005)),
+            p995: [0, 1, 2].map(|p| q(p, 0.995)),
         }
-        r
     }
 }
 
@@ -146,6 +148,8 @@ pub struct ModelCard {
     pub label_range: LabelRange,
     /// Factors applied to the network's σ (calibrate.rs), per parameter.
     pub sigma_scale: [f64; 3],
+    /// Gaussian of the training set's last-hidden-layer features, for out-of-distribution scores.
+    pub ood: Option<super::ood::OodModel>,
     pub training: TrainingRecord,
     pub validation: Vec<ParameterMetrics>,
     /// SHA-256 of `model.safetensors`: the model's identity in adapters and predictions.

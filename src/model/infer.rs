@@ -9,12 +9,14 @@
 use super::card::{AdapterCard, InputSpec, ModelCard};
 use super::data::{SpectraBatch, for_each_batch, shard_paths};
 use super::device::ComputeDevice;
+use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
-use super::predict::{predict_batch, to_physical};
+use super::predict::to_physical;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
 use crate::ingest::shards::{read_key_value_metadata, tmp_path};
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+use candle_core::{Device, Tensor};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -46,29 +48,61 @@ pub struct InferSummary {
 
 /// A model ready for inference: LoRA merged into the weights, everything else as trained.
 pub struct Predictor {
+    /// The network that predicts (LoRA merged in, or the fully fine-tuned weights).
     pub base: Mlp,
     pub adapter: Adapter,
+    /// The pre-trained network, when `base` is not it: its hidden features give the OOD score.
+    pub original: Option<Mlp>,
     pub card: ModelCard,
     pub adapter_card: Option<AdapterCard>,
     pub sigma_scale: [f64; 3],
 }
 
 impl Predictor {
-    pub fn load(model: &Path, adapter: Option<&Path>, dev: &candle_core::Device) -> Result<Self> {
+    pub fn load(model: &Path, adapter: Option<&Path>, dev: &Device) -> Result<Self> {
         let (base, card) = load_model(model, dev)?;
-        let (base, adapter, adapter_card) = match adapter {
-            None => (base, Adapter::ZeroShot, None),
+        let (base, adapter, original, adapter_card) = match adapter {
+            None => (base, Adapter::ZeroShot, None, None),
             Some(dir) => {
                 let (a, c) = load_adapter(dir, &base, &card, dev)?;
                 match a {
-                    Adapter::Lora(l) => (l.merged_into(&base)?, Adapter::ZeroShot, Some(c)),
-                    Adapter::Full(m) => (m, Adapter::ZeroShot, Some(c)),
-                    other => (base, other, Some(c)),
+                    Adapter::Lora(l) => (l.merged_into(&base)?, Adapter::ZeroShot, Some(base), Some(c)),
+                    Adapter::Full(m) => (m, Adapter::ZeroShot, Some(base), Some(c)),
+                    other => (base, other, None, Some(c)),
                 }
             }
         };
         let sigma_scale = adapter_card.as_ref().map_or(card.sigma_scale, |c| c.sigma_scale);
-        Ok(Self { base, adapter, card, adapter_card, sigma_scale })
+        Ok(Self { base, adapter, original, card, adapter_card, sigma_scale })
+    }
+
+    /// Standardised outputs and OOD scores (NaN without an OOD model) of a feature matrix it
+    /// takes over. One pass when the predicting network is the pre-trained one (zero-shot,
+    /// residual head), a second through the pre-trained network otherwise.
+    pub fn predict(&self, x: Vec<f32>, n_features: usize, dev: &Device) -> Result<(Vec<[f32; 6]>, Vec<f64>)> {
+        let rows = x.len() / n_features.max(1);
+        let t = Tensor::from_vec(x, (rows, n_features), dev)?;
+        let (y, h) = match (&self.original, &self.adapter) {
+            (Some(original), _) => (
+                self.network().forward(&t, &mut Mode::Eval)?,
+                original.forward_with_hidden(&t, true, None, &mut Mode::Eval)?.1,
+            ),
+            (None, Adapter::ResHead(head)) => {
+                let (y, h) = self.base.forward_with_hidden(&t, true, None, &mut Mode::Eval)?;
+                ((y + head.forward(&h)?)?, h)
+            }
+            (None, _) => self.base.forward_with_hidden(&t, true, None, &mut Mode::Eval)?,
+        };
+        let y = y.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let raw = y.chunks_exact(6).map(|r| [r[0], r[1], r[2], r[3], r[4], r[5]]).collect();
+        let ood = match &self.card.ood {
+            Some(m) => {
+                let h = h.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                h.chunks_exact(m.dim).map(|r| m.score(r)).collect()
+            }
+            None => vec![f64::NAN; rows],
+        };
+        Ok((raw, ood))
     }
 
     pub fn network(&self) -> Network<'_> {
@@ -155,7 +189,7 @@ fn predict_shard(
     p: &Predictor,
     meta: Vec<(String, String)>,
     batch_size: usize,
-    dev: &candle_core::Device,
+    dev: &Device,
 ) -> Result<usize> {
     let schema = crate::schema::predictions().to_arrow(0);
     let tmp = tmp_path(out);
@@ -167,7 +201,6 @@ fn predict_shard(
         .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
         .build();
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq)?;
-    let net = p.network();
     let model_sha = p.card.weights_sha256.as_str();
     let (kind, adapter_sha) = (p.adapter_kind(), p.adapter_sha256());
     let mut rows = 0;
@@ -182,7 +215,7 @@ fn predict_shard(
         for b in rx {
             // The read block is one network batch: its feature matrix becomes the input tensor as is.
             let n = b.len();
-            let raw = predict_batch(&net, b.features, b.n_features, dev)?;
+            let (raw, ood) = p.predict(b.features, b.n_features, dev)?;
             let est: Vec<_> = raw.iter().map(|o| to_physical(o, &p.card.label_scaling, &p.sigma_scale)).collect();
             let mut cols: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(b.spectrum_id)),
@@ -193,6 +226,7 @@ fn predict_shard(
                 cols.push(Arc::new(Float32Array::from_iter_values(est.iter().map(|e| e.value[k] as f32))));
                 cols.push(Arc::new(Float32Array::from_iter_values(est.iter().map(|e| e.error[k] as f32))));
             }
+            cols.push(Arc::new(Float32Array::from_iter(ood.iter().map(|&d| d.is_finite().then_some(d as f32)))));
             for s in [model_sha, kind, adapter_sha] {
                 cols.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n))));
             }

@@ -20,6 +20,7 @@ pub mod labels;
 pub mod loss;
 pub mod metrics;
 pub mod mlp;
+pub mod ood;
 pub mod params;
 pub mod predict;
 pub mod split;

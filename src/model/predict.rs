@@ -3,7 +3,7 @@
 use super::Result;
 use super::card::LabelScaling;
 use super::loss::{LOG_SIGMA_MAX, LOG_SIGMA_MIN};
-use super::mlp::{Mode, Network};
+use super::mlp::{Mlp, Mode, Network};
 use candle_core::{Device, Tensor};
 
 /// Gathers the given rows of a row-major matrix into an [rows, width] tensor.
@@ -28,6 +28,19 @@ pub fn predict_standardized(
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch).min(n);
         out.extend(predict_batch(net, x[start * n_features..end * n_features].to_vec(), n_features, dev)?);
+    }
+    Ok(out)
+}
+
+/// The base network's last-hidden-layer features (rows × width), for out-of-distribution scores.
+pub fn hidden_features(base: &Mlp, x: &[f32], n_features: usize, batch: usize, dev: &Device) -> Result<Vec<f32>> {
+    let n = if n_features == 0 { 0 } else { x.len() / n_features };
+    let mut out = Vec::with_capacity(n * base.config.last_hidden());
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch).min(n);
+        let t = Tensor::from_slice(&x[start * n_features..end * n_features], (end - start, n_features), dev)?;
+        let (_, h) = base.forward_with_hidden(&t, true, None, &mut Mode::Eval)?;
+        out.extend(h.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
 }

@@ -185,8 +185,9 @@ mod tests {
             n_parameters: model.n_parameters(),
             parameters: vec![],
             label_scaling: LabelScaling { mean: [5000.0, 3.0, -0.5], std: [800.0, 1.0, 0.4] },
-            label_range: LabelRange { min: [4000.0, 1.0, -2.5], max: [7000.0, 5.0, 0.5] },
+            label_range: LabelRange::of(&[[4000.0, 1.0, -2.5], [7000.0, 5.0, 0.5]]),
             sigma_scale: [1.1, 0.9, 1.3],
+            ood: None,
             training: TrainingRecord {
                 source: DataSource::new(
                     &[],

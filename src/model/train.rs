@@ -11,7 +11,8 @@ use super::fit::{FitConfig, fit};
 use super::labels::{LabelSpec, read_labels};
 use super::metrics;
 use super::mlp::{Adapter, Mlp, MlpConfig, Network};
-use super::predict::{predict_standardized, to_physical};
+use super::ood::OodModel;
+use super::predict::{hidden_features, predict_standardized, to_physical};
 use super::split::unit_hash;
 use super::store::save_model;
 use super::{ModelError, PARAMETERS, Result};
@@ -129,6 +130,11 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
     let outputs =
         predict_standardized(&Network { base: &model, adapter: &adapter }, &val.x, val.n_features, 4096, &dev)?;
     let scale = sigma_scale(&outputs, &val.y);
+    let hidden = hidden_features(&model, &train.x, train.n_features, 4096, &dev)?;
+    let ood = OodModel::fit(&hidden, model.config.last_hidden());
+    if ood.is_none() {
+        tracing::warn!("too few training spectra for an out-of-distribution model: predictions get no ood_score");
+    }
     let val_ref: Vec<[f64; 3]> = val_rows.iter().map(|&i| set.labels[i]).collect();
     let validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200);
     let mut all_rows = train_rows.clone();
@@ -143,6 +149,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
         label_scaling: scaling,
         label_range: LabelRange::of(&train_labels),
         sigma_scale: scale,
+        ood,
         training: TrainingRecord {
             source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),
             n_candidates: set.len(),

@@ -105,6 +105,15 @@ fn training_writes_a_card_that_describes_the_model() {
     let (lo, hi) = (c["label_range"]["min"][0].as_f64().unwrap(), c["label_range"]["max"][0].as_f64().unwrap());
     let mean = c["label_scaling"]["mean"][0].as_f64().unwrap();
     assert!(lo < mean && mean < hi && lo > 3000.0 && hi < 9000.0, "{lo} {mean} {hi}");
+    // Out-of-distribution statistics of the 48→16 network's last hidden layer.
+    assert_eq!(c["ood"]["dim"], 16);
+    assert_eq!(c["ood"]["precision"].as_array().unwrap().len(), 256);
+    let (median, p995) = (c["ood"]["median_train"].as_f64().unwrap(), c["ood"]["threshold_995"].as_f64().unwrap());
+    assert!(0.0 < median && median < p995, "{median} {p995}");
+    for p in 0..3 {
+        let q = |k: &str| c["label_range"][k][p].as_f64().unwrap();
+        assert!(q("min") <= q("p005") && q("p005") < q("p995") && q("p995") <= q("max"));
+    }
     // Training learnt something: Teff on held-out LAMOST stars beats the label scatter by far.
     let teff = c["validation"].as_array().unwrap().iter().find(|m| m["parameter"] == "teff").unwrap();
     let std = c["label_scaling"]["std"][0].as_f64().unwrap();
@@ -246,6 +255,8 @@ fn infer_predicts_every_spectrum_and_resumes() {
             assert!(v.iter().all(|x| *x > 0.0), "{c}");
         }
     }
+    let ood: Vec<Option<f32>> = pred.column("ood_score").unwrap().f32().unwrap().iter().collect();
+    assert!(ood.iter().all(|d| d.is_some_and(|d| d.is_finite() && d >= 0.0)));
     // The batch size does not change the numbers.
     let out2 = f.p("pred-lora-big-batch");
     let mut args2 = args.clone();
@@ -276,6 +287,12 @@ fn infer_reads_real_lamost_shards_on_a_wider_grid() {
     assert_eq!(pred.height(), read_spectra(&dir.path().join("real")).height());
     let teff: Vec<f32> = pred.column("teff").unwrap().f32().unwrap().into_no_null_iter().collect();
     assert!(teff.iter().all(|t| (2000.0..15000.0).contains(t)), "{teff:?}");
+    // The quasar among the real files is far from every training star.
+    let ids = strings(&pred, "spectrum_id");
+    let ood: Vec<f32> = pred.column("ood_score").unwrap().f32().unwrap().into_no_null_iter().collect();
+    let qso = ids.iter().position(|s| s.contains("1247301004")).expect("the DR13 QSO file is ingested");
+    let stars_max = ood.iter().enumerate().filter(|(i, _)| *i != qso).map(|(_, d)| *d).fold(0.0, f32::max);
+    assert!(ood[qso] > 3.0 * stars_max, "qso {} vs stars max {stars_max}", ood[qso]);
 }
 
 #[test]
