@@ -11,6 +11,7 @@ use starpipe::mock::lamost::SnrDistribution;
 use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;
 
+mod catalog_cli;
 mod model_cli;
 
 #[derive(Parser, Debug)]
@@ -71,6 +72,13 @@ enum Command {
     /// Output in --out: predictions-<shard>.parquet per input shard (schemas/predictions.toml).
     /// Re-running skips shards already predicted with the same model and adapter.
     Infer(model_cli::InferArgs),
+    /// Join predictions with the spectra metadata into the catalogue: one row per spectrum and
+    /// head with position (_healpix_29), input quality, estimates with errors, provenance, quality
+    /// flags and success.
+    ///
+    /// Output: one Parquet file or a HATS directory (schemas/catalog.toml); units, UCDs and
+    /// descriptions in the field metadata and as a VOParquet VOTable.
+    Catalog(catalog_cli::CatalogArgs),
 }
 
 #[derive(Args, Debug)]
@@ -386,5 +394,6 @@ fn main() -> Result<()> {
         Command::Finetune(a) => model_cli::finetune(a),
         Command::Evaluate(a) => model_cli::evaluate(a),
         Command::Infer(a) => model_cli::infer(a),
+        Command::Catalog(a) => catalog_cli::catalog(a),
     }
 }

@@ -12,6 +12,7 @@ pub const MOCK_LAMOST_LABELS_TOML: &str = include_str!("../schemas/mock_lamost_l
 pub const MOCK_DESI_LABELS_TOML: &str = include_str!("../schemas/mock_desi_labels.toml");
 pub const PREDICTIONS_TOML: &str = include_str!("../schemas/predictions.toml");
 pub const EVALUATION_METRICS_TOML: &str = include_str!("../schemas/evaluation_metrics.toml");
+pub const CATALOG_TOML: &str = include_str!("../schemas/catalog.toml");
 pub const EVALUATION_PREDICTIONS_TOML: &str = include_str!("../schemas/evaluation_predictions.toml");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +29,9 @@ pub struct ColumnSpec {
     #[serde(default)]
     pub nullable: bool,
     pub unit: String,
+    /// IVOA UCD (catalogue tables).
+    #[serde(default)]
+    pub ucd: Option<String>,
     pub description: String,
 }
 
@@ -42,10 +46,13 @@ impl TableSchema {
             .columns
             .iter()
             .map(|c| {
-                let meta = HashMap::from([
+                let mut meta = HashMap::from([
                     ("unit".to_string(), c.unit.clone()),
                     ("description".to_string(), c.description.clone()),
                 ]);
+                if let Some(ucd) = &c.ucd {
+                    meta.insert("ucd".to_string(), ucd.clone());
+                }
                 Field::new(&c.name, arrow_type(&c.type_name, npix), c.nullable).with_metadata(meta)
             })
             .collect();
@@ -63,6 +70,7 @@ fn arrow_type(name: &str, npix: usize) -> DataType {
         "utf8" => DataType::Utf8,
         "bool" => DataType::Boolean,
         "int32" => DataType::Int32,
+        "uint32" => DataType::UInt32,
         "int64" => DataType::Int64,
         "float32" => DataType::Float32,
         "float64" => DataType::Float64,
@@ -95,6 +103,10 @@ pub fn evaluation_metrics() -> TableSchema {
     TableSchema::parse(EVALUATION_METRICS_TOML)
 }
 
+pub fn catalog() -> TableSchema {
+    TableSchema::parse(CATALOG_TOML)
+}
+
 pub fn evaluation_predictions() -> TableSchema {
     TableSchema::parse(EVALUATION_PREDICTIONS_TOML)
 }
@@ -113,6 +125,7 @@ mod tests {
             predictions(),
             evaluation_metrics(),
             evaluation_predictions(),
+            catalog(),
         ] {
             let arrow = t.to_arrow(10);
             let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();

@@ -161,9 +161,16 @@ fn make_file(
             u if u < 0.93 => RowKind::Sky,
             _ => RowKind::Unassigned,
         };
-        // Positions scattered within the ~0.9° pixel around its centre.
-        let ra = (lon.to_degrees() + 0.4 * (2.0 * rng.random::<f64>() - 1.0) / lat.cos().max(0.1)).rem_euclid(360.0);
-        let dec = (lat.to_degrees() + 0.4 * (2.0 * rng.random::<f64>() - 1.0)).clamp(-90.0, 90.0);
+        // Positions inside the ~0.9° pixel, as in a real healpix coadd: drawn around its centre
+        // and redrawn until they fall in it (the pixel is a diamond, not the square drawn from).
+        let (ra, dec) = loop {
+            let ra =
+                (lon.to_degrees() + 0.5 * (2.0 * rng.random::<f64>() - 1.0) / lat.cos().max(0.1)).rem_euclid(360.0);
+            let dec = (lat.to_degrees() + 0.5 * (2.0 * rng.random::<f64>() - 1.0)).clamp(-90.0, 90.0);
+            if cdshealpix::nested::hash(HPX_DEPTH, ra.to_radians(), dec.to_radians()) == healpix {
+                break (ra, dec);
+            }
+        };
         let targetid = match kind {
             RowKind::Unassigned => -(1_000_000 + (file_index * 1000 + r) as i64),
             RowKind::Sky => 616_000_000_000_000_000 + (file_index * 1000 + r) as i64,

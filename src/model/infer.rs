@@ -133,6 +133,11 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
         ("starpipe.infer.model_sha256".into(), p.card.weights_sha256.clone()),
         ("starpipe.infer.adapter_sha256".into(), p.adapter_sha256().into()),
         ("starpipe.infer.label_range".into(), serde_json::to_string(&p.card.label_range).unwrap_or_default()),
+        (
+            "starpipe.infer.ood_threshold_995".into(),
+            p.card.ood.as_ref().map_or(String::new(), |o| o.threshold_995.to_string()),
+        ),
+        ("starpipe.infer.model_input".into(), "pixels".into()),
     ])
 }
 

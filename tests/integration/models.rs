@@ -15,17 +15,17 @@ use std::sync::OnceLock;
 
 const SNR: SnrDistribution = SnrDistribution { min: 20.0, max: 150.0 };
 
-struct Fixture {
+pub(crate) struct Fixture {
     root: PathBuf,
 }
 
 impl Fixture {
-    fn p(&self, rel: &str) -> PathBuf {
+    pub(crate) fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 }
 
-fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+pub(crate) fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_starpipe"));
     c.args(args);
     for (flag, p) in paths {
@@ -34,7 +34,7 @@ fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
     c.env("RUST_BACKTRACE", "0").output().unwrap()
 }
 
-fn ok(out: Output) -> String {
+pub(crate) fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -51,7 +51,7 @@ const TRAIN: &[&str] = &["train", "--hidden", "48,16", "--max-epochs", "12", "--
 
 /// One small labelled LAMOST + DESI mock, ingested, with a model and the four adapters; built once
 /// and shared by the tests of this module.
-fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();

@@ -1,0 +1,257 @@
+//! Quality flags of a catalogue row (`flags`, uint32; catalog-conventions.md §2).
+//!
+//! Lower bits are more severe, so "clean" cuts are `flags < 2^k`; bit 31 is never set, so the value
+//! also fits a signed 32-bit integer (VOTable has no unsigned type).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    BadInput = 0,
+    NotStar = 1,
+    LowSnr = 2,
+    HighMaskFrac = 3,
+    FiberWarn = 4,
+    Ood = 5,
+    LabelEdge = 6,
+    LargeErr = 7,
+    HeadDisagree = 8,
+    MetalPoorEmbed = 9,
+    RvUncertain = 10,
+}
+
+pub const ALL: [Flag; 11] = [
+    Flag::BadInput,
+    Flag::NotStar,
+    Flag::LowSnr,
+    Flag::HighMaskFrac,
+    Flag::FiberWarn,
+    Flag::Ood,
+    Flag::LabelEdge,
+    Flag::LargeErr,
+    Flag::HeadDisagree,
+    Flag::MetalPoorEmbed,
+    Flag::RvUncertain,
+];
+
+/// Bits that make a row unusable: its estimates are null and `success` is false.
+pub const FATAL_MASK: u32 = 0b11;
+
+impl Flag {
+    pub fn bit(self) -> u32 {
+        self as u32
+    }
+    pub fn mask(self) -> u32 {
+        1 << self.bit()
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::BadInput => "BAD_INPUT",
+            Flag::NotStar => "NOT_STAR",
+            Flag::LowSnr => "LOW_SNR",
+            Flag::HighMaskFrac => "HIGH_MASK_FRAC",
+            Flag::FiberWarn => "FIBER_WARN",
+            Flag::Ood => "OOD",
+            Flag::LabelEdge => "LABEL_EDGE",
+            Flag::LargeErr => "LARGE_ERR",
+            Flag::HeadDisagree => "HEAD_DISAGREE",
+            Flag::MetalPoorEmbed => "METAL_POOR_EMBED",
+            Flag::RvUncertain => "RV_UNCERTAIN",
+        }
+    }
+    pub fn class(self) -> &'static str {
+        match self {
+            Flag::BadInput | Flag::NotStar => "fatal",
+            Flag::HeadDisagree | Flag::MetalPoorEmbed | Flag::RvUncertain => "info",
+            _ => "quality",
+        }
+    }
+    pub fn description(self) -> &'static str {
+        match self {
+            Flag::BadInput => {
+                "no prediction for this spectrum (its prediction shard is missing or failed), or no usable pixel"
+            }
+            Flag::NotStar => "the survey does not classify the input as a star, or |input_rv| > max_abs_rv_kms",
+            Flag::LowSnr => "snr < min_snr",
+            Flag::HighMaskFrac => "frac_masked > max_masked_fraction",
+            Flag::FiberWarn => {
+                "fiber_status has a bit outside the informational ones (DESI), or the LAMOST fibre mask is set"
+            }
+            Flag::Ood => "ood_score above the model's training-set 99.5th percentile",
+            Flag::LabelEdge => "an estimate outside the 0.5-99.5 % range of the training labels",
+            Flag::LargeErr => "an error above max_error (Teff K, log g dex, [Fe/H] dex)",
+            Flag::HeadDisagree => "pixel and embedding heads differ by more than disagree_sigma combined sigma",
+            Flag::MetalPoorEmbed => "an embedding head gave [Fe/H] < metal_poor_feh, where embeddings are weaker",
+            Flag::RvUncertain => "no input RV error, or it exceeds max_rv_err_kms (rest-framing unreliable)",
+        }
+    }
+}
+
+/// Where the flags switch on; written into every catalogue file's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    pub min_snr: f64,
+    pub max_masked_fraction: f64,
+    /// Teff (K), log g (dex), [Fe/H] (dex).
+    pub max_error: [f64; 3],
+    pub max_abs_rv_kms: f64,
+    pub max_rv_err_kms: f64,
+    /// DESI COADD_FIBERSTATUS bits that do not warn (3 RESTRICTED, 13 and 14 informational).
+    pub informational_fiber_bits: Vec<u32>,
+    pub metal_poor_feh: f64,
+    pub disagree_sigma: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            min_snr: 10.0,
+            max_masked_fraction: 0.2,
+            max_error: [300.0, 0.5, 0.3],
+            max_abs_rv_kms: 1500.0,
+            max_rv_err_kms: 20.0,
+            informational_fiber_bits: vec![3, 13, 14],
+            metal_poor_feh: -1.0,
+            disagree_sigma: 3.0,
+        }
+    }
+}
+
+/// What the training set of a head's model covered.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ModelLimits {
+    pub ood_threshold: Option<f64>,
+    pub label_p005: Option<[f64; 3]>,
+    pub label_p995: Option<[f64; 3]>,
+    pub embedding_input: bool,
+}
+
+/// The facts about one row that its flags depend on.
+#[derive(Debug, Clone, Default)]
+pub struct RowFacts<'a> {
+    pub survey: &'a str,
+    /// (value, error) per parameter, None when there is no prediction.
+    pub estimate: Option<([f64; 3], [f64; 3])>,
+    pub input_class: Option<&'a str>,
+    pub rv_kms: Option<f64>,
+    pub rv_err_kms: Option<f64>,
+    pub snr: f64,
+    pub frac_masked: f64,
+    pub fiber_status: Option<i32>,
+    pub ood_score: Option<f64>,
+}
+
+pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
+    let mut flags = 0;
+    let mut set = |flag: Flag, on: bool| {
+        if on {
+            flags |= flag.mask();
+        }
+    };
+    set(Flag::BadInput, f.estimate.is_none() || f.frac_masked >= 1.0);
+    set(
+        Flag::NotStar,
+        f.input_class.is_some_and(|c| !c.trim().eq_ignore_ascii_case("STAR"))
+            || f.rv_kms.is_some_and(|v| v.abs() > t.max_abs_rv_kms),
+    );
+    set(Flag::LowSnr, !(f.snr >= t.min_snr));
+    set(Flag::HighMaskFrac, f.frac_masked > t.max_masked_fraction);
+    let warn_bits = f.fiber_status.map_or(0, |s| {
+        let s = s as u32;
+        if f.survey == "desi" {
+            t.informational_fiber_bits.iter().fold(s, |acc, b| acc & !(1u32.checked_shl(*b).unwrap_or(0)))
+        } else {
+            s
+        }
+    });
+    set(Flag::FiberWarn, warn_bits != 0);
+    set(Flag::Ood, matches!((f.ood_score, limits.ood_threshold), (Some(s), Some(th)) if s > th));
+    if let Some((value, error)) = f.estimate {
+        let outside = |p: usize| match (limits.label_p005, limits.label_p995) {
+            (Some(lo), Some(hi)) => value[p] < lo[p] || value[p] > hi[p],
+            _ => false,
+        };
+        set(Flag::LabelEdge, (0..3).any(outside));
+        set(Flag::LargeErr, (0..3).any(|p| !(error[p] <= t.max_error[p])));
+        set(Flag::MetalPoorEmbed, limits.embedding_input && value[2] < t.metal_poor_feh);
+    }
+    set(Flag::RvUncertain, !f.rv_err_kms.is_some_and(|e| e <= t.max_rv_err_kms));
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> RowFacts<'static> {
+        RowFacts {
+            survey: "desi",
+            estimate: Some(([5800.0, 4.4, 0.0], [60.0, 0.1, 0.05])),
+            input_class: Some("STAR"),
+            rv_kms: Some(-12.0),
+            rv_err_kms: Some(1.5),
+            snr: 40.0,
+            frac_masked: 0.01,
+            fiber_status: Some(1 << 3),
+            ood_score: Some(8.0),
+        }
+    }
+
+    fn limits() -> ModelLimits {
+        ModelLimits {
+            ood_threshold: Some(12.0),
+            label_p005: Some([3800.0, 1.0, -2.3]),
+            label_p995: Some([7800.0, 4.9, 0.45]),
+            embedding_input: false,
+        }
+    }
+
+    #[test]
+    fn each_condition_sets_exactly_its_bit() {
+        let t = Thresholds::default();
+        assert_eq!(flags_of(&clean(), &limits(), &t), 0);
+        let cases: Vec<(Flag, Box<dyn Fn(&mut RowFacts)>)> = vec![
+            (Flag::NotStar, Box::new(|f| f.input_class = Some("GALAXY"))),
+            (Flag::NotStar, Box::new(|f| f.rv_kms = Some(2000.0))),
+            (Flag::LowSnr, Box::new(|f| f.snr = 9.9)),
+            (Flag::LowSnr, Box::new(|f| f.snr = f64::NAN)),
+            (Flag::HighMaskFrac, Box::new(|f| f.frac_masked = 0.3)),
+            (Flag::FiberWarn, Box::new(|f| f.fiber_status = Some(1 << 3 | 1 << 1))),
+            (Flag::Ood, Box::new(|f| f.ood_score = Some(12.5))),
+            (Flag::LabelEdge, Box::new(|f| f.estimate = Some(([7900.0, 4.4, 0.0], [60.0, 0.1, 0.05])))),
+            (Flag::LargeErr, Box::new(|f| f.estimate = Some(([5800.0, 4.4, 0.0], [60.0, 0.1, 0.31])))),
+            (Flag::RvUncertain, Box::new(|f| f.rv_err_kms = None)),
+            (Flag::RvUncertain, Box::new(|f| f.rv_err_kms = Some(25.0))),
+        ];
+        for (flag, change) in cases {
+            let mut f = clean();
+            change(&mut f);
+            assert_eq!(flags_of(&f, &limits(), &t), flag.mask(), "{}", flag.name());
+        }
+        // No prediction: fatal, and nothing about estimates.
+        let mut f = clean();
+        f.estimate = None;
+        assert_eq!(flags_of(&f, &limits(), &t), Flag::BadInput.mask());
+        // The LAMOST fibre mask warns whatever its bits; informational DESI bits do not.
+        let mut f = clean();
+        f.survey = "lamost";
+        f.fiber_status = Some(1 << 3);
+        assert_eq!(flags_of(&f, &limits(), &t), Flag::FiberWarn.mask());
+        // An embedding head on a metal-poor star.
+        let mut emb = limits();
+        emb.embedding_input = true;
+        let mut f = clean();
+        f.estimate = Some(([5800.0, 4.4, -1.5], [60.0, 0.1, 0.1]));
+        assert_eq!(flags_of(&f, &emb, &t), Flag::MetalPoorEmbed.mask());
+    }
+
+    #[test]
+    fn bits_are_ordered_by_severity_and_never_use_bit_31() {
+        let classes: Vec<&str> = ALL.iter().map(|f| f.class()).collect();
+        let rank = |c: &str| ["fatal", "quality", "info"].iter().position(|x| *x == c).unwrap();
+        assert!(classes.windows(2).all(|w| rank(w[0]) <= rank(w[1])));
+        let fatal: u32 = ALL.iter().filter(|f| f.class() == "fatal").map(|f| f.mask()).sum();
+        assert_eq!(fatal, FATAL_MASK);
+        assert!(ALL.iter().all(|f| f.bit() < 31));
+    }
+}

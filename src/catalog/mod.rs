@@ -1,0 +1,177 @@
+//! `starpipe catalog`: per-star parameters, errors and quality flags as Parquet that Polars and
+//! DuckDB query directly, as a single file or a HATS directory (catalog-conventions.md).
+//!
+//! Three passes over the inputs, none holding more than one block (or, for HATS, one partition)
+//! in memory: `rows::scan_spectra` picks the primary spectrum of each source and fills the sky
+//! histogram; `rows::shard_rows` joins each spectra shard with its prediction shards and computes
+//! the flags; `write` sorts by `_healpix_29` and writes leaves. Everything is written into
+//! `<out>.tmp/` and renamed to `<out>` at the end, so a catalogue under its final name is complete.
+
+pub mod flags;
+pub mod metadata;
+pub mod rows;
+pub mod sky;
+pub mod write;
+
+use rows::{Head, scan_spectra, shard_rows};
+use sky::Histogram;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("{path}: {source}")]
+    Arrow { path: PathBuf, source: arrow::error::ArrowError },
+    #[error("{path}: {reason}")]
+    BadInput { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CatalogError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+    pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::BadInput { path: path.into(), reason: reason.into() }
+    }
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One Parquet file, `<out>` itself (small runs: sorted in memory).
+    Parquet,
+    /// A HATS directory at `<out>` (any size: memory bounded by one partition).
+    Hats,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// Normalised-spectra shards or directories (one survey release).
+    pub spectra: Vec<PathBuf>,
+    /// Prediction directories from `infer`, one per head (model + adapter).
+    pub predictions: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub format: Format,
+    pub thresholds: flags::Thresholds,
+    /// HATS: most rows per partition.
+    pub max_rows: u64,
+    /// HATS: order of the sky histogram partitions are cut from (the deepest partition order).
+    pub histogram_order: u8,
+    /// HATS `obs_collection`.
+    pub collection: String,
+}
+
+impl CatalogOptions {
+    pub fn new(spectra: Vec<PathBuf>, predictions: Vec<PathBuf>, out: PathBuf, format: Format) -> Self {
+        Self {
+            spectra,
+            predictions,
+            out,
+            format,
+            thresholds: flags::Thresholds::default(),
+            max_rows: 1_000_000,
+            histogram_order: 10,
+            collection: "starpipe_catalog".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSummary {
+    pub rows: u64,
+    pub success: u64,
+    pub partitions: usize,
+    /// Rows per flag name.
+    pub flag_counts: Vec<(&'static str, u64)>,
+}
+
+fn tally(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch) {
+    use arrow::array::AsArray;
+    let flags = batch.column_by_name("flags").expect("catalogue schema").as_primitive::<arrow::datatypes::UInt32Type>();
+    if summary.flag_counts.is_empty() {
+        summary.flag_counts = flags::ALL.iter().map(|f| (f.name(), 0)).collect();
+    }
+    for v in flags.values() {
+        summary.rows += 1;
+        if v & flags::FATAL_MASK == 0 {
+            summary.success += 1;
+        }
+        for (k, f) in flags::ALL.iter().enumerate() {
+            if v & f.mask() != 0 {
+                summary.flag_counts[k].1 += 1;
+            }
+        }
+    }
+}
+
+pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
+    let shards =
+        crate::model::data::shard_paths(&opts.spectra, "spectra-").map_err(|e| CatalogError::Invalid(e.to_string()))?;
+    if opts.predictions.is_empty() {
+        return Err(CatalogError::Invalid("give at least one --predictions directory".into()));
+    }
+    let heads = opts.predictions.iter().map(|d| Head::open(d)).collect::<Result<Vec<_>>>()?;
+    let table = crate::schema::catalog();
+    let schema = table.to_arrow(0);
+    let kv = metadata::key_values(&table, &opts.thresholds, &heads);
+    let mut hist = Histogram::new(opts.histogram_order);
+    tracing::info!(shards = shards.len(), heads = heads.len(), "scanning spectra for primaries and sky coverage");
+    let primary = scan_spectra(&shards, |h| {
+        for _ in &heads {
+            hist.add(h);
+        }
+    })?;
+    let tmp = crate::ingest::shards::tmp_path(&opts.out);
+    remove_any(&tmp)?;
+    let mut summary = CatalogSummary::default();
+    match opts.format {
+        Format::Parquet => {
+            let mut batches = Vec::new();
+            for shard in &shards {
+                shard_rows(shard, &heads, &primary, &opts.thresholds, &schema, |b| {
+                    tally(&mut summary, &b);
+                    batches.push(b);
+                    Ok(())
+                })?;
+            }
+            write::write_sorted(&tmp, &schema, &batches, &kv)?;
+            summary.partitions = 1;
+        }
+        Format::Hats => {
+            let mut spill = write::Spill::new(&tmp.join("spill"), &hist, opts.max_rows, schema.clone())?;
+            for shard in &shards {
+                shard_rows(shard, &heads, &primary, &opts.thresholds, &schema, |b| {
+                    tally(&mut summary, &b);
+                    spill.push(&b)
+                })?;
+            }
+            let parts = spill.partitions().to_vec();
+            let leaves = spill.write_leaves(&tmp, &kv)?;
+            std::fs::remove_dir_all(tmp.join("spill")).map_err(|e| CatalogError::io(&tmp, e))?;
+            write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &schema, &kv)?;
+            write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;
+            write::write_hats_index(&tmp, &parts, &opts.collection, opts.max_rows)?;
+            summary.partitions = parts.len();
+        }
+    }
+    remove_any(&opts.out)?;
+    std::fs::rename(&tmp, &opts.out).map_err(|e| CatalogError::io(&opts.out, e))?;
+    Ok(summary)
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else if p.exists() {
+        std::fs::remove_file(p)
+    } else {
+        Ok(())
+    };
+    r.map_err(|e| CatalogError::io(p, e))
+}

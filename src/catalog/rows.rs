@@ -1,0 +1,327 @@
+//! Catalogue rows: spectra metadata joined, shard by shard and row by row, with the prediction
+//! shards of each head (`infer` writes `predictions-X` in the order of `spectra-X`).
+
+use super::flags::{FATAL_MASK, ModelLimits, RowFacts, Thresholds, flags_of};
+use super::sky::healpix_29;
+use super::{CatalogError, Result};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
+use arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const C_KMS: f64 = 299_792.458;
+const BATCH_ROWS: usize = 8192;
+
+/// One head: the prediction shards of one model + adapter.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub dir: PathBuf,
+    pub limits: ModelLimits,
+    /// 'mlp_pixels' or 'mlp_embedding'.
+    pub model: String,
+}
+
+impl Head {
+    /// Reads the model facts a head's shards carry in their metadata.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let first = std::fs::read_dir(dir)
+            .map_err(|e| CatalogError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("predictions-") && n.ends_with(".parquet"))
+            })
+            .min()
+            .ok_or_else(|| CatalogError::bad(dir, "no predictions-*.parquet shards (run starpipe infer)"))?;
+        let kv = crate::ingest::shards::read_key_value_metadata(&first).map_err(|e| CatalogError::bad(&first, e))?;
+        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let range: Option<serde_json::Value> =
+            get("starpipe.infer.label_range").and_then(|v| serde_json::from_str(&v).ok());
+        let triple = |k: &str| -> Option<[f64; 3]> {
+            let a = range.as_ref()?.get(k)?.as_array()?;
+            Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?, a.get(2)?.as_f64()?])
+        };
+        let embedding = get("starpipe.infer.model_input").is_some_and(|v| v == "embeddings");
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            limits: ModelLimits {
+                ood_threshold: get("starpipe.infer.ood_threshold_995").and_then(|v| v.parse().ok()),
+                label_p005: triple("p005"),
+                label_p995: triple("p995"),
+                embedding_input: embedding,
+            },
+            model: if embedding { "mlp_embedding" } else { "mlp_pixels" }.into(),
+        })
+    }
+
+    fn predictions_for(&self, spectra_shard: &Path) -> PathBuf {
+        let name = spectra_shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        self.dir.join(format!("predictions-{}", name.strip_prefix("spectra-").unwrap_or(name)))
+    }
+}
+
+/// Reads the named columns, in the order named (a projection alone keeps the file's order).
+fn open_projected<'a>(
+    path: &'a Path,
+    columns: &'a [&'a str],
+) -> Result<impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + 'a> {
+    let file = File::open(path).map_err(|e| CatalogError::io(path, e))?;
+    let pq = |e| CatalogError::Parquet { path: path.to_path_buf(), source: e };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let mut roots = Vec::new();
+    for c in columns {
+        roots.push(builder.schema().index_of(c).map_err(|_| CatalogError::bad(path, format!("no column {c}")))?);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(pq)?;
+    Ok(reader.map(move |b| {
+        let b = b?;
+        let order = columns.iter().map(|c| b.schema().index_of(c)).collect::<std::result::Result<Vec<_>, _>>()?;
+        b.project(&order)
+    }))
+}
+
+const SPECTRA_COLUMNS: [&str; 16] = [
+    "spectrum_id",
+    "survey",
+    "release",
+    "source_id",
+    "ra",
+    "dec",
+    "snr_grid",
+    "snr_g",
+    "snr_arm_r",
+    "masked_fraction",
+    "fiber_mask",
+    "fiber_status",
+    "object_class",
+    "rv_kms",
+    "z_err",
+    "rest_frame",
+];
+
+/// Which spectrum of each (survey, source_id) is primary: the highest S/N, ties to the smaller
+/// spectrum id. Also fills the sky histogram. One pass over the spectra metadata.
+pub fn scan_spectra(
+    shards: &[PathBuf],
+    mut each_position: impl FnMut(i64),
+) -> Result<HashMap<(String, i64), (f32, String)>> {
+    let mut best: HashMap<(String, i64), (f32, String)> = HashMap::new();
+    for shard in shards {
+        for b in open_projected(shard, &["spectrum_id", "survey", "source_id", "ra", "dec", "snr_grid"])? {
+            let b = b.map_err(|e| CatalogError::Arrow { path: shard.clone(), source: e })?;
+            let ids = b.column(0).as_string::<i32>();
+            let survey = b.column(1).as_string::<i32>();
+            let src = b.column(2).as_primitive::<Int64Type>();
+            let (ra, dec) = (b.column(3).as_primitive::<Float64Type>(), b.column(4).as_primitive::<Float64Type>());
+            let snr = b.column(5).as_primitive::<Float32Type>();
+            for i in 0..b.num_rows() {
+                each_position(healpix_29(ra.value(i), dec.value(i)));
+                let s = if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
+                let id = ids.value(i);
+                let key = (survey.value(i).to_string(), src.value(i));
+                match best.get_mut(&key) {
+                    Some(cur) if (s, std::cmp::Reverse(id)) > (cur.0, std::cmp::Reverse(cur.1.as_str())) => {
+                        *cur = (s, id.to_string());
+                    }
+                    Some(_) => {}
+                    None => {
+                        best.insert(key, (s, id.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Prediction columns of one block, aligned with the spectra block (None where missing).
+struct Predicted {
+    est: Vec<Option<([f64; 3], [f64; 3])>>,
+    ood: Vec<Option<f64>>,
+    adapter: Vec<String>,
+    model_hash: Vec<String>,
+    adapter_hash: Vec<String>,
+}
+
+fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let cols = [
+        "spectrum_id",
+        "teff",
+        "teff_err",
+        "logg",
+        "logg_err",
+        "feh",
+        "feh_err",
+        "ood_score",
+        "model_sha256",
+        "adapter_kind",
+        "adapter_sha256",
+    ];
+    let batches = open_projected(path, &cols)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })?;
+    Ok(Some(batches))
+}
+
+/// Streams the catalogue rows of one spectra shard for every head, in blocks.
+#[allow(clippy::too_many_arguments)]
+pub fn shard_rows(
+    shard: &Path,
+    heads: &[Head],
+    primary: &HashMap<(String, i64), (f32, String)>,
+    thresholds: &Thresholds,
+    schema: &SchemaRef,
+    mut sink: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for head in heads {
+        let pred_path = head.predictions_for(shard);
+        let predicted = read_predictions(&pred_path)?;
+        if predicted.is_none() {
+            tracing::warn!(shard = %shard.display(), head = %head.dir.display(), "no prediction shard: rows flagged BAD_INPUT");
+        }
+        let mut pred_rows = predicted.iter().flatten().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
+        for b in open_projected(shard, &SPECTRA_COLUMNS)? {
+            let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
+            let ids = b.column(0).as_string::<i32>();
+            let mut p =
+                Predicted { est: vec![], ood: vec![], adapter: vec![], model_hash: vec![], adapter_hash: vec![] };
+            for i in 0..b.num_rows() {
+                match pred_rows.next() {
+                    Some((pb, j)) => {
+                        let pid = pb.column(0).as_string::<i32>().value(j);
+                        if pid != ids.value(i) {
+                            return Err(CatalogError::bad(
+                                &pred_path,
+                                format!("row order differs from {} ({pid} vs {})", shard.display(), ids.value(i)),
+                            ));
+                        }
+                        let f = |c: usize| pb.column(c).as_primitive::<Float32Type>().value(j) as f64;
+                        p.est.push(Some(([f(1), f(3), f(5)], [f(2), f(4), f(6)])));
+                        let ood = pb.column(7).as_primitive::<Float32Type>();
+                        p.ood.push((!ood.is_null(j)).then(|| ood.value(j) as f64));
+                        p.model_hash.push(pb.column(8).as_string::<i32>().value(j).to_string());
+                        p.adapter.push(pb.column(9).as_string::<i32>().value(j).to_string());
+                        p.adapter_hash.push(pb.column(10).as_string::<i32>().value(j).to_string());
+                    }
+                    None => {
+                        if predicted.is_some() {
+                            return Err(CatalogError::bad(&pred_path, format!("fewer rows than {}", shard.display())));
+                        }
+                        p.est.push(None);
+                        p.ood.push(None);
+                        p.model_hash.push(String::new());
+                        p.adapter.push(String::new());
+                        p.adapter_hash.push(String::new());
+                    }
+                }
+            }
+            sink(build_batch(&b, &p, head, primary, thresholds, schema, shard)?)?;
+        }
+        if pred_rows.next().is_some() {
+            return Err(CatalogError::bad(&pred_path, format!("more rows than {}", shard.display())));
+        }
+    }
+    Ok(())
+}
+
+fn build_batch(
+    b: &RecordBatch,
+    p: &Predicted,
+    head: &Head,
+    primary: &HashMap<(String, i64), (f32, String)>,
+    t: &Thresholds,
+    schema: &SchemaRef,
+    shard: &Path,
+) -> Result<RecordBatch> {
+    let n = b.num_rows();
+    let s = |c: usize| b.column(c).as_string::<i32>();
+    let (ids, survey, release) = (s(0), s(1), s(2));
+    let src = b.column(3).as_primitive::<Int64Type>();
+    let (ra, dec) = (b.column(4).as_primitive::<Float64Type>(), b.column(5).as_primitive::<Float64Type>());
+    let f32c = |c: usize| b.column(c).as_primitive::<Float32Type>();
+    let (snr, snr_g, snr_r, masked) = (f32c(6), f32c(7), f32c(8), f32c(9));
+    // LAMOST carries its fibre mask in column 10, DESI its COADD_FIBERSTATUS in 11.
+    let i32c = |c: usize| b.column(c).as_primitive::<Int32Type>();
+    let class = s(12);
+    let f64c = |c: usize| b.column(c).as_primitive::<Float64Type>();
+    let (rv, z_err) = (f64c(13), f64c(14));
+    let opt32 = |a: &arrow::array::PrimitiveArray<Float32Type>, i: usize| (!a.is_null(i)).then(|| a.value(i));
+    let opt64 = |a: &arrow::array::PrimitiveArray<Float64Type>, i: usize| (!a.is_null(i)).then(|| a.value(i));
+
+    let mut flags = Vec::with_capacity(n);
+    let mut fiber = Vec::with_capacity(n);
+    let mut snr_survey = Vec::with_capacity(n);
+    let mut rv_err = Vec::with_capacity(n);
+    for i in 0..n {
+        let is_desi = survey.value(i) == "desi";
+        let fs = if is_desi { i32c(11) } else { i32c(10) };
+        let fiber_i = (!fs.is_null(i)).then(|| fs.value(i));
+        fiber.push(fiber_i);
+        snr_survey.push(if is_desi { opt32(snr_r, i) } else { opt32(snr_g, i) });
+        let e = opt64(z_err, i).filter(|e| e.is_finite() && *e > 0.0).map(|e| e * C_KMS);
+        rv_err.push(e);
+        let facts = RowFacts {
+            survey: survey.value(i),
+            estimate: p.est[i],
+            input_class: (!class.is_null(i)).then(|| class.value(i)),
+            rv_kms: opt64(rv, i),
+            rv_err_kms: e,
+            snr: opt32(snr, i).map_or(f64::NAN, |v| v as f64),
+            frac_masked: opt32(masked, i).map_or(1.0, |v| v as f64),
+            fiber_status: fiber_i,
+            ood_score: p.ood[i],
+        };
+        flags.push(flags_of(&facts, &head.limits, t));
+    }
+    let fatal = |i: usize| flags[i] & FATAL_MASK != 0;
+    let est = |k: usize, err: bool| -> ArrayRef {
+        Arc::new(Float32Array::from_iter(
+            (0..n).map(|i| p.est[i].filter(|_| !fatal(i)).map(|(v, e)| if err { e[k] as f32 } else { v[k] as f32 })),
+        ))
+    };
+    let primary_of =
+        |i: usize| primary.get(&(survey.value(i).to_string(), src.value(i))).is_some_and(|(_, id)| id == ids.value(i));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(survey.clone()),
+        Arc::new(release.clone()),
+        Arc::new(src.clone()),
+        Arc::new(ids.clone()),
+        Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(primary_of(i))))),
+        Arc::new(ra.clone()),
+        Arc::new(dec.clone()),
+        Arc::new(Int64Array::from_iter_values((0..n).map(|i| healpix_29(ra.value(i), dec.value(i))))),
+        Arc::new(snr.clone()),
+        Arc::new(Float32Array::from(snr_survey)),
+        Arc::new(masked.clone()),
+        Arc::new(Int32Array::from(fiber)),
+        Arc::new(class.clone()),
+        Arc::new(Float32Array::from_iter((0..n).map(|i| opt64(rv, i).map(|v| v as f32)))),
+        Arc::new(Float32Array::from_iter(rv_err.iter().map(|e| e.map(|v| v as f32)))),
+        est(0, false),
+        est(0, true),
+        est(1, false),
+        est(1, true),
+        est(2, false),
+        est(2, true),
+        Arc::new(Float32Array::from_iter(p.ood.iter().map(|o| o.map(|v| v as f32)))),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(head.model.as_str(), n))),
+        Arc::new(StringArray::from_iter_values(p.adapter.iter())),
+        Arc::new(StringArray::from_iter_values(p.model_hash.iter())),
+        Arc::new(StringArray::from_iter_values(p.adapter_hash.iter())),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(crate::VERSION, n))),
+        Arc::new(UInt32Array::from(flags.clone())),
+        Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(!fatal(i))))),
+    ];
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })
+}

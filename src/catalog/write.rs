@@ -1,0 +1,219 @@
+//! Writing catalogue files: sorted Parquet leaves, HATS directories, FITS tables.
+
+use super::sky::{Histogram, Partition, partition_of, sort_partitions};
+use super::{CatalogError, Result};
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::{Int64Type, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Rows per Parquet row group in catalogue files (a few MB of scalar columns).
+const ROW_GROUP_ROWS: usize = 131_072;
+
+fn props(kv: &[(String, String)]) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(kv.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
+        .build()
+}
+
+fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> CatalogError + '_ {
+    move |e| CatalogError::Arrow { path: path.to_path_buf(), source: e }
+}
+
+fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> CatalogError + '_ {
+    move |e| CatalogError::Parquet { path: path.to_path_buf(), source: e }
+}
+
+/// Rows in the catalogue order: by `_healpix_29`, then spectrum and head, so the bytes do not
+/// depend on the order in which inputs were read.
+pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
+    let col = |n: &str| batch.column_by_name(n).expect("catalogue schema").clone();
+    let keys = ["_healpix_29", "spectrum_id", "model", "adapter_hash"]
+        .iter()
+        .map(|n| SortColumn { values: col(n), options: None })
+        .collect::<Vec<_>>();
+    let idx = lexsort_to_indices(&keys, None).map_err(arrow_err(path))?;
+    take_record_batch(batch, &idx).map_err(arrow_err(path))
+}
+
+/// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
+pub fn write_sorted(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], kv: &[(String, String)]) -> Result<u64> {
+    let all = concat_batches(schema, batches).map_err(arrow_err(path))?;
+    let sorted = sort_rows(&all, path)?;
+    let tmp = crate::ingest::shards::tmp_path(path);
+    let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(kv))).map_err(pq_err(&tmp))?;
+    for start in (0..sorted.num_rows()).step_by(ROW_GROUP_ROWS) {
+        let len = ROW_GROUP_ROWS.min(sorted.num_rows() - start);
+        w.write(&sorted.slice(start, len)).map_err(pq_err(&tmp))?;
+    }
+    w.close().map_err(pq_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(|e| CatalogError::io(path, e))?;
+    Ok(sorted.num_rows() as u64)
+}
+
+/// Spills rows to one Arrow IPC file per partition, so that each leaf can later be sorted and
+/// written with memory bounded by the partition, not the catalogue.
+pub struct Spill {
+    dir: PathBuf,
+    parts: Vec<Partition>,
+    writers: Vec<Option<arrow::ipc::writer::FileWriter<File>>>,
+    schema: SchemaRef,
+}
+
+/// More open spill files than this would exhaust file handles: raise `--max-rows` instead.
+pub const MAX_PARTITIONS: usize = 2000;
+
+impl Spill {
+    pub fn new(dir: &Path, hist: &Histogram, max_rows: u64, schema: SchemaRef) -> Result<Self> {
+        let mut parts = hist.partitions(max_rows);
+        if parts.len() > MAX_PARTITIONS {
+            return Err(CatalogError::Invalid(format!(
+                "{} HATS partitions at --max-rows {max_rows}: more than {MAX_PARTITIONS}; raise --max-rows",
+                parts.len()
+            )));
+        }
+        sort_partitions(&mut parts);
+        std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
+        let writers = parts.iter().map(|_| None).collect();
+        Ok(Self { dir: dir.to_path_buf(), parts, writers, schema })
+    }
+
+    pub fn partitions(&self) -> &[Partition] {
+        &self.parts
+    }
+
+    fn spill_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("part-{i:05}.arrow"))
+    }
+
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let h = batch.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>();
+        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); self.parts.len()];
+        for r in 0..batch.num_rows() {
+            let i = partition_of(&self.parts, h.value(r))
+                .ok_or_else(|| CatalogError::Invalid(format!("row at pixel {} outside every partition", h.value(r))))?;
+            groups[i].push(r as u32);
+        }
+        for (i, rows) in groups.into_iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+            let path = self.spill_path(i);
+            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(arrow_err(&path))?;
+            if self.writers[i].is_none() {
+                let f = File::create(&path).map_err(|e| CatalogError::io(&path, e))?;
+                self.writers[i] =
+                    Some(arrow::ipc::writer::FileWriter::try_new(f, &self.schema).map_err(arrow_err(&path))?);
+            }
+            self.writers[i].as_mut().expect("just opened").write(&part).map_err(arrow_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Sorts each partition and writes it as a HATS leaf under `root`; returns the leaves' footers.
+    pub fn write_leaves(mut self, root: &Path, kv: &[(String, String)]) -> Result<Vec<(Partition, ParquetMetaData)>> {
+        let mut out = Vec::new();
+        for i in 0..self.parts.len() {
+            let path = self.spill_path(i);
+            let Some(mut w) = self.writers[i].take() else { continue };
+            w.finish().map_err(arrow_err(&path))?;
+            drop(w);
+            let f = File::open(&path).map_err(|e| CatalogError::io(&path, e))?;
+            let reader = arrow::ipc::reader::FileReader::try_new(f, None).map_err(arrow_err(&path))?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(arrow_err(&path))?;
+            let part = self.parts[i];
+            let leaf = root.join(part.path());
+            let dir = leaf.parent().expect("leaf paths have directories");
+            std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
+            let rows = write_sorted(&leaf, &self.schema, &batches, kv)?;
+            debug_assert_eq!(rows, part.rows);
+            std::fs::remove_file(&path).map_err(|e| CatalogError::io(&path, e))?;
+            out.push((part, footer(&leaf)?));
+        }
+        Ok(out)
+    }
+}
+
+fn footer(path: &Path) -> Result<ParquetMetaData> {
+    let f = File::open(path).map_err(|e| CatalogError::io(path, e))?;
+    Ok(SerializedFileReader::new(f).map_err(pq_err(path))?.metadata().clone())
+}
+
+/// `_common_metadata`: the schema and key-value metadata, no rows.
+pub fn write_common_metadata(path: &Path, schema: &SchemaRef, kv: &[(String, String)]) -> Result<()> {
+    let f = File::create(path).map_err(|e| CatalogError::io(path, e))?;
+    ArrowWriter::try_new(f, schema.clone(), Some(props(kv))).map_err(pq_err(path))?.close().map_err(pq_err(path))?;
+    Ok(())
+}
+
+/// `_metadata`: every leaf's row groups in one footer, each column chunk pointing at its file
+/// (relative to the dataset directory).
+pub fn write_metadata(path: &Path, leaves: &[(Partition, ParquetMetaData)]) -> Result<()> {
+    let first = &leaves.first().ok_or_else(|| CatalogError::Invalid("no partitions to describe".into()))?.1;
+    let mut row_groups = Vec::new();
+    let mut rows = 0;
+    for (part, md) in leaves {
+        let rel = part.path().strip_prefix("dataset/").expect("leaf paths start with dataset/").to_string();
+        rows += md.file_metadata().num_rows();
+        for rg in md.row_groups() {
+            let cols = rg
+                .columns()
+                .iter()
+                .map(|c| c.clone().into_builder().set_file_path(rel.clone()).build())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(pq_err(path))?;
+            row_groups.push(rg.clone().into_builder().set_column_metadata(cols).build().map_err(pq_err(path))?);
+        }
+    }
+    let fm = first.file_metadata();
+    let file_meta = FileMetaData::new(
+        fm.version(),
+        rows,
+        fm.created_by().map(str::to_string),
+        fm.key_value_metadata().cloned(),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let md = ParquetMetaData::new(file_meta, row_groups);
+    let mut f = File::create(path).map_err(|e| CatalogError::io(path, e))?;
+    ParquetMetaDataWriter::new(&mut f, &md).finish().map_err(pq_err(path))
+}
+
+/// `partition_info.csv` and `hats.properties`.
+pub fn write_hats_index(root: &Path, parts: &[Partition], collection: &str, max_rows: u64) -> Result<()> {
+    let mut csv = String::from("Norder,Npix\n");
+    let mut sorted = parts.to_vec();
+    sorted.sort_by_key(|p| (p.order, p.pixel));
+    for p in &sorted {
+        csv.push_str(&format!("{},{}\n", p.order, p.pixel));
+    }
+    let csv_path = root.join("partition_info.csv");
+    std::fs::write(&csv_path, csv).map_err(|e| CatalogError::io(&csv_path, e))?;
+    let size_kib: u64 = walk_size(&root.join("dataset")) / 1024;
+    let props = format!(
+        "obs_collection={collection}\ndataproduct_type=object\nhats_nrows={}\nhats_col_ra=ra\nhats_col_dec=dec\n\
+         hats_col_healpix=_healpix_29\nhats_col_healpix_order=29\nhats_npix_suffix=.parquet\nhats_max_rows={max_rows}\n\
+         hats_order={}\nhats_estsize={size_kib}\nhats_version=v1.0\nhats_builder=starpipe {}\n\
+         default_columns=source_id ra dec teff teff_err logg logg_err feh feh_err flags success\n",
+        parts.iter().map(|p| p.rows).sum::<u64>(),
+        parts.iter().map(|p| p.order).max().unwrap_or(0),
+        crate::VERSION
+    );
+    let p = root.join("hats.properties");
+    std::fs::write(&p, props).map_err(|e| CatalogError::io(&p, e))
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

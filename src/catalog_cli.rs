@@ -1,0 +1,74 @@
+//! Command-line front end of `starpipe catalog`.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use starpipe::catalog::flags::Thresholds;
+use starpipe::catalog::{CatalogOptions, Format, run_catalog};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct CatalogArgs {
+    /// Normalised-spectra shards or directories (the spectra the predictions were made for).
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    /// Prediction directories from `starpipe infer`, one per head (model + adapter); each adds
+    /// one row per spectrum.
+    #[arg(long, required = true, num_args = 1..)]
+    predictions: Vec<PathBuf>,
+    /// Output: a .parquet file (--format parquet) or a directory (--format hats).
+    #[arg(long)]
+    out: PathBuf,
+    /// parquet: one file, sorted by _healpix_29 in memory (small runs); hats: a HATS directory,
+    /// memory bounded by one partition (any size).
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    format: Format,
+    /// HATS: most rows per partition.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_rows: u64,
+    /// HATS: obs_collection name.
+    #[arg(long, default_value = "starpipe_catalog")]
+    collection: String,
+    /// LOW_SNR below this median S/N per pixel.
+    #[arg(long, default_value_t = Thresholds::default().min_snr)]
+    min_snr: f64,
+    /// HIGH_MASK_FRAC above this fraction of unusable grid pixels.
+    #[arg(long, default_value_t = Thresholds::default().max_masked_fraction)]
+    max_masked_fraction: f64,
+    /// LARGE_ERR above these errors: Teff (K), log g (dex), [Fe/H] (dex).
+    #[arg(long, value_delimiter = ',', default_value = "300,0.5,0.3")]
+    max_error: Vec<f64>,
+    /// NOT_STAR above this |radial velocity| (km/s).
+    #[arg(long, default_value_t = Thresholds::default().max_abs_rv_kms)]
+    max_abs_rv: f64,
+    /// RV_UNCERTAIN above this radial-velocity error (km/s).
+    #[arg(long, default_value_t = Thresholds::default().max_rv_err_kms)]
+    max_rv_err: f64,
+}
+
+pub fn catalog(a: CatalogArgs) -> Result<()> {
+    if a.max_error.len() != 3 {
+        bail!("--max-error takes three values: Teff (K), log g (dex), [Fe/H] (dex)");
+    }
+    if a.max_rows == 0 {
+        bail!("--max-rows must be at least 1");
+    }
+    let mut opts = CatalogOptions::new(a.spectra, a.predictions, a.out.clone(), a.format);
+    opts.max_rows = a.max_rows;
+    opts.collection = a.collection;
+    opts.thresholds.min_snr = a.min_snr;
+    opts.thresholds.max_masked_fraction = a.max_masked_fraction;
+    opts.thresholds.max_error = [a.max_error[0], a.max_error[1], a.max_error[2]];
+    opts.thresholds.max_abs_rv_kms = a.max_abs_rv;
+    opts.thresholds.max_rv_err_kms = a.max_rv_err;
+    let s = run_catalog(&opts)?;
+    println!("catalog: {} rows ({} success) in {} partition(s): {}", s.rows, s.success, s.partitions, a.out.display());
+    for (name, n) in s.flag_counts.iter().filter(|(_, n)| *n > 0) {
+        println!("  {n:>9}  {name}");
+    }
+    println!(
+        "  try: python3 -c \"import duckdb; duckdb.sql(\\\"SELECT count(*), count(*) FILTER (success) FROM '{}{}'\\\").show()\"",
+        a.out.display(),
+        if a.format == Format::Hats { "/dataset/**/*.parquet" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `starpipe catalog` as a user runs it, on the mock DESI survey of the models fixture with two
+//! heads (zero-shot and LoRA); the HATS output and the README queries are checked in Python.
+
+use crate::common::*;
+use crate::models::{fixture, ok, run};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Prediction directories of the two heads, made once.
+fn heads() -> &'static (PathBuf, PathBuf) {
+    static H: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    H.get_or_init(|| {
+        let f = fixture();
+        let zero = f.p("cat-pred-zeroshot");
+        let lora = f.p("cat-pred-lora");
+        ok(run(&["infer"], &[("--spectra", &f.p("desi")), ("--model", &f.p("model")), ("--out", &zero)]));
+        ok(run(
+            &["infer"],
+            &[
+                ("--spectra", &f.p("desi")),
+                ("--model", &f.p("model")),
+                ("--adapter", &f.p("adapter-lora")),
+                ("--out", &lora),
+            ],
+        ));
+        (zero, lora)
+    })
+}
+
+fn catalog(out: &Path, extra: &[&str], spectra: &Path, predictions: &[&Path]) -> String {
+    let mut args = vec!["catalog"];
+    args.extend_from_slice(extra);
+    let mut paths: Vec<(&str, &Path)> = vec![("--spectra", spectra), ("--out", out)];
+    for p in predictions {
+        paths.push(("--predictions", p));
+    }
+    ok(run(&args, &paths))
+}
+
+fn read(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
+}
+
+#[test]
+fn catalog_rows_columns_flags_and_metadata() {
+    let f = fixture();
+    let (zero, lora) = heads();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.parquet");
+    let stdout = catalog(&path, &[], &f.p("desi"), &[zero, lora]);
+    assert!(stdout.contains("catalog:"), "{stdout}");
+    let df = read(&path);
+    let spectra = read_spectra(&f.p("desi")).height();
+    assert_eq!(df.height(), 2 * spectra, "one row per spectrum and head");
+    let schema = starpipe::schema::catalog();
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+
+    let flags: Vec<u32> = df.column("flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+    let success: Vec<bool> = df.column("success").unwrap().bool().unwrap().iter().map(|v| v.unwrap()).collect();
+    let teff: Vec<Option<f32>> = df.column("teff").unwrap().f32().unwrap().iter().collect();
+    for i in 0..df.height() {
+        assert_eq!(success[i], flags[i] & 3 == 0);
+        assert_eq!(teff[i].is_some(), success[i], "estimates exist exactly for successful rows");
+        assert_eq!(flags[i] >> 31, 0);
+    }
+    assert!(success.iter().all(|s| *s), "every mock DESI star has a prediction and is a STAR");
+    // Mock spectra span S/N 20-150: nothing is LOW_SNR; errors are present for every row.
+    assert!(flags.iter().all(|f| f & 4 == 0));
+    let h: Vec<i64> = df.column("_healpix_29").unwrap().i64().unwrap().into_no_null_iter().collect();
+    assert!(h.windows(2).all(|w| w[0] <= w[1]), "rows sorted by _healpix_29");
+    let adapters = strings(&df, "adapter");
+    assert_eq!(adapters.iter().filter(|a| *a == "lora").count(), spectra);
+    assert_eq!(adapters.iter().filter(|a| *a == "zeroshot").count(), spectra);
+    assert!(df.column("is_primary").unwrap().bool().unwrap().iter().all(|p| p == Some(true)));
+
+    // Units, UCDs and descriptions on the fields; VOParquet and starpipe keys on the file.
+    let file = std::fs::File::open(&path).unwrap();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let field = builder.schema().field_with_name("teff").unwrap().clone();
+    assert_eq!(field.metadata().get("unit").map(String::as_str), Some("K"));
+    assert_eq!(field.metadata().get("ucd").map(String::as_str), Some("phys.temperature.effective"));
+    assert_eq!(builder.schema().field_with_name("flags").unwrap().data_type(), &arrow::datatypes::DataType::UInt32);
+    let kv = starpipe::ingest::shards::read_key_value_metadata(&path).unwrap();
+    let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(get("IVOA.VOTable-Parquet.version"), "1.0");
+    assert!(
+        get("IVOA.VOTable-Parquet.content")
+            .contains("<FIELD name=\"feh\" datatype=\"float\" unit=\"dex\" ucd=\"phys.abund.Fe\">")
+    );
+    let meta: serde_json::Value = serde_json::from_str(&get("starpipe")).unwrap();
+    assert_eq!(meta["flag_bits"]["LARGE_ERR"]["bit"], 7);
+    assert_eq!(meta["thresholds"]["min_snr"], 10.0);
+    assert!(meta["heads"][0]["ood_threshold_995"].as_f64().unwrap() > 0.0);
+
+    // The same inputs give the same bytes.
+    let again = dir.path().join("again.parquet");
+    catalog(&again, &[], &f.p("desi"), &[zero, lora]);
+    assert!(std::fs::read(&path).unwrap() == std::fs::read(&again).unwrap(), "catalogue bytes differ between runs");
+}
+
+#[test]
+fn hats_directory_and_readme_queries_check_out_in_python() {
+    let f = fixture();
+    let (zero, lora) = heads();
+    let dir = tempfile::tempdir().unwrap();
+    let single = dir.path().join("catalog.parquet");
+    let hats = dir.path().join("hats");
+    catalog(&single, &[], &f.p("desi"), &[zero, lora]);
+    let stdout = catalog(&hats, &["--format", "hats", "--max-rows", "60"], &f.p("desi"), &[zero, lora]);
+    assert!(!stdout.contains(" 1 partition(s)"), "{stdout}");
+    assert!(!starpipe::ingest::shards::tmp_path(&hats).exists(), "temporary directory left behind");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let result = Command::new(&python)
+        .arg(data("../python/check_catalog.py"))
+        .arg(&single)
+        .arg(&hats)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .arg(f.p("desi-files/labels.parquet"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+    assert!(result.status.success() && text.contains("ok:"), "{text}");
+}
+
+#[test]
+fn spectra_without_predictions_are_kept_and_flagged_bad_input() {
+    let f = fixture();
+    let (zero, _) = heads();
+    let dir = tempfile::tempdir().unwrap();
+    // Two shards (the same spectra under two names); predictions exist only for the first.
+    let shards = dir.path().join("shards");
+    let preds = dir.path().join("preds");
+    std::fs::create_dir_all(&shards).unwrap();
+    std::fs::create_dir_all(&preds).unwrap();
+    let name = std::fs::read_dir(f.p("desi"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with("spectra-"))
+        .unwrap();
+    let pred_name = format!("predictions-{}", name.strip_prefix("spectra-").unwrap());
+    std::fs::copy(f.p("desi").join(&name), shards.join("spectra-a.parquet")).unwrap();
+    std::fs::copy(f.p("desi").join(&name), shards.join("spectra-b.parquet")).unwrap();
+    std::fs::copy(zero.join(&pred_name), preds.join("predictions-a.parquet")).unwrap();
+    let path = dir.path().join("c.parquet");
+    catalog(&path, &[], &shards, &[&preds]);
+    let df = read(&path);
+    let n = read_spectra(&f.p("desi")).height();
+    assert_eq!(df.height(), 2 * n);
+    let flags: Vec<u32> = df.column("flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+    assert_eq!(flags.iter().filter(|f| *f & 1 == 1).count(), n, "shard b has no predictions");
+    let teff: Vec<Option<f32>> = df.column("teff").unwrap().f32().unwrap().iter().collect();
+    assert!(flags.iter().zip(&teff).all(|(f, t)| (f & 1 == 1) == t.is_none()), "BAD_INPUT rows have no estimates");
+}

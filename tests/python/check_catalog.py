@@ -1,0 +1,88 @@
+"""Cross-checks a starpipe catalogue with the tools users query it with.
+
+usage: check_catalog.py CATALOG.parquet HATS_DIR README.md DESI_LABELS.parquet
+
+- the HATS directory is valid in strict mode (hats package), its row count matches the Parquet
+  catalogue, and one partition read the LSDB way (by its pixel path) holds exactly its pixel's rows;
+- `_healpix_29` equals hats' own spatial index of (ra, dec), and its order-6 pixel is the DESI
+  coadd's HEALPIX for every mock star;
+- astropy reads units from the VOParquet metadata;
+- every SQL and Python block of the README's catalogue section runs, on the single file and on the
+  HATS directory alike, with the same answers.
+"""
+import re
+import sys
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+
+
+def readme_blocks(readme):
+    text = open(readme).read()
+    section = text.split("## Catalogs: `starpipe catalog`", 1)[1].split("\n## ", 1)[0]
+    sql = re.findall(r"```sql\n(.*?)```", section, re.S)
+    py = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(sql) >= 3 and py, "README catalogue section lost its query blocks"
+    return sql, py
+
+
+def main():
+    catalog, hats_dir, readme, labels = sys.argv[1:5]
+    import hats
+    from hats.io.validation import is_valid_catalog
+    from hats.pixel_math.spatial_index import compute_spatial_index
+
+    assert is_valid_catalog(hats_dir, strict=True), "HATS catalogue is not valid in strict mode"
+    cat = hats.read_hats(hats_dir)
+    table = pq.read_table(catalog)
+    assert cat.catalog_info.total_rows == table.num_rows, (cat.catalog_info.total_rows, table.num_rows)
+
+    # One partition, read by path as LSDB does.
+    pixels = cat.get_healpix_pixels()
+    assert len(pixels) > 1, "test catalogue should span several partitions"
+    pixel = max(pixels, key=lambda p: p.order)
+    leaf = pq.read_table(str(hats.io.paths.pixel_catalog_file(hats_dir, pixel)))
+    h = leaf.column("_healpix_29").to_numpy()
+    assert leaf.num_rows > 0 and np.all(h >> (2 * (29 - pixel.order)) == pixel.pixel), pixel
+    assert np.all(np.diff(h) >= 0), "leaf rows must be sorted by _healpix_29"
+    assert "Norder" not in leaf.column_names and "Npix" not in leaf.column_names
+
+    # Spatial index: ours equals hats' (and so LSDB's).
+    ra, dec = table.column("ra").to_numpy(), table.column("dec").to_numpy()
+    ours = table.column("_healpix_29").to_numpy()
+    theirs = compute_spatial_index(ra, dec)
+    assert np.array_equal(ours, theirs), f"{np.sum(ours != theirs)} rows differ from hats' spatial index"
+    # ...and at order 6 it is the coadd's nside-64 HEALPIX.
+    got = duckdb.sql(
+        f"SELECT count(*) FILTER (c._healpix_29 >> 46 <> l.HEALPIX), count(*) FROM '{catalog}' c "
+        f"JOIN '{labels}' l ON c.source_id = l.TARGETID"
+    ).fetchall()[0]
+    assert got[1] > 0 and got[0] == 0, got
+
+    # Units through the VOParquet metadata.
+    from astropy.table import Table
+
+    t = Table.read(catalog, format="parquet.votable")
+    assert str(t["teff"].unit) == "K" and str(t["feh"].unit) == "dex", (t["teff"].unit, t["feh"].unit)
+
+    # The README's queries, on both layouts.
+    sql, py = readme_blocks(readme)
+    hats_glob = f"{hats_dir}/dataset/**/*.parquet"
+    for q in sql:
+        a = duckdb.sql(q.replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
+        b = duckdb.sql(q.replace("'catalog.parquet'", f"'{hats_glob}'")).fetchall()
+        assert sorted(map(repr, a)) == sorted(map(repr, b)), f"single file and HATS disagree on:\n{q}"
+    first = duckdb.sql(sql[0].replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
+    assert first, "the Kiel-diagram query found no clean star"
+    scope = {}
+    for block in py:
+        exec(block.replace('"catalog.parquet"', f'"{catalog}"'), scope)
+    n_success = duckdb.sql(f"SELECT count(*) FROM '{catalog}' WHERE success").fetchall()[0][0]
+    assert int(scope["per_pixel"]["len"].sum()) == n_success
+    assert int(scope["kiel"]["len"].sum()) == sum(r[2] for r in first)
+    print(f"ok: {table.num_rows} rows, {len(pixels)} partitions, {len(sql)} SQL + {len(py)} Python README blocks")
+
+
+if __name__ == "__main__":
+    main()
