@@ -1,10 +1,10 @@
 //! `starpipe catalog`: per-star parameters, errors and quality flags as Parquet that Polars and
 //! DuckDB query directly, as a single file or a HATS directory (catalog-conventions.md).
 //!
-//! Three passes over the inputs, none holding more than one block (or, for HATS, one partition)
-//! in memory: `rows::scan_spectra` picks the primary spectrum of each source and fills the sky
-//! histogram; `rows::shard_rows` joins each spectra shard with its prediction shards and computes
-//! the flags; `write` sorts by `_healpix_29` and writes leaves. Everything is written into
+//! Three passes, none holding more than one block (or, for HATS, one partition) in memory:
+//! `rows::scan_positions` fills the sky histogram the partitions are cut from; `rows::shard_rows`
+//! joins each spectra shard with its prediction shards and computes the flags, spilling rows to
+//! their partitions; `write` sorts each partition by `_healpix_29`, marks primaries and writes it. Everything is written into
 //! `<out>.tmp/` and renamed to `<out>` at the end, so a catalogue under its final name is complete.
 
 pub mod flags;
@@ -13,7 +13,7 @@ pub mod rows;
 pub mod sky;
 pub mod write;
 
-use rows::{Head, scan_spectra, shard_rows};
+use rows::{Head, scan_positions, shard_rows};
 use sky::Histogram;
 use std::path::{Path, PathBuf};
 
@@ -122,7 +122,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     let kv = metadata::key_values(&table, &opts.thresholds, &heads);
     let mut hist = Histogram::new(opts.histogram_order);
     tracing::info!(shards = shards.len(), heads = heads.len(), "scanning spectra for primaries and sky coverage");
-    let primary = scan_spectra(&shards, |h| {
+    scan_positions(&shards, |h| {
         for _ in &heads {
             hist.add(h);
         }
@@ -134,7 +134,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
         Format::Parquet => {
             let mut batches = Vec::new();
             for shard in &shards {
-                shard_rows(shard, &heads, &primary, &opts.thresholds, &schema, |b| {
+                shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
                     tally(&mut summary, &b);
                     batches.push(b);
                     Ok(())
@@ -146,7 +146,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
         Format::Hats => {
             let mut spill = write::Spill::new(&tmp.join("spill"), &hist, opts.max_rows, schema.clone())?;
             for shard in &shards {
-                shard_rows(shard, &heads, &primary, &opts.thresholds, &schema, |b| {
+                shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
                     tally(&mut summary, &b);
                     spill.push(&b)
                 })?;

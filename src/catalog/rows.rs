@@ -107,39 +107,46 @@ const SPECTRA_COLUMNS: [&str; 16] = [
     "rest_frame",
 ];
 
-/// Which spectrum of each (survey, source_id) is primary: the highest S/N, ties to the smaller
-/// spectrum id. Also fills the sky histogram. One pass over the spectra metadata.
-pub fn scan_spectra(
-    shards: &[PathBuf],
-    mut each_position: impl FnMut(i64),
-) -> Result<HashMap<(String, i64), (f32, String)>> {
-    let mut best: HashMap<(String, i64), (f32, String)> = HashMap::new();
+/// Feeds the `_healpix_29` of every spectrum to `each_position` (the sky histogram HATS
+/// partitions are cut from). Reads only the coordinates.
+pub fn scan_positions(shards: &[PathBuf], mut each_position: impl FnMut(i64)) -> Result<()> {
     for shard in shards {
-        for b in open_projected(shard, &["spectrum_id", "survey", "source_id", "ra", "dec", "snr_grid"])? {
+        for b in open_projected(shard, &["ra", "dec"])? {
             let b = b.map_err(|e| CatalogError::Arrow { path: shard.clone(), source: e })?;
-            let ids = b.column(0).as_string::<i32>();
-            let survey = b.column(1).as_string::<i32>();
-            let src = b.column(2).as_primitive::<Int64Type>();
-            let (ra, dec) = (b.column(3).as_primitive::<Float64Type>(), b.column(4).as_primitive::<Float64Type>());
-            let snr = b.column(5).as_primitive::<Float32Type>();
+            let (ra, dec) = (b.column(0).as_primitive::<Float64Type>(), b.column(1).as_primitive::<Float64Type>());
             for i in 0..b.num_rows() {
                 each_position(healpix_29(ra.value(i), dec.value(i)));
-                let s = if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
-                let id = ids.value(i);
-                let key = (survey.value(i).to_string(), src.value(i));
-                match best.get_mut(&key) {
-                    Some(cur) if (s, std::cmp::Reverse(id)) > (cur.0, std::cmp::Reverse(cur.1.as_str())) => {
-                        *cur = (s, id.to_string());
-                    }
-                    Some(_) => {}
-                    None => {
-                        best.insert(key, (s, id.to_string()));
-                    }
-                }
             }
         }
     }
-    Ok(best)
+    Ok(())
+}
+
+/// Sets `is_primary` on rows sorted by `_healpix_29`: per (survey, source_id), the spectrum with
+/// the highest S/N (ties to the smaller spectrum id) is primary, for every head. Repeat spectra of
+/// a source share its catalogue position, so they meet in one partition and one call suffices,
+/// with memory bounded by the partition.
+pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
+    let col = |n: &str| batch.column_by_name(n).expect("catalogue schema");
+    let survey = col("survey").as_string::<i32>();
+    let src = col("source_id").as_primitive::<Int64Type>();
+    let ids = col("spectrum_id").as_string::<i32>();
+    let snr = col("snr").as_primitive::<Float32Type>();
+    let mut best: HashMap<(&str, i64), (f32, &str)> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        let s = if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
+        let entry = best.entry((survey.value(i), src.value(i))).or_insert((s, ids.value(i)));
+        if (s, std::cmp::Reverse(ids.value(i))) > (entry.0, std::cmp::Reverse(entry.1)) {
+            *entry = (s, ids.value(i));
+        }
+    }
+    let primary = BooleanArray::from_iter(
+        (0..batch.num_rows()).map(|i| Some(best[&(survey.value(i), src.value(i))].1 == ids.value(i))),
+    );
+    let at = batch.schema().index_of("is_primary").expect("catalogue schema");
+    let mut cols = batch.columns().to_vec();
+    cols[at] = Arc::new(primary);
+    RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })
 }
 
 /// Prediction columns of one block, aligned with the spectra block (None where missing).
@@ -179,7 +186,6 @@ fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
 pub fn shard_rows(
     shard: &Path,
     heads: &[Head],
-    primary: &HashMap<(String, i64), (f32, String)>,
     thresholds: &Thresholds,
     schema: &SchemaRef,
     mut sink: impl FnMut(RecordBatch) -> Result<()>,
@@ -226,7 +232,7 @@ pub fn shard_rows(
                     }
                 }
             }
-            sink(build_batch(&b, &p, head, primary, thresholds, schema, shard)?)?;
+            sink(build_batch(&b, &p, head, thresholds, schema, shard)?)?;
         }
         if pred_rows.next().is_some() {
             return Err(CatalogError::bad(&pred_path, format!("more rows than {}", shard.display())));
@@ -239,7 +245,6 @@ fn build_batch(
     b: &RecordBatch,
     p: &Predicted,
     head: &Head,
-    primary: &HashMap<(String, i64), (f32, String)>,
     t: &Thresholds,
     schema: &SchemaRef,
     shard: &Path,
@@ -290,14 +295,13 @@ fn build_batch(
             (0..n).map(|i| p.est[i].filter(|_| !fatal(i)).map(|(v, e)| if err { e[k] as f32 } else { v[k] as f32 })),
         ))
     };
-    let primary_of =
-        |i: usize| primary.get(&(survey.value(i).to_string(), src.value(i))).is_some_and(|(_, id)| id == ids.value(i));
     let cols: Vec<ArrayRef> = vec![
         Arc::new(survey.clone()),
         Arc::new(release.clone()),
         Arc::new(src.clone()),
         Arc::new(ids.clone()),
-        Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(primary_of(i))))),
+        // Decided per partition once rows are sorted (mark_primaries).
+        Arc::new(BooleanArray::from(vec![false; n])),
         Arc::new(ra.clone()),
         Arc::new(dec.clone()),
         Arc::new(Int64Array::from_iter_values((0..n).map(|i| healpix_29(ra.value(i), dec.value(i))))),
@@ -324,4 +328,43 @@ fn build_batch(
         Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(!fatal(i))))),
     ];
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn the_best_snr_spectrum_of_each_source_is_primary_for_every_head() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("survey", DataType::Utf8, false),
+            Field::new("source_id", DataType::Int64, false),
+            Field::new("spectrum_id", DataType::Utf8, false),
+            Field::new("snr", DataType::Float32, true),
+            Field::new("is_primary", DataType::Boolean, false),
+        ]));
+        let rows = [
+            ("desi", 1, "a", Some(10.0)),
+            ("desi", 1, "b", Some(20.0)),
+            ("desi", 1, "b", Some(20.0)), // the same spectrum under a second head
+            ("desi", 1, "e", Some(20.0)), // a tie loses to the smaller id
+            ("desi", 2, "c", None),
+            ("lamost", 1, "d", Some(5.0)), // same number, other survey: its own source
+        ];
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.3))),
+                Arc::new(BooleanArray::from(vec![false; rows.len()])),
+            ],
+        )
+        .unwrap();
+        let marked = mark_primaries(&batch, Path::new("test")).unwrap();
+        let p: Vec<bool> = marked.column(4).as_boolean().iter().map(|v| v.unwrap()).collect();
+        assert_eq!(p, vec![false, true, true, false, true, true]);
+    }
 }

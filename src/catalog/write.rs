@@ -47,7 +47,7 @@ pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
 /// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
 pub fn write_sorted(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], kv: &[(String, String)]) -> Result<u64> {
     let all = concat_batches(schema, batches).map_err(arrow_err(path))?;
-    let sorted = sort_rows(&all, path)?;
+    let sorted = super::rows::mark_primaries(&sort_rows(&all, path)?, path)?;
     let tmp = crate::ingest::shards::tmp_path(path);
     let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(kv))).map_err(pq_err(&tmp))?;
