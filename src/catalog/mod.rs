@@ -140,7 +140,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                     Ok(())
                 })?;
             }
-            write::write_sorted(&tmp, &schema, &batches, &kv)?;
+            write::write_sorted(&tmp, &schema, batches, &kv)?;
             summary.partitions = 1;
         }
         Format::Hats => {

@@ -45,9 +45,13 @@ pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
 }
 
 /// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
-pub fn write_sorted(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], kv: &[(String, String)]) -> Result<u64> {
-    let all = concat_batches(schema, batches).map_err(arrow_err(path))?;
-    let sorted = super::rows::mark_primaries(&sort_rows(&all, path)?, path)?;
+pub fn write_sorted(path: &Path, schema: &SchemaRef, batches: Vec<RecordBatch>, kv: &[(String, String)]) -> Result<u64> {
+    // Peak memory is two copies of the rows: free each one as soon as the next exists.
+    let all = concat_batches(schema, &batches).map_err(arrow_err(path))?;
+    drop(batches);
+    let sorted = sort_rows(&all, path)?;
+    drop(all);
+    let sorted = super::rows::mark_primaries(&sorted, path)?;
     let tmp = crate::ingest::shards::tmp_path(path);
     let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(kv))).map_err(pq_err(&tmp))?;
@@ -131,7 +135,7 @@ impl Spill {
             let leaf = root.join(part.path());
             let dir = leaf.parent().expect("leaf paths have directories");
             std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
-            let rows = write_sorted(&leaf, &self.schema, &batches, kv)?;
+            let rows = write_sorted(&leaf, &self.schema, batches, kv)?;
             debug_assert_eq!(rows, part.rows);
             std::fs::remove_file(&path).map_err(|e| CatalogError::io(&path, e))?;
             out.push((part, footer(&leaf)?));
