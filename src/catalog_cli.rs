@@ -19,7 +19,8 @@ pub struct CatalogArgs {
     #[arg(long)]
     out: PathBuf,
     /// parquet: one file, sorted by _healpix_29 in memory (small runs); hats: a HATS directory,
-    /// memory bounded by one partition (any size).
+    /// memory bounded by one partition (any size); fits: a FITS binary table with units for
+    /// TOPCAT (small runs).
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     format: Format,
     /// HATS: most rows per partition.

@@ -7,6 +7,7 @@
 //! their partitions; `write` sorts each partition by `_healpix_29`, marks primaries and writes it. Everything is written into
 //! `<out>.tmp/` and renamed to `<out>` at the end, so a catalogue under its final name is complete.
 
+pub mod fits;
 pub mod flags;
 pub mod metadata;
 pub mod rows;
@@ -48,6 +49,8 @@ pub enum Format {
     Parquet,
     /// A HATS directory at `<out>` (any size: memory bounded by one partition).
     Hats,
+    /// A FITS binary table at `<out>` with TUNITn/TUCDn/TCOMMn, for TOPCAT (small runs).
+    Fits,
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +134,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     remove_any(&tmp)?;
     let mut summary = CatalogSummary::default();
     match opts.format {
-        Format::Parquet => {
+        Format::Parquet | Format::Fits => {
             let mut batches = Vec::new();
             for shard in &shards {
                 shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
@@ -140,7 +143,12 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                     Ok(())
                 })?;
             }
-            write::write_sorted(&tmp, &schema, batches, &kv)?;
+            if opts.format == Format::Parquet {
+                write::write_sorted(&tmp, &schema, batches, &kv)?;
+            } else {
+                let sorted = write::sorted_rows(&schema, batches, &tmp)?;
+                fits::write_fits(&tmp, &sorted, &table)?;
+            }
             summary.partitions = 1;
         }
         Format::Hats => {

@@ -45,13 +45,23 @@ pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
 }
 
 /// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
-pub fn write_sorted(path: &Path, schema: &SchemaRef, batches: Vec<RecordBatch>, kv: &[(String, String)]) -> Result<u64> {
-    // Peak memory is two copies of the rows: free each one as soon as the next exists.
+/// All rows in catalogue order with primaries marked. Peak memory is two copies of the rows: each
+/// is freed as soon as the next exists.
+pub fn sorted_rows(schema: &SchemaRef, batches: Vec<RecordBatch>, path: &Path) -> Result<RecordBatch> {
     let all = concat_batches(schema, &batches).map_err(arrow_err(path))?;
     drop(batches);
     let sorted = sort_rows(&all, path)?;
     drop(all);
-    let sorted = super::rows::mark_primaries(&sorted, path)?;
+    super::rows::mark_primaries(&sorted, path)
+}
+
+pub fn write_sorted(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    kv: &[(String, String)],
+) -> Result<u64> {
+    let sorted = sorted_rows(schema, batches, path)?;
     let tmp = crate::ingest::shards::tmp_path(path);
     let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(kv))).map_err(pq_err(&tmp))?;

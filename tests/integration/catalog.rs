@@ -109,6 +109,8 @@ fn hats_directory_and_readme_queries_check_out_in_python() {
     let single = dir.path().join("catalog.parquet");
     let hats = dir.path().join("hats");
     catalog(&single, &[], &f.p("desi"), &[zero, lora]);
+    let fits = dir.path().join("catalog.fits");
+    catalog(&fits, &["--format", "fits"], &f.p("desi"), &[zero, lora]);
     let stdout = catalog(&hats, &["--format", "hats", "--max-rows", "60"], &f.p("desi"), &[zero, lora]);
     assert!(!stdout.contains(" 1 partition(s)"), "{stdout}");
     assert!(!starpipe::ingest::shards::tmp_path(&hats).exists(), "temporary directory left behind");
@@ -119,6 +121,7 @@ fn hats_directory_and_readme_queries_check_out_in_python() {
         .arg(&hats)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .arg(f.p("desi-files/labels.parquet"))
+        .arg(&fits)
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));

@@ -1,12 +1,13 @@
 """Cross-checks a starpipe catalogue with the tools users query it with.
 
-usage: check_catalog.py CATALOG.parquet HATS_DIR README.md DESI_LABELS.parquet
+usage: check_catalog.py CATALOG.parquet HATS_DIR README.md DESI_LABELS.parquet CATALOG.fits
 
 - the HATS directory is valid in strict mode (hats package), its row count matches the Parquet
   catalogue, and one partition read the LSDB way (by its pixel path) holds exactly its pixel's rows;
 - `_healpix_29` equals hats' own spatial index of (ra, dec), and its order-6 pixel is the DESI
   coadd's HEALPIX for every mock star;
-- astropy reads units from the VOParquet metadata;
+- astropy reads units from the VOParquet metadata, and the FITS table has the same rows, values
+  and units;
 - every SQL and Python block of the README's catalogue section runs, on the single file and on the
   HATS directory alike, with the same answers.
 """
@@ -28,7 +29,7 @@ def readme_blocks(readme):
 
 
 def main():
-    catalog, hats_dir, readme, labels = sys.argv[1:5]
+    catalog, hats_dir, readme, labels, fits_path = sys.argv[1:6]
     import hats
     from hats.io.validation import is_valid_catalog
     from hats.pixel_math.spatial_index import compute_spatial_index
@@ -65,6 +66,13 @@ def main():
 
     t = Table.read(catalog, format="parquet.votable")
     assert str(t["teff"].unit) == "K" and str(t["feh"].unit) == "dex", (t["teff"].unit, t["feh"].unit)
+    f = Table.read(fits_path, hdu="CATALOG")
+    assert len(f) == table.num_rows
+    assert str(f["teff"].unit) == "K" and str(f["logg"].unit) == "log(cm.s**-2)", (f["teff"].unit, f["logg"].unit)
+    assert list(f["spectrum_id"]) == table.column("spectrum_id").to_pylist()
+    assert np.allclose(np.asarray(f["teff"]), table.column("teff").to_numpy(zero_copy_only=False), equal_nan=True)
+    assert np.array_equal(np.asarray(f["flags"]), table.column("flags").to_numpy().astype(np.int32))
+    assert np.array_equal(np.asarray(f["success"]), table.column("success").to_numpy(zero_copy_only=False))
 
     # The README's queries, on both layouts.
     sql, py = readme_blocks(readme)
