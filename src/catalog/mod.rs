@@ -144,9 +144,9 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 })?;
             }
             if opts.format == Format::Parquet {
-                write::write_sorted(&tmp, &schema, batches, &kv)?;
+                write::write_sorted(&tmp, &schema, batches, opts.thresholds.disagree_sigma, &kv)?;
             } else {
-                let sorted = write::sorted_rows(&schema, batches, &tmp)?;
+                let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &tmp)?;
                 fits::write_fits(&tmp, &sorted, &table)?;
             }
             summary.partitions = 1;
@@ -160,7 +160,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 })?;
             }
             let parts = spill.partitions().to_vec();
-            let leaves = spill.write_leaves(&tmp, &kv)?;
+            let leaves = spill.write_leaves(&tmp, opts.thresholds.disagree_sigma, &kv)?;
             std::fs::remove_dir_all(tmp.join("spill")).map_err(|e| CatalogError::io(&tmp, e))?;
             write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &schema, &kv)?;
             write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;

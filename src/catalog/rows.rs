@@ -1,13 +1,13 @@
 //! Catalogue rows: spectra metadata joined, shard by shard and row by row, with the prediction
 //! shards of each head (`infer` writes `predictions-X` in the order of `spectra-X`).
 
-use super::flags::{FATAL_MASK, ModelLimits, RowFacts, Thresholds, flags_of};
+use super::flags::{FATAL_MASK, Flag, ModelLimits, RowFacts, Thresholds, flags_of};
 use super::sky::healpix_29;
 use super::{CatalogError, Result};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
-use arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef};
+use arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef, UInt32Type};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashMap;
@@ -146,6 +146,48 @@ pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     let at = batch.schema().index_of("is_primary").expect("catalogue schema");
     let mut cols = batch.columns().to_vec();
     cols[at] = Arc::new(primary);
+    RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })
+}
+
+/// Sets HEAD_DISAGREE where a pixel head and an embedding head of the same spectrum differ by
+/// more than `disagree_sigma` combined σ in any parameter, on both rows. Rows of one spectrum are
+/// adjacent once sorted (the sort keys are position, spectrum, model), so this is one scan.
+pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path) -> Result<RecordBatch> {
+    let col = |n: &str| batch.column_by_name(n).expect("catalogue schema");
+    let ids = col("spectrum_id").as_string::<i32>();
+    let model = col("model").as_string::<i32>();
+    let est: Vec<_> = ["teff", "teff_err", "logg", "logg_err", "feh", "feh_err"]
+        .iter()
+        .map(|n| col(n).as_primitive::<Float32Type>().clone())
+        .collect();
+    let estimate = |i: usize| -> Option<[(f64, f64); 3]> {
+        let v = |k: usize| (!est[k].is_null(i)).then(|| est[k].value(i) as f64);
+        Some([(v(0)?, v(1)?), (v(2)?, v(3)?), (v(4)?, v(5)?)])
+    };
+    let disagree = |a: [(f64, f64); 3], b: [(f64, f64); 3]| {
+        (0..3).any(|p| (a[p].0 - b[p].0).abs() > disagree_sigma * (a[p].1.powi(2) + b[p].1.powi(2)).sqrt())
+    };
+    let mut flags = col("flags").as_primitive::<UInt32Type>().values().to_vec();
+    let n = batch.num_rows();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && ids.value(end) == ids.value(start) {
+            end += 1;
+        }
+        for i in start..end {
+            for j in start..end {
+                let kinds_differ = (model.value(i) == "mlp_embedding") != (model.value(j) == "mlp_embedding");
+                if kinds_differ && matches!((estimate(i), estimate(j)), (Some(a), Some(b)) if disagree(a, b)) {
+                    flags[i] |= Flag::HeadDisagree.mask();
+                }
+            }
+        }
+        start = end;
+    }
+    let at = batch.schema().index_of("flags").expect("catalogue schema");
+    let mut cols = batch.columns().to_vec();
+    cols[at] = Arc::new(UInt32Array::from(flags));
     RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })
 }
 
@@ -366,5 +408,47 @@ mod tests {
         let marked = mark_primaries(&batch, Path::new("test")).unwrap();
         let p: Vec<bool> = marked.column(4).as_boolean().iter().map(|v| v.unwrap()).collect();
         assert_eq!(p, vec![false, true, true, false, true, true]);
+    }
+
+    #[test]
+    fn pixel_and_embedding_heads_that_disagree_are_both_flagged() {
+        let names = ["spectrum_id", "model", "teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "flags"];
+        let fields: Vec<Field> = names
+            .iter()
+            .map(|n| match *n {
+                "spectrum_id" | "model" => Field::new(*n, DataType::Utf8, false),
+                "flags" => Field::new(*n, DataType::UInt32, false),
+                _ => Field::new(*n, DataType::Float32, true),
+            })
+            .collect();
+        // s1: heads agree; s2: [Fe/H] differs by 0.5 with σ 0.1 each (3.5 combined σ); s3: two
+        // pixel heads that disagree (same kind: not flagged); s4: the embedding row has no estimate.
+        let rows: [(&str, &str, f32); 8] = [
+            ("s1", "mlp_embedding", 0.0),
+            ("s1", "mlp_pixels", 0.1),
+            ("s2", "mlp_embedding", -1.2),
+            ("s2", "mlp_pixels", -0.7),
+            ("s3", "mlp_pixels", 0.0),
+            ("s3", "mlp_pixels", 1.0),
+            ("s4", "mlp_embedding", f32::NAN),
+            ("s4", "mlp_pixels", 0.0),
+        ];
+        let f = |v: f32| if v.is_nan() { None } else { Some(v) };
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+        ];
+        for (value, err) in [(5000.0, 50.0), (4.0, 0.1)] {
+            cols.push(Arc::new(Float32Array::from_iter(rows.iter().map(|r| f(r.2).map(|_| value)))));
+            cols.push(Arc::new(Float32Array::from_iter(rows.iter().map(|r| f(r.2).map(|_| err)))));
+        }
+        cols.push(Arc::new(Float32Array::from_iter(rows.iter().map(|r| f(r.2)))));
+        cols.push(Arc::new(Float32Array::from_iter(rows.iter().map(|r| f(r.2).map(|_| 0.1f32)))));
+        cols.push(Arc::new(UInt32Array::from(vec![0u32; rows.len()])));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+        let marked = mark_disagreements(&batch, 3.0, Path::new("test")).unwrap();
+        let flags: Vec<u32> = marked.column(8).as_primitive::<UInt32Type>().values().to_vec();
+        let bit = Flag::HeadDisagree.mask();
+        assert_eq!(flags, vec![0, 0, bit, bit, 0, 0, 0, 0]);
     }
 }

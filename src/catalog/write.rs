@@ -44,24 +44,31 @@ pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     take_record_batch(batch, &idx).map_err(arrow_err(path))
 }
 
-/// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
-/// All rows in catalogue order with primaries marked. Peak memory is two copies of the rows: each
-/// is freed as soon as the next exists.
-pub fn sorted_rows(schema: &SchemaRef, batches: Vec<RecordBatch>, path: &Path) -> Result<RecordBatch> {
+/// All rows in catalogue order with primaries and head disagreements marked. Peak memory is two
+/// copies of the rows: each is freed as soon as the next exists.
+pub fn sorted_rows(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    disagree_sigma: f64,
+    path: &Path,
+) -> Result<RecordBatch> {
     let all = concat_batches(schema, &batches).map_err(arrow_err(path))?;
     drop(batches);
     let sorted = sort_rows(&all, path)?;
     drop(all);
-    super::rows::mark_primaries(&sorted, path)
+    let marked = super::rows::mark_primaries(&sorted, path)?;
+    super::rows::mark_disagreements(&marked, disagree_sigma, path)
 }
 
+/// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
 pub fn write_sorted(
     path: &Path,
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
+    disagree_sigma: f64,
     kv: &[(String, String)],
 ) -> Result<u64> {
-    let sorted = sorted_rows(schema, batches, path)?;
+    let sorted = sorted_rows(schema, batches, disagree_sigma, path)?;
     let tmp = crate::ingest::shards::tmp_path(path);
     let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(kv))).map_err(pq_err(&tmp))?;
@@ -131,7 +138,12 @@ impl Spill {
     }
 
     /// Sorts each partition and writes it as a HATS leaf under `root`; returns the leaves' footers.
-    pub fn write_leaves(mut self, root: &Path, kv: &[(String, String)]) -> Result<Vec<(Partition, ParquetMetaData)>> {
+    pub fn write_leaves(
+        mut self,
+        root: &Path,
+        disagree_sigma: f64,
+        kv: &[(String, String)],
+    ) -> Result<Vec<(Partition, ParquetMetaData)>> {
         let mut out = Vec::new();
         for i in 0..self.parts.len() {
             let path = self.spill_path(i);
@@ -145,7 +157,7 @@ impl Spill {
             let leaf = root.join(part.path());
             let dir = leaf.parent().expect("leaf paths have directories");
             std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
-            let rows = write_sorted(&leaf, &self.schema, batches, kv)?;
+            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, kv)?;
             debug_assert_eq!(rows, part.rows);
             std::fs::remove_file(&path).map_err(|e| CatalogError::io(&path, e))?;
             out.push((part, footer(&leaf)?));
