@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the codemap and the invariants between stages.
 
 pub mod catalog;
+pub mod encoder;
 pub mod grid;
 pub mod ingest;
 pub mod mock;

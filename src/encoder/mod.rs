@@ -1,0 +1,7 @@
+//! A SpecCLIP-style transformer encoder of normalised spectra (science.md §2), trained here by
+//! masked-token reconstruction since SpecCLIP's weights cannot be downloaded: `tokens` (the
+//! token layout), `network` (the encoder), `train` (`starpipe train-encoder`), `embed`
+//! (`starpipe embed`, embedding shards).
+
+pub mod network;
+pub mod tokens;
