@@ -12,6 +12,7 @@ use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;
 
 mod catalog_cli;
+mod encoder_cli;
 mod model_cli;
 
 #[derive(Parser, Debug)]
@@ -79,6 +80,14 @@ enum Command {
     /// Output: one Parquet file or a HATS directory (schemas/catalog.toml); units, UCDs and
     /// descriptions in the field metadata and as a VOParquet VOTable.
     Catalog(catalog_cli::CatalogArgs),
+    /// Pre-train the transformer encoder by masked-token reconstruction on normalised spectra.
+    ///
+    /// Output in --out: encoder.safetensors and encoder-card.json.
+    TrainEncoder(encoder_cli::TrainEncoderArgs),
+    /// Embed spectra with a trained encoder.
+    ///
+    /// Output in --out: embeddings-<shard>.parquet per input shard (schemas/embeddings.toml).
+    Embed(encoder_cli::EmbedArgs),
 }
 
 #[derive(Args, Debug)]
@@ -384,8 +393,25 @@ fn print_emulator_report(json: &str) -> Result<()> {
     Ok(())
 }
 
+/// Training allocates and frees the same large activation buffers every step. glibc returns
+/// blocks above its mmap threshold to the kernel at once, so each step page-faults them in again
+/// (measured: 40 % of encoder training time in the kernel). Keep freed memory for reuse instead.
+/// Only for training commands: the streaming stages keep glibc's defaults, which bound their RSS.
+fn keep_freed_memory_for_reuse() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Train(_) | Command::Finetune(_) | Command::TrainEncoder(_)) {
+        keep_freed_memory_for_reuse();
+    }
     init_logging(cli.log_format);
     match cli.command {
         Command::Ingest(a) => ingest(a),
@@ -395,5 +421,7 @@ fn main() -> Result<()> {
         Command::Evaluate(a) => model_cli::evaluate(a),
         Command::Infer(a) => model_cli::infer(a),
         Command::Catalog(a) => catalog_cli::catalog(a),
+        Command::TrainEncoder(a) => encoder_cli::train_encoder(a),
+        Command::Embed(a) => encoder_cli::embed(a),
     }
 }

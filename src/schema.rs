@@ -12,6 +12,7 @@ pub const MOCK_LAMOST_LABELS_TOML: &str = include_str!("../schemas/mock_lamost_l
 pub const MOCK_DESI_LABELS_TOML: &str = include_str!("../schemas/mock_desi_labels.toml");
 pub const PREDICTIONS_TOML: &str = include_str!("../schemas/predictions.toml");
 pub const EVALUATION_METRICS_TOML: &str = include_str!("../schemas/evaluation_metrics.toml");
+pub const EMBEDDINGS_TOML: &str = include_str!("../schemas/embeddings.toml");
 pub const CATALOG_TOML: &str = include_str!("../schemas/catalog.toml");
 pub const EVALUATION_PREDICTIONS_TOML: &str = include_str!("../schemas/evaluation_predictions.toml");
 
@@ -103,6 +104,10 @@ pub fn evaluation_metrics() -> TableSchema {
     TableSchema::parse(EVALUATION_METRICS_TOML)
 }
 
+pub fn embeddings() -> TableSchema {
+    TableSchema::parse(EMBEDDINGS_TOML)
+}
+
 pub fn catalog() -> TableSchema {
     TableSchema::parse(CATALOG_TOML)
 }
@@ -126,6 +131,7 @@ mod tests {
             evaluation_metrics(),
             evaluation_predictions(),
             catalog(),
+            embeddings(),
         ] {
             let arrow = t.to_arrow(10);
             let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();

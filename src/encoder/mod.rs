@@ -3,5 +3,7 @@
 //! token layout), `network` (the encoder), `train` (`starpipe train-encoder`), `embed`
 //! (`starpipe embed`, embedding shards).
 
+pub mod embed;
 pub mod network;
 pub mod tokens;
+pub mod train;

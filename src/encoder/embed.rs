@@ -1,0 +1,134 @@
+//! `starpipe embed`: stream normalised-spectra shards through the encoder in batches and write one
+//! embedding shard per input shard (`embeddings-X` in the row order of `spectra-X`).
+//!
+//! Finished shards record their input shard and encoder hash; a re-run keeps those and redoes the
+//! rest. Files are written under a temporary name and renamed.
+
+use super::network::Encoder;
+use super::tokens::TokenLayout;
+use super::train::{load_encoder, tokens_tensor};
+use crate::ingest::shards::{read_key_value_metadata, tmp_path};
+use crate::model::data::{for_each_batch, shard_paths};
+use crate::model::device::ComputeDevice;
+use crate::model::{ModelError, Result};
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use candle_core::Device;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    pub spectra: Vec<PathBuf>,
+    pub encoder: PathBuf,
+    pub out: PathBuf,
+    pub batch_size: usize,
+    pub device: ComputeDevice,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EmbedSummary {
+    pub shards_written: usize,
+    pub shards_skipped: usize,
+    pub spectra: usize,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// `spectra-X.parquet` → `embeddings-X.parquet`.
+pub fn output_name(shard: &Path) -> String {
+    let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("shard.parquet");
+    format!("embeddings-{}", name.strip_prefix("spectra-").unwrap_or(name))
+}
+
+/// Embeddings of a block of features (rows × npix), row-major rows × D.
+pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev: &Device) -> Result<Vec<f32>> {
+    let rows: Vec<usize> = (0..features.len() / layout.npix.max(1)).collect();
+    let t = tokens_tensor(layout, features, &rows, dev)?;
+    Ok(enc.embed(&t)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Result<EmbedSummary> {
+    let dev = opts.device.open()?;
+    let (enc, card) = load_encoder(&opts.encoder, &dev)?;
+    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+    let mut summary = EmbedSummary::default();
+    progress.set_length(shards.len() as u64);
+    for shard in &shards {
+        let out = opts.out.join(output_name(shard));
+        let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
+        let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let meta = vec![
+            ("starpipe.version".to_string(), crate::VERSION.to_string()),
+            ("starpipe.embed.input".to_string(), format!("{name} ({size} bytes)")),
+            ("starpipe.embed.encoder_sha256".to_string(), card.weights_sha256.clone()),
+            ("starpipe.embed.dim".to_string(), enc.config.d_model.to_string()),
+        ];
+        if out.exists() && read_key_value_metadata(&out).is_ok_and(|kv| meta.iter().all(|m| kv.contains(m))) {
+            summary.shards_skipped += 1;
+            progress.inc(1);
+            continue;
+        }
+        match embed_shard(shard, &out, &enc, &card, meta, opts.batch_size, &dev) {
+            Ok(n) => {
+                summary.spectra += n;
+                summary.shards_written += 1;
+            }
+            Err(e) => {
+                tracing::error!(shard = %shard.display(), error = %e, "shard not embedded");
+                let _ = std::fs::remove_file(tmp_path(&out));
+                summary.failed.push((shard.clone(), e.to_string()));
+            }
+        }
+        progress.inc(1);
+    }
+    Ok(summary)
+}
+
+fn embed_shard(
+    shard: &Path,
+    out: &Path,
+    enc: &Encoder,
+    card: &super::train::EncoderCard,
+    meta: Vec<(String, String)>,
+    batch_size: usize,
+    dev: &Device,
+) -> Result<usize> {
+    let d = enc.config.d_model;
+    let schema = crate::schema::embeddings().to_arrow(d);
+    let tmp = tmp_path(out);
+    let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
+    let file = File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(16_384))
+        .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq)?;
+    let mut rows = 0;
+    for_each_batch(shard, &card.window, batch_size, |b| {
+        let n = b.len();
+        let e = embed_features(enc, &card.tokens, &b.features, dev)?;
+        let list =
+            FixedSizeListArray::new(crate::schema::list_item_field(), d as i32, Arc::new(Float32Array::from(e)), None);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(b.spectrum_id)),
+            Arc::new(StringArray::from(b.survey)),
+            Arc::new(Int64Array::from(b.source_id)),
+            Arc::new(list),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(card.weights_sha256.as_str(), n))),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| ModelError::Arrow { path: out.to_path_buf(), source: e })?;
+        writer.write(&batch).map_err(|e| ModelError::Parquet { path: tmp.clone(), source: e })?;
+        rows += n;
+        Ok(())
+    })?;
+    writer.close().map_err(pq)?;
+    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
+    Ok(rows)
+}

@@ -1,0 +1,296 @@
+//! `starpipe train-encoder`: self-supervised masked-token pre-training of the encoder on
+//! normalised spectra of one or both surveys, and the encoder directory on disk.
+//!
+//! ```text
+//! ENCODER/ encoder.safetensors  encoder-card.json
+//! ```
+
+use super::network::{Encoder, EncoderConfig, EncoderPreset, random_mask};
+use super::tokens::TokenLayout;
+use crate::grid::{GridPreset, LogGrid};
+use crate::model::data::{for_each_batch, shard_paths};
+use crate::model::device::ComputeDevice;
+use crate::model::mlp::{restore, snapshot, vars};
+use crate::model::store::sha256_file;
+use crate::model::{ModelError, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const ENCODER_FORMAT: &str = "starpipe-encoder/1";
+pub const ENCODER_WEIGHTS: &str = "encoder.safetensors";
+pub const ENCODER_CARD: &str = "encoder-card.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainConfig {
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    pub patience: usize,
+    /// Masked runs per spectrum and their length in tokens (SpecCLIP: 6 × 10).
+    pub mask_chunks: usize,
+    pub mask_chunk_len: usize,
+    pub seed: u64,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-3,
+            weight_decay: 0.1,
+            batch_size: 64,
+            max_epochs: 30,
+            patience: 4,
+            mask_chunks: 6,
+            mask_chunk_len: 10,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderCard {
+    pub format: String,
+    pub starpipe_version: String,
+    pub window: LogGrid,
+    pub tokens: TokenLayout,
+    pub architecture: EncoderConfig,
+    pub n_parameters: usize,
+    pub flops_per_spectrum: f64,
+    pub shards: Vec<String>,
+    pub n_train: usize,
+    pub n_val: usize,
+    /// SHA-256 over the spectrum ids and inputs used, in order.
+    pub data_sha256: String,
+    pub pretraining: PretrainConfig,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    /// Validation loss of the initial weights (the baseline the training must beat).
+    pub initial_val_loss: f64,
+    /// Mean masked-token MSE per epoch (standardised flux units), training and validation.
+    pub train_loss: Vec<f64>,
+    pub val_loss: Vec<f64>,
+    pub weights_sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncoderTrainOptions {
+    pub spectra: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub window: LogGrid,
+    pub preset: EncoderPreset,
+    pub pretrain: PretrainConfig,
+    /// Use at most this many spectra (the first by id hash), 0 = all.
+    pub max_spectra: usize,
+    pub val_fraction: f64,
+    pub device: ComputeDevice,
+}
+
+impl EncoderTrainOptions {
+    pub fn new(spectra: Vec<PathBuf>, out: PathBuf) -> Self {
+        Self {
+            spectra,
+            out,
+            window: LogGrid::preset(GridPreset::Specclip),
+            preset: EncoderPreset::Small,
+            pretrain: PretrainConfig::default(),
+            max_spectra: 0,
+            val_fraction: 0.05,
+            device: ComputeDevice::Cpu,
+        }
+    }
+}
+
+fn id_hash(id: &str, seed: u64) -> f64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest([id.as_bytes(), &seed.to_le_bytes()].concat());
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64
+}
+
+/// Tokens of a block of spectra: [rows, n_tokens, token_dim].
+pub fn tokens_tensor(layout: &TokenLayout, features: &[f32], rows: &[usize], dev: &Device) -> Result<Tensor> {
+    let (n, t, k) = (layout.npix, layout.n_tokens(), layout.token_dim());
+    let mut buf = vec![0f32; rows.len() * t * k];
+    for (j, &r) in rows.iter().enumerate() {
+        layout.tokenize(&features[r * n..(r + 1) * n], &mut buf[j * t * k..(j + 1) * t * k]);
+    }
+    Ok(Tensor::from_vec(buf, (rows.len(), t, k), dev)?)
+}
+
+pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::ProgressBar) -> Result<EncoderCard> {
+    let dev = opts.device.open()?;
+    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let npix = opts.window.npix;
+    let mut ids = Vec::new();
+    let mut features = Vec::new();
+    for s in &shards {
+        for_each_batch(s, &opts.window, 2048, |b| {
+            ids.extend(b.spectrum_id);
+            features.extend(b.features);
+            Ok(())
+        })?;
+    }
+    let seed = opts.pretrain.seed;
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by(|&a, &b| id_hash(&ids[a], seed).total_cmp(&id_hash(&ids[b], seed)));
+    if opts.max_spectra > 0 {
+        order.truncate(opts.max_spectra);
+    }
+    let (val, train): (Vec<usize>, Vec<usize>) =
+        order.iter().partition(|&&i| id_hash(&ids[i], seed ^ 0x7A1) < opts.val_fraction);
+    if train.len() < 2 || val.is_empty() {
+        return Err(ModelError::Invalid(format!(
+            "too few spectra to pre-train on ({} train, {} validation)",
+            train.len(),
+            val.len()
+        )));
+    }
+    let layout = TokenLayout::specclip(npix);
+    let config = EncoderConfig::preset(opts.preset, layout.n_tokens(), layout.token_dim());
+    let enc = Encoder::init(config, seed, &dev)?;
+    tracing::info!(
+        n_train = train.len(),
+        n_val = val.len(),
+        parameters = enc.n_parameters(),
+        "pre-training the encoder"
+    );
+    let p = &opts.pretrain;
+    let mut opt = AdamW::new(
+        vars(&enc.params),
+        ParamsAdamW { lr: p.learning_rate, weight_decay: p.weight_decay, ..Default::default() },
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Validation masks are drawn once, so epochs are compared on the same task.
+    let mut val_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A1);
+    let val_masks: Vec<(Vec<usize>, Tensor)> = val
+        .chunks(p.batch_size)
+        .map(|rows| {
+            let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut val_rng, &dev)?;
+            Ok((rows.to_vec(), m))
+        })
+        .collect::<Result<_>>()?;
+    let val_loss = |enc: &Encoder| -> Result<f64> {
+        let mut total = 0.0;
+        for (rows, m) in &val_masks {
+            let l: f32 = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, m)?.to_scalar()?;
+            total += l as f64 * rows.len() as f64;
+        }
+        Ok(total / val.len() as f64)
+    };
+    let steps_per_epoch = train.len().div_ceil(p.batch_size);
+    let total_steps = (steps_per_epoch * p.max_epochs).max(1);
+    progress.set_length(p.max_epochs as u64);
+    let initial_val_loss = val_loss(&enc)?;
+    let (mut best, mut best_epoch, mut since) = (initial_val_loss, 0, 0);
+    let mut best_weights = snapshot(&enc.params)?;
+    let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
+    let mut shuffled = train.clone();
+    let mut step = 0;
+    for epoch in 1..=p.max_epochs {
+        shuffled.shuffle(&mut rng);
+        let mut sum = 0.0;
+        for rows in shuffled.chunks(p.batch_size) {
+            // Cosine decay of the learning rate over the whole run (SpecCLIP's schedule).
+            let lr = p.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps as f64).cos());
+            opt.set_learning_rate(lr);
+            let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut rng, &dev)?;
+            let loss = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, &m)?;
+            opt.backward_step(&loss)?;
+            sum += loss.to_scalar::<f32>()? as f64 * rows.len() as f64;
+            step += 1;
+        }
+        train_curve.push(sum / train.len() as f64);
+        let v = val_loss(&enc)?;
+        val_curve.push(v);
+        progress.inc(1);
+        tracing::info!(epoch, train_loss = train_curve[epoch - 1], val_loss = v, "encoder epoch");
+        if v < best {
+            (best, best_epoch, since) = (v, epoch, 0);
+            best_weights = snapshot(&enc.params)?;
+        } else {
+            since += 1;
+            if since >= p.patience {
+                break;
+            }
+        }
+    }
+    restore(&enc.params, &best_weights)?;
+    let data_sha256 = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for &i in &order {
+            h.update(ids[i].as_bytes());
+            for v in &features[i * npix..(i + 1) * npix] {
+                h.update(v.to_le_bytes());
+            }
+        }
+        format!("{:x}", h.finalize())
+    };
+    let mut card = EncoderCard {
+        format: ENCODER_FORMAT.into(),
+        starpipe_version: crate::VERSION.into(),
+        window: opts.window,
+        tokens: layout,
+        architecture: enc.config.clone(),
+        n_parameters: enc.n_parameters(),
+        flops_per_spectrum: enc.config.flops_per_spectrum(),
+        shards: shards.iter().map(|s| s.display().to_string()).collect(),
+        n_train: train.len(),
+        n_val: val.len(),
+        data_sha256,
+        pretraining: p.clone(),
+        epochs_run: train_curve.len(),
+        best_epoch,
+        initial_val_loss,
+        train_loss: train_curve,
+        val_loss: val_curve,
+        weights_sha256: String::new(),
+    };
+    save_encoder(&opts.out, &enc, &mut card)?;
+    Ok(card)
+}
+
+pub fn save_encoder(dir: &Path, enc: &Encoder, card: &mut EncoderCard) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let path = dir.join(ENCODER_WEIGHTS);
+    let tmp = crate::ingest::shards::tmp_path(&path);
+    let tensors: HashMap<String, Tensor> = enc
+        .params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::bad(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| ModelError::io(&path, e))?;
+    card.weights_sha256 = sha256_file(&path)?;
+    let card_path = dir.join(ENCODER_CARD);
+    let text =
+        serde_json::to_string_pretty(card).map_err(|e| ModelError::Json { path: card_path.clone(), source: e })?;
+    let tmp = crate::ingest::shards::tmp_path(&card_path);
+    std::fs::write(&tmp, text + "\n").map_err(|e| ModelError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &card_path).map_err(|e| ModelError::io(&card_path, e))
+}
+
+pub fn load_encoder(dir: &Path, dev: &Device) -> Result<(Encoder, EncoderCard)> {
+    let card_path = dir.join(ENCODER_CARD);
+    let text = std::fs::read_to_string(&card_path).map_err(|e| ModelError::io(&card_path, e))?;
+    let card: EncoderCard =
+        serde_json::from_str(&text).map_err(|e| ModelError::Json { path: card_path.clone(), source: e })?;
+    if card.format != ENCODER_FORMAT {
+        return Err(ModelError::bad(&card_path, format!("format '{}' is not {ENCODER_FORMAT}", card.format)));
+    }
+    let path = dir.join(ENCODER_WEIGHTS);
+    let sha = sha256_file(&path)?;
+    if sha != card.weights_sha256 {
+        return Err(ModelError::bad(&path, format!("weights hash {sha} does not match the card")));
+    }
+    let tensors = candle_core::safetensors::load(&path, dev).map_err(|e| ModelError::bad(&path, e.to_string()))?;
+    let enc = Encoder::from_tensors(card.architecture.clone(), tensors.into_iter().collect())
+        .map_err(|e| ModelError::bad(&path, e))?;
+    Ok((enc, card))
+}

@@ -1,0 +1,146 @@
+//! Command-line front ends of `train-encoder` and `embed`.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use starpipe::encoder::embed::{EmbedOptions, run_embed};
+use starpipe::encoder::network::EncoderPreset;
+use starpipe::encoder::train::{EncoderTrainOptions, run_train_encoder};
+use starpipe::grid::LogGrid;
+use starpipe::model::device::ComputeDevice;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TrainEncoderArgs {
+    /// Normalised-spectra shards or directories, of one or both surveys.
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    /// Encoder directory to write (encoder.safetensors + encoder-card.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Size: small (trains on a CPU in minutes) or specclip (6 layers, 6 heads, 768 wide; GPU).
+    #[arg(long, value_enum, default_value_t = EncoderPreset::Small)]
+    preset: EncoderPreset,
+    /// Input window start (Å, vacuum; default: SpecCLIP's 3999–5599 Å).
+    #[arg(long, requires = "wave_max")]
+    wave_min: Option<f64>,
+    /// Input window end (Å, vacuum).
+    #[arg(long, requires = "wave_min")]
+    wave_max: Option<f64>,
+    /// Use at most this many spectra (chosen by id hash; 0 = all).
+    #[arg(long, default_value_t = 0)]
+    max_spectra: usize,
+    /// AdamW learning rate (cosine-decayed to 0 over --max-epochs).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 30)]
+    max_epochs: usize,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long, default_value_t = 4)]
+    patience: usize,
+    /// Masked runs of tokens per spectrum.
+    #[arg(long, default_value_t = 6)]
+    mask_chunks: usize,
+    /// Tokens per masked run.
+    #[arg(long, default_value_t = 10)]
+    mask_chunk_len: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
+    device: ComputeDevice,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Normalised-spectra shards or directories.
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    /// Encoder directory (from train-encoder).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// Output directory for embeddings-*.parquet (schemas/embeddings.toml).
+    #[arg(long)]
+    out: PathBuf,
+    /// Spectra per encoder call.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
+    device: ComputeDevice,
+}
+
+pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
+    if a.batch_size == 0 || a.max_epochs == 0 || a.mask_chunks == 0 || a.mask_chunk_len == 0 {
+        bail!("--batch-size, --max-epochs, --mask-chunks and --mask-chunk-len must be at least 1");
+    }
+    let mut opts = EncoderTrainOptions::new(a.spectra, a.out.clone());
+    if let (Some(lo), Some(hi)) = (a.wave_min, a.wave_max) {
+        opts.window = LogGrid::lamost_between(lo, hi)
+            .ok_or_else(|| anyhow::anyhow!("--wave-min {lo} --wave-max {hi} selects no grid pixel"))?;
+    }
+    opts.preset = a.preset;
+    opts.max_spectra = a.max_spectra;
+    opts.device = a.device;
+    opts.pretrain.learning_rate = a.lr;
+    opts.pretrain.weight_decay = a.weight_decay;
+    opts.pretrain.batch_size = a.batch_size;
+    opts.pretrain.max_epochs = a.max_epochs;
+    opts.pretrain.patience = a.patience;
+    opts.pretrain.mask_chunks = a.mask_chunks;
+    opts.pretrain.mask_chunk_len = a.mask_chunk_len;
+    opts.pretrain.seed = a.seed;
+    let bar = crate::progress_bar(a.max_epochs as u64, "train-encoder", "epochs");
+    let card = run_train_encoder(&opts, &bar)?;
+    bar.finish_and_clear();
+    println!(
+        "train-encoder: {} training + {} validation spectra, {} weights, {:.1} MFLOP per spectrum",
+        card.n_train,
+        card.n_val,
+        card.n_parameters,
+        card.flops_per_spectrum / 1e6
+    );
+    println!(
+        "  {} epochs (best {}), validation masked-token MSE {:.4} (untrained: {:.4})",
+        card.epochs_run,
+        card.best_epoch,
+        card.val_loss.get(card.best_epoch.saturating_sub(1)).copied().unwrap_or(f64::NAN),
+        card.initial_val_loss
+    );
+    println!("  encoder: {} (sha256 {})", a.out.display(), &card.weights_sha256[..16]);
+    Ok(())
+}
+
+pub fn embed(a: EmbedArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let opts = EmbedOptions {
+        spectra: a.spectra,
+        encoder: a.encoder,
+        out: a.out.clone(),
+        batch_size: a.batch_size,
+        device: a.device,
+    };
+    let bar = crate::progress_bar(0, "embed", "shards");
+    let start = std::time::Instant::now();
+    let s = run_embed(&opts, &bar)?;
+    bar.finish_and_clear();
+    println!(
+        "embed: {} spectra in {} shard(s) ({} kept from an earlier run), {:.0} spectra/s",
+        s.spectra,
+        s.shards_written,
+        s.shards_skipped,
+        s.spectra as f64 / start.elapsed().as_secs_f64().max(1e-9)
+    );
+    for (shard, reason) in &s.failed {
+        println!("  FAILED {}: {reason}", shard.display());
+    }
+    if !s.failed.is_empty() {
+        bail!("{} shard(s) could not be embedded (listed above)", s.failed.len());
+    }
+    println!("  embeddings: {}", a.out.display());
+    Ok(())
+}
