@@ -409,7 +409,7 @@ fn keep_freed_memory_for_reuse() {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Train(_) | Command::Finetune(_) | Command::TrainEncoder(_)) {
+    if matches!(cli.command, Command::Train(_) | Command::Finetune(_) | Command::TrainEncoder(_) | Command::Embed(_)) {
         keep_freed_memory_for_reuse();
     }
     init_logging(cli.log_format);

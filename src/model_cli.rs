@@ -139,7 +139,8 @@ impl SplitArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Normalised-spectra shards, or directories of them (spectra-*.parquet).
+    /// Normalised-spectra shards (spectra-*.parquet) or embedding shards (embeddings-*.parquet, from
+    /// `starpipe embed`), or directories of them: the model reads pixels or embeddings accordingly.
     #[arg(long, required = true, num_args = 1..)]
     spectra: Vec<PathBuf>,
     #[command(flatten)]
@@ -153,9 +154,9 @@ pub struct TrainArgs {
     /// Input window end (Å, vacuum).
     #[arg(long, requires = "wave_min")]
     wave_max: Option<f64>,
-    /// Hidden layer widths.
-    #[arg(long, value_delimiter = ',', default_value = "512,256,64")]
-    hidden: Vec<usize>,
+    /// Hidden layer widths (default: 512,256,64 on pixels; 256,64 on embeddings, SpecCLIP's head).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
     /// Dropout probability after each hidden layer.
     #[arg(long, default_value_t = 0.1)]
     dropout: f32,
@@ -266,7 +267,7 @@ fn check_fraction(name: &str, v: f64) -> Result<()> {
 pub fn train(a: TrainArgs) -> Result<()> {
     let device = a.compute.setup()?;
     check_fraction("--val-fraction", a.val_fraction)?;
-    if a.hidden.is_empty() || a.hidden.contains(&0) {
+    if a.hidden.as_ref().is_some_and(|h| h.is_empty() || h.contains(&0)) {
         bail!("--hidden needs at least one non-zero width");
     }
     if !(0.0..1.0).contains(&a.dropout) {

@@ -119,6 +119,7 @@ fn embed_shard(
             Arc::new(StringArray::from(b.spectrum_id)),
             Arc::new(StringArray::from(b.survey)),
             Arc::new(Int64Array::from(b.source_id)),
+            Arc::new(Float32Array::from(b.snr)),
             Arc::new(list),
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(card.weights_sha256.as_str(), n))),
         ];

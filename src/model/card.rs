@@ -66,6 +66,34 @@ impl LabelRange {
 pub enum InputSpec {
     /// Normalised flux on a window of the common grid (`data::pixel_features`).
     Pixels { window: LogGrid },
+    /// Encoder embeddings (embedding shards), standardised per dimension with the training set's
+    /// mean and standard deviation (as SpecCLIP's downstream heads).
+    Embeddings { encoder_sha256: String, dim: usize, mean: Vec<f64>, std: Vec<f64> },
+}
+
+impl InputSpec {
+    pub fn n_features(&self) -> usize {
+        match self {
+            InputSpec::Pixels { window } => window.npix,
+            InputSpec::Embeddings { dim, .. } => *dim,
+        }
+    }
+
+    /// Shard file prefix of this input: `spectra-` or `embeddings-`.
+    pub fn shard_prefix(&self) -> &'static str {
+        match self {
+            InputSpec::Pixels { .. } => "spectra-",
+            InputSpec::Embeddings { .. } => "embeddings-",
+        }
+    }
+
+    /// 'pixels' or 'embeddings', as in evaluation tables and prediction metadata.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InputSpec::Pixels { .. } => "pixels",
+            InputSpec::Embeddings { .. } => "embeddings",
+        }
+    }
 }
 
 /// Which spectra of the input were used for training.

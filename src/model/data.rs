@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// Rows read from a shard at a time: bounds memory whatever the shard size.
 pub const READ_BATCH_ROWS: usize = 2048;
 
-/// Shard files named by `inputs`: a directory contributes its `spectra-*.parquet` files (sorted by
+/// Shard files named by `inputs`: a directory contributes its `<prefix>*.parquet` files (sorted by
 /// name, so runs are reproducible); a file is taken as given.
 pub fn shard_paths(inputs: &[PathBuf], prefix: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -169,6 +169,108 @@ fn decode_batch(path: &Path, b: &RecordBatch, npix: usize, offset: usize, n: usi
     })
 }
 
+/// Whether `inputs` hold normalised spectra (`spectra-*`) or embeddings (`embeddings-*`), by the
+/// first shard found.
+pub fn detect_prefix(inputs: &[PathBuf]) -> Result<&'static str> {
+    for input in inputs {
+        let names: Vec<String> = if input.is_dir() {
+            let mut v: Vec<String> = std::fs::read_dir(input)
+                .map_err(|e| ModelError::io(input, e))?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+                .collect();
+            v.sort();
+            v
+        } else {
+            vec![input.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()]
+        };
+        for n in names.iter().filter(|n| n.ends_with(".parquet")) {
+            if n.starts_with("spectra-") {
+                return Ok("spectra-");
+            }
+            if n.starts_with("embeddings-") {
+                return Ok("embeddings-");
+            }
+        }
+    }
+    Err(ModelError::Invalid(format!("no spectra-*.parquet or embeddings-*.parquet shards in {inputs:?}")))
+}
+
+/// Streams a shard of the model's input kind as feature blocks: pixels of the window for spectra
+/// shards, standardised embeddings for embedding shards.
+pub fn for_each_input_batch(
+    path: &Path,
+    input: &super::card::InputSpec,
+    batch_rows: usize,
+    f: impl FnMut(SpectraBatch) -> Result<()>,
+) -> Result<()> {
+    match input {
+        super::card::InputSpec::Pixels { window } => for_each_batch(path, window, batch_rows, f),
+        super::card::InputSpec::Embeddings { encoder_sha256, dim, mean, std } => {
+            for_each_embedding_batch(path, encoder_sha256, *dim, mean, std, batch_rows, f)
+        }
+    }
+}
+
+/// The encoder hash and width an embedding shard records.
+pub fn embedding_shard_info(path: &Path) -> Result<(String, usize)> {
+    let kv = crate::ingest::shards::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
+    let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let sha = get("starpipe.embed.encoder_sha256").ok_or_else(|| ModelError::bad(path, "not an embedding shard"))?;
+    let dim = get("starpipe.embed.dim")
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| ModelError::bad(path, "no embedding width"))?;
+    Ok((sha, dim))
+}
+
+fn for_each_embedding_batch(
+    path: &Path,
+    encoder_sha256: &str,
+    dim: usize,
+    mean: &[f64],
+    std: &[f64],
+    batch_rows: usize,
+    mut f: impl FnMut(SpectraBatch) -> Result<()>,
+) -> Result<()> {
+    let (sha, d) = embedding_shard_info(path)?;
+    if sha != encoder_sha256 || d != dim {
+        return Err(ModelError::bad(
+            path,
+            format!("embeddings of encoder {sha} (width {d}); the model reads encoder {encoder_sha256} (width {dim})"),
+        ));
+    }
+    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let pq = |e| ModelError::Parquet { path: path.to_path_buf(), source: e };
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(batch_rows).build().map_err(pq)?;
+    for b in reader {
+        let b = b.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;
+        let col = |name: &str| b.column_by_name(name).ok_or_else(|| ModelError::bad(path, format!("no column {name}")));
+        let list = col("embedding")?
+            .as_fixed_size_list_opt()
+            .ok_or_else(|| ModelError::bad(path, "embedding is not a list"))?;
+        let values = list.values().as_primitive::<Float32Type>().values();
+        let start = list.offset() * dim;
+        let features: Vec<f32> = values[start..start + b.num_rows() * dim]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| ((v as f64 - mean[i % dim]) / std[i % dim]) as f32)
+            .collect();
+        f(SpectraBatch {
+            spectrum_id: col("spectrum_id")?
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or_default().to_string())
+                .collect(),
+            survey: col("survey")?.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect(),
+            source_id: col("source_id")?.as_primitive::<Int64Type>().values().to_vec(),
+            snr: col("snr_grid")?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
+            features,
+            n_features: dim,
+        })?;
+    }
+    Ok(())
+}
+
 /// Spectra that have reference labels and pass the selection cuts, with their inputs.
 #[derive(Debug, Clone, Default)]
 pub struct LabelledSet {
@@ -233,13 +335,13 @@ impl LabelledSet {
 /// Reads every shard, keeping spectra whose key is in the label table and that pass the cuts.
 pub fn load_labelled(
     shards: &[PathBuf],
-    window: &LogGrid,
+    input: &super::card::InputSpec,
     labels: &super::labels::LabelTable,
     cuts: &super::card::SelectionCuts,
 ) -> Result<LabelledSet> {
-    let mut set = LabelledSet { n_features: window.npix, ..Default::default() };
+    let mut set = LabelledSet { n_features: input.n_features(), ..Default::default() };
     for shard in shards {
-        for_each_batch(shard, window, READ_BATCH_ROWS, |b| {
+        for_each_input_batch(shard, input, READ_BATCH_ROWS, |b| {
             for i in 0..b.len() {
                 set.counts.spectra_read += 1;
                 let Some(l) = labels.get(b.source_id[i]) else {

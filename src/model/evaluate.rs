@@ -1,7 +1,7 @@
 //! `starpipe evaluate`: score a model and its adapters on the held-out test stars of a labelled
 //! survey, per parameter × [Fe/H] regime × strategy, as Markdown and Parquet.
 
-use super::card::{AdapterCard, InputSpec, SelectionCuts};
+use super::card::{AdapterCard, SelectionCuts};
 use super::data::{load_labelled, shard_paths};
 use super::device::ComputeDevice;
 use super::labels::{LabelSpec, read_labels};
@@ -71,7 +71,7 @@ fn regime_of(feh: f64, regime: &str) -> bool {
 pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
     let dev = opts.device.open()?;
     let (base, base_card) = load_model(&opts.model, &dev)?;
-    let InputSpec::Pixels { window } = base_card.input;
+    let input = base_card.input.clone();
     let mut strategies: Vec<(Adapter, Option<AdapterCard>)> = Vec::new();
     for dir in &opts.adapters {
         let (a, c) = load_adapter(dir, &base, &base_card, &dev)?;
@@ -90,9 +90,9 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
             c.test_split, split
         )));
     }
-    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
-    let set = load_labelled(&shards, &window, &labels, &opts.selection)?;
+    let set = load_labelled(&shards, &input, &labels, &opts.selection)?;
     let test_rows: Vec<usize> = (0..set.len()).filter(|&i| split.is_test(set.key[i])).collect();
     if test_rows.is_empty() {
         return Err(ModelError::bad(&opts.labels, "no labelled test stars in these spectra"));
@@ -114,7 +114,7 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
             .and_then(|c| c.training.as_ref())
             .map_or(0, |t| if adapter.trainable().is_some() { t.n_train + t.n_val } else { 0 });
         for (k, &r) in test_rows.iter().enumerate() {
-            per_star.push(&strategy, &set.spectrum_id[r], set.key[r], set.snr[r], &reference[k], &est[k]);
+            per_star.push(input.kind(), &strategy, &set.spectrum_id[r], set.key[r], set.snr[r], &reference[k], &est[k]);
         }
         for p in PARAMETERS {
             for regime in REGIMES {
@@ -122,7 +122,7 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
                 let delta: Vec<f64> = idx.iter().map(|&k| est[k].value[p.index()] - reference[k][p.index()]).collect();
                 let sig: Vec<f64> = idx.iter().map(|&k| est[k].error[p.index()]).collect();
                 rows.push(MetricsRow {
-                    input: "pixels".into(),
+                    input: input.kind().into(),
                     strategy: strategy.clone(),
                     adapter_kind: adapter.kind().into(),
                     n_train,
@@ -239,6 +239,7 @@ pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
 /// Per-star test predictions, for plots.
 #[derive(Default)]
 struct PerStar {
+    input: Vec<&'static str>,
     strategy: Vec<String>,
     spectrum_id: Vec<String>,
     source_id: Vec<i64>,
@@ -249,7 +250,17 @@ struct PerStar {
 }
 
 impl PerStar {
-    fn push(&mut self, strategy: &str, id: &str, key: i64, snr: f32, r: &[f64; 3], e: &super::predict::Estimate) {
+    fn push(
+        &mut self,
+        input: &'static str,
+        strategy: &str,
+        id: &str,
+        key: i64,
+        snr: f32,
+        r: &[f64; 3],
+        e: &super::predict::Estimate,
+    ) {
+        self.input.push(input);
         self.strategy.push(strategy.into());
         self.spectrum_id.push(id.into());
         self.source_id.push(key);
@@ -262,7 +273,7 @@ impl PerStar {
     fn write(&self, path: &Path) -> Result<()> {
         let schema = crate::schema::evaluation_predictions().to_arrow(0);
         let mut cols: Vec<ArrayRef> = vec![
-            str_col(self.strategy.iter().map(|_| "pixels")),
+            str_col(self.input.iter().copied()),
             str_col(self.strategy.iter().map(String::as_str)),
             str_col(self.spectrum_id.iter().map(String::as_str)),
             Arc::new(Int64Array::from(self.source_id.clone())),

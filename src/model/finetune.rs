@@ -16,7 +16,6 @@ use super::split::TestSplit;
 use super::store::{load_model, save_adapter};
 use super::train::physical_metrics;
 use super::{ModelError, Result};
-use crate::model::card::InputSpec;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -105,10 +104,10 @@ pub struct FinetuneSummary {
 pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -> Result<FinetuneSummary> {
     let dev = opts.device.open()?;
     let (base, base_card) = load_model(&opts.model, &dev)?;
-    let InputSpec::Pixels { window } = base_card.input;
-    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let input = base_card.input.clone();
+    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
-    let set = load_labelled(&shards, &window, &labels, &opts.selection)?;
+    let set = load_labelled(&shards, &input, &labels, &opts.selection)?;
     let unique: Vec<i64> = {
         let mut seen = HashSet::new();
         set.key.iter().copied().filter(|k| seen.insert(*k)).collect()

@@ -7,7 +7,7 @@
 //! renamed, so a killed run leaves no half-written shard).
 
 use super::card::{AdapterCard, InputSpec, ModelCard};
-use super::data::{SpectraBatch, for_each_batch, shard_paths};
+use super::data::{SpectraBatch, for_each_input_batch, shard_paths};
 use super::device::ComputeDevice;
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
@@ -118,10 +118,12 @@ impl Predictor {
     }
 }
 
-/// `spectra-X.parquet` → `predictions-X.parquet`.
+/// `spectra-X.parquet` or `embeddings-X.parquet` → `predictions-X.parquet`, so the catalogue finds
+/// the spectra of every head's predictions by the shared X.
 pub fn output_name(shard: &Path) -> String {
     let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("shard.parquet");
-    format!("predictions-{}", name.strip_prefix("spectra-").unwrap_or(name))
+    let stem = name.strip_prefix("spectra-").or_else(|| name.strip_prefix("embeddings-")).unwrap_or(name);
+    format!("predictions-{stem}")
 }
 
 fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
@@ -137,15 +139,15 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
             "starpipe.infer.ood_threshold_995".into(),
             p.card.ood.as_ref().map_or(String::new(), |o| o.threshold_995.to_string()),
         ),
-        ("starpipe.infer.model_input".into(), "pixels".into()),
+        ("starpipe.infer.model_input".into(), p.card.input.kind().into()),
     ])
 }
 
 pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<InferSummary> {
     let dev = opts.device.open()?;
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
-    let InputSpec::Pixels { window } = predictor.card.input;
-    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let input = predictor.card.input.clone();
+    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
     let mut names = std::collections::HashMap::new();
     for shard in &shards {
         if let Some(other) = names.insert(output_name(shard), shard) {
@@ -170,7 +172,7 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
             progress.inc(1);
             continue;
         }
-        match predict_shard(shard, &out, &window, &predictor, meta, opts.batch_size, &dev) {
+        match predict_shard(shard, &out, &input, &predictor, meta, opts.batch_size, &dev) {
             Ok(n) => {
                 summary.spectra += n;
                 summary.shards_written += 1;
@@ -190,7 +192,7 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
 fn predict_shard(
     shard: &Path,
     out: &Path,
-    window: &crate::grid::LogGrid,
+    input: &InputSpec,
     p: &Predictor,
     meta: Vec<(String, String)>,
     batch_size: usize,
@@ -216,7 +218,7 @@ fn predict_shard(
         // A failed send means the consumer stopped on an error: stop reading too.
         let stopped = || ModelError::Invalid("prediction stopped".into());
         let reader =
-            scope.spawn(move || for_each_batch(shard, window, batch_size, |b| tx.send(b).map_err(|_| stopped())));
+            scope.spawn(move || for_each_input_batch(shard, input, batch_size, |b| tx.send(b).map_err(|_| stopped())));
         for b in rx {
             // The read block is one network batch: its feature matrix becomes the input tensor as is.
             let n = b.len();

@@ -5,7 +5,9 @@ use super::card::{
     DataSource, InputSpec, LabelRange, LabelScaling, MODEL_FORMAT, ModelCard, ParameterMetrics, SelectionCuts,
     TrainingRecord,
 };
-use super::data::{LabelledCounts, LabelledSet, load_labelled, shard_grid, shard_paths};
+use super::data::{
+    LabelledCounts, LabelledSet, detect_prefix, embedding_shard_info, load_labelled, shard_grid, shard_paths,
+};
 use super::device::ComputeDevice;
 use super::fit::{FitConfig, fit};
 use super::labels::{LabelSpec, read_labels};
@@ -26,9 +28,10 @@ pub struct TrainOptions {
     pub labels: PathBuf,
     pub label_spec: LabelSpec,
     pub out: PathBuf,
-    /// Grid window the model reads; default SpecCLIP's 3999–5599 Å.
+    /// Grid window the model reads from spectra shards; default SpecCLIP's 3999–5599 Å.
     pub window: LogGrid,
-    pub hidden: Vec<usize>,
+    /// Hidden widths; default by input (pixels 512,256,64; embeddings 256,64).
+    pub hidden: Option<Vec<usize>>,
     pub dropout: f32,
     pub selection: SelectionCuts,
     /// Fraction of objects (by key hash) held out for early stopping and σ calibration.
@@ -45,7 +48,7 @@ impl TrainOptions {
             label_spec: LabelSpec::new("obsid"),
             out,
             window: LogGrid::preset(GridPreset::Specclip),
-            hidden: MlpConfig::pixel_default(0).hidden,
+            hidden: None,
             dropout: 0.1,
             selection: SelectionCuts::default(),
             val_fraction: 0.1,
@@ -91,17 +94,28 @@ pub(crate) fn rows_where(set: &LabelledSet, pred: impl Fn(usize) -> bool) -> Vec
 
 pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Result<TrainSummary> {
     let dev = opts.device.open()?;
-    let shards = shard_paths(&opts.spectra, "spectra-")?;
-    for s in &shards {
-        // Fail before reading anything if one shard cannot feed the window.
-        let g = shard_grid(s)?;
-        if super::data::window_offset(&g, &opts.window).is_none() {
-            return Err(ModelError::bad(s, "shard grid does not cover the model window (see --wave-min/--wave-max)"));
+    let prefix = detect_prefix(&opts.spectra)?;
+    let shards = shard_paths(&opts.spectra, prefix)?;
+    let mut input = if prefix == "spectra-" {
+        for s in &shards {
+            // Fail before reading anything if one shard cannot feed the window.
+            let g = shard_grid(s)?;
+            if super::data::window_offset(&g, &opts.window).is_none() {
+                return Err(ModelError::bad(
+                    s,
+                    "shard grid does not cover the model window (see --wave-min/--wave-max)",
+                ));
+            }
         }
-    }
+        InputSpec::Pixels { window: opts.window }
+    } else {
+        // Read raw embeddings first; their standardisation comes from the training rows below.
+        let (encoder_sha256, dim) = embedding_shard_info(&shards[0])?;
+        InputSpec::Embeddings { encoder_sha256, dim, mean: vec![0.0; dim], std: vec![1.0; dim] }
+    };
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
-    tracing::info!(shards = shards.len(), labels = labels.rows.len(), "reading labelled spectra");
-    let set = load_labelled(&shards, &opts.window, &labels, &opts.selection)?;
+    tracing::info!(shards = shards.len(), labels = labels.rows.len(), input = input.kind(), "reading labelled inputs");
+    let mut set = load_labelled(&shards, &input, &labels, &opts.selection)?;
     tracing::info!(counts = ?set.counts, "labelled spectra");
     // Validation by object, so repeat spectra of one star never straddle the split.
     let seed = opts.fit.seed;
@@ -113,12 +127,19 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
             format!("only {} training spectra after the join and cuts ({:?})", train_rows.len(), set.counts),
         ));
     }
+    if let InputSpec::Embeddings { dim, mean, std, .. } = &mut input {
+        standardize_embeddings(&mut set, &train_rows, *dim, mean, std);
+    }
     let train_labels: Vec<[f64; 3]> = train_rows.iter().map(|&i| set.labels[i]).collect();
     let scaling = LabelScaling::fit(&train_labels);
     let train = set.dataset(&train_rows, &scaling);
     let val = set.dataset(&val_rows, &scaling);
-    let config =
-        MlpConfig { n_in: opts.window.npix, hidden: opts.hidden.clone(), layer_norm: true, dropout: opts.dropout };
+    let hidden = opts.hidden.clone().unwrap_or_else(|| match input {
+        // science.md §1.1: pixels 512 → 256 → 64; embeddings SpecCLIP's head, 256 → 64.
+        InputSpec::Pixels { .. } => vec![512, 256, 64],
+        InputSpec::Embeddings { .. } => vec![256, 64],
+    });
+    let config = MlpConfig { n_in: input.n_features(), hidden, layer_norm: true, dropout: opts.dropout };
     let model = Mlp::init(config, seed, &dev)?;
     tracing::info!(n_train = train.len(), n_val = val.len(), parameters = model.n_parameters(), "pre-training");
     // Pre-training is full training of a fresh network: `Mlp::clone` shares the weight storage, so
@@ -142,7 +163,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
     let mut card = ModelCard {
         format: MODEL_FORMAT.into(),
         starpipe_version: crate::VERSION.into(),
-        input: InputSpec::Pixels { window: opts.window },
+        input,
         architecture: model.config.clone(),
         n_parameters: model.n_parameters(),
         parameters: PARAMETERS.iter().map(|p| (p.name().to_string(), p.unit().to_string())).collect(),
@@ -164,4 +185,20 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
     };
     save_model(&opts.out, &model, &mut card)?;
     Ok(TrainSummary { counts: set.counts, card })
+}
+
+/// Standardises embedding features in place with the mean and standard deviation of the training
+/// rows, recording them for inference.
+fn standardize_embeddings(set: &mut LabelledSet, train_rows: &[usize], dim: usize, mean: &mut [f64], std: &mut [f64]) {
+    let n = train_rows.len().max(1) as f64;
+    for k in 0..dim {
+        let m = train_rows.iter().map(|&r| set.x[r * dim + k] as f64).sum::<f64>() / n;
+        let v = train_rows.iter().map(|&r| (set.x[r * dim + k] as f64 - m).powi(2)).sum::<f64>() / n;
+        mean[k] = m;
+        std[k] = if v > 0.0 { v.sqrt() } else { 1.0 };
+    }
+    for (i, x) in set.x.iter_mut().enumerate() {
+        let k = i % dim;
+        *x = ((*x as f64 - mean[k]) / std[k]) as f32;
+    }
 }
