@@ -2,12 +2,16 @@
 # The experiment of arXiv 2602.15021 on mock surveys, end to end:
 #   mock LAMOST survey → ingest → pre-train an MLP on LAMOST labels
 #   mock DESI survey   → ingest → zero-shot, full fine-tuning, LoRA and residual head for several
-#                                 numbers of DESI labels → one evaluation table on held-out DESI stars.
+#                                 numbers of DESI labels
+#   both surveys → pre-train a transformer encoder (masked tokens) → embeddings → the same MLP
+#                  experiment on embeddings
+#   → one evaluation table on held-out DESI stars: pixels, embeddings and their hybrids.
 # Both mocks come from one MILES emulator, so every LAMOST/DESI difference is instrumental.
 #
 # Usage: pipelines/transfer-experiment.sh [OUT]   (default out/transfer-experiment)
 # Sizes via the environment: N_LAMOST (20000), N_DESI (6000 good stars), N_TRAIN ("50 200 1000 3000"),
-# SEED (1). Re-running reuses finished steps (a step is redone when its output is missing).
+# SEED (1), ENCODER_SPECTRA (6000), ENCODER_EPOCHS (6). Re-running reuses finished steps (a step is
+# redone when its output is missing).
 # `starpipe run` (pipelines/*.toml) will replace this script; the stages and flags stay the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,8 @@ n_lamost="${N_LAMOST:-20000}"
 n_desi="${N_DESI:-6000}"
 n_train="${N_TRAIN:-50 200 1000 3000}"
 seed="${SEED:-1}"
+encoder_spectra="${ENCODER_SPECTRA:-6000}"
+encoder_epochs="${ENCODER_EPOCHS:-6}"
 cargo build --quiet
 bin="${CARGO_TARGET_DIR:-target}/debug/starpipe"
 mkdir -p "$out"
@@ -52,9 +58,35 @@ for n in $n_train; do
         --labels "$out/desi-files/labels.parquet" --model "$out/model" --out "$dir"
   done
 done
-echo "== evaluate on held-out DESI stars"
+
+step "pre-train the encoder on LAMOST + DESI spectra" "$out/encoder/encoder-card.json" \
+  "$bin" train-encoder --spectra "$out/lamost" "$out/desi" --max-spectra "$encoder_spectra" \
+    --max-epochs "$encoder_epochs" --seed "$seed" --out "$out/encoder"
+step "embed LAMOST" "$out/emb-lamost/done" bash -c \
+  "'$bin' embed --spectra '$out/lamost' --encoder '$out/encoder' --out '$out/emb-lamost' && touch '$out/emb-lamost/done'"
+step "embed DESI" "$out/emb-desi/done" bash -c \
+  "'$bin' embed --spectra '$out/desi' --encoder '$out/encoder' --out '$out/emb-desi' && touch '$out/emb-desi/done'"
+step "pre-train on LAMOST embeddings" "$out/model-emb/model-card.json" \
+  "$bin" train --spectra "$out/emb-lamost" --labels "$out/lamost-files/labels.parquet" --min-snr 20 \
+    --seed "$seed" --out "$out/model-emb"
+emb_adapters=("$out/adapters-emb/zeroshot")
+step "embeddings: zero-shot" "$out/adapters-emb/zeroshot/adapter-card.json" \
+  "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/emb-desi" --labels "$out/desi-files/labels.parquet" \
+    --model "$out/model-emb" --out "$out/adapters-emb/zeroshot"
+for n in $n_train; do
+  for s in full lora reshead; do
+    dir="$out/adapters-emb/$s-n$n"
+    emb_adapters+=("$dir")
+    step "embeddings: $s, $n DESI labels" "$dir/adapter-card.json" \
+      "$bin" finetune --strategy "$s" --n-train "$n" --seed "$seed" --spectra "$out/emb-desi" \
+        --labels "$out/desi-files/labels.parquet" --model "$out/model-emb" --out "$dir"
+  done
+done
+
+echo "== evaluate on held-out DESI stars: pixels, embeddings, hybrids"
 "$bin" evaluate --spectra "$out/desi" --labels "$out/desi-files/labels.parquet" --model "$out/model" \
-  --adapter "${adapters[@]}" --out "$out/evaluation"
+  --adapter "${adapters[@]}" --embedding-model "$out/model-emb" --embeddings "$out/emb-desi" \
+  --embedding-adapter "${emb_adapters[@]}" --out "$out/evaluation"
 echo
 echo "Table: $out/evaluation/evaluation.md (Parquet beside it). Compare e.g.:"
-echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT strategy, parameter, regime, n, round(robust_sigma,3) AS rsig, round(bias,3) AS bias FROM '$out/evaluation/evaluation.parquet' WHERE parameter='feh' ORDER BY regime, rsig\\\").show(max_rows=100)\""
+echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT input, strategy, regime, n, round(robust_sigma,3) AS rsig, round(bias,3) AS bias FROM '$out/evaluation/evaluation.parquet' WHERE parameter='feh' ORDER BY regime, rsig\\\").show(max_rows=200)\""

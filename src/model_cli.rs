@@ -232,6 +232,16 @@ pub struct EvaluateArgs {
     /// Bootstrap resamples for the 68 % intervals.
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
+    /// Also score a model on embeddings (with --embeddings and --embedding-adapter), and the
+    /// hybrids of the two heads per strategy (inverse-variance mean; regime switch at [Fe/H] = −1).
+    #[arg(long, requires = "embeddings")]
+    embedding_model: Option<PathBuf>,
+    /// Embedding shards (from `starpipe embed`) of the same spectra.
+    #[arg(long, num_args = 1.., requires = "embedding_model")]
+    embeddings: Vec<PathBuf>,
+    /// Adapters of the embedding model (repeatable).
+    #[arg(long, num_args = 1.., requires = "embedding_model")]
+    embedding_adapter: Vec<PathBuf>,
     #[command(flatten)]
     compute: ComputeArgs,
 }
@@ -365,6 +375,11 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         model: a.model,
         adapters: a.adapter,
         split: a.split.split()?,
+        embedding: a.embedding_model.map(|model| starpipe::model::evaluate::EmbeddingSide {
+            spectra: a.embeddings,
+            model,
+            adapters: a.embedding_adapter,
+        }),
         selection: a.labels.cuts(),
         out: a.out,
         n_boot: a.bootstrap,
@@ -374,7 +389,8 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     println!("evaluate: {} test spectra, {} metric rows", s.n_test, s.rows.len());
     for r in s.rows.iter().filter(|r| r.regime == "all") {
         println!(
-            "  {:<18} {:<5} robust σ {:>9.4}  bias {:>9.4}  |Δ|<σ {:.2}",
+            "  {:<13} {:<18} {:<5} robust σ {:>9.4}  bias {:>9.4}  |Δ|<σ {:.2}",
+            r.input,
             r.strategy,
             r.parameter.name(),
             r.metrics.robust_sigma,

@@ -7,12 +7,13 @@ use super::device::ComputeDevice;
 use super::labels::{LabelSpec, read_labels};
 use super::metrics::{self, Metrics};
 use super::mlp::{Adapter, Network};
-use super::predict::{predict_standardized, to_physical};
+use super::predict::{Estimate, predict_standardized, to_physical};
 use super::split::TestSplit;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
 use crate::ingest::shards::write_small_table;
 use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,10 +33,21 @@ pub struct EvaluateOptions {
     pub adapters: Vec<PathBuf>,
     /// Test split when no adapter says which (all adapters must agree).
     pub split: TestSplit,
+    /// An embedding-based model scored beside the pixel one, with hybrids of the two.
+    pub embedding: Option<EmbeddingSide>,
     pub selection: SelectionCuts,
     pub out: PathBuf,
     pub n_boot: usize,
     pub device: ComputeDevice,
+}
+
+/// The embedding model of a pixels-vs-embeddings comparison.
+#[derive(Debug, Clone)]
+pub struct EmbeddingSide {
+    /// Embedding shards of the same spectra.
+    pub spectra: Vec<PathBuf>,
+    pub model: PathBuf,
+    pub adapters: Vec<PathBuf>,
 }
 
 /// One row of the metrics table.
@@ -68,80 +80,172 @@ fn regime_of(feh: f64, regime: &str) -> bool {
     }
 }
 
-pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
-    let dev = opts.device.open()?;
-    let (base, base_card) = load_model(&opts.model, &dev)?;
+/// One model (and adapter) scored on the test stars: per-star reference labels and estimates.
+struct Scored {
+    input: &'static str,
+    strategy: String,
+    adapter_kind: String,
+    n_train: usize,
+    model_sha256: String,
+    adapter_sha256: String,
+    spectrum_id: Vec<String>,
+    key: Vec<i64>,
+    snr: Vec<f32>,
+    reference: Vec<[f64; 3]>,
+    est: Vec<Estimate>,
+}
+
+/// Scores a model and its adapters (plus the bare model as zero-shot unless an adapter is the
+/// zero-shot one) on the test stars of `split` (or of the adapters' own split).
+fn score_model(
+    spectra: &[PathBuf],
+    model: &Path,
+    adapters: &[PathBuf],
+    labels: &super::labels::LabelTable,
+    opts: &EvaluateOptions,
+    split: &mut Option<TestSplit>,
+    dev: &candle_core::Device,
+) -> Result<Vec<Scored>> {
+    let (base, base_card) = load_model(model, dev)?;
     let input = base_card.input.clone();
     let mut strategies: Vec<(Adapter, Option<AdapterCard>)> = Vec::new();
-    for dir in &opts.adapters {
-        let (a, c) = load_adapter(dir, &base, &base_card, &dev)?;
+    for dir in adapters {
+        let (a, c) = load_adapter(dir, &base, &base_card, dev)?;
         strategies.push((a, Some(c)));
     }
     if !strategies.iter().any(|(a, _)| matches!(a, Adapter::ZeroShot)) {
         strategies.insert(0, (Adapter::ZeroShot, None));
     }
-    let split = match strategies.iter().filter_map(|(_, c)| c.as_ref()).map(|c| c.test_split).next() {
-        Some(s) => s,
-        None => opts.split,
-    };
-    if let Some(c) = strategies.iter().filter_map(|(_, c)| c.as_ref()).find(|c| c.test_split != split) {
-        return Err(ModelError::Invalid(format!(
-            "adapters disagree on the test split ({:?} vs {:?}): their scores would not be comparable",
-            c.test_split, split
-        )));
+    for c in strategies.iter().filter_map(|(_, c)| c.as_ref()) {
+        match split {
+            None => *split = Some(c.test_split),
+            Some(s) if *s != c.test_split => {
+                return Err(ModelError::Invalid(format!(
+                    "adapters disagree on the test split ({:?} vs {:?}): their scores would not be comparable",
+                    c.test_split, s
+                )));
+            }
+            Some(_) => {}
+        }
     }
-    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
-    let labels = read_labels(&opts.labels, &opts.label_spec)?;
-    let set = load_labelled(&shards, &input, &labels, &opts.selection)?;
+    let split = *split.get_or_insert(opts.split);
+    let shards = shard_paths(spectra, input.shard_prefix())?;
+    let set = load_labelled(&shards, &input, labels, &opts.selection)?;
     let test_rows: Vec<usize> = (0..set.len()).filter(|&i| split.is_test(set.key[i])).collect();
     if test_rows.is_empty() {
         return Err(ModelError::bad(&opts.labels, "no labelled test stars in these spectra"));
     }
     let test = set.dataset(&test_rows, &base_card.label_scaling);
-    let reference: Vec<[f64; 3]> = test_rows.iter().map(|&i| set.labels[i]).collect();
-    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
-
-    let mut rows = Vec::new();
-    let mut per_star = PerStar::default();
+    let mut out = Vec::new();
     for (adapter, card) in &strategies {
         let net = Network { base: &base, adapter };
-        let outputs = predict_standardized(&net, &test.x, test.n_features, 4096, &dev)?;
+        let outputs = predict_standardized(&net, &test.x, test.n_features, 4096, dev)?;
         let scale = card.as_ref().map_or(base_card.sigma_scale, |c| c.sigma_scale);
-        let est: Vec<_> = outputs.iter().map(|o| to_physical(o, &base_card.label_scaling, &scale)).collect();
-        let strategy = card.as_ref().map_or("zeroshot".to_string(), |c| c.strategy_label());
-        let n_train = card
-            .as_ref()
-            .and_then(|c| c.training.as_ref())
-            .map_or(0, |t| if adapter.trainable().is_some() { t.n_train + t.n_val } else { 0 });
-        for (k, &r) in test_rows.iter().enumerate() {
-            per_star.push(input.kind(), &strategy, &set.spectrum_id[r], set.key[r], set.snr[r], &reference[k], &est[k]);
+        out.push(Scored {
+            input: input.kind(),
+            strategy: card.as_ref().map_or("zeroshot".to_string(), |c| c.strategy_label()),
+            adapter_kind: adapter.kind().into(),
+            n_train: card
+                .as_ref()
+                .and_then(|c| c.training.as_ref())
+                .map_or(0, |t| if adapter.trainable().is_some() { t.n_train + t.n_val } else { 0 }),
+            model_sha256: base_card.weights_sha256.clone(),
+            adapter_sha256: card.as_ref().and_then(|c| c.weights_sha256.clone()).unwrap_or_default(),
+            spectrum_id: test_rows.iter().map(|&r| set.spectrum_id[r].clone()).collect(),
+            key: test_rows.iter().map(|&r| set.key[r]).collect(),
+            snr: test_rows.iter().map(|&r| set.snr[r]).collect(),
+            reference: test_rows.iter().map(|&r| set.labels[r]).collect(),
+            est: outputs.iter().map(|o| to_physical(o, &base_card.label_scaling, &scale)).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The two hybrid estimators of a pixel and an embedding head with the same strategy, on the test
+/// stars both scored: `hybrid-ivar` (inverse-variance mean of the two) and `hybrid-regime` (the
+/// embedding head, except where the pixel head says [Fe/H] < −1, where embeddings are weaker).
+fn hybrids(pixels: &Scored, emb: &Scored) -> [Scored; 2] {
+    let at: HashMap<&str, usize> = emb.spectrum_id.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let both: Vec<(usize, usize)> =
+        pixels.spectrum_id.iter().enumerate().filter_map(|(i, s)| at.get(s.as_str()).map(|&j| (i, j))).collect();
+    let make = |input: &'static str, combine: &dyn Fn(&Estimate, &Estimate) -> Estimate| Scored {
+        input,
+        strategy: pixels.strategy.clone(),
+        adapter_kind: pixels.adapter_kind.clone(),
+        n_train: pixels.n_train,
+        model_sha256: format!("{}+{}", pixels.model_sha256, emb.model_sha256),
+        adapter_sha256: format!("{}+{}", pixels.adapter_sha256, emb.adapter_sha256),
+        spectrum_id: both.iter().map(|&(i, _)| pixels.spectrum_id[i].clone()).collect(),
+        key: both.iter().map(|&(i, _)| pixels.key[i]).collect(),
+        snr: both.iter().map(|&(i, _)| pixels.snr[i]).collect(),
+        reference: both.iter().map(|&(i, _)| pixels.reference[i]).collect(),
+        est: both.iter().map(|&(i, j)| combine(&pixels.est[i], &emb.est[j])).collect(),
+    };
+    let ivar = |a: &Estimate, b: &Estimate| {
+        let mut e = *a;
+        for p in 0..3 {
+            let (wa, wb) = (a.error[p].powi(-2), b.error[p].powi(-2));
+            e.value[p] = (wa * a.value[p] + wb * b.value[p]) / (wa + wb);
+            e.error[p] = (wa + wb).sqrt().recip();
+        }
+        e
+    };
+    let regime = |a: &Estimate, b: &Estimate| if a.value[2] < METAL_POOR_FEH { *a } else { *b };
+    [make("hybrid-ivar", &ivar), make("hybrid-regime", &regime)]
+}
+
+pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
+    let dev = opts.device.open()?;
+    let labels = read_labels(&opts.labels, &opts.label_spec)?;
+    let mut split = None;
+    let mut scored = score_model(&opts.spectra, &opts.model, &opts.adapters, &labels, opts, &mut split, &dev)?;
+    if let Some(e) = &opts.embedding {
+        let emb = score_model(&e.spectra, &e.model, &e.adapters, &labels, opts, &mut split, &dev)?;
+        let mut extra = Vec::new();
+        for p in scored.iter().filter(|s| s.input == "pixels") {
+            if let Some(q) = emb.iter().find(|q| q.strategy == p.strategy) {
+                extra.extend(hybrids(p, q));
+            }
+        }
+        scored.extend(emb);
+        scored.extend(extra);
+    }
+    let split = split.unwrap_or(opts.split);
+    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+    let mut rows = Vec::new();
+    let mut per_star = PerStar::default();
+    for s in &scored {
+        for k in 0..s.est.len() {
+            per_star.push(s.input, &s.strategy, &s.spectrum_id[k], s.key[k], s.snr[k], &s.reference[k], &s.est[k]);
         }
         for p in PARAMETERS {
             for regime in REGIMES {
-                let idx: Vec<usize> = (0..est.len()).filter(|&k| regime_of(reference[k][2], regime)).collect();
-                let delta: Vec<f64> = idx.iter().map(|&k| est[k].value[p.index()] - reference[k][p.index()]).collect();
-                let sig: Vec<f64> = idx.iter().map(|&k| est[k].error[p.index()]).collect();
+                let idx: Vec<usize> = (0..s.est.len()).filter(|&k| regime_of(s.reference[k][2], regime)).collect();
+                let delta: Vec<f64> =
+                    idx.iter().map(|&k| s.est[k].value[p.index()] - s.reference[k][p.index()]).collect();
+                let sig: Vec<f64> = idx.iter().map(|&k| s.est[k].error[p.index()]).collect();
                 rows.push(MetricsRow {
-                    input: input.kind().into(),
-                    strategy: strategy.clone(),
-                    adapter_kind: adapter.kind().into(),
-                    n_train,
+                    input: s.input.into(),
+                    strategy: s.strategy.clone(),
+                    adapter_kind: s.adapter_kind.clone(),
+                    n_train: s.n_train,
                     parameter: p,
                     regime,
                     metrics: metrics::compute(&delta, &sig, p.outlier_threshold(), opts.n_boot, 11),
-                    model_sha256: base_card.weights_sha256.clone(),
-                    adapter_sha256: card.as_ref().and_then(|c| c.weights_sha256.clone()).unwrap_or_default(),
+                    model_sha256: s.model_sha256.clone(),
+                    adapter_sha256: s.adapter_sha256.clone(),
                 });
             }
         }
     }
+    let n_test = scored.first().map_or(0, |s| s.est.len());
     let parquet = opts.out.join("evaluation.parquet");
     write_metrics(&parquet, &rows)?;
     per_star.write(&opts.out.join("evaluation-predictions.parquet"))?;
     let markdown = opts.out.join("evaluation.md");
-    let text = render_markdown(&rows, test_rows.len(), &split, &opts.labels);
+    let text = render_markdown(&rows, n_test, &split, &opts.labels);
     std::fs::write(&markdown, text).map_err(|e| ModelError::io(&markdown, e))?;
-    Ok(EvaluationSummary { n_test: test_rows.len(), rows, markdown, parquet })
+    Ok(EvaluationSummary { n_test, rows, markdown, parquet })
 }
 
 fn fmt_value(p: Parameter, v: f64) -> String {
