@@ -4,6 +4,7 @@ mod catalog;
 mod cli;
 mod common;
 mod continuum_bias;
+mod embeddings;
 mod ingest_bad_inputs;
 mod ingest_desi;
 mod ingest_lamost;

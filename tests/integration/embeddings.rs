@@ -1,0 +1,182 @@
+//! The embedding arm as a user runs it: train-encoder on both mock surveys → embed → an MLP on
+//! embeddings → finetune → evaluate beside the pixel model with hybrids → infer → a catalogue with
+//! a pixel head and an embedding head.
+
+use crate::common::*;
+use crate::models::{fixture, ok, run};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+struct Emb {
+    encoder: PathBuf,
+    lamost: PathBuf,
+    desi: PathBuf,
+    model: PathBuf,
+    lora: PathBuf,
+}
+
+fn emb() -> &'static Emb {
+    static E: OnceLock<Emb> = OnceLock::new();
+    E.get_or_init(|| {
+        let f = fixture();
+        let e = Emb {
+            encoder: f.p("encoder"),
+            lamost: f.p("emb-lamost"),
+            desi: f.p("emb-desi"),
+            model: f.p("model-emb"),
+            lora: f.p("adapter-emb-lora"),
+        };
+        // A tiny encoder: 2 epochs of the small preset on 300 spectra, 2 masked runs of 5 tokens.
+        ok(run(
+            &[
+                "train-encoder",
+                "--max-spectra",
+                "300",
+                "--max-epochs",
+                "2",
+                "--mask-chunks",
+                "2",
+                "--mask-chunk-len",
+                "5",
+            ],
+            &[("--spectra", &f.p("lamost")), ("--spectra", &f.p("desi")), ("--out", &e.encoder)],
+        ));
+        ok(run(&["embed"], &[("--spectra", &f.p("lamost")), ("--encoder", &e.encoder), ("--out", &e.lamost)]));
+        ok(run(&["embed"], &[("--spectra", &f.p("desi")), ("--encoder", &e.encoder), ("--out", &e.desi)]));
+        ok(run(
+            &["train", "--max-epochs", "10", "--batch-size", "64"],
+            &[("--spectra", &e.lamost), ("--labels", &f.p("lamost-files/labels.parquet")), ("--out", &e.model)],
+        ));
+        ok(run(
+            &["finetune", "--strategy", "lora", "--n-train", "80", "--max-epochs", "5", "--label-key", "TARGETID"],
+            &[
+                ("--spectra", &e.desi),
+                ("--labels", &f.p("desi-files/labels.parquet")),
+                ("--model", &e.model),
+                ("--out", &e.lora),
+            ],
+        ));
+        e
+    })
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn encoder_card_and_embedding_shards() {
+    let f = fixture();
+    let e = emb();
+    let card = json(&e.encoder.join("encoder-card.json"));
+    assert_eq!(card["tokens"]["patch"], 20);
+    assert_eq!(card["architecture"]["n_tokens"], 147);
+    assert_eq!(card["architecture"]["d_model"], 64);
+    let (first, best) = (card["initial_val_loss"].as_f64().unwrap(), card["val_loss"][1].as_f64().unwrap());
+    assert!(best < first, "pre-training did not lower the masked-token loss: {first} → {best}");
+    // Embedding shards: same rows, same order as the spectra; width 64; encoder hash.
+    let spectra = read_spectra(&f.p("desi"));
+    let emb = read_parts(&e.desi, "embeddings-");
+    assert_eq!(strings(&emb, "spectrum_id"), strings(&spectra, "spectrum_id"));
+    assert!(matches!(emb.column("embedding").unwrap().dtype(), DataType::Array(_, 64)));
+    let sha = card["weights_sha256"].as_str().unwrap();
+    assert!(strings(&emb, "encoder_sha256").iter().all(|s| s == sha));
+    let names: Vec<String> = emb.get_column_names().iter().map(|s| s.to_string()).collect();
+    let schema = starpipe::schema::embeddings();
+    assert_eq!(names, schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+    // A second run keeps the finished shard.
+    let again = ok(run(&["embed"], &[("--spectra", &f.p("desi")), ("--encoder", &e.encoder), ("--out", &e.desi)]));
+    assert!(again.contains("(1 kept"), "{again}");
+}
+
+#[test]
+fn embedding_model_card_and_mismatched_encoder() {
+    let f = fixture();
+    let e = emb();
+    let card = json(&e.model.join("model-card.json"));
+    assert_eq!(card["input"]["kind"], "embeddings");
+    assert_eq!(card["input"]["dim"], 64);
+    assert_eq!(card["architecture"]["hidden"], serde_json::json!([256, 64]));
+    assert_eq!(card["input"]["mean"].as_array().unwrap().len(), 64);
+    // Pixel shards given to an embedding model are refused by name (no embeddings-* there).
+    let out =
+        run(&["infer"], &[("--spectra", &f.p("desi")), ("--model", &e.model), ("--out", &f.p("pred-should-fail"))]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("embeddings-"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn evaluate_compares_pixels_embeddings_and_hybrids() {
+    let f = fixture();
+    let e = emb();
+    let out = f.p("eval-both");
+    ok(run(
+        &["evaluate", "--label-key", "TARGETID", "--bootstrap", "50"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--labels", &f.p("desi-files/labels.parquet")),
+            ("--model", &f.p("model")),
+            ("--adapter", &f.p("adapter-zeroshot")),
+            ("--adapter", &f.p("adapter-lora")),
+            ("--embedding-model", &e.model),
+            ("--embeddings", &e.desi),
+            ("--embedding-adapter", &e.lora),
+            ("--out", &out),
+        ],
+    ));
+    let df = ParquetReader::new(std::fs::File::open(out.join("evaluation.parquet")).unwrap()).finish().unwrap();
+    let input = strings(&df, "input");
+    let strategy = strings(&df, "strategy");
+    let count = |i: &str, s: &str| (0..df.height()).filter(|&k| input[k] == i && strategy[k] == s).count();
+    // pixels: zeroshot + lora; embeddings: zeroshot (bare) + lora; hybrids for both shared strategies.
+    for (i, s) in [
+        ("pixels", "zeroshot"),
+        ("pixels", "lora (n=80)"),
+        ("embeddings", "zeroshot"),
+        ("embeddings", "lora (n=80)"),
+        ("hybrid-ivar", "lora (n=80)"),
+        ("hybrid-regime", "zeroshot"),
+    ] {
+        assert_eq!(count(i, s), 9, "{i} {s}");
+    }
+    // Every input scores the same test stars.
+    let n: Vec<i64> = df.column("n").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let all: Vec<i64> = (0..df.height()).filter(|&k| strings(&df, "regime")[k] == "all").map(|k| n[k]).collect();
+    assert!(all.windows(2).all(|w| w[0] == w[1]), "{all:?}");
+}
+
+#[test]
+fn a_catalogue_with_a_pixel_and_an_embedding_head() {
+    let f = fixture();
+    let e = emb();
+    let dir = tempfile::tempdir().unwrap();
+    let (pix, embp) = (dir.path().join("pix"), dir.path().join("emb"));
+    ok(run(&["infer"], &[("--spectra", &f.p("desi")), ("--model", &f.p("model")), ("--out", &pix)]));
+    ok(run(&["infer"], &[("--spectra", &e.desi), ("--model", &e.model), ("--adapter", &e.lora), ("--out", &embp)]));
+    let cat = dir.path().join("c.parquet");
+    ok(run(
+        &["catalog"],
+        &[("--spectra", &f.p("desi")), ("--predictions", &pix), ("--predictions", &embp), ("--out", &cat)],
+    ));
+    let df = ParquetReader::new(std::fs::File::open(&cat).unwrap()).finish().unwrap();
+    let model = strings(&df, "model");
+    let n = read_spectra(&f.p("desi")).height();
+    assert_eq!(model.iter().filter(|m| *m == "mlp_embedding").count(), n);
+    assert_eq!(model.iter().filter(|m| *m == "mlp_pixels").count(), n);
+    let flags: Vec<u32> = df.column("flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+    let feh: Vec<Option<f32>> = df.column("feh").unwrap().f32().unwrap().iter().collect();
+    for k in 0..df.height() {
+        // METAL_POOR_EMBED exactly on embedding rows with [Fe/H] < −1.
+        let expect = model[k] == "mlp_embedding" && feh[k].is_some_and(|v| v < -1.0);
+        assert_eq!(flags[k] & (1 << 9) != 0, expect, "row {k}");
+    }
+    // HEAD_DISAGREE comes in pairs: both heads of a spectrum, or neither.
+    let ids = strings(&df, "spectrum_id");
+    for k in 0..df.height() {
+        if flags[k] & (1 << 8) != 0 {
+            let partners = (0..df.height()).filter(|&j| ids[j] == ids[k] && flags[j] & (1 << 8) != 0).count();
+            assert_eq!(partners, 2, "{}", ids[k]);
+        }
+    }
+}
