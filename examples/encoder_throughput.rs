@@ -12,7 +12,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let device = if args.iter().any(|a| a == "cuda") { ComputeDevice::Cuda } else { ComputeDevice::Cpu };
     let value = |flag: &str, default: f64| {
-        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let (batch, seconds) = (value("--batch", 64.0) as usize, value("--seconds", 5.0));
     let mut presets = Vec::new();

@@ -85,6 +85,28 @@ fn encoder_card_and_embedding_shards() {
     let names: Vec<String> = emb.get_column_names().iter().map(|s| s.to_string()).collect();
     let schema = starpipe::schema::embeddings();
     assert_eq!(names, schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+    // Round trip: the stored embedding of a spectrum is what the encoder gives for it now.
+    let dev = candle_core::Device::Cpu;
+    let (enc, card) = starpipe::encoder::train::load_encoder(&e.encoder, &dev).unwrap();
+    let shard = std::fs::read_dir(f.p("desi"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
+        .unwrap();
+    let mut first = Vec::new();
+    starpipe::model::data::for_each_batch(&shard, &card.window, 3, |b| {
+        if first.is_empty() {
+            first = starpipe::encoder::embed::embed_features(&enc, &card.tokens, &b.features, &dev).unwrap();
+        }
+        Ok(())
+    })
+    .unwrap();
+    let stored = emb.column("embedding").unwrap().array().unwrap().get_as_series(0).unwrap();
+    let stored: Vec<f32> = stored.f32().unwrap().into_no_null_iter().collect();
+    assert_eq!(stored.len(), 64);
+    for (a, b) in stored.iter().zip(&first[..64]) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
     // A second run keeps the finished shard.
     let again = ok(run(&["embed"], &[("--spectra", &f.p("desi")), ("--encoder", &e.encoder), ("--out", &e.desi)]));
     assert!(again.contains("(1 kept"), "{again}");
