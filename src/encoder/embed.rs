@@ -7,9 +7,10 @@
 use super::network::Encoder;
 use super::tokens::TokenLayout;
 use super::train::{load_encoder, tokens_tensor};
-use crate::ingest::shards::{read_key_value_metadata, tmp_path};
+use crate::ingest::shards::tmp_path;
 use crate::model::data::{for_each_batch, shard_paths};
 use crate::model::device::ComputeDevice;
+use crate::model::per_shard::{input_record, run_per_shard};
 use crate::model::{ModelError, Result};
 use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::Device;
@@ -30,13 +31,8 @@ pub struct EmbedOptions {
     pub device: ComputeDevice,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct EmbedSummary {
-    pub shards_written: usize,
-    pub shards_skipped: usize,
-    pub spectra: usize,
-    pub failed: Vec<(PathBuf, String)>,
-}
+/// How the input shards were accounted for.
+pub type EmbedSummary = crate::model::per_shard::ShardsSummary;
 
 /// `spectra-X.parquet` → `embeddings-X.parquet`.
 pub fn output_name(shard: &Path) -> String {
@@ -55,38 +51,22 @@ pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Resu
     let dev = opts.device.open()?;
     let (enc, card) = load_encoder(&opts.encoder, &dev)?;
     let shards = shard_paths(&opts.spectra, "spectra-")?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
-    let mut summary = EmbedSummary::default();
-    progress.set_length(shards.len() as u64);
-    for shard in &shards {
-        let out = opts.out.join(output_name(shard));
-        let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
-        let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let meta = vec![
+    let provenance = |shard: &Path| -> Result<Vec<(String, String)>> {
+        Ok(vec![
             ("starpipe.version".to_string(), crate::VERSION.to_string()),
-            ("starpipe.embed.input".to_string(), format!("{name} ({size} bytes)")),
+            ("starpipe.embed.input".to_string(), input_record(shard)?),
             ("starpipe.embed.encoder_sha256".to_string(), card.weights_sha256.clone()),
             ("starpipe.embed.dim".to_string(), enc.config.d_model.to_string()),
-        ];
-        if out.exists() && read_key_value_metadata(&out).is_ok_and(|kv| meta.iter().all(|m| kv.contains(m))) {
-            summary.shards_skipped += 1;
-            progress.inc(1);
-            continue;
-        }
-        match embed_shard(shard, &out, &enc, &card, meta, opts.batch_size, &dev) {
-            Ok(n) => {
-                summary.spectra += n;
-                summary.shards_written += 1;
-            }
-            Err(e) => {
-                tracing::error!(shard = %shard.display(), error = %e, "shard not embedded");
-                let _ = std::fs::remove_file(tmp_path(&out));
-                summary.failed.push((shard.clone(), e.to_string()));
-            }
-        }
-        progress.inc(1);
-    }
-    Ok(summary)
+        ])
+    };
+    run_per_shard(
+        &shards,
+        &opts.out,
+        output_name,
+        provenance,
+        |shard, out, meta| embed_shard(shard, out, &enc, &card, meta, opts.batch_size, &dev),
+        progress,
+    )
 }
 
 fn embed_shard(

@@ -11,10 +11,11 @@ use super::data::{SpectraBatch, for_each_input_batch, shard_paths};
 use super::device::ComputeDevice;
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
+use super::per_shard::{input_record, run_per_shard};
 use super::predict::to_physical;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
-use crate::ingest::shards::{read_key_value_metadata, tmp_path};
+use crate::ingest::shards::tmp_path;
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::{Device, Tensor};
 use parquet::arrow::ArrowWriter;
@@ -37,14 +38,8 @@ pub struct InferOptions {
     pub device: ComputeDevice,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct InferSummary {
-    pub shards_written: usize,
-    pub shards_skipped: usize,
-    pub spectra: usize,
-    /// Shards that could not be predicted, with the reason; the others are still written.
-    pub failed: Vec<(PathBuf, String)>,
-}
+/// How the input shards were accounted for.
+pub type InferSummary = super::per_shard::ShardsSummary;
 
 /// A model ready for inference: LoRA merged into the weights, everything else as trained.
 pub struct Predictor {
@@ -127,11 +122,9 @@ pub fn output_name(shard: &Path) -> String {
 }
 
 fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
-    let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
-    let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
     Ok(vec![
         ("starpipe.version".into(), crate::VERSION.into()),
-        ("starpipe.infer.input".into(), format!("{name} ({size} bytes)")),
+        ("starpipe.infer.input".into(), input_record(shard)?),
         ("starpipe.infer.model_sha256".into(), p.card.weights_sha256.clone()),
         ("starpipe.infer.adapter_sha256".into(), p.adapter_sha256().into()),
         ("starpipe.infer.label_range".into(), serde_json::to_string(&p.card.label_range).unwrap_or_default()),
@@ -148,45 +141,14 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
     let input = predictor.card.input.clone();
     let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
-    let mut names = std::collections::HashMap::new();
-    for shard in &shards {
-        if let Some(other) = names.insert(output_name(shard), shard) {
-            return Err(ModelError::bad(
-                shard,
-                format!(
-                    "would write the same prediction shard as {} (run infer once per survey directory)",
-                    other.display()
-                ),
-            ));
-        }
-    }
-    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
-    let mut summary = InferSummary::default();
-    progress.set_length(shards.len() as u64);
-    for shard in &shards {
-        let out = opts.out.join(output_name(shard));
-        let meta = provenance(shard, &predictor)?;
-        if out.exists() && read_key_value_metadata(&out).is_ok_and(|kv| meta.iter().all(|m| kv.contains(m))) {
-            tracing::info!(shard = %out.display(), "already predicted with this model; kept");
-            summary.shards_skipped += 1;
-            progress.inc(1);
-            continue;
-        }
-        match predict_shard(shard, &out, &input, &predictor, meta, opts.batch_size, &dev) {
-            Ok(n) => {
-                summary.spectra += n;
-                summary.shards_written += 1;
-            }
-            Err(e) => {
-                // One unreadable shard must not cost the others: report it and go on.
-                tracing::error!(shard = %shard.display(), error = %e, "shard not predicted");
-                let _ = std::fs::remove_file(tmp_path(&out));
-                summary.failed.push((shard.clone(), e.to_string()));
-            }
-        }
-        progress.inc(1);
-    }
-    Ok(summary)
+    run_per_shard(
+        &shards,
+        &opts.out,
+        output_name,
+        |shard| provenance(shard, &predictor),
+        |shard, out, meta| predict_shard(shard, out, &input, &predictor, meta, opts.batch_size, &dev),
+        progress,
+    )
 }
 
 fn predict_shard(

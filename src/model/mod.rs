@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod ood;
 pub mod params;
+pub mod per_shard;
 pub mod predict;
 pub mod split;
 pub mod store;

@@ -1,0 +1,72 @@
+//! The shape every per-shard stage shares (`infer`, `embed`): one output shard per input shard,
+//! named after it; an output whose recorded provenance matches is kept (resume); a shard that
+//! fails is reported and the others are still written; outputs appear only complete.
+
+use super::{ModelError, Result};
+use crate::ingest::shards::{read_key_value_metadata, tmp_path};
+use std::path::{Path, PathBuf};
+
+/// How the inputs of a per-shard stage were accounted for.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardsSummary {
+    pub shards_written: usize,
+    pub shards_skipped: usize,
+    pub spectra: usize,
+    /// Shards that could not be processed, with the reason; the others are still written.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Runs `work(input, output, provenance) -> rows` for every input shard whose output is missing or
+/// was made from something else. `provenance` is written into each output's metadata by `work`
+/// and compared on re-runs.
+pub fn run_per_shard(
+    shards: &[PathBuf],
+    out_dir: &Path,
+    output_name: impl Fn(&Path) -> String,
+    provenance: impl Fn(&Path) -> Result<Vec<(String, String)>>,
+    mut work: impl FnMut(&Path, &Path, Vec<(String, String)>) -> Result<usize>,
+    progress: &indicatif::ProgressBar,
+) -> Result<ShardsSummary> {
+    let mut names = std::collections::HashMap::new();
+    for shard in shards {
+        if let Some(other) = names.insert(output_name(shard), shard) {
+            return Err(ModelError::bad(
+                shard,
+                format!("would write the same output shard as {} (run once per survey directory)", other.display()),
+            ));
+        }
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
+    let mut summary = ShardsSummary::default();
+    progress.set_length(shards.len() as u64);
+    for shard in shards {
+        let out = out_dir.join(output_name(shard));
+        let meta = provenance(shard)?;
+        if out.exists() && read_key_value_metadata(&out).is_ok_and(|kv| meta.iter().all(|m| kv.contains(m))) {
+            tracing::info!(shard = %out.display(), "made from the same input and model earlier; kept");
+            summary.shards_skipped += 1;
+            progress.inc(1);
+            continue;
+        }
+        match work(shard, &out, meta) {
+            Ok(n) => {
+                summary.spectra += n;
+                summary.shards_written += 1;
+            }
+            Err(e) => {
+                // One unreadable shard must not cost the others: report it and go on.
+                tracing::error!(shard = %shard.display(), error = %e, "shard not processed");
+                let _ = std::fs::remove_file(tmp_path(&out));
+                summary.failed.push((shard.clone(), e.to_string()));
+            }
+        }
+        progress.inc(1);
+    }
+    Ok(summary)
+}
+
+/// The file name and size of an input shard, as provenance records it.
+pub fn input_record(shard: &Path) -> Result<String> {
+    let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
+    Ok(format!("{} ({size} bytes)", shard.file_name().and_then(|n| n.to_str()).unwrap_or("")))
+}
