@@ -218,26 +218,29 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
         for k in 0..s.est.len() {
             per_star.push(s.input, &s.strategy, &s.spectrum_id[k], s.key[k], s.snr[k], &s.reference[k], &s.est[k]);
         }
-        for p in PARAMETERS {
-            for regime in REGIMES {
-                let idx: Vec<usize> = (0..s.est.len()).filter(|&k| regime_of(s.reference[k][2], regime)).collect();
-                let delta: Vec<f64> =
-                    idx.iter().map(|&k| s.est[k].value[p.index()] - s.reference[k][p.index()]).collect();
-                let sig: Vec<f64> = idx.iter().map(|&k| s.est[k].error[p.index()]).collect();
-                rows.push(MetricsRow {
-                    input: s.input.into(),
-                    strategy: s.strategy.clone(),
-                    adapter_kind: s.adapter_kind.clone(),
-                    n_train: s.n_train,
-                    parameter: p,
-                    regime,
-                    metrics: metrics::compute(&delta, &sig, p.outlier_threshold(), opts.n_boot, 11),
-                    model_sha256: s.model_sha256.clone(),
-                    adapter_sha256: s.adapter_sha256.clone(),
-                });
-            }
-        }
     }
+    // Bootstrap intervals are most of the work: one task per table row, in the table's order.
+    let cells: Vec<(&Scored, Parameter, &'static str)> = scored
+        .iter()
+        .flat_map(|s| PARAMETERS.into_iter().flat_map(move |p| REGIMES.into_iter().map(move |r| (s, p, r))))
+        .collect();
+    use rayon::prelude::*;
+    rows.par_extend(cells.par_iter().map(|&(s, p, regime)| {
+        let idx: Vec<usize> = (0..s.est.len()).filter(|&k| regime_of(s.reference[k][2], regime)).collect();
+        let delta: Vec<f64> = idx.iter().map(|&k| s.est[k].value[p.index()] - s.reference[k][p.index()]).collect();
+        let sig: Vec<f64> = idx.iter().map(|&k| s.est[k].error[p.index()]).collect();
+        MetricsRow {
+            input: s.input.into(),
+            strategy: s.strategy.clone(),
+            adapter_kind: s.adapter_kind.clone(),
+            n_train: s.n_train,
+            parameter: p,
+            regime,
+            metrics: metrics::compute(&delta, &sig, p.outlier_threshold(), opts.n_boot, 11),
+            model_sha256: s.model_sha256.clone(),
+            adapter_sha256: s.adapter_sha256.clone(),
+        }
+    }));
     let n_test = scored.first().map_or(0, |s| s.est.len());
     let parquet = opts.out.join("evaluation.parquet");
     write_metrics(&parquet, &rows)?;
