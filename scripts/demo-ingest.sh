@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick-start demo: ingest the real LAMOST and DESI sample files shipped in tests/data/, then write
 # small labelled mock LAMOST and DESI surveys, ingest those too, pre-train a model on the mock LAMOST
-# labels, adapt it to mock DESI with LoRA, score it and predict. Everything lands in out/demo/.
+# labels, adapt it to mock DESI with LoRA, score it, predict, and write a catalogue. Everything lands
+# in out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -21,9 +22,11 @@ out="${1:-out/demo}"
   --adapter "$out/model-desi-lora" --out "$out/evaluation" --bootstrap 200
 "$bin" infer --spectra "$out/mock-desi" --model "$out/model" --adapter "$out/model-desi-lora" --out "$out/predictions-desi"
 "$bin" infer --spectra "$out/lamost" --model "$out/model" --out "$out/predictions-lamost-real"
+"$bin" catalog --spectra "$out/mock-desi" --predictions "$out/predictions-desi" --out "$out/catalog-desi.parquet"
 echo
 echo "Shards and reports are in $out/*/; mock labels in $out/mock-*-files/labels.parquet;"
 echo "the model in $out/model, its scores in $out/evaluation/evaluation.md, predictions in $out/predictions-*/. Try:"
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT survey, count(*), median(snr_grid) FROM '$out/*/spectra-*.parquet' GROUP BY ALL\\\").show()\""
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT status, reason, count(*) FROM '$out/*/report-*.parquet' WHERE status <> 'written' GROUP BY ALL\\\").show()\""
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT spectrum_id, round(teff) AS teff, round(teff_err) AS teff_err, round(feh,2) AS feh, round(feh_err,2) AS feh_err FROM '$out/predictions-lamost-real/*.parquet'\\\").show()\""
+echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT round(teff/250)*250 AS teff, round(logg*2)/2 AS logg, count(*) FROM '$out/catalog-desi.parquet' WHERE success AND flags < 256 GROUP BY ALL ORDER BY ALL\\\").show()\""
