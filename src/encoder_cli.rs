@@ -52,6 +52,10 @@ pub struct TrainEncoderArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
+    /// Continue a killed run from its checkpoint in --out (same data and settings; the optimiser's
+    /// moment estimates restart).
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +89,7 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
     opts.preset = a.preset;
     opts.max_spectra = a.max_spectra;
     opts.device = a.device;
+    opts.resume = a.resume;
     opts.pretrain.learning_rate = a.lr;
     opts.pretrain.weight_decay = a.weight_decay;
     opts.pretrain.batch_size = a.batch_size;

@@ -90,6 +90,8 @@ pub struct EncoderTrainOptions {
     pub max_spectra: usize,
     pub val_fraction: f64,
     pub device: ComputeDevice,
+    /// Continue from `<out>/checkpoint.json` when it belongs to the same data and settings.
+    pub resume: bool,
 }
 
 impl EncoderTrainOptions {
@@ -103,6 +105,7 @@ impl EncoderTrainOptions {
             max_spectra: 0,
             val_fraction: 0.05,
             device: ComputeDevice::Cpu,
+            resume: false,
         }
     }
 }
@@ -165,7 +168,6 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         vars(&enc.params),
         ParamsAdamW { lr: p.learning_rate, weight_decay: p.weight_decay, ..Default::default() },
     )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Validation masks are drawn once, so epochs are compared on the same task.
     let mut val_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A1);
     let val_masks: Vec<(Vec<usize>, Tensor)> = val
@@ -183,44 +185,6 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         }
         Ok(total / val.len() as f64)
     };
-    let steps_per_epoch = train.len().div_ceil(p.batch_size);
-    let total_steps = (steps_per_epoch * p.max_epochs).max(1);
-    progress.set_length(p.max_epochs as u64);
-    let initial_val_loss = val_loss(&enc)?;
-    let (mut best, mut best_epoch, mut since) = (initial_val_loss, 0, 0);
-    let mut best_weights = snapshot(&enc.params)?;
-    let (mut train_curve, mut val_curve) = (Vec::new(), Vec::new());
-    let mut shuffled = train.clone();
-    let mut step = 0;
-    for epoch in 1..=p.max_epochs {
-        shuffled.shuffle(&mut rng);
-        let mut sum = 0.0;
-        for rows in shuffled.chunks(p.batch_size) {
-            // Cosine decay of the learning rate over the whole run (SpecCLIP's schedule).
-            let lr = p.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps as f64).cos());
-            opt.set_learning_rate(lr);
-            let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut rng, &dev)?;
-            let loss = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, &m)?;
-            opt.backward_step(&loss)?;
-            sum += loss.to_scalar::<f32>()? as f64 * rows.len() as f64;
-            step += 1;
-        }
-        train_curve.push(sum / train.len() as f64);
-        let v = val_loss(&enc)?;
-        val_curve.push(v);
-        progress.inc(1);
-        tracing::info!(epoch, train_loss = train_curve[epoch - 1], val_loss = v, "encoder epoch");
-        if v < best {
-            (best, best_epoch, since) = (v, epoch, 0);
-            best_weights = snapshot(&enc.params)?;
-        } else {
-            since += 1;
-            if since >= p.patience {
-                break;
-            }
-        }
-    }
-    restore(&enc.params, &best_weights)?;
     let data_sha256 = {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
@@ -232,6 +196,70 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         }
         format!("{:x}", h.finalize())
     };
+    let steps_per_epoch = train.len().div_ceil(p.batch_size);
+    let total_steps = (steps_per_epoch * p.max_epochs).max(1);
+    progress.set_length(p.max_epochs as u64);
+    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+    let ckpt = Checkpoint::paths(&opts.out);
+    let mut state = match opts.resume.then(|| Checkpoint::load(&opts.out, &enc, &data_sha256, p)).transpose()? {
+        Some(Some(state)) => {
+            tracing::info!(epoch = state.epoch, "resuming from the checkpoint");
+            state
+        }
+        _ => {
+            let initial = val_loss(&enc)?;
+            Checkpoint {
+                epoch: 0,
+                initial_val_loss: initial,
+                best: initial,
+                best_epoch: 0,
+                since: 0,
+                ..Default::default()
+            }
+        }
+    };
+    let mut best_weights = snapshot(&enc.params)?;
+    if state.best_epoch > 0 {
+        // The best weights so far live in their own file; the current ones are in `enc`.
+        best_weights = load_weights(&ckpt.1, &enc, &dev)?;
+    }
+    progress.set_position(state.epoch as u64);
+    for epoch in state.epoch + 1..=p.max_epochs {
+        if state.since >= p.patience {
+            break;
+        }
+        // Each epoch's batch order and masks come from (seed, epoch) alone, so a resumed run
+        // draws what an uninterrupted one would have.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut shuffled = train.clone();
+        shuffled.shuffle(&mut rng);
+        let mut sum = 0.0;
+        for (b, rows) in shuffled.chunks(p.batch_size).enumerate() {
+            // Cosine decay of the learning rate over the whole run (SpecCLIP's schedule).
+            let step = (epoch - 1) * steps_per_epoch + b;
+            let lr = p.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps as f64).cos());
+            opt.set_learning_rate(lr);
+            let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut rng, &dev)?;
+            let loss = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, &m)?;
+            opt.backward_step(&loss)?;
+            sum += loss.to_scalar::<f32>()? as f64 * rows.len() as f64;
+        }
+        state.train_loss.push(sum / train.len() as f64);
+        let v = val_loss(&enc)?;
+        state.val_loss.push(v);
+        progress.inc(1);
+        tracing::info!(epoch, train_loss = sum / train.len() as f64, val_loss = v, "encoder epoch");
+        if v < state.best {
+            (state.best, state.best_epoch, state.since) = (v, epoch, 0);
+            best_weights = snapshot(&enc.params)?;
+            save_weights(&ckpt.1, &enc)?;
+        } else {
+            state.since += 1;
+        }
+        state.epoch = epoch;
+        state.save(&opts.out, &enc, &data_sha256, p)?;
+    }
+    restore(&enc.params, &best_weights)?;
     let mut card = EncoderCard {
         format: ENCODER_FORMAT.into(),
         starpipe_version: crate::VERSION.into(),
@@ -245,15 +273,94 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         n_val: val.len(),
         data_sha256,
         pretraining: p.clone(),
-        epochs_run: train_curve.len(),
-        best_epoch,
-        initial_val_loss,
-        train_loss: train_curve,
-        val_loss: val_curve,
+        epochs_run: state.train_loss.len(),
+        best_epoch: state.best_epoch,
+        initial_val_loss: state.initial_val_loss,
+        train_loss: state.train_loss.clone(),
+        val_loss: state.val_loss.clone(),
         weights_sha256: String::new(),
     };
     save_encoder(&opts.out, &enc, &mut card)?;
+    for f in [ckpt.0, ckpt.1, ckpt.2] {
+        let _ = std::fs::remove_file(f);
+    }
     Ok(card)
+}
+
+/// Training state after an epoch, so a killed job (a SLURM time limit) resumes at the next
+/// epoch: `checkpoint.json` (counters, curves, what it was trained on), `checkpoint.safetensors`
+/// (current weights) and `checkpoint-best.safetensors`. AdamW's moment estimates are not saved
+/// (candle keeps them private): a resumed run restarts them, so it is close to, not bit-equal to,
+/// an uninterrupted one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    epoch: usize,
+    initial_val_loss: f64,
+    best: f64,
+    best_epoch: usize,
+    since: usize,
+    train_loss: Vec<f64>,
+    val_loss: Vec<f64>,
+    data_sha256: String,
+    architecture: Option<EncoderConfig>,
+    pretraining: Option<PretrainConfig>,
+}
+
+impl Checkpoint {
+    fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        (dir.join("checkpoint.safetensors"), dir.join("checkpoint-best.safetensors"), dir.join("checkpoint.json"))
+    }
+
+    fn save(&self, dir: &Path, enc: &Encoder, data_sha256: &str, p: &PretrainConfig) -> Result<()> {
+        let (current, _, json) = Self::paths(dir);
+        save_weights(&current, enc)?;
+        let mut c = self.clone();
+        c.data_sha256 = data_sha256.to_string();
+        c.architecture = Some(enc.config.clone());
+        c.pretraining = Some(p.clone());
+        let tmp = crate::ingest::shards::tmp_path(&json);
+        let text = serde_json::to_string_pretty(&c).map_err(|e| ModelError::Json { path: json.clone(), source: e })?;
+        std::fs::write(&tmp, text).map_err(|e| ModelError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &json).map_err(|e| ModelError::io(&json, e))
+    }
+
+    /// The checkpoint of the same data and settings, with its current weights loaded into `enc`;
+    /// None when there is none or it belongs to another run.
+    fn load(dir: &Path, enc: &Encoder, data_sha256: &str, p: &PretrainConfig) -> Result<Option<Self>> {
+        let (current, _, json) = Self::paths(dir);
+        let Ok(text) = std::fs::read_to_string(&json) else { return Ok(None) };
+        let c: Self = serde_json::from_str(&text).map_err(|e| ModelError::Json { path: json.clone(), source: e })?;
+        if c.data_sha256 != data_sha256
+            || c.architecture.as_ref() != Some(&enc.config)
+            || c.pretraining.as_ref() != Some(p)
+        {
+            tracing::warn!(checkpoint = %json.display(), "checkpoint of other data or settings: starting afresh");
+            return Ok(None);
+        }
+        let w = load_weights(&current, enc, &Device::Cpu)?;
+        restore(&enc.params, &w)?;
+        Ok(Some(c))
+    }
+}
+
+fn save_weights(path: &Path, enc: &Encoder) -> Result<()> {
+    let tensors: HashMap<String, Tensor> = enc
+        .params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let tmp = crate::ingest::shards::tmp_path(path);
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::bad(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Weights of a file, in `enc`'s parameter order (for `restore`), on `enc`'s device.
+fn load_weights(path: &Path, enc: &Encoder, dev: &Device) -> Result<Vec<Tensor>> {
+    let map = candle_core::safetensors::load(path, dev).map_err(|e| ModelError::bad(path, e.to_string()))?;
+    enc.params
+        .keys()
+        .map(|k| map.get(k).cloned().ok_or_else(|| ModelError::bad(path, format!("no tensor '{k}'"))))
+        .collect()
 }
 
 pub fn save_encoder(dir: &Path, enc: &Encoder, card: &mut EncoderCard) -> Result<()> {

@@ -202,3 +202,41 @@ fn a_catalogue_with_a_pixel_and_an_embedding_head() {
         }
     }
 }
+
+#[test]
+fn a_killed_encoder_run_resumes_from_its_checkpoint() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("enc");
+    let args = ["train-encoder", "--max-spectra", "200", "--max-epochs", "3", "--patience", "9", "--mask-chunks", "2"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_starpipe"))
+        .args(args)
+        .arg("--spectra")
+        .arg(f.p("lamost"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the first epoch's checkpoint is down.
+    let ckpt = out.join("checkpoint.json");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ckpt.exists(), "no checkpoint after the first epoch");
+    assert!(!out.join("encoder-card.json").exists(), "the run should have been killed before finishing");
+    let first: serde_json::Value = json(&ckpt);
+    let done = first["epoch"].as_u64().unwrap();
+    ok(run(&[&args[..], &["--resume"]].concat(), &[("--spectra", &f.p("lamost")), ("--out", &out)]));
+    let card = json(&out.join("encoder-card.json"));
+    assert_eq!(card["epochs_run"], 3);
+    // The epochs before the kill are kept as they were, not redone.
+    for e in 0..done as usize {
+        assert_eq!(card["val_loss"][e], first["val_loss"][e]);
+    }
+    assert!(!ckpt.exists(), "checkpoints are removed once the encoder is written");
+}
