@@ -54,12 +54,6 @@ impl TokenLayout {
         }
         out[self.n_windows() * dim + self.patch] = std.log10() as f32;
     }
-
-    /// Undoes the standardisation of one window's values (for looking at reconstructions).
-    pub fn window_pixels(&self, w: usize) -> std::ops::Range<usize> {
-        let start = w * self.stride;
-        start..(start + self.patch).min(self.npix)
-    }
 }
 
 #[cfg(test)]

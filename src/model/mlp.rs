@@ -32,11 +32,6 @@ pub struct MlpConfig {
 }
 
 impl MlpConfig {
-    /// science.md §1.1 default: 512 → 256 → 64, LayerNorm, dropout 0.1.
-    pub fn pixel_default(n_in: usize) -> Self {
-        Self { n_in, hidden: vec![512, 256, 64], layer_norm: true, dropout: 0.1 }
-    }
-
     /// Names of the Linear layers, input to output (`hidden.0`, …, `output`).
     pub fn linear_layers(&self) -> Vec<String> {
         (0..self.hidden.len()).map(|i| format!("hidden.{i}")).chain(["output".to_string()]).collect()
