@@ -125,11 +125,8 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     let kv = metadata::key_values(&table, &opts.thresholds, &heads);
     let mut hist = Histogram::new(opts.histogram_order);
     tracing::info!(shards = shards.len(), heads = heads.len(), "scanning spectra for primaries and sky coverage");
-    scan_positions(&shards, |h| {
-        for _ in &heads {
-            hist.add(h);
-        }
-    })?;
+    // Every spectrum gives one row per head, all at its position.
+    scan_positions(&shards, |h| hist.add(h, heads.len() as u64))?;
     let tmp = crate::ingest::shards::tmp_path(&opts.out);
     remove_any(&tmp)?;
     let mut summary = CatalogSummary::default();

@@ -8,8 +8,6 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef, UInt32Type};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -67,25 +65,13 @@ impl Head {
     }
 }
 
-/// Reads the named columns, in the order named (a projection alone keeps the file's order).
 fn open_projected<'a>(
     path: &'a Path,
     columns: &'a [&'a str],
 ) -> Result<impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + 'a> {
     let file = File::open(path).map_err(|e| CatalogError::io(path, e))?;
-    let pq = |e| CatalogError::Parquet { path: path.to_path_buf(), source: e };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
-    let mut roots = Vec::new();
-    for c in columns {
-        roots.push(builder.schema().index_of(c).map_err(|_| CatalogError::bad(path, format!("no column {c}")))?);
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(pq)?;
-    Ok(reader.map(move |b| {
-        let b = b?;
-        let order = columns.iter().map(|c| b.schema().index_of(c)).collect::<std::result::Result<Vec<_>, _>>()?;
-        b.project(&order)
-    }))
+    crate::ingest::shards::read_columns(file, columns, BATCH_ROWS)
+        .map_err(|e| CatalogError::Parquet { path: path.to_path_buf(), source: e })
 }
 
 const SPECTRA_COLUMNS: [&str; 16] = [
@@ -299,7 +285,8 @@ fn build_batch(
     let f32c = |c: usize| b.column(c).as_primitive::<Float32Type>();
     let (snr, snr_g, snr_r, masked) = (f32c(6), f32c(7), f32c(8), f32c(9));
     // LAMOST carries its fibre mask in column 10, DESI its COADD_FIBERSTATUS in 11.
-    let i32c = |c: usize| b.column(c).as_primitive::<Int32Type>();
+    let (lamost_fiber, desi_fiber) =
+        (b.column(10).as_primitive::<Int32Type>(), b.column(11).as_primitive::<Int32Type>());
     let class = s(12);
     let f64c = |c: usize| b.column(c).as_primitive::<Float64Type>();
     let (rv, z_err) = (f64c(13), f64c(14));
@@ -312,7 +299,7 @@ fn build_batch(
     let mut rv_err = Vec::with_capacity(n);
     for i in 0..n {
         let is_desi = survey.value(i) == "desi";
-        let fs = if is_desi { i32c(11) } else { i32c(10) };
+        let fs = if is_desi { desi_fiber } else { lamost_fiber };
         let fiber_i = (!fs.is_null(i)).then(|| fs.value(i));
         fiber.push(fiber_i);
         snr_survey.push(if is_desi { opt32(snr_r, i) } else { opt32(snr_g, i) });

@@ -57,8 +57,8 @@ impl Histogram {
         Self { order, counts: BTreeMap::new() }
     }
 
-    pub fn add(&mut self, h29: i64) {
-        *self.counts.entry(pixel_at(h29, self.order)).or_default() += 1;
+    pub fn add(&mut self, h29: i64, rows: u64) {
+        *self.counts.entry(pixel_at(h29, self.order)).or_default() += rows;
     }
 
     pub fn total(&self) -> u64 {
@@ -139,7 +139,7 @@ mod tests {
             // Denser near the Galactic plane-ish band: half the stars in a 20° strip.
             let dec =
                 if rng.random::<f64>() < 0.5 { rng.random_range(10.0..30.0) } else { sin_dec.asin().to_degrees() };
-            hist.add(healpix_29(ra, dec));
+            hist.add(healpix_29(ra, dec), 1);
         }
         let max_rows = 100_000;
         let mut parts = hist.partitions(max_rows);

@@ -6,8 +6,8 @@
 //! `candle_nn::ops::softmax` (the fused `softmax_last_dim` and layer norm drop gradients).
 
 use crate::model::Result;
-use crate::model::mlp::{Params, clone_params};
-use candle_core::{D, DType, Device, Tensor, Var};
+use crate::model::mlp::{Init, Params, WeightPlan, adopt, clone_params, materialize};
+use candle_core::{D, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -57,61 +57,44 @@ pub struct Encoder {
     pub params: Params,
 }
 
-fn var(rng: &mut ChaCha8Rng, shape: &[usize], bound: f64, dev: &Device) -> Result<Var> {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| if bound == 0.0 { 0.0 } else { rng.random_range(-bound..bound) as f32 }).collect();
-    Ok(Var::from_vec(v, shape, dev)?)
-}
-
-fn ones(shape: &[usize], dev: &Device) -> Result<Var> {
-    Ok(Var::from_vec(vec![1f32; shape.iter().product()], shape, dev)?)
-}
-
 impl Encoder {
     pub fn init(config: EncoderConfig, seed: u64, dev: &Device) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xE4C);
+        let params = materialize(&Self::plan(&config), &mut ChaCha8Rng::seed_from_u64(seed ^ 0xE4C), dev)?;
+        Ok(Self { config, params })
+    }
+
+    fn plan(config: &EncoderConfig) -> WeightPlan {
         let (t, k, d, f) = (config.n_tokens, config.token_dim, config.d_model, config.d_ff);
-        let mut p = Params::new();
-        let lin = |rng: &mut ChaCha8Rng, p: &mut Params, name: &str, n_in: usize, n_out: usize| -> Result<()> {
-            let b = (1.0 / n_in as f64).sqrt();
-            p.insert(format!("{name}.weight"), var(rng, &[n_out, n_in], b * 3f64.sqrt(), dev)?);
-            p.insert(format!("{name}.bias"), var(rng, &[n_out], 0.0, dev)?);
-            Ok(())
+        let mut plan = WeightPlan::new();
+        let lin = |plan: &mut WeightPlan, name: &str, n_in: usize, n_out: usize| {
+            let b = (1.0 / n_in as f64).sqrt() * 3f64.sqrt();
+            plan.push((format!("{name}.weight"), vec![n_out, n_in], Init::Uniform(b)));
+            plan.push((format!("{name}.bias"), vec![n_out], Init::Const(0.0)));
         };
-        lin(&mut rng, &mut p, "embed", k, d)?;
-        p.insert("position".into(), var(&mut rng, &[t, d], 0.02 * 3f64.sqrt(), dev)?);
-        p.insert("mask_token".into(), var(&mut rng, &[d], 0.02 * 3f64.sqrt(), dev)?);
+        let small = Init::Uniform(0.02 * 3f64.sqrt());
+        lin(&mut plan, "embed", k, d);
+        plan.push(("position".into(), vec![t, d], small));
+        plan.push(("mask_token".into(), vec![d], small));
+        let norm = |plan: &mut WeightPlan, name: &str| {
+            plan.push((format!("{name}.weight"), vec![d], Init::Const(1.0)));
+            plan.push((format!("{name}.bias"), vec![d], Init::Const(0.0)));
+        };
         for l in 0..config.n_layers {
-            for norm in ["ln1", "ln2"] {
-                p.insert(format!("layers.{l}.{norm}.weight"), ones(&[d], dev)?);
-                p.insert(format!("layers.{l}.{norm}.bias"), var(&mut rng, &[d], 0.0, dev)?);
-            }
+            norm(&mut plan, &format!("layers.{l}.ln1"));
+            norm(&mut plan, &format!("layers.{l}.ln2"));
             for proj in ["q", "k", "v", "o"] {
-                lin(&mut rng, &mut p, &format!("layers.{l}.attn.{proj}"), d, d)?;
+                lin(&mut plan, &format!("layers.{l}.attn.{proj}"), d, d);
             }
-            lin(&mut rng, &mut p, &format!("layers.{l}.ff1"), d, f)?;
-            lin(&mut rng, &mut p, &format!("layers.{l}.ff2"), f, d)?;
+            lin(&mut plan, &format!("layers.{l}.ff1"), d, f);
+            lin(&mut plan, &format!("layers.{l}.ff2"), f, d);
         }
-        p.insert("final_ln.weight".into(), ones(&[d], dev)?);
-        p.insert("final_ln.bias".into(), var(&mut rng, &[d], 0.0, dev)?);
-        lin(&mut rng, &mut p, "reconstruct", d, k)?;
-        Ok(Self { config, params: p })
+        norm(&mut plan, "final_ln");
+        lin(&mut plan, "reconstruct", d, k);
+        plan
     }
 
     pub fn from_tensors(config: EncoderConfig, tensors: BTreeMap<String, Tensor>) -> std::result::Result<Self, String> {
-        let expected = Self::init(config.clone(), 0, &Device::Cpu).map_err(|e| e.to_string())?;
-        let mut params = Params::new();
-        for (name, v) in &expected.params {
-            let t = tensors.get(name).ok_or_else(|| format!("weights lack tensor '{name}'"))?;
-            if t.dims() != v.dims() || t.dtype() != DType::F32 {
-                return Err(format!("tensor '{name}' is {:?}, expected {:?}", t.dims(), v.dims()));
-            }
-            params.insert(name.clone(), Var::from_tensor(t).map_err(|e| e.to_string())?);
-        }
-        if tensors.len() != params.len() {
-            return Err("unexpected extra tensors for this encoder".into());
-        }
-        Ok(Self { config, params })
+        Ok(Self { params: adopt(&Self::plan(&config), tensors)?, config })
     }
 
     pub fn n_parameters(&self) -> usize {
@@ -223,6 +206,7 @@ pub fn random_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     fn tiny() -> Encoder {
         let cfg = EncoderConfig { n_tokens: 9, token_dim: 5, d_model: 8, n_layers: 2, n_heads: 2, d_ff: 16 };

@@ -11,7 +11,7 @@ use crate::grid::{GridPreset, LogGrid};
 use crate::model::data::{for_each_batch, shard_paths};
 use crate::model::device::ComputeDevice;
 use crate::model::mlp::{restore, snapshot, vars};
-use crate::model::store::sha256_file;
+use crate::model::store::{load_tensors, read_json, read_tensors, save_params, write_json};
 use crate::model::{ModelError, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -19,7 +19,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const ENCODER_FORMAT: &str = "starpipe-encoder/1";
@@ -318,18 +317,17 @@ impl Checkpoint {
         c.data_sha256 = data_sha256.to_string();
         c.architecture = Some(enc.config.clone());
         c.pretraining = Some(p.clone());
-        let tmp = crate::ingest::shards::tmp_path(&json);
-        let text = serde_json::to_string_pretty(&c).map_err(|e| ModelError::Json { path: json.clone(), source: e })?;
-        std::fs::write(&tmp, text).map_err(|e| ModelError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &json).map_err(|e| ModelError::io(&json, e))
+        write_json(&json, &c)
     }
 
     /// The checkpoint of the same data and settings, with its current weights loaded into `enc`;
     /// None when there is none or it belongs to another run.
     fn load(dir: &Path, enc: &Encoder, data_sha256: &str, p: &PretrainConfig) -> Result<Option<Self>> {
         let (current, _, json) = Self::paths(dir);
-        let Ok(text) = std::fs::read_to_string(&json) else { return Ok(None) };
-        let c: Self = serde_json::from_str(&text).map_err(|e| ModelError::Json { path: json.clone(), source: e })?;
+        if !json.exists() {
+            return Ok(None);
+        }
+        let c: Self = read_json(&json)?;
         if c.data_sha256 != data_sha256
             || c.architecture.as_ref() != Some(&enc.config)
             || c.pretraining.as_ref() != Some(p)
@@ -344,19 +342,12 @@ impl Checkpoint {
 }
 
 fn save_weights(path: &Path, enc: &Encoder) -> Result<()> {
-    let tensors: HashMap<String, Tensor> = enc
-        .params
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
-        .collect::<Result<_>>()?;
-    let tmp = crate::ingest::shards::tmp_path(path);
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::bad(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+    save_params(path, &enc.params).map(|_| ())
 }
 
 /// Weights of a file, in `enc`'s parameter order (for `restore`), on `enc`'s device.
 fn load_weights(path: &Path, enc: &Encoder, dev: &Device) -> Result<Vec<Tensor>> {
-    let map = candle_core::safetensors::load(path, dev).map_err(|e| ModelError::bad(path, e.to_string()))?;
+    let map = read_tensors(path, dev)?;
     enc.params
         .keys()
         .map(|k| map.get(k).cloned().ok_or_else(|| ModelError::bad(path, format!("no tensor '{k}'"))))
@@ -365,39 +356,18 @@ fn load_weights(path: &Path, enc: &Encoder, dev: &Device) -> Result<Vec<Tensor>>
 
 pub fn save_encoder(dir: &Path, enc: &Encoder, card: &mut EncoderCard) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let path = dir.join(ENCODER_WEIGHTS);
-    let tmp = crate::ingest::shards::tmp_path(&path);
-    let tensors: HashMap<String, Tensor> = enc
-        .params
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
-        .collect::<Result<_>>()?;
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::bad(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| ModelError::io(&path, e))?;
-    card.weights_sha256 = sha256_file(&path)?;
-    let card_path = dir.join(ENCODER_CARD);
-    let text =
-        serde_json::to_string_pretty(card).map_err(|e| ModelError::Json { path: card_path.clone(), source: e })?;
-    let tmp = crate::ingest::shards::tmp_path(&card_path);
-    std::fs::write(&tmp, text + "\n").map_err(|e| ModelError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &card_path).map_err(|e| ModelError::io(&card_path, e))
+    card.weights_sha256 = save_params(&dir.join(ENCODER_WEIGHTS), &enc.params)?;
+    write_json(&dir.join(ENCODER_CARD), card)
 }
 
 pub fn load_encoder(dir: &Path, dev: &Device) -> Result<(Encoder, EncoderCard)> {
     let card_path = dir.join(ENCODER_CARD);
-    let text = std::fs::read_to_string(&card_path).map_err(|e| ModelError::io(&card_path, e))?;
-    let card: EncoderCard =
-        serde_json::from_str(&text).map_err(|e| ModelError::Json { path: card_path.clone(), source: e })?;
+    let card: EncoderCard = read_json(&card_path)?;
     if card.format != ENCODER_FORMAT {
         return Err(ModelError::bad(&card_path, format!("format '{}' is not {ENCODER_FORMAT}", card.format)));
     }
     let path = dir.join(ENCODER_WEIGHTS);
-    let sha = sha256_file(&path)?;
-    if sha != card.weights_sha256 {
-        return Err(ModelError::bad(&path, format!("weights hash {sha} does not match the card")));
-    }
-    let tensors = candle_core::safetensors::load(&path, dev).map_err(|e| ModelError::bad(&path, e.to_string()))?;
-    let enc = Encoder::from_tensors(card.architecture.clone(), tensors.into_iter().collect())
-        .map_err(|e| ModelError::bad(&path, e))?;
+    let tensors = load_tensors(&path, &card.weights_sha256, dev)?;
+    let enc = Encoder::from_tensors(card.architecture.clone(), tensors).map_err(|e| ModelError::bad(&path, e))?;
     Ok((enc, card))
 }

@@ -291,3 +291,28 @@ pub fn read_key_value_metadata(path: &Path) -> Result<Vec<(String, String)>, Str
         .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default())
 }
+
+/// The named columns of a Parquet file, read in blocks of `batch_rows`, each block's columns in the
+/// order named (a projection alone keeps the file's order). A missing column is an error here,
+/// before any block is read.
+pub fn read_columns<'a>(
+    file: File,
+    columns: &'a [&'a str],
+    batch_rows: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + 'a, parquet::errors::ParquetError> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::errors::ParquetError;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let roots = columns
+        .iter()
+        .map(|c| builder.schema().index_of(c).map_err(|_| ParquetError::General(format!("no column {c}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).with_batch_size(batch_rows).build()?;
+    Ok(reader.map(move |b| {
+        let b = b?;
+        let order = columns.iter().map(|c| b.schema().index_of(c)).collect::<Result<Vec<_>, _>>()?;
+        b.project(&order)
+    }))
+}

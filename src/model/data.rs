@@ -10,8 +10,6 @@ use super::{ModelError, Result};
 use crate::grid::LogGrid;
 use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int64Type};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -119,15 +117,9 @@ pub fn for_each_batch(
         )
     })?;
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let pq = |e| ModelError::Parquet { path: path.to_path_buf(), source: e };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
     let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "flux", "ivar"];
-    let mut roots = Vec::new();
-    for c in columns {
-        roots.push(builder.schema().index_of(c).map_err(|_| ModelError::bad(path, format!("no column {c}")))?);
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(pq)?;
+    let reader = crate::ingest::shards::read_columns(file, &columns, batch_rows)
+        .map_err(|e| ModelError::Parquet { path: path.to_path_buf(), source: e })?;
     for batch in reader {
         let batch = batch.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;
         f(decode_batch(path, &batch, grid.npix, offset, window.npix)?)?;
@@ -239,9 +231,9 @@ fn for_each_embedding_batch(
         ));
     }
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let pq = |e| ModelError::Parquet { path: path.to_path_buf(), source: e };
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(batch_rows).build().map_err(pq)?;
+    let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "embedding"];
+    let reader = crate::ingest::shards::read_columns(file, &columns, batch_rows)
+        .map_err(|e| ModelError::Parquet { path: path.to_path_buf(), source: e })?;
     for b in reader {
         let b = b.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;
         let col = |name: &str| b.column_by_name(name).ok_or_else(|| ModelError::bad(path, format!("no column {name}")));

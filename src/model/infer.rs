@@ -12,7 +12,7 @@ use super::device::ComputeDevice;
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
 use super::per_shard::{input_record, run_per_shard};
-use super::predict::to_physical;
+use super::predict::{output_rows, to_physical};
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
 use crate::ingest::shards::tmp_path;
@@ -88,8 +88,7 @@ impl Predictor {
             }
             (None, _) => self.base.forward_with_hidden(&t, true, None, &mut Mode::Eval)?,
         };
-        let y = y.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        let raw = y.chunks_exact(6).map(|r| [r[0], r[1], r[2], r[3], r[4], r[5]]).collect();
+        let raw = output_rows(&y)?;
         let ood = match &self.card.ood {
             Some(m) => {
                 let h = h.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;

@@ -65,14 +65,46 @@ impl Mode<'_> {
     }
 }
 
-fn uniform_var(rng: &mut ChaCha8Rng, shape: &[usize], bound: f64, dev: &Device) -> Result<Var> {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect();
-    Ok(Var::from_vec(v, shape, dev)?)
+/// How a named weight starts: drawn uniformly from (−b, b) or filled with a constant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Init {
+    Uniform(f64),
+    Const(f32),
 }
 
-fn const_var(value: f32, shape: &[usize], dev: &Device) -> Result<Var> {
-    Ok(Var::from_vec(vec![value; shape.iter().product()], shape, dev)?)
+/// A network's weights: names, shapes and initialisation, in the order the random stream is drawn.
+/// One plan serves both creating a network and checking loaded weights, so loading never has to
+/// initialise a throw-away network to learn the expected shapes.
+pub(crate) type WeightPlan = Vec<(String, Vec<usize>, Init)>;
+
+/// Fresh weights following the plan, drawing uniform ones from `rng` in plan order.
+pub(crate) fn materialize(plan: &WeightPlan, rng: &mut ChaCha8Rng, dev: &Device) -> Result<Params> {
+    let mut params = Params::new();
+    for (name, shape, init) in plan {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = match *init {
+            Init::Uniform(b) => (0..n).map(|_| rng.random_range(-b..b) as f32).collect(),
+            Init::Const(c) => vec![c; n],
+        };
+        params.insert(name.clone(), Var::from_vec(v, shape.as_slice(), dev)?);
+    }
+    Ok(params)
+}
+
+/// Loaded tensors as the plan's weights: exactly its names, with its shapes, in f32.
+pub(crate) fn adopt(plan: &WeightPlan, tensors: BTreeMap<String, Tensor>) -> std::result::Result<Params, String> {
+    let mut params = Params::new();
+    for (name, shape, _) in plan {
+        let t = tensors.get(name).ok_or_else(|| format!("weights lack tensor '{name}'"))?;
+        if t.dims() != shape.as_slice() || t.dtype() != DType::F32 {
+            return Err(format!("tensor '{name}' is {:?} {:?}, expected {shape:?} F32", t.dims(), t.dtype()));
+        }
+        params.insert(name.clone(), Var::from_tensor(t).map_err(|e| e.to_string())?);
+    }
+    if let Some(extra) = tensors.keys().find(|k| !params.contains_key(*k)) {
+        return Err(format!("unexpected tensor '{extra}' for this architecture"));
+    }
+    Ok(params)
 }
 
 /// Deep copy: new storage, so training the copy leaves the original untouched.
@@ -106,37 +138,28 @@ impl Mlp {
     /// Kaiming-uniform weights for ReLU layers from a seeded stream (candle's own initialisers
     /// draw from an unseedable thread RNG on the CPU).
     pub fn init(config: MlpConfig, seed: u64, dev: &Device) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut params = Params::new();
-        let names = config.linear_layers();
-        for (name, (n_in, n_out)) in names.iter().zip(config.layer_dims()) {
+        let params = materialize(&Self::plan(&config), &mut ChaCha8Rng::seed_from_u64(seed), dev)?;
+        Ok(Self { config, params })
+    }
+
+    fn plan(config: &MlpConfig) -> WeightPlan {
+        let mut plan = WeightPlan::new();
+        for (name, (n_in, n_out)) in config.linear_layers().iter().zip(config.layer_dims()) {
             let is_output = name == "output";
             let w_bound = if is_output { (1.0 / n_in as f64).sqrt() } else { (6.0 / n_in as f64).sqrt() };
-            params.insert(format!("{name}.weight"), uniform_var(&mut rng, &[n_out, n_in], w_bound, dev)?);
-            params.insert(format!("{name}.bias"), uniform_var(&mut rng, &[n_out], (1.0 / n_in as f64).sqrt(), dev)?);
+            plan.push((format!("{name}.weight"), vec![n_out, n_in], Init::Uniform(w_bound)));
+            plan.push((format!("{name}.bias"), vec![n_out], Init::Uniform((1.0 / n_in as f64).sqrt())));
             if config.layer_norm && !is_output {
-                params.insert(format!("{name}.norm.weight"), const_var(1.0, &[n_out], dev)?);
-                params.insert(format!("{name}.norm.bias"), const_var(0.0, &[n_out], dev)?);
+                plan.push((format!("{name}.norm.weight"), vec![n_out], Init::Const(1.0)));
+                plan.push((format!("{name}.norm.bias"), vec![n_out], Init::Const(0.0)));
             }
         }
-        Ok(Self { config, params })
+        plan
     }
 
     /// Rebuilds a network from loaded tensors, checking that they are exactly the expected set.
     pub fn from_tensors(config: MlpConfig, tensors: BTreeMap<String, Tensor>) -> std::result::Result<Self, String> {
-        let expected = Self::init(config.clone(), 0, &Device::Cpu).map_err(|e| e.to_string())?;
-        let mut params = Params::new();
-        for (name, v) in &expected.params {
-            let t = tensors.get(name).ok_or_else(|| format!("weights lack tensor '{name}'"))?;
-            if t.dims() != v.dims() || t.dtype() != DType::F32 {
-                return Err(format!("tensor '{name}' is {:?} {:?}, expected {:?} F32", t.dims(), t.dtype(), v.dims()));
-            }
-            params.insert(name.clone(), Var::from_tensor(t).map_err(|e| e.to_string())?);
-        }
-        if let Some(extra) = tensors.keys().find(|k| !expected.params.contains_key(*k)) {
-            return Err(format!("unexpected tensor '{extra}' for this architecture"));
-        }
-        Ok(Self { config, params })
+        Ok(Self { params: adopt(&Self::plan(&config), tensors)?, config })
     }
 
     pub fn n_parameters(&self) -> usize {
@@ -219,24 +242,31 @@ pub struct Lora {
 
 impl Lora {
     pub fn init(config: LoraConfig, base: &MlpConfig, seed: u64, dev: &Device) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x10A);
-        let mut params = Params::new();
-        let dims: BTreeMap<String, (usize, usize)> = base.linear_layers().into_iter().zip(base.layer_dims()).collect();
-        for layer in &config.layers {
-            let &(n_in, n_out) = dims.get(layer).ok_or_else(|| {
-                super::ModelError::Invalid(format!(
-                    "--lora-layers: no layer '{layer}' (have {:?})",
-                    base.linear_layers()
-                ))
-            })?;
-            // A like a Kaiming-uniform(a = √5) Linear init, as in the LoRA reference code.
-            params.insert(
-                format!("{layer}.lora_a"),
-                uniform_var(&mut rng, &[config.rank, n_in], 1.0 / (n_in as f64).sqrt(), dev)?,
-            );
-            params.insert(format!("{layer}.lora_b"), const_var(0.0, &[n_out, config.rank], dev)?);
-        }
+        let plan = Self::plan(&config, base).map_err(super::ModelError::Invalid)?;
+        let params = materialize(&plan, &mut ChaCha8Rng::seed_from_u64(seed ^ 0x10A), dev)?;
         Ok(Self { config, params })
+    }
+
+    fn plan(config: &LoraConfig, base: &MlpConfig) -> std::result::Result<WeightPlan, String> {
+        let dims: BTreeMap<String, (usize, usize)> = base.linear_layers().into_iter().zip(base.layer_dims()).collect();
+        let mut plan = WeightPlan::new();
+        for layer in &config.layers {
+            let &(n_in, n_out) = dims
+                .get(layer)
+                .ok_or_else(|| format!("--lora-layers: no layer '{layer}' (have {:?})", base.linear_layers()))?;
+            // A like a Kaiming-uniform(a = √5) Linear init, as in the LoRA reference code.
+            plan.push((format!("{layer}.lora_a"), vec![config.rank, n_in], Init::Uniform(1.0 / (n_in as f64).sqrt())));
+            plan.push((format!("{layer}.lora_b"), vec![n_out, config.rank], Init::Const(0.0)));
+        }
+        Ok(plan)
+    }
+
+    pub fn from_tensors(
+        config: LoraConfig,
+        base: &MlpConfig,
+        tensors: BTreeMap<String, Tensor>,
+    ) -> std::result::Result<Self, String> {
+        Ok(Self { params: adopt(&Self::plan(&config, base)?, tensors)?, config })
     }
 
     pub fn scale(&self) -> f64 {
@@ -278,14 +308,22 @@ pub struct ResHead {
 
 impl ResHead {
     pub fn init(config: ResHeadConfig, seed: u64, dev: &Device) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4E5);
-        let (n_in, hid) = (config.n_in, config.hidden);
-        let mut params = Params::new();
-        params.insert("reshead.0.weight".into(), uniform_var(&mut rng, &[hid, n_in], (6.0 / n_in as f64).sqrt(), dev)?);
-        params.insert("reshead.0.bias".into(), const_var(0.0, &[hid], dev)?);
-        params.insert("reshead.1.weight".into(), const_var(0.0, &[N_OUT, hid], dev)?);
-        params.insert("reshead.1.bias".into(), const_var(0.0, &[N_OUT], dev)?);
+        let params = materialize(&Self::plan(&config), &mut ChaCha8Rng::seed_from_u64(seed ^ 0x4E5), dev)?;
         Ok(Self { config, params })
+    }
+
+    fn plan(config: &ResHeadConfig) -> WeightPlan {
+        let (n_in, hid) = (config.n_in, config.hidden);
+        vec![
+            ("reshead.0.weight".into(), vec![hid, n_in], Init::Uniform((6.0 / n_in as f64).sqrt())),
+            ("reshead.0.bias".into(), vec![hid], Init::Const(0.0)),
+            ("reshead.1.weight".into(), vec![N_OUT, hid], Init::Const(0.0)),
+            ("reshead.1.bias".into(), vec![N_OUT], Init::Const(0.0)),
+        ]
+    }
+
+    pub fn from_tensors(config: ResHeadConfig, tensors: BTreeMap<String, Tensor>) -> std::result::Result<Self, String> {
+        Ok(Self { params: adopt(&Self::plan(&config), tensors)?, config })
     }
 
     pub fn forward(&self, h: &Tensor) -> Result<Tensor> {

@@ -49,7 +49,12 @@ pub fn hidden_features(base: &Mlp, x: &[f32], n_features: usize, batch: usize, d
 pub fn predict_batch(net: &Network, x: Vec<f32>, n_features: usize, dev: &Device) -> Result<Vec<[f32; 6]>> {
     let rows = x.len() / n_features.max(1);
     let t = Tensor::from_vec(x, (rows, n_features), dev)?;
-    let y = net.forward(&t, &mut Mode::Eval)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    output_rows(&net.forward(&t, &mut Mode::Eval)?)
+}
+
+/// An [N, 6] network output as rows on the host.
+pub fn output_rows(y: &Tensor) -> Result<Vec<[f32; 6]>> {
+    let y = y.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
     Ok(y.chunks_exact(6).map(|r| [r[0], r[1], r[2], r[3], r[4], r[5]]).collect())
 }
 

@@ -37,20 +37,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&t, path).map_err(|e| ModelError::io(path, e))
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let mut text =
         serde_json::to_string_pretty(value).map_err(|e| ModelError::Json { path: path.into(), source: e })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.into(), source: e })
 }
 
-/// Writes the weights and returns their SHA-256.
-fn save_params(path: &Path, params: &Params) -> Result<String> {
+/// Writes the weights (temporary name, then rename) and returns their SHA-256.
+pub(crate) fn save_params(path: &Path, params: &Params) -> Result<String> {
     let tensors: HashMap<String, Tensor> =
         params.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
     let t = tmp(path);
@@ -59,7 +59,8 @@ fn save_params(path: &Path, params: &Params) -> Result<String> {
     sha256_file(path)
 }
 
-fn load_tensors(path: &Path, expected_sha256: &str, dev: &Device) -> Result<BTreeMap<String, Tensor>> {
+/// Reads weights after checking them against the hash their card records.
+pub(crate) fn load_tensors(path: &Path, expected_sha256: &str, dev: &Device) -> Result<BTreeMap<String, Tensor>> {
     let actual = sha256_file(path)?;
     if actual != expected_sha256 {
         return Err(ModelError::bad(
@@ -67,6 +68,10 @@ fn load_tensors(path: &Path, expected_sha256: &str, dev: &Device) -> Result<BTre
             format!("weights hash {actual} does not match the card ({expected_sha256})"),
         ));
     }
+    read_tensors(path, dev)
+}
+
+pub(crate) fn read_tensors(path: &Path, dev: &Device) -> Result<BTreeMap<String, Tensor>> {
     let map = candle_core::safetensors::load(path, dev).map_err(|e| ModelError::bad(path, e.to_string()))?;
     Ok(map.into_iter().collect())
 }
@@ -126,23 +131,6 @@ pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device)
         let sha = card.weights_sha256.as_deref().ok_or_else(|| ModelError::bad(&card_path, "no weights hash"))?;
         load_tensors(&weights, sha, dev)
     };
-    let to_params = |t: BTreeMap<String, Tensor>, expected: &Params| -> Result<Params> {
-        let mut out = Params::new();
-        for (name, v) in expected {
-            let got = t.get(name).ok_or_else(|| ModelError::bad(&weights, format!("no tensor '{name}'")))?;
-            if got.dims() != v.dims() {
-                return Err(ModelError::bad(
-                    &weights,
-                    format!("tensor '{name}' is {:?}, expected {:?}", got.dims(), v.dims()),
-                ));
-            }
-            out.insert(name.clone(), candle_core::Var::from_tensor(got)?);
-        }
-        if out.len() != t.len() {
-            return Err(ModelError::bad(&weights, "unexpected extra tensors for this adapter"));
-        }
-        Ok(out)
-    };
     let adapter = match card.kind.as_str() {
         "zeroshot" => Adapter::ZeroShot,
         "full" => {
@@ -151,16 +139,12 @@ pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device)
         "lora" => {
             let cfg =
                 card.lora.clone().ok_or_else(|| ModelError::bad(&card_path, "lora adapter without lora settings"))?;
-            let mut lora = Lora::init(cfg, &base.config, 0, dev)?;
-            lora.params = to_params(tensors()?, &lora.params)?;
-            Adapter::Lora(lora)
+            Adapter::Lora(Lora::from_tensors(cfg, &base.config, tensors()?).map_err(|e| ModelError::bad(&weights, e))?)
         }
         "reshead" => {
             let cfg =
                 card.reshead.clone().ok_or_else(|| ModelError::bad(&card_path, "reshead adapter without settings"))?;
-            let mut head = ResHead::init(cfg, 0, dev)?;
-            head.params = to_params(tensors()?, &head.params)?;
-            Adapter::ResHead(head)
+            Adapter::ResHead(ResHead::from_tensors(cfg, tensors()?).map_err(|e| ModelError::bad(&weights, e))?)
         }
         other => return Err(ModelError::bad(&card_path, format!("unknown adapter kind '{other}'"))),
     };
