@@ -104,6 +104,26 @@ pub struct FinetuneSummary {
 pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -> Result<FinetuneSummary> {
     let dev = opts.device.open()?;
     let (base, base_card) = load_model(&opts.model, &dev)?;
+    // The adapter first: a bad --lora-layers is refused before any data is read.
+    let seed = opts.fit.seed;
+    let adapter = match opts.strategy {
+        Strategy::Zeroshot => Adapter::ZeroShot,
+        Strategy::Full => Adapter::Full(Mlp { config: base.config.clone(), params: clone_params(&base.params)? }),
+        Strategy::Lora => {
+            let layers = if opts.lora_layers.is_empty() {
+                (0..base.config.hidden.len()).map(|i| format!("hidden.{i}")).collect()
+            } else {
+                opts.lora_layers.clone()
+            };
+            let cfg = LoraConfig { rank: opts.lora_rank, alpha: opts.lora_alpha, layers };
+            Adapter::Lora(Lora::init(cfg, &base.config, seed, &dev)?)
+        }
+        Strategy::Reshead => Adapter::ResHead(ResHead::init(
+            ResHeadConfig { n_in: base.config.last_hidden(), hidden: opts.reshead_hidden },
+            seed,
+            &dev,
+        )?),
+    };
     let input = base_card.input.clone();
     let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
@@ -131,25 +151,6 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
     let train = set.dataset(&train_rows, &scaling);
     let val = set.dataset(&val_rows, &scaling);
 
-    let seed = opts.fit.seed;
-    let adapter = match opts.strategy {
-        Strategy::Zeroshot => Adapter::ZeroShot,
-        Strategy::Full => Adapter::Full(Mlp { config: base.config.clone(), params: clone_params(&base.params)? }),
-        Strategy::Lora => {
-            let layers = if opts.lora_layers.is_empty() {
-                (0..base.config.hidden.len()).map(|i| format!("hidden.{i}")).collect()
-            } else {
-                opts.lora_layers.clone()
-            };
-            let cfg = LoraConfig { rank: opts.lora_rank, alpha: opts.lora_alpha, layers };
-            Adapter::Lora(Lora::init(cfg, &base.config, seed, &dev)?)
-        }
-        Strategy::Reshead => Adapter::ResHead(ResHead::init(
-            ResHeadConfig { n_in: base.config.last_hidden(), hidden: opts.reshead_hidden },
-            seed,
-            &dev,
-        )?),
-    };
     let net = Network { base: &base, adapter: &adapter };
     let report = match adapter.trainable() {
         Some(params) => {
