@@ -73,6 +73,9 @@ pub struct EmbedArgs {
     /// batches measured slower on a 2-core CPU).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
+    #[arg(long, value_name = "i/N", default_value = "0/1")]
+    shard: starpipe::ingest::ShardSpec,
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
 }
@@ -128,6 +131,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         encoder: a.encoder,
         out: a.out.clone(),
         batch_size: a.batch_size,
+        shard: a.shard,
         device: a.device,
     };
     let bar = crate::progress_bar(0, "embed", "shards");

@@ -8,7 +8,9 @@ pub mod grid;
 pub mod ingest;
 pub mod mock;
 pub mod model;
+pub mod pipeline;
 pub mod preprocess;
+pub mod report;
 pub mod schema;
 pub mod spectrum;
 

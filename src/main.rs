@@ -14,6 +14,9 @@ use std::path::PathBuf;
 mod catalog_cli;
 mod encoder_cli;
 mod model_cli;
+mod report_cli;
+mod run_cli;
+mod slurm_cli;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -88,6 +91,20 @@ enum Command {
     ///
     /// Output in --out: embeddings-<shard>.parquet per input shard (schemas/embeddings.toml).
     Embed(encoder_cli::EmbedArgs),
+    /// Plots and one HTML page: predicted vs reference per parameter and strategy, residuals
+    /// against [Fe/H], the catalogue's Kiel diagram, S/N and flag distributions, metrics tables,
+    /// and the ingest's failed and skipped inputs by reason.
+    ///
+    /// Output in --out: index.html and *.png.
+    Report(report_cli::ReportArgs),
+    /// Run a pipeline file: its stages in dependency order, skipping tasks that finished earlier
+    /// with the same inputs and parameters (records in WORKDIR/.starpipe/done/). Without a file,
+    /// the built-in demo.
+    Run(run_cli::RunArgs),
+    /// Run a pipeline on a SLURM cluster: job arrays over the shards of the per-file stages,
+    /// dependent jobs for the others.
+    #[command(subcommand)]
+    Slurm(slurm_cli::SlurmCommand),
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +195,11 @@ struct IngestArgs {
     /// DESI: largest |c·z| in km/s accepted for a star.
     #[arg(long, default_value_t = 1500.0)]
     max_abs_rv: f64,
+    /// Exit with an error (after writing everything) when more than this fraction of the task's
+    /// input files failed: a systemic problem (wrong survey, damaged transfer) rather than a few
+    /// bad files. The failed files are listed in the report either way.
+    #[arg(long, value_name = "F")]
+    max_failed_fraction: Option<f64>,
     /// Do not draw a progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -205,6 +227,9 @@ fn ingest(a: IngestArgs) -> Result<()> {
     if let Some(r) = a.degrade_to_r.filter(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("--degrade-to-r must be a positive resolving power, got {r}");
     }
+    if let Some(f) = a.max_failed_fraction.filter(|f| !(0.0..=1.0).contains(f)) {
+        bail!("--max-failed-fraction must be within 0..1, got {f}");
+    }
     if !(1..=6).contains(&a.continuum_degree) {
         bail!("--continuum-degree must be within 1..=6 (a low-order fit per segment), got {}", a.continuum_degree);
     }
@@ -230,6 +255,22 @@ fn ingest(a: IngestArgs) -> Result<()> {
         .with_progress(!a.no_progress);
     let summary = run_ingest(&opts)?;
     print_summary(&summary, &a.out);
+    if let Some(max) = a.max_failed_fraction {
+        let failed = summary.files(Status::Failed);
+        let fraction = failed as f64 / summary.inputs.max(1) as f64;
+        if fraction > max {
+            bail!(
+                "ingest task {}: {failed} of {} input files failed ({:.1} % > --max-failed-fraction {:.1} %); \
+                 the reasons are in {}/report-{}-*.parquet",
+                summary.task,
+                summary.inputs,
+                100.0 * fraction,
+                100.0 * max,
+                a.out.display(),
+                a.shard.tag()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -407,13 +448,23 @@ fn keep_freed_memory_for_reuse() {
     }
 }
 
+/// Parses a command line after `starpipe` (a pipeline stage's).
+fn parse_command(argv: &[String]) -> std::result::Result<Command, clap::Error> {
+    let all = std::iter::once("starpipe").chain(argv.iter().map(String::as_str));
+    Cli::try_parse_from(all).map(|c| c.command)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Train(_) | Command::Finetune(_) | Command::TrainEncoder(_) | Command::Embed(_)) {
         keep_freed_memory_for_reuse();
     }
     init_logging(cli.log_format);
-    match cli.command {
+    dispatch(cli.command)
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Ingest(a) => ingest(a),
         Command::Mock(a) => mock(a),
         Command::Train(a) => model_cli::train(a),
@@ -423,5 +474,8 @@ fn main() -> Result<()> {
         Command::Catalog(a) => catalog_cli::catalog(a),
         Command::TrainEncoder(a) => encoder_cli::train_encoder(a),
         Command::Embed(a) => encoder_cli::embed(a),
+        Command::Report(a) => report_cli::report(a),
+        Command::Run(a) => run_cli::run(a),
+        Command::Slurm(c) => slurm_cli::slurm(c),
     }
 }

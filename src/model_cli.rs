@@ -263,6 +263,9 @@ pub struct InferArgs {
     /// Spectra per read block and network call.
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
+    /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
+    #[arg(long, value_name = "i/N", default_value = "0/1")]
+    shard: starpipe::ingest::ShardSpec,
     #[command(flatten)]
     compute: ComputeArgs,
 }
@@ -413,6 +416,7 @@ pub fn infer(a: InferArgs) -> Result<()> {
         adapter: a.adapter,
         out: a.out.clone(),
         batch_size: a.batch_size,
+        shard: a.shard,
         device,
     };
     let bar = crate::progress_bar(0, "infer", "shards");

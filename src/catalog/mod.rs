@@ -127,6 +127,9 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     tracing::info!(shards = shards.len(), heads = heads.len(), "scanning spectra for primaries and sky coverage");
     // Every spectrum gives one row per head, all at its position.
     scan_positions(&shards, |h| hist.add(h, heads.len() as u64))?;
+    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CatalogError::io(parent, e))?;
+    }
     let tmp = crate::ingest::shards::tmp_path(&opts.out);
     remove_any(&tmp)?;
     let mut summary = CatalogSummary::default();

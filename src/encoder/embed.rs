@@ -28,6 +28,8 @@ pub struct EmbedOptions {
     pub encoder: PathBuf,
     pub out: PathBuf,
     pub batch_size: usize,
+    /// This task's share of the input shards (job arrays).
+    pub shard: crate::ingest::ShardSpec,
     pub device: ComputeDevice,
 }
 
@@ -50,7 +52,7 @@ pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev
 pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Result<EmbedSummary> {
     let dev = opts.device.open()?;
     let (enc, card) = load_encoder(&opts.encoder, &dev)?;
-    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let shards = opts.shard.select(&shard_paths(&opts.spectra, "spectra-")?);
     let provenance = |shard: &Path| -> Result<Vec<(String, String)>> {
         Ok(vec![
             ("starpipe.version".to_string(), crate::VERSION.to_string()),

@@ -6,7 +6,8 @@
 //!   a file's spectra never straddle two shards;
 //! - a shard exists under its final name only when it and its report part are complete;
 //! - the shard contents depend only on the inputs and the settings (the fingerprint), so a resumed
-//!   run writes the same files an uninterrupted one would.
+//!   run writes the same files an uninterrupted one would; shards made from input files that have
+//!   changed since (size or modification time) are discarded and the task starts over.
 
 use super::desi::{DesiOptions, ingest_desi_file};
 use super::discover::{DiscoverError, Input, ShardSpec, Survey, discover};
@@ -152,6 +153,9 @@ pub struct IngestSummary {
     pub task: String,
     pub inputs: u64,
     pub shards: Vec<String>,
+    /// Shards kept from an earlier run; not written to the summary file, so that a resumed run
+    /// writes the same bytes as an uninterrupted one.
+    #[serde(skip)]
     pub shards_resumed: u64,
     pub counts: Counts,
 }
@@ -170,9 +174,10 @@ const META_GRID: &str = "starpipe.grid";
 const META_PREPROCESS: &str = "starpipe.preprocess";
 const META_FINGERPRINT: &str = "starpipe.ingest.fingerprint";
 const META_INPUTS: &str = "starpipe.ingest.inputs";
+const META_INPUTS_FINGERPRINT: &str = "starpipe.ingest.inputs_fingerprint";
 const META_COUNTS: &str = "starpipe.ingest.counts";
 
-fn fingerprint(opts: &IngestOptions, inputs: &[Input]) -> String {
+fn fingerprint(opts: &IngestOptions) -> String {
     let mut h = Sha256::new();
     let settings = serde_json::json!({
         "version": crate::VERSION,
@@ -188,8 +193,20 @@ fn fingerprint(opts: &IngestOptions, inputs: &[Input]) -> String {
         "row_group_rows": opts.row_group_rows,
     });
     h.update(settings.to_string().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The task's input files as they are now: name, size and modification time. A re-run whose
+/// inputs changed (a broken file replaced, files added) starts the task over instead of keeping
+/// shards made from the old files.
+fn inputs_fingerprint(inputs: &[Input]) -> String {
+    let mut h = Sha256::new();
     for i in inputs {
         h.update(i.display.as_bytes());
+        if let Ok(m) = std::fs::metadata(&i.path) {
+            let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            h.update(format!("\t{}\t{}", m.len(), mtime.map_or(0, |d| d.as_nanos())).as_bytes());
+        }
         h.update([0]);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -211,7 +228,7 @@ struct ResumePoint {
     shards: Vec<String>,
 }
 
-fn find_resume_point(out: &Path, tag: &str, expected: &str) -> Result<ResumePoint, IngestError> {
+fn find_resume_point(out: &Path, tag: &str, expected: &str, inputs_fp: &str) -> Result<ResumePoint, IngestError> {
     let mut p = ResumePoint { next_shard: 0, next_input: 0, counts: Counts::default(), shards: vec![] };
     loop {
         let path = shard_path(out, tag, p.next_shard);
@@ -223,6 +240,11 @@ fn find_resume_point(out: &Path, tag: &str, expected: &str) -> Result<ResumePoin
         let found = kv.get(META_FINGERPRINT).cloned().unwrap_or_default();
         if found != expected {
             return Err(IngestError::ForeignShard { path, found, expected: expected.to_string() });
+        }
+        if kv.get(META_INPUTS_FINGERPRINT).map(String::as_str) != Some(inputs_fp) {
+            tracing::warn!(shard = %path.display(), "the input files changed since this task ran: starting it over");
+            remove_task_outputs(out, tag);
+            return Ok(ResumePoint { next_shard: 0, next_input: 0, counts: Counts::default(), shards: vec![] });
         }
         if !report_path(out, tag, p.next_shard).exists() {
             return Err(broken("its report part is missing".into()));
@@ -265,6 +287,19 @@ fn remove_orphan_reports(out: &Path, tag: &str, first_unfinished: usize) {
     }
 }
 
+/// Removes every output of this task (shards, report parts, summary).
+fn remove_task_outputs(out: &Path, tag: &str) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = ["spectra-", "report-"].iter().any(|p| name.starts_with(&format!("{p}{tag}-")))
+            || name == format!("ingest-summary-{tag}.json");
+        if ours {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Removes temporary files a killed run of this task left behind.
 fn remove_stale_tmp(out: &Path, tag: &str) {
     let Ok(entries) = std::fs::read_dir(out) else { return };
@@ -284,8 +319,9 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     let tag = opts.shard.tag();
     std::fs::create_dir_all(&opts.out).map_err(|e| IngestError::OutDir { path: opts.out.clone(), source: e })?;
     remove_stale_tmp(&opts.out, &tag);
-    let fp = fingerprint(opts, &inputs);
-    let resume = find_resume_point(&opts.out, &tag, &fp)?;
+    let fp = fingerprint(opts);
+    let inputs_fp = inputs_fingerprint(&inputs);
+    let resume = find_resume_point(&opts.out, &tag, &fp, &inputs_fp)?;
     remove_orphan_reports(&opts.out, &tag, resume.next_shard);
     tracing::info!(
         survey = opts.survey.as_str(),
@@ -317,6 +353,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
         out: opts.out.clone(),
         tag: tag.clone(),
         fingerprint: fp,
+        inputs_fingerprint: inputs_fp,
         metadata_common: common_metadata(opts),
         npix: opts.preprocess.grid.npix,
         shard_size: opts.shard_size,
@@ -444,6 +481,7 @@ struct ShardSink {
     out: PathBuf,
     tag: String,
     fingerprint: String,
+    inputs_fingerprint: String,
     metadata_common: Vec<(String, String)>,
     npix: usize,
     shard_size: usize,
@@ -500,6 +538,7 @@ impl ShardSink {
         write_report(&report_path(&self.out, &self.tag, k), &name, &open.report)?;
         let mut meta = self.metadata_common.clone();
         meta.push((META_FINGERPRINT.into(), self.fingerprint.clone()));
+        meta.push((META_INPUTS_FINGERPRINT.into(), self.inputs_fingerprint.clone()));
         meta.push((META_INPUTS.into(), format!("{}..{}", open.first_input, end_input)));
         meta.push((META_COUNTS.into(), serde_json::to_string(&open.counts).expect("counts serialise")));
         let rows = open.writer.rows();

@@ -35,6 +35,8 @@ pub struct InferOptions {
     /// Spectra per read block and network call (1024 was fastest on a 2-core CPU: larger blocks
     /// cost more in page faults than they gain in matrix-multiply efficiency).
     pub batch_size: usize,
+    /// This task's share of the input shards (job arrays).
+    pub shard: crate::ingest::ShardSpec,
     pub device: ComputeDevice,
 }
 
@@ -139,7 +141,7 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     let dev = opts.device.open()?;
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
     let input = predictor.card.input.clone();
-    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
+    let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_prefix())?);
     run_per_shard(
         &shards,
         &opts.out,

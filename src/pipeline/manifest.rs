@@ -1,0 +1,265 @@
+//! The run manifest: one done-record per finished task under `WORKDIR/.starpipe/done/`, holding
+//! the task's key — a hash of the starpipe version, its command line, the keys of the stages it
+//! reads from and the size and modification time of its external input files. A task whose record
+//! carries the current key (and whose recorded output files are still there, same sizes) is
+//! skipped; any change upstream changes every key downstream.
+//!
+//! Records are written by temporary name + rename, and only after the task's command returned,
+//! so a killed task has no record and runs again (its command resumes where it can). Each task
+//! writes only its own record, so the tasks of a job array never touch the same file.
+
+use super::PipelineError;
+use super::plan::{Plan, is_within, normalize};
+use super::spec::{Pipeline, Stage, StageCommand};
+use crate::ingest::{ShardSpec, Survey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// One unit of work: a stage, or one `--shard i/N` task of a sharded stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    pub stage: usize,
+    pub shard: Option<ShardSpec>,
+}
+
+impl Task {
+    /// The tasks of stage `i` for `shards` tasks per sharded stage.
+    pub fn of_stage(p: &Pipeline, i: usize, shards: usize) -> Vec<Task> {
+        if p.stages[i].command.is_sharded() {
+            (0..shards).map(|k| Task { stage: i, shard: Some(ShardSpec { index: k, count: shards }) }).collect()
+        } else {
+            vec![Task { stage: i, shard: None }]
+        }
+    }
+
+    /// `ingest-lamost` or `ingest-lamost.00001-of-00004`: names the task's record files.
+    pub fn stem(&self, p: &Pipeline) -> String {
+        match self.shard {
+            Some(s) => format!("{}.{}", p.stages[self.stage].name, s.tag()),
+            None => p.stages[self.stage].name.clone(),
+        }
+    }
+
+    /// `ingest-lamost` or `ingest-lamost [1/4]`, for people.
+    pub fn label(&self, p: &Pipeline) -> String {
+        match self.shard {
+            Some(s) => format!("{} [{s}]", p.stages[self.stage].name),
+            None => p.stages[self.stage].name.clone(),
+        }
+    }
+
+    /// The full command line after `starpipe`.
+    pub fn argv(&self, p: &Pipeline) -> Vec<String> {
+        let mut argv = p.stages[self.stage].argv();
+        if let Some(s) = self.shard {
+            argv.push("--shard".into());
+            argv.push(s.to_string());
+        }
+        argv
+    }
+}
+
+/// A file a finished task wrote, relative to the workdir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// What a finished task leaves in `.starpipe/done/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoneRecord {
+    pub stage: String,
+    pub task: Option<String>,
+    pub key: String,
+    pub command: Vec<String>,
+    /// Files under the stage's `out` (unsharded stages; the tasks of a sharded stage share it).
+    pub outputs: Vec<OutputFile>,
+    pub seconds: f64,
+    pub host: String,
+    pub slurm_job: Option<String>,
+    pub starpipe_version: String,
+}
+
+/// What a failed task leaves in `.starpipe/failed/` (removed when it later succeeds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedRecord {
+    pub stage: String,
+    pub task: Option<String>,
+    pub key: String,
+    pub error: String,
+    pub host: String,
+    pub slurm_job: Option<String>,
+}
+
+/// The manifest directory of one workdir.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    workdir: PathBuf,
+    dir: PathBuf,
+}
+
+fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), PipelineError> {
+    let io = |e| PipelineError::Io { path: path.to_path_buf(), source: e };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let tmp = crate::ingest::shards::tmp_path(path);
+    let json = serde_json::to_string_pretty(value).expect("records serialise");
+    std::fs::write(&tmp, json).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+impl Manifest {
+    pub fn new(workdir: &Path) -> Self {
+        Manifest { workdir: workdir.to_path_buf(), dir: workdir.join(".starpipe") }
+    }
+
+    /// `.starpipe` under the workdir: records, sbatch scripts, job logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn done_path(&self, stem: &str) -> PathBuf {
+        self.dir.join("done").join(format!("{stem}.json"))
+    }
+
+    fn failed_path(&self, stem: &str) -> PathBuf {
+        self.dir.join("failed").join(format!("{stem}.json"))
+    }
+
+    pub fn done(&self, stem: &str) -> Option<DoneRecord> {
+        read_json(&self.done_path(stem))
+    }
+
+    pub fn failed(&self, stem: &str) -> Option<FailedRecord> {
+        read_json(&self.failed_path(stem))
+    }
+
+    /// Whether the task finished with this key and its recorded outputs are intact.
+    pub fn is_current(&self, stem: &str, key: &str) -> bool {
+        self.done(stem).is_some_and(|r| {
+            r.key == key
+                && r.outputs.iter().all(|o| {
+                    std::fs::metadata(self.workdir.join(&o.path)).is_ok_and(|m| m.is_file() && m.len() == o.bytes)
+                })
+        })
+    }
+
+    pub fn record_done(&self, stem: &str, record: &DoneRecord) -> Result<(), PipelineError> {
+        write_json_atomically(&self.done_path(stem), record)?;
+        let _ = std::fs::remove_file(self.failed_path(stem));
+        Ok(())
+    }
+
+    pub fn record_failed(&self, stem: &str, record: &FailedRecord) -> Result<(), PipelineError> {
+        write_json_atomically(&self.failed_path(stem), record)
+    }
+
+    /// Forgets a task's done-record (it is about to run again).
+    pub fn forget(&self, stem: &str) {
+        let _ = std::fs::remove_file(self.done_path(stem));
+    }
+
+    /// The files under `out` (a file or directory, relative to the workdir), sorted.
+    pub fn list_outputs(&self, out: &str) -> Vec<OutputFile> {
+        let root = self.workdir.join(out);
+        let mut files: Vec<OutputFile> = walkdir::WalkDir::new(&root)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| {
+                let rel = e.path().strip_prefix(&self.workdir).ok()?.to_string_lossy().into_owned();
+                Some(OutputFile { path: rel, bytes: e.metadata().ok()?.len() })
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+}
+
+fn hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn stat_line(h: &mut Sha256, name: &str, path: &Path) {
+    if let Ok(m) = std::fs::metadata(path) {
+        let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        h.update(format!("{name}\t{}\t{}\n", m.len(), mtime.map_or(0, |d| d.as_nanos())).as_bytes());
+    }
+}
+
+/// Size and modification time of every file under an external input (not written by a stage).
+fn fingerprint_path(h: &mut Sha256, workdir: &Path, value: &str) {
+    let path = workdir.join(value);
+    if path.is_file() {
+        stat_line(h, value, &path);
+    } else if path.is_dir() {
+        for e in walkdir::WalkDir::new(&path).sort_by_file_name().into_iter().flatten() {
+            if e.file_type().is_file() {
+                let rel = e.path().strip_prefix(workdir).unwrap_or(e.path()).to_string_lossy().into_owned();
+                stat_line(h, &rel, e.path());
+            }
+        }
+    }
+}
+
+/// An ingest task's own input files only, so that fixing one file re-runs only its task.
+fn fingerprint_ingest_task(h: &mut Sha256, workdir: &Path, stage: &Stage, shard: ShardSpec) -> bool {
+    let survey = match stage.param("survey").and_then(|p| p.strings().next()) {
+        Some("lamost") => Survey::Lamost,
+        Some("desi") => Survey::Desi,
+        _ => return false,
+    };
+    let Some(input) = stage.param("input").and_then(|p| p.strings().next()) else { return false };
+    let Ok(all) = crate::ingest::discover::discover(survey, &workdir.join(input)) else { return false };
+    for i in shard.select(&all) {
+        stat_line(h, &i.display, &i.path);
+    }
+    true
+}
+
+/// The key of every task of every stage (`keys[stage][task]`), computed from the plan alone:
+/// outputs are never hashed, only the keys that made them.
+pub fn task_keys(p: &Pipeline, plan: &Plan, shards: usize, workdir: &Path) -> Vec<Vec<String>> {
+    let outs: Vec<String> = p.stages.iter().map(|s| normalize(s.out())).collect();
+    let mut keys: Vec<Vec<String>> = vec![Vec::new(); p.stages.len()];
+    for &i in &plan.order {
+        let stage = &p.stages[i];
+        let mut upstream: Vec<&str> = plan.deps[i].iter().flat_map(|&d| keys[d].iter().map(String::as_str)).collect();
+        upstream.sort_unstable();
+        let mut stage_keys = Vec::new();
+        for task in Task::of_stage(p, i, shards) {
+            let mut h = Sha256::new();
+            let head = serde_json::json!({
+                "starpipe": crate::VERSION,
+                "argv": task.argv(p),
+                "upstream": upstream,
+            });
+            h.update(head.to_string().as_bytes());
+            for param in stage.params.iter().filter(|q| q.key != "out") {
+                for v in param.strings() {
+                    let n = normalize(v);
+                    if outs.iter().any(|o| is_within(&n, o)) {
+                        continue; // made by a stage: its key is in `upstream`
+                    }
+                    let own_share = stage.command == StageCommand::Ingest
+                        && param.key == "input"
+                        && task.shard.is_some_and(|s| fingerprint_ingest_task(&mut h, workdir, stage, s));
+                    if !own_share {
+                        fingerprint_path(&mut h, workdir, v);
+                    }
+                }
+            }
+            stage_keys.push(hex(h));
+        }
+        keys[i] = stage_keys;
+    }
+    keys
+}

@@ -1,0 +1,33 @@
+//! Pipelines: a TOML file of stages (`pipelines/*.toml`), the order they run in, and the run
+//! manifest that lets a re-run skip finished work.
+//!
+//! - [`spec`] parses and checks the file (every error names the key and its line);
+//! - [`plan`] orders the stages by the paths they read and write;
+//! - [`manifest`] keys each task by its command line, its upstream keys and its external inputs,
+//!   and keeps one done-record per finished task.
+//!
+//! Executing a stage is the command line's job (`starpipe run`, `starpipe slurm`): a stage is
+//! exactly the `starpipe` command its table spells out, run with the workdir as current directory.
+
+pub mod manifest;
+pub mod plan;
+pub mod spec;
+
+pub use manifest::{DoneRecord, FailedRecord, Manifest, OutputFile, Task, task_keys};
+pub use plan::Plan;
+pub use spec::{Param, Pipeline, Scalar, Stage, StageCommand};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{source_name}:{line}: {}{reason}", if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
+    Invalid { source_name: String, line: usize, key: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The built-in demo pipeline (`starpipe run` with no file).
+pub const DEMO: &str = include_str!("../../pipelines/demo.toml");

@@ -1,0 +1,233 @@
+//! What the report reads: the evaluation's per-star predictions and metrics, the catalogue's
+//! estimates and flags, and the ingest report parts (inputs written, skipped, failed, with reasons).
+
+use super::ReportError;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, UInt32Type};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn read_all(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, ReportError> {
+    let bad = |m: String| ReportError::Read { path: path.to_path_buf(), reason: m };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let reader = crate::ingest::shards::read_columns(file, columns, 65_536).map_err(|e| bad(e.to_string()))?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(e.to_string()))
+}
+
+fn floats(a: &dyn Array) -> Vec<f64> {
+    let a = arrow::compute::cast(a, &DataType::Float64).expect("numeric column casts to float64");
+    let a = a.as_primitive::<Float64Type>();
+    (0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }).collect()
+}
+
+fn strings(a: &dyn Array) -> Vec<String> {
+    let a = arrow::compute::cast(a, &DataType::Utf8).expect("column casts to utf8");
+    let a = a.as_string::<i32>();
+    (0..a.len()).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_string() }).collect()
+}
+
+fn bools(a: &dyn Array) -> Vec<bool> {
+    let a = a.as_boolean();
+    (0..a.len()).map(|i| !a.is_null(i) && a.value(i)).collect()
+}
+
+/// One star scored by one (input, strategy) of the evaluation.
+#[derive(Debug, Clone)]
+pub struct ScoredStar {
+    pub reference: [f64; 3],
+    pub predicted: [f64; 3],
+}
+
+/// The evaluation's per-star predictions grouped by `input/strategy`, in first-seen order.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub groups: Vec<(String, Vec<ScoredStar>)>,
+    /// evaluation.parquet, as rows of (column → text) in file order.
+    pub metrics: Vec<BTreeMap<String, String>>,
+}
+
+pub const PARAMETERS: [(&str, &str); 3] = [("teff", "Teff [K]"), ("logg", "log g [dex]"), ("feh", "[Fe/H] [dex]")];
+
+impl Evaluation {
+    pub fn read(dir: &Path) -> Result<Evaluation, ReportError> {
+        let mut e = Evaluation::default();
+        let cols = ["input", "strategy", "teff_ref", "teff", "logg_ref", "logg", "feh_ref", "feh"];
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for b in read_all(&dir.join("evaluation-predictions.parquet"), &cols)? {
+            let input = strings(b.column(0));
+            let strategy = strings(b.column(1));
+            let v: Vec<Vec<f64>> = (2..8).map(|i| floats(b.column(i))).collect();
+            for r in 0..b.num_rows() {
+                let name = format!("{}/{}", input[r], strategy[r]);
+                let k = *index.entry(name.clone()).or_insert_with(|| {
+                    e.groups.push((name, Vec::new()));
+                    e.groups.len() - 1
+                });
+                e.groups[k].1.push(ScoredStar {
+                    reference: [v[0][r], v[2][r], v[4][r]],
+                    predicted: [v[1][r], v[3][r], v[5][r]],
+                });
+            }
+        }
+        let metric_cols = [
+            "input",
+            "strategy",
+            "n_train",
+            "parameter",
+            "unit",
+            "regime",
+            "n",
+            "bias",
+            "robust_sigma",
+            "sigma",
+            "mae",
+            "outlier_fraction",
+            "within_1sigma",
+            "median_z",
+        ];
+        for b in read_all(&dir.join("evaluation.parquet"), &metric_cols)? {
+            let text: Vec<Vec<String>> = (0..b.num_columns())
+                .map(|i| {
+                    let c = b.column(i);
+                    if c.data_type().is_floating() {
+                        floats(c).iter().map(|v| format_number(*v)).collect()
+                    } else {
+                        strings(c)
+                    }
+                })
+                .collect();
+            for r in 0..b.num_rows() {
+                e.metrics.push(metric_cols.iter().enumerate().map(|(i, c)| (c.to_string(), text[i][r].clone())).collect());
+            }
+        }
+        Ok(e)
+    }
+}
+
+/// Three significant digits, no exponent for the usual ranges.
+pub fn format_number(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 0.01 || a == 0.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// The catalogue columns the report plots (one head: the first model/adapter in sort order).
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub head: String,
+    pub heads: usize,
+    pub rows: usize,
+    pub teff: Vec<f64>,
+    pub logg: Vec<f64>,
+    pub feh: Vec<f64>,
+    pub snr: Vec<f64>,
+    pub flags: Vec<u32>,
+    pub success: Vec<bool>,
+    pub primary: Vec<bool>,
+}
+
+/// A catalogue file, or every leaf of a HATS directory.
+pub fn catalog_files(path: &Path) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "parquet") && p.components().any(|c| c.as_os_str() == "dataset")
+                || p.extension().is_some_and(|x| x == "parquet") && p.parent() == Some(path)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+impl Catalog {
+    pub fn read(path: &Path) -> Result<Catalog, ReportError> {
+        let files = catalog_files(path);
+        if files.is_empty() {
+            return Err(ReportError::Read { path: path.to_path_buf(), reason: "no catalogue Parquet file".into() });
+        }
+        let cols = ["model", "adapter", "teff", "logg", "feh", "snr", "flags", "success", "is_primary"];
+        let mut batches = Vec::new();
+        for f in &files {
+            batches.extend(read_all(f, &cols)?);
+        }
+        let mut heads = std::collections::BTreeSet::new();
+        for b in &batches {
+            let (m, a) = (strings(b.column(0)), strings(b.column(1)));
+            heads.extend(m.into_iter().zip(a).map(|(m, a)| if a.is_empty() { m } else { format!("{m} + {a}") }));
+        }
+        let mut c = Catalog { head: heads.iter().next().cloned().unwrap_or_default(), heads: heads.len(), ..Default::default() };
+        for b in &batches {
+            let (m, a) = (strings(b.column(0)), strings(b.column(1)));
+            let (teff, logg, feh, snr) = (floats(b.column(2)), floats(b.column(3)), floats(b.column(4)), floats(b.column(5)));
+            let flags = b.column(6).as_primitive::<UInt32Type>();
+            let (success, primary) = (bools(b.column(7)), bools(b.column(8)));
+            for r in 0..b.num_rows() {
+                let head = if a[r].is_empty() { m[r].clone() } else { format!("{} + {}", m[r], a[r]) };
+                if head != c.head {
+                    continue;
+                }
+                c.rows += 1;
+                c.teff.push(teff[r]);
+                c.logg.push(logg[r]);
+                c.feh.push(feh[r]);
+                c.snr.push(snr[r]);
+                c.flags.push(flags.value(r));
+                c.success.push(success[r]);
+                c.primary.push(primary[r]);
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Inputs of one ingest output directory by level, status and reason.
+#[derive(Debug, Default)]
+pub struct IngestAccounting {
+    pub dir: PathBuf,
+    /// (level, status, reason) → count
+    pub counts: BTreeMap<(String, String, String), u64>,
+}
+
+impl IngestAccounting {
+    pub fn read(dir: &Path) -> Result<IngestAccounting, ReportError> {
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ReportError::Read { path: dir.to_path_buf(), reason: e.to_string() })?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                n.starts_with("report-") && n.ends_with(".parquet")
+            })
+            .collect();
+        parts.sort();
+        if parts.is_empty() {
+            return Err(ReportError::Read { path: dir.to_path_buf(), reason: "no ingest report parts (report-*.parquet)".into() });
+        }
+        let mut acc = IngestAccounting { dir: dir.to_path_buf(), counts: BTreeMap::new() };
+        for p in parts {
+            for b in read_all(&p, &["level", "status", "reason"])? {
+                let (l, s, r) = (strings(b.column(0)), strings(b.column(1)), strings(b.column(2)));
+                for i in 0..b.num_rows() {
+                    *acc.counts.entry((l[i].clone(), s[i].clone(), r[i].clone())).or_default() += 1;
+                }
+            }
+        }
+        Ok(acc)
+    }
+}

@@ -1,0 +1,244 @@
+//! `starpipe report`: figures and one HTML page from the evaluation, the catalogue and the ingest
+//! reports of a run. Every input is optional; the page says what it was made from.
+
+pub mod data;
+pub mod plots;
+
+use crate::catalog::flags;
+use data::{Catalog, Evaluation, IngestAccounting, PARAMETERS};
+use plots::Panel;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("cannot draw {path}: {reason}")]
+    Plot { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("nothing to report: give --evaluation, --catalog or --spectra")]
+    Empty,
+}
+
+/// What to report on.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// An `evaluate` output directory.
+    pub evaluation: Option<PathBuf>,
+    /// A catalogue file or HATS directory.
+    pub catalog: Option<PathBuf>,
+    /// Ingest output directories (their report-*.parquet parts).
+    pub spectra: Vec<PathBuf>,
+    pub out: PathBuf,
+}
+
+/// The files written.
+#[derive(Debug, Default)]
+pub struct ReportSummary {
+    pub html: PathBuf,
+    pub images: Vec<PathBuf>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}\
+table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\
+td,th{border:1px solid #ccc;padding:2px 7px;text-align:right}th{background:#eee}\
+td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}";
+
+pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    if opts.evaluation.is_none() && opts.catalog.is_none() && opts.spectra.is_empty() {
+        return Err(ReportError::Empty);
+    }
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| ReportError::Io { path: out.clone(), source: e })?;
+    let mut summary = ReportSummary::default();
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>starpipe report</title><style>{STYLE}</style></head><body>\n\
+         <h1>starpipe report</h1>\n<p>starpipe {}.",
+        crate::VERSION
+    );
+    for (what, p) in [("Evaluation", &opts.evaluation), ("Catalogue", &opts.catalog)] {
+        if let Some(p) = p {
+            let _ = write!(html, " {what}: <code>{}</code>.", escape(&p.display().to_string()));
+        }
+    }
+    html.push_str("</p>\n");
+
+    if let Some(dir) = &opts.evaluation {
+        let e = Evaluation::read(dir)?;
+        evaluation_section(&e, out, &mut html, &mut summary)?;
+    }
+    if let Some(path) = &opts.catalog {
+        let c = Catalog::read(path)?;
+        catalog_section(&c, out, &mut html, &mut summary)?;
+    }
+    if !opts.spectra.is_empty() {
+        html.push_str("<h2>Ingest: every input accounted for</h2>\n");
+        for dir in &opts.spectra {
+            ingest_section(&IngestAccounting::read(dir)?, &mut html);
+        }
+    }
+    html.push_str("</body></html>\n");
+    let index = out.join("index.html");
+    let tmp = crate::ingest::shards::tmp_path(&index);
+    std::fs::write(&tmp, html)
+        .and_then(|_| std::fs::rename(&tmp, &index))
+        .map_err(|e| ReportError::Io { path: index.clone(), source: e })?;
+    summary.html = index;
+    Ok(summary)
+}
+
+fn image(html: &mut String, summary: &mut ReportSummary, path: PathBuf, alt: &str) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let _ = writeln!(html, "<p><img src=\"{name}\" alt=\"{}\"></p>", escape(alt));
+    summary.images.push(path);
+}
+
+fn evaluation_section(e: &Evaluation, out: &Path, html: &mut String, summary: &mut ReportSummary) -> Result<(), ReportError> {
+    html.push_str("<h2>Evaluation on held-out stars</h2>\n");
+    if e.groups.is_empty() {
+        html.push_str("<p>The evaluation has no scored stars.</p>\n");
+        return Ok(());
+    }
+    // One row of panels per input/strategy, one column per parameter, shared ranges per column.
+    let ranges: Vec<(f64, f64)> = (0..3)
+        .map(|k| match k {
+            0 => (3500.0, 8500.0),
+            1 => (-0.5, 5.5),
+            _ => (-3.0, 1.0),
+        })
+        .collect();
+    let mut versus = Vec::new();
+    let mut residuals = Vec::new();
+    for (name, stars) in &e.groups {
+        for (k, (param, label)) in PARAMETERS.iter().enumerate() {
+            let points: Vec<(f64, f64)> = stars.iter().map(|s| (s.reference[k], s.predicted[k])).collect();
+            versus.push(Panel {
+                title: format!("{name}: {param}"),
+                x_label: format!("reference {label}"),
+                y_label: format!("predicted {label}"),
+                points,
+                one_to_one: true,
+                vline: None,
+                hline: None,
+                x_range: Some(ranges[k]),
+                y_range: Some(ranges[k]),
+            });
+            let res: Vec<(f64, f64)> = stars.iter().map(|s| (s.reference[2], s.predicted[k] - s.reference[k])).collect();
+            let half = [600.0, 1.0, 0.6][k];
+            residuals.push(Panel {
+                title: format!("{name}: Δ{param}"),
+                x_label: "reference [Fe/H] [dex]".into(),
+                y_label: format!("predicted − reference {label}"),
+                points: res,
+                one_to_one: false,
+                vline: Some(-1.0),
+                hline: Some(0.0),
+                x_range: Some(ranges[2]),
+                y_range: Some((-half, half)),
+            });
+        }
+    }
+    let p = out.join("predicted_vs_reference.png");
+    plots::scatter_grid(&p, &versus, 3, (330, 300))?;
+    html.push_str("<h3>Predicted against reference</h3>\n<p>One row per input and strategy; the line is y = x.</p>\n");
+    image(html, summary, p, "predicted against reference labels");
+    let p = out.join("residuals_vs_feh.png");
+    plots::scatter_grid(&p, &residuals, 3, (330, 260))?;
+    html.push_str(
+        "<h3>Residuals against [Fe/H]</h3>\n<p>The dashed red line is the [Fe/H] = −1 split between the \
+         metal-poor and metal-rich regimes.</p>\n",
+    );
+    image(html, summary, p, "residuals against reference [Fe/H]");
+
+    html.push_str("<h3>Metrics</h3>\n<p>bias: median Δ; robust σ: 1.4826 × MAD of Δ; outliers: |Δ| beyond 3 robust σ of the pooled sample; within 1σ: fraction of |Δ| below the predicted error (0.68 if calibrated); median z: median |Δ|/σ.</p>\n");
+    for (param, label) in PARAMETERS {
+        let _ = writeln!(html, "<h4>{}</h4>\n<table><tr><th class=l>input</th><th class=l>strategy</th><th>n train</th><th class=l>regime</th><th>n</th><th>bias</th><th>robust σ</th><th>σ</th><th>MAE</th><th>outliers</th><th>within 1σ</th><th>median z</th></tr>", escape(label));
+        for m in e.metrics.iter().filter(|m| m.get("parameter").is_some_and(|p| p == param)) {
+            let g = |k: &str| escape(m.get(k).map(String::as_str).unwrap_or(""));
+            let _ = writeln!(
+                html,
+                "<tr><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                g("input"), g("strategy"), g("n_train"), g("regime"), g("n"), g("bias"), g("robust_sigma"),
+                g("sigma"), g("mae"), g("outlier_fraction"), g("within_1sigma"), g("median_z")
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    Ok(())
+}
+
+fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut ReportSummary) -> Result<(), ReportError> {
+    let good = (0..c.rows).filter(|&i| c.success[i] && c.primary[i] && c.flags[i] < 256).count();
+    let _ = writeln!(
+        html,
+        "<h2>Catalogue</h2>\n<p>{} rows of head <code>{}</code> ({} head(s) in the catalogue); {} primary, successful \
+         and without quality flags (flags &lt; 256).</p>",
+        c.rows,
+        escape(&c.head),
+        c.heads,
+        good
+    );
+    let stars: Vec<(f64, f64, f64)> = (0..c.rows)
+        .filter(|&i| c.success[i] && c.primary[i] && c.flags[i] < 256)
+        .map(|i| (c.teff[i], c.logg[i], c.feh[i]))
+        .collect();
+    let p = out.join("kiel.png");
+    plots::kiel(&p, &format!("Kiel diagram: {} stars (flags < 256)", stars.len()), &stars, (-2.5, 0.5))?;
+    image(html, summary, p, "Kiel diagram coloured by [Fe/H]");
+
+    let log_snr: Vec<f64> = c.snr.iter().map(|s| s.max(1e-3).log10()).collect();
+    let p = out.join("snr.png");
+    plots::histogram(&p, "S/N of the catalogue's spectra", "log10 S/N per pixel", &log_snr, (0.0, 3.0), 45)?;
+    image(html, summary, p, "S/N distribution");
+
+    let n = c.rows.max(1) as f64;
+    let bars: Vec<(String, f64)> = flags::ALL
+        .iter()
+        .map(|f| (format!("{} {}", f.bit(), f.name()), 100.0 * c.flags.iter().filter(|&&x| x & f.mask() != 0).count() as f64 / n))
+        .collect();
+    let p = out.join("flags.png");
+    plots::bars(&p, "Quality flags", "rows with the bit set [%]", &bars)?;
+    image(html, summary, p, "flag bit frequencies");
+    html.push_str("<table><tr><th>bit</th><th class=l>flag</th><th class=l>class</th><th>rows</th><th class=l>meaning</th></tr>\n");
+    for f in flags::ALL {
+        let count = c.flags.iter().filter(|&&x| x & f.mask() != 0).count();
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td class=l>{}</td><td class=l>{}</td><td>{count}</td><td class=l>{}</td></tr>",
+            f.bit(),
+            f.name(),
+            f.class(),
+            escape(f.description())
+        );
+    }
+    html.push_str("</table>\n");
+    Ok(())
+}
+
+fn ingest_section(a: &IngestAccounting, html: &mut String) {
+    let _ = writeln!(
+        html,
+        "<h3><code>{}</code></h3>\n<table><tr><th class=l>level</th><th class=l>status</th><th class=l>reason</th><th>count</th></tr>",
+        escape(&a.dir.display().to_string())
+    );
+    let mut rows: Vec<_> = a.counts.iter().collect();
+    rows.sort_by(|x, y| x.0.0.cmp(&y.0.0).then(x.0.1.cmp(&y.0.1)).then(y.1.cmp(x.1)));
+    for ((level, status, reason), n) in rows {
+        let _ = writeln!(
+            html,
+            "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td>{n}</td></tr>",
+            escape(level),
+            escape(status),
+            escape(reason)
+        );
+    }
+    html.push_str("</table>\n");
+}

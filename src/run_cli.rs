@@ -1,0 +1,280 @@
+//! `starpipe run [PIPELINE.toml]`: check the whole pipeline, then run its stages in dependency
+//! order, skipping tasks whose done-record carries the current key.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use starpipe::ingest::ShardSpec;
+use starpipe::pipeline::{DEMO, DoneRecord, FailedRecord, Manifest, Pipeline, Plan, Task, task_keys};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Pipeline file (pipelines/*.toml). Without one, the built-in demo (pipelines/demo.toml):
+    /// mock LAMOST and DESI surveys → ingest → pre-training → transfer strategies → embeddings →
+    /// evaluation → inference → catalogue → report, in ./starpipe-demo.
+    pipeline: Option<PathBuf>,
+    /// Tasks per sharded stage (ingest, embed, infer); default: the pipeline's `shards`. Part of
+    /// what a run computes: the same inputs with another shard count give other shard files.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Directory the stages' relative paths point into; default: the pipeline's `workdir`.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Run only this stage (repeatable); the stages it reads from must be complete.
+    #[arg(long, value_name = "NAME")]
+    stage: Vec<String>,
+    /// With one sharded --stage: run only its task i of N (what a SLURM array task runs).
+    #[arg(long, value_name = "i/N", requires = "stage")]
+    shard: Option<ShardSpec>,
+    /// Check the pipeline and print what would run; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// A checked pipeline with its plan, keys and manifest.
+pub struct Loaded {
+    pub pipeline: Pipeline,
+    /// The pipeline file, absolute (None for the built-in demo).
+    #[allow(dead_code)] // read by `starpipe slurm`
+    pub file: Option<PathBuf>,
+    pub plan: Plan,
+    pub shards: usize,
+    /// Absolute.
+    pub workdir: PathBuf,
+    pub keys: Vec<Vec<String>>,
+    pub manifest: Manifest,
+}
+
+impl Loaded {
+    /// Reads the pipeline (or the demo), checks every stage's command line, and keys every task.
+    pub fn load(file: Option<&Path>, shards: Option<usize>, workdir: Option<&Path>) -> Result<Loaded> {
+        let pipeline = match file {
+            Some(f) => Pipeline::from_file(f)?,
+            None => Pipeline::parse("built-in demo (pipelines/demo.toml)", DEMO)?,
+        };
+        let plan = Plan::new(&pipeline)?;
+        let shards = shards.unwrap_or(pipeline.shards);
+        if shards == 0 {
+            bail!("--shards must be at least 1");
+        }
+        for stage in &pipeline.stages {
+            check_command_line(&pipeline, stage)?;
+        }
+        let cwd = std::env::current_dir().context("current directory")?;
+        let workdir = cwd.join(workdir.unwrap_or(&pipeline.workdir));
+        let keys = task_keys(&pipeline, &plan, shards, &workdir);
+        let manifest = Manifest::new(&workdir);
+        let file = file.map(|f| cwd.join(f));
+        Ok(Loaded { pipeline, file, plan, shards, workdir, keys, manifest })
+    }
+
+    pub fn tasks(&self, stage: usize) -> Vec<Task> {
+        Task::of_stage(&self.pipeline, stage, self.shards)
+    }
+
+    pub fn key(&self, t: &Task) -> &str {
+        &self.keys[t.stage][t.shard.map_or(0, |s| s.index)]
+    }
+
+    pub fn is_current(&self, t: &Task) -> bool {
+        self.manifest.is_current(&t.stem(&self.pipeline), self.key(t))
+    }
+
+    pub fn stage_index(&self, name: &str) -> Result<usize> {
+        self.pipeline.stages.iter().position(|s| s.name == name).with_context(|| {
+            let names: Vec<_> = self.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
+            format!("no stage '{name}' in {} (stages: {})", self.pipeline.source, names.join(", "))
+        })
+    }
+}
+
+/// Parses a stage's command line with the real argument parser, so a misspelt flag or a bad
+/// value is reported against the pipeline file before any stage runs.
+fn check_command_line(p: &Pipeline, stage: &starpipe::pipeline::Stage) -> Result<()> {
+    use clap::error::{ContextKind, ContextValue};
+    let task = Task { stage: p.stages.iter().position(|s| s.name == stage.name).unwrap(), shard: None };
+    let argv = task.argv(p);
+    if let Err(e) = crate::parse_command(&argv) {
+        let arg = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => Some(s.clone()),
+            Some(ContextValue::Strings(v)) => v.first().cloned(),
+            _ => None,
+        };
+        let key = arg
+            .as_deref()
+            .and_then(|a| a.split_whitespace().next())
+            .and_then(|f| f.strip_prefix("--"))
+            .map(|f| f.replace('-', "_"));
+        let rendered = e.render().to_string();
+        let reason = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("invalid command line")
+            .to_string();
+        return Err(p.error_at(stage, key.as_deref(), format!("{reason} (starpipe {})", argv.join(" "))).into());
+    }
+    Ok(())
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn slurm_job() -> Option<String> {
+    let var = |k| std::env::var(k).ok();
+    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID"), var("SLURM_JOB_ID")) {
+        (Some(a), Some(t), _) => Some(format!("{a}_{t}")),
+        (_, _, j) => j,
+    }
+}
+
+/// Runs one task in this process (the current directory is the workdir).
+fn run_task(l: &Loaded, t: &Task) -> Result<()> {
+    let p = &l.pipeline;
+    let stem = t.stem(p);
+    let argv = t.argv(p);
+    let start = std::time::Instant::now();
+    l.manifest.forget(&stem);
+    let result = crate::parse_command(&argv).map_err(anyhow::Error::from).and_then(crate::dispatch);
+    match result {
+        Ok(()) => {
+            let stage = &p.stages[t.stage];
+            let outputs = if t.shard.is_some() { vec![] } else { l.manifest.list_outputs(stage.out()) };
+            let record = DoneRecord {
+                stage: stage.name.clone(),
+                task: t.shard.map(|s| s.to_string()),
+                key: l.key(t).to_string(),
+                command: argv,
+                outputs,
+                seconds: start.elapsed().as_secs_f64(),
+                host: host(),
+                slurm_job: slurm_job(),
+                starpipe_version: starpipe::VERSION.to_string(),
+            };
+            l.manifest.record_done(&stem, &record)?;
+            Ok(())
+        }
+        Err(e) => {
+            let record = FailedRecord {
+                stage: p.stages[t.stage].name.clone(),
+                task: t.shard.map(|s| s.to_string()),
+                key: l.key(t).to_string(),
+                error: format!("{e:#}"),
+                host: host(),
+                slurm_job: slurm_job(),
+            };
+            l.manifest.record_failed(&stem, &record)?;
+            Err(e.context(format!("stage {} failed (starpipe {})", t.label(p), t.argv(p).join(" "))))
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let l = Loaded::load(a.pipeline.as_deref(), a.shards, a.workdir.as_deref())?;
+    let p = &l.pipeline;
+    let selected: Vec<usize> = if a.stage.is_empty() {
+        l.plan.order.clone()
+    } else {
+        let mut s = a.stage.iter().map(|n| l.stage_index(n)).collect::<Result<Vec<_>>>()?;
+        s.sort_by_key(|i| l.plan.order.iter().position(|o| o == i));
+        s
+    };
+    if let Some(shard) = a.shard {
+        if selected.len() != 1 || !p.stages[selected[0]].command.is_sharded() {
+            bail!("--shard needs exactly one --stage of a sharded command (ingest, embed, infer)");
+        }
+        if shard.count != l.shards {
+            bail!("--shard {shard} does not match --shards {} (the pipeline's tasks per stage)", l.shards);
+        }
+    }
+    let mut tasks: Vec<Task> = Vec::new();
+    for &i in &selected {
+        tasks.extend(l.tasks(i).into_iter().filter(|t| a.shard.is_none() || t.shard == a.shard));
+    }
+
+    println!(
+        "pipeline {} ({}): {} stage(s), {} task(s), workdir {}",
+        p.name,
+        p.source,
+        selected.len(),
+        tasks.len(),
+        l.workdir.display()
+    );
+    if a.dry_run {
+        for t in &tasks {
+            let state = if l.is_current(t) { "up to date" } else { "to run" };
+            println!("  {:<34} {state:<11} starpipe {}", t.label(p), t.argv(p).join(" "));
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(&l.workdir).with_context(|| format!("creating workdir {}", l.workdir.display()))?;
+    std::env::set_current_dir(&l.workdir).with_context(|| format!("entering workdir {}", l.workdir.display()))?;
+    // A stage run on its own needs what it reads to be complete already.
+    if !a.stage.is_empty() {
+        for &i in &selected {
+            for &d in &l.plan.deps[i] {
+                if selected.contains(&d) {
+                    continue;
+                }
+                if let Some(t) = l.tasks(d).into_iter().find(|t| !l.is_current(t)) {
+                    bail!(
+                        "stage {} reads from stage {}, whose task {} is not complete (run it first)",
+                        p.stages[i].name,
+                        p.stages[d].name,
+                        t.label(p)
+                    );
+                }
+            }
+        }
+    }
+    let run_start = std::time::Instant::now();
+    let (mut ran, mut skipped) = (0, 0);
+    for (k, t) in tasks.iter().enumerate() {
+        let counter = format!("[{}/{}]", k + 1, tasks.len());
+        if l.is_current(t) {
+            println!("{counter} {}: up to date", t.label(p));
+            skipped += 1;
+            continue;
+        }
+        println!("{counter} {}: starpipe {}", t.label(p), t.argv(p).join(" "));
+        let start = std::time::Instant::now();
+        run_task(&l, t)?;
+        println!("{counter} {}: done in {:.1} s", t.label(p), start.elapsed().as_secs_f64());
+        ran += 1;
+    }
+    println!(
+        "\npipeline {}: {ran} task(s) run, {skipped} up to date, {:.0} s; records in {}",
+        p.name,
+        run_start.elapsed().as_secs_f64(),
+        l.manifest.dir().join("done").display()
+    );
+    let complete = l.plan.order.iter().all(|&i| l.tasks(i).iter().all(|t| l.is_current(t)));
+    if complete {
+        print_results(&l);
+    }
+    Ok(())
+}
+
+fn print_results(l: &Loaded) {
+    use starpipe::pipeline::StageCommand;
+    let p = &l.pipeline;
+    for s in &p.stages {
+        let what = match s.command {
+            StageCommand::Catalog => "catalogue",
+            StageCommand::Report => "report",
+            StageCommand::Evaluate => "evaluation",
+            _ => continue,
+        };
+        let mut path = l.workdir.join(s.out());
+        if s.command == StageCommand::Report {
+            path = path.join("index.html");
+        }
+        println!("{what} ({}): {}", s.name, path.display());
+    }
+    if !p.try_commands.is_empty() {
+        println!("\nTry:");
+        for c in &p.try_commands {
+            println!("  {}", c.replace("{workdir}", &l.workdir.display().to_string()));
+        }
+    }
+}
