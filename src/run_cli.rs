@@ -35,7 +35,6 @@ pub struct RunArgs {
 pub struct Loaded {
     pub pipeline: Pipeline,
     /// The pipeline file, absolute (None for the built-in demo).
-    #[allow(dead_code)] // read by `starpipe slurm`
     pub file: Option<PathBuf>,
     pub plan: Plan,
     pub shards: usize,

@@ -1,11 +1,349 @@
-//! `starpipe slurm submit|status|resubmit`.
+//! `starpipe slurm submit|status|resubmit`: a pipeline as SLURM jobs. Each sharded stage is one
+//! job array (task i runs `starpipe run PIPELINE --stage S --shard i/N`), each other stage one job;
+//! a job waits for the jobs of the stages it reads from (`--dependency=afterok`, and
+//! `--kill-on-invalid-dep=yes` so a failed task cancels what depends on it instead of leaving it
+//! pending). Only tasks without a current done-record are submitted, so `resubmit` re-runs just
+//! the failed or missing shards and the stages after them.
+//!
+//! Scripts, job logs and the submission table live in WORKDIR/.starpipe/slurm/.
 
-use anyhow::Result;
-use clap::Subcommand;
+use crate::run_cli::Loaded;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use starpipe::pipeline::Task;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 #[derive(Subcommand, Debug)]
-pub enum SlurmCommand {}
+pub enum SlurmCommand {
+    /// Write the sbatch scripts and submit them: job arrays over the shards of the per-file
+    /// stages, dependent jobs for the others. Tasks already done are not submitted.
+    Submit(SubmitArgs),
+    /// Per stage and shard: done, pending, running, failed (with the error), cancelled, or not
+    /// submitted; with the job id and log file.
+    Status(StatusArgs),
+    /// Submit again only the tasks that are not done (failed, cancelled or missing), once none of
+    /// the pipeline's jobs is still queued.
+    Resubmit(SubmitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Pipeline file (pipelines/*.toml).
+    pipeline: PathBuf,
+    /// Tasks per sharded stage (array size); default: the pipeline's `shards`.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Directory the stages' relative paths point into; default: the pipeline's `workdir`.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Print the scripts and sbatch command lines; submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// sbatch options for every job, after `--` (e.g. -- --partition=debug --time=02:00:00).
+    #[arg(last = true)]
+    sbatch: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+/// One sbatch call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Submission {
+    attempt: u32,
+    stage: String,
+    job_id: String,
+    /// Array task ids (sharded stages).
+    tasks: Option<Vec<usize>>,
+    script: PathBuf,
+    shards: usize,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Submissions {
+    submissions: Vec<Submission>,
+}
+
+impl Submissions {
+    fn path(l: &Loaded) -> PathBuf {
+        l.manifest.dir().join("slurm").join("jobs.json")
+    }
+
+    fn read(l: &Loaded) -> Submissions {
+        std::fs::read_to_string(Self::path(l)).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+    }
+
+    fn write(&self, l: &Loaded) -> Result<()> {
+        let path = Self::path(l);
+        let tmp = starpipe::ingest::shards::tmp_path(&path);
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The latest submission of a stage that covers `task` (None: the stage's job).
+    fn latest(&self, stage: &str, task: Option<usize>) -> Option<&Submission> {
+        self.submissions
+            .iter()
+            .rev()
+            .find(|s| s.stage == stage && (task.is_none() || s.tasks.as_ref().is_some_and(|t| t.contains(&task.unwrap()))))
+    }
+}
 
 pub fn slurm(c: SlurmCommand) -> Result<()> {
-    match c {}
+    match c {
+        SlurmCommand::Submit(a) => submit(a, false),
+        SlurmCommand::Resubmit(a) => submit(a, true),
+        SlurmCommand::Status(a) => status(a),
+    }
+}
+
+fn load(t: &Target) -> Result<Loaded> {
+    Loaded::load(Some(&t.pipeline), t.shards, t.workdir.as_deref())
+}
+
+/// Single-quoted for the shell.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn log_pattern(l: &Loaded, stage: &str, sharded: bool) -> PathBuf {
+    let name = if sharded { format!("{stage}-%A_%a.log") } else { format!("{stage}-%j.log") };
+    l.manifest.dir().join("slurm").join("logs").join(name)
+}
+
+fn log_file(l: &Loaded, stage: &str, job: &str, task: Option<usize>) -> PathBuf {
+    let name = match task {
+        Some(t) => format!("{stage}-{job}_{t}.log"),
+        None => format!("{stage}-{job}.log"),
+    };
+    l.manifest.dir().join("slurm").join("logs").join(name)
+}
+
+fn script(l: &Loaded, stage: usize) -> Result<String> {
+    let p = &l.pipeline;
+    let s = &p.stages[stage];
+    let sharded = s.command.is_sharded();
+    let exe = std::env::current_exe().context("locating the starpipe executable")?;
+    let file = l.file.as_ref().context("SLURM runs need a pipeline file")?;
+    let mut cmd = vec![
+        quote(&exe.display().to_string()),
+        "run".into(),
+        quote(&file.display().to_string()),
+        "--workdir".into(),
+        quote(&l.workdir.display().to_string()),
+        "--shards".into(),
+        l.shards.to_string(),
+        "--stage".into(),
+        quote(&s.name),
+    ];
+    if sharded {
+        cmd.push("--shard".into());
+        cmd.push(format!("\"${{SLURM_ARRAY_TASK_ID}}/{}\"", l.shards));
+    }
+    Ok(format!(
+        "#!/bin/bash\n\
+         #SBATCH --job-name=starpipe-{}-{}\n\
+         #SBATCH --output={}\n\
+         # Written by starpipe {} for {}; `starpipe slurm submit` rewrites it.\n\
+         set -euo pipefail\n\
+         cd {}\n\
+         exec {}\n",
+        p.name,
+        s.name,
+        log_pattern(l, &s.name, sharded).display(),
+        starpipe::VERSION,
+        file.display(),
+        quote(&l.workdir.display().to_string()),
+        cmd.join(" ")
+    ))
+}
+
+/// Job ids of this pipeline still in the queue, with their state per array task.
+fn queued() -> Result<BTreeMap<String, (String, String)>> {
+    let out = Command::new("squeue")
+        .args(["--me", "-h", "-r", "-o", "%i|%T|%r"])
+        .output()
+        .context("running squeue (is SLURM installed and on PATH?)")?;
+    if !out.status.success() {
+        bail!("squeue failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.trim().splitn(3, '|');
+            Some((f.next()?.to_string(), (f.next()?.to_string(), f.next().unwrap_or("").to_string())))
+        })
+        .collect())
+}
+
+/// A finished job's state and reason from `scontrol` (known for MinJobAge after it ended).
+fn finished_state(job: &str, task: Option<usize>) -> Option<(String, String)> {
+    let out = Command::new("scontrol").args(["show", "job", "-o", job]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        let kv: HashMap<&str, &str> = line.split_whitespace().filter_map(|t| t.split_once('=')).collect();
+        let matches = match task {
+            Some(t) => kv.get("ArrayTaskId").is_some_and(|v| *v == t.to_string()),
+            None => true,
+        };
+        if matches {
+            return Some((kv.get("JobState")?.to_string(), kv.get("Reason").unwrap_or(&"").to_string()));
+        }
+    }
+    None
+}
+
+fn queue_key(job: &str, task: Option<usize>) -> String {
+    match task {
+        Some(t) => format!("{job}_{t}"),
+        None => job.to_string(),
+    }
+}
+
+fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
+    let l = load(&a.target)?;
+    let p = &l.pipeline;
+    let mut record = Submissions::read(&l);
+    if resubmit && !a.dry_run {
+        let q = queued()?;
+        let ours: Vec<&str> = record
+            .submissions
+            .iter()
+            .map(|s| s.job_id.as_str())
+            .filter(|id| q.keys().any(|k| k == id || k.starts_with(&format!("{id}_"))))
+            .collect();
+        if !ours.is_empty() {
+            bail!("jobs of this pipeline are still queued ({}): wait for them or scancel them first", ours.join(", "));
+        }
+    }
+    let attempt = record.submissions.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
+    let slurm_dir = l.manifest.dir().join("slurm");
+    std::fs::create_dir_all(slurm_dir.join("logs")).with_context(|| format!("creating {}", slurm_dir.display()))?;
+    let mut job_of: HashMap<usize, String> = HashMap::new();
+    for &i in &l.plan.order {
+        let stage = &p.stages[i];
+        let pending: Vec<Task> = l.tasks(i).into_iter().filter(|t| !l.is_current(t)).collect();
+        if pending.is_empty() {
+            println!("{:<24} done: not submitted", stage.name);
+            continue;
+        }
+        let script_path = slurm_dir.join(format!("{}.sbatch", stage.name));
+        let text = script(&l, i)?;
+        let mut args: Vec<String> = vec!["--parsable".into()];
+        let tasks = stage.command.is_sharded().then(|| pending.iter().filter_map(|t| t.shard.map(|s| s.index)).collect::<Vec<_>>());
+        if let Some(t) = &tasks {
+            args.push(format!("--array={}", t.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",")));
+        }
+        let mut deps: Vec<&String> = l.plan.upstream(i).iter().filter_map(|u| job_of.get(u)).collect();
+        deps.sort();
+        if !deps.is_empty() {
+            args.push(format!("--dependency=afterok:{}", deps.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(":")));
+            args.push("--kill-on-invalid-dep=yes".into());
+        }
+        args.extend(p.slurm_options.iter().cloned());
+        args.extend(stage.slurm.iter().cloned());
+        args.extend(a.sbatch.iter().cloned());
+        args.push(script_path.display().to_string());
+        if a.dry_run {
+            println!("# {}\n{text}", script_path.display());
+            println!("sbatch {}\n", args.join(" "));
+            job_of.insert(i, format!("<{}>", stage.name));
+            continue;
+        }
+        let tmp = starpipe::ingest::shards::tmp_path(&script_path);
+        std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &script_path))?;
+        let out = Command::new("sbatch").args(&args).output().context("running sbatch (is SLURM on PATH?)")?;
+        if !out.status.success() {
+            record.write(&l)?;
+            bail!("sbatch for stage {} failed: {}", stage.name, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        // --parsable prints "id" or "id;cluster".
+        let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or("").to_string();
+        if id.is_empty() {
+            bail!("sbatch for stage {} printed no job id", stage.name);
+        }
+        let what = match &tasks {
+            Some(t) => format!("array of {} task(s) {:?}", t.len(), t),
+            None => "job".into(),
+        };
+        println!("{:<24} submitted: {what}, job {id}", stage.name);
+        record.submissions.push(Submission {
+            attempt,
+            stage: stage.name.clone(),
+            job_id: id.clone(),
+            tasks,
+            script: script_path,
+            shards: l.shards,
+        });
+        job_of.insert(i, id);
+    }
+    if !a.dry_run {
+        record.write(&l)?;
+        if job_of.is_empty() {
+            println!("every task is done; nothing submitted");
+        } else {
+            println!("follow with: starpipe slurm status {}", a.target.pipeline.display());
+        }
+    }
+    Ok(())
+}
+
+fn status(a: StatusArgs) -> Result<()> {
+    let l = load(&a.target)?;
+    let p = &l.pipeline;
+    let record = Submissions::read(&l);
+    let q = queued().unwrap_or_else(|e| {
+        eprintln!("warning: {e:#}; queue states unknown");
+        BTreeMap::new()
+    });
+    let (mut done, mut total) = (0, 0);
+    println!("{:<34} {:<44} {:<10} log", "task", "state", "job");
+    for &i in &l.plan.order {
+        for t in l.tasks(i) {
+            total += 1;
+            let stage = &p.stages[i].name;
+            let index = t.shard.map(|s| s.index);
+            let sub = record.latest(stage, index);
+            let job = sub.map(|s| s.job_id.clone()).unwrap_or_default();
+            let state = if l.is_current(&t) {
+                done += 1;
+                "done".to_string()
+            } else if let Some((state, reason)) = sub.and_then(|s| q.get(&queue_key(&s.job_id, index))) {
+                if reason.is_empty() || reason == "None" { state.clone() } else { format!("{state} ({reason})") }
+            } else if let Some(f) = l.manifest.failed(&t.stem(p)).filter(|f| f.key == l.key(&t)) {
+                format!("FAILED: {}", f.error.lines().next().unwrap_or(""))
+            } else if let Some(s) = sub {
+                match finished_state(&s.job_id, index) {
+                    Some((state, reason)) if reason.is_empty() || reason == "None" => state,
+                    Some((state, reason)) => format!("{state} ({reason})"),
+                    None => "ended without a done-record (see the log)".into(),
+                }
+            } else {
+                "not submitted".into()
+            };
+            let log = sub.map(|s| log_file(&l, stage, &s.job_id, index)).filter(|f| f.exists());
+            let state: String = state.chars().take(200).collect();
+            println!(
+                "{:<34} {:<44} {:<10} {}",
+                t.label(p),
+                state,
+                if job.is_empty() { "-".into() } else { queue_key(&job, index) },
+                log.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    println!("\n{done} of {total} task(s) done");
+    Ok(())
 }

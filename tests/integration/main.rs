@@ -12,5 +12,7 @@ mod ingest_resume;
 mod mock_desi;
 mod mock_lamost;
 mod models;
+mod pipeline;
 mod python_readers;
 mod shards_readable;
+mod slurm;

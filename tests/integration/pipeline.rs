@@ -1,0 +1,260 @@
+//! `starpipe run` as users run it: a pipeline file, dependency order, skipping finished work,
+//! errors before any work, and SIGKILL at random points followed by a re-run that ends
+//! byte-identical to an uninterrupted run.
+
+use crate::models::{ok, run};
+use rand::{Rng, SeedableRng};
+use starpipe::mock::lamost::{SnrDistribution, generate_lamost, write_label_catalog};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// 120 labelled mock LAMOST files, made once.
+pub(crate) fn mock_input() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("lamost-files");
+        let snr = SnrDistribution { min: 20.0, max: 150.0 };
+        let stars = generate_lamost(&dir, 120, 7, snr, 0.0, &|| {}).unwrap();
+        write_label_catalog(&dir, &stars).unwrap();
+        dir
+    })
+}
+
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let target = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` (relative path → bytes), the run bookkeeping in `.starpipe` excepted.
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .filter(|(k, _)| !k.starts_with(".starpipe"))
+        .collect()
+}
+
+/// ingest (sharded) → train → infer (sharded) → catalogue → report, on `input/`.
+pub(crate) fn tiny_pipeline(max_failed: f64, max_epochs: u32) -> String {
+    tiny_pipeline_on("input", max_failed, max_epochs)
+}
+
+/// The same, reading `input` (a directory with labels.parquet).
+pub(crate) fn tiny_pipeline_on(input: &str, max_failed: f64, max_epochs: u32) -> String {
+    format!(
+        r#"[pipeline]
+name = "tiny"
+shards = 2
+
+[stages.ingest]
+command = "ingest"
+survey = "lamost"
+input = "{input}"
+grid = "specclip"
+shard_size = 25
+threads = 1
+max_failed_fraction = {max_failed}
+out = "spectra"
+
+[stages.train]
+command = "train"
+spectra = "spectra"
+labels = "{input}/labels.parquet"
+hidden = "48,16"
+max_epochs = {max_epochs}
+batch_size = 64
+seed = 3
+out = "model"
+
+[stages.infer]
+command = "infer"
+spectra = "spectra"
+model = "model"
+out = "predictions"
+
+[stages.catalog]
+command = "catalog"
+spectra = "spectra"
+predictions = "predictions"
+out = "catalog/lamost.parquet"
+"#
+    )
+}
+
+const REPORT_STAGE: &str = r#"
+[stages.report]
+command = "report"
+catalog = "catalog/lamost.parquet"
+spectra = "spectra"
+out = "report"
+"#;
+
+fn workdir_with_input() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    copy_dir(mock_input(), &work.join("input"));
+    (dir, work)
+}
+
+fn run_pipeline(file: &Path, work: &Path, extra: &[&str]) -> String {
+    ok(run(&[&["run", file.to_str().unwrap(), "--workdir", work.to_str().unwrap()], extra].concat(), &[]))
+}
+
+#[test]
+fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
+    let (dir, work) = workdir_with_input();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(&file, tiny_pipeline(0.5, 6) + REPORT_STAGE).unwrap();
+    let first = run_pipeline(&file, &work, &[]);
+    assert!(first.contains("7 task(s) run, 0 up to date"), "{first}");
+    let order: Vec<&str> = first.lines().filter(|l| l.ends_with(" s") && l.contains("done in")).collect();
+    assert_eq!(order.len(), 7, "{first}");
+    for (k, stage) in ["ingest [0/2]", "ingest [1/2]", "train", "infer [0/2]", "infer [1/2]", "catalog", "report"].iter().enumerate() {
+        assert!(order[k].contains(&format!("] {stage}: done")), "task {k}: {}", order[k]);
+    }
+    assert!(work.join("catalog/lamost.parquet").is_file() && work.join("report/kiel.png").is_file());
+    let html = std::fs::read_to_string(work.join("report/index.html")).unwrap();
+    assert!(html.contains("kiel.png") && html.contains("flags.png") && html.contains("every input accounted"), "{html}");
+    let done = std::fs::read_dir(work.join(".starpipe/done")).unwrap().count();
+    assert_eq!(done, 7, "one done-record per task");
+
+    let again = run_pipeline(&file, &work, &[]);
+    assert!(again.contains("0 task(s) run, 7 up to date"), "{again}");
+
+    // A training parameter changes: training and everything after it run again, ingest does not.
+    std::fs::write(&file, tiny_pipeline(0.5, 5) + REPORT_STAGE).unwrap();
+    let changed = run_pipeline(&file, &work, &[]);
+    assert!(changed.contains("5 task(s) run, 2 up to date"), "{changed}");
+
+    // One input file changes: only the ingest task that reads it is out of date.
+    let inputs = starpipe::ingest::discover::discover(starpipe::ingest::Survey::Lamost, &work.join("input")).unwrap();
+    let touched = &inputs[3]; // task 1 of 2 reads inputs 1, 3, 5, …
+    let bytes = std::fs::read(&touched.path).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&touched.path, bytes).unwrap();
+    let plan = run_pipeline(&file, &work, &["--dry-run"]);
+    let state = |label: &str| plan.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_default().to_string();
+    assert!(state("ingest [0/2]").contains("up to date"), "{plan}");
+    assert!(state("ingest [1/2]").contains("to run"), "{plan}");
+    assert!(state("train ").contains("to run"), "downstream of a changed task: {plan}");
+}
+
+#[test]
+fn a_bad_pipeline_is_refused_before_any_work_with_key_and_line() {
+    let (dir, work) = workdir_with_input();
+    let file = dir.path().join("tiny.toml");
+    // (replace, with, the line the error must point at, key, reason)
+    let cases = [
+        ("max_epochs = 6", "max_epoch = 6", "max_epoch = 6", "stages.train.max_epoch", "unexpected argument"),
+        ("seed = 3", "seed = \"three\"", "seed = \"three\"", "stages.train.seed", "invalid value"),
+        ("command = \"infer\"", "command = \"infre\"", "command = \"infre\"", "stages.infer.command", "unknown command"),
+        ("hidden", "labels = 3\nhidden", "labels = 3", "", "duplicate key"),
+    ];
+    for (from, to, at, key, reason) in cases {
+        let text = tiny_pipeline(0.5, 6).replacen(from, to, 1);
+        let line = text.lines().position(|l| l == at).unwrap() + 1;
+        std::fs::write(&file, &text).unwrap();
+        let out = run(&["run", file.to_str().unwrap(), "--workdir", work.to_str().unwrap()], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(key) && err.contains(reason), "{key}: {err}");
+        assert!(err.contains(&format!("tiny.toml:{line}:")), "{key} should point at line {line}: {err}");
+        assert!(!work.join("spectra").exists() && !work.join(".starpipe").exists(), "no work before the check");
+    }
+}
+
+/// Runs `args` to completion, then again killed (SIGKILL) at `kills` random points and re-run each
+/// time; the directory `out` must end byte-identical to the uninterrupted run's.
+fn kill_and_rerun(args: &dyn Fn(&Path) -> Vec<String>, outputs: &dyn Fn(&Path) -> PathBuf, kills: usize, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_starpipe");
+    let reference_dir = dir.path().join("reference");
+    std::fs::create_dir_all(&reference_dir).unwrap();
+    let start = Instant::now();
+    let status = Command::new(bin).args(args(&reference_dir)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    let full = start.elapsed();
+    let reference = tree(&outputs(&reference_dir));
+    assert!(!reference.is_empty());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut killed_midway = 0;
+    for k in 0..kills {
+        let work = dir.path().join(format!("killed-{k}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let delay = full.mul_f64(rng.random_range(0.05..0.95));
+        let mut child = Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            killed_midway += 1;
+        }
+        child.wait().unwrap();
+        let status = Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "re-run after a kill at {delay:?}");
+        let after = tree(&outputs(&work));
+        assert_eq!(after.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>(), "kill at {delay:?}");
+        for (name, bytes) in &reference {
+            assert!(after[name] == *bytes, "{name} differs after a kill at {delay:?} and a re-run");
+        }
+    }
+    assert!(killed_midway > 0, "no run was still going when killed: the test did not test anything");
+}
+
+#[test]
+fn ingest_killed_at_random_points_reruns_to_byte_identical_shards() {
+    let input = mock_input().to_path_buf();
+    let args = move |work: &Path| -> Vec<String> {
+        ["ingest", "--survey", "lamost", "--grid", "specclip", "--shard-size", "10", "--threads", "1", "--input"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([input.display().to_string(), "--out".into(), work.join("spectra").display().to_string()])
+            .collect()
+    };
+    kill_and_rerun(&args, &|w| w.join("spectra"), 4, 11);
+}
+
+#[test]
+fn catalog_killed_at_random_points_reruns_to_byte_identical_files() {
+    // Spectra and predictions made once; the catalogue (HATS, many partitions) is what is killed.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    copy_dir(mock_input(), &work.join("input"));
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(&file, tiny_pipeline(0.5, 3)).unwrap();
+    run_pipeline(&file, &work, &["--stage", "ingest", "--stage", "train", "--stage", "infer"]);
+    let (spectra, predictions) = (work.join("spectra"), work.join("predictions"));
+    let args = move |out: &Path| -> Vec<String> {
+        ["catalog", "--format", "hats", "--max-rows", "20", "--spectra"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([spectra.display().to_string(), "--predictions".into(), predictions.display().to_string()])
+            .chain(["--out".into(), out.join("hats").display().to_string()])
+            .collect()
+    };
+    kill_and_rerun(&args, &|w| w.to_path_buf(), 4, 12);
+}
+
+#[test]
+fn the_whole_run_killed_at_random_points_reruns_to_the_same_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    // Every run reads the same input files (same modification times, so the same shard metadata).
+    std::fs::write(&file, tiny_pipeline_on(&mock_input().display().to_string(), 0.5, 4)).unwrap();
+    let f = file.clone();
+    let args = move |work: &Path| -> Vec<String> {
+        vec!["run".into(), f.display().to_string(), "--workdir".into(), work.display().to_string()]
+    };
+    kill_and_rerun(&args, &|w| w.to_path_buf(), 2, 13);
+}

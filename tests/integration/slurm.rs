@@ -1,0 +1,125 @@
+//! `starpipe slurm` against a real SLURM (a single-node cluster: scripts/slurm/start-local-cluster.sh,
+//! which `.ci/run` starts). One ingest shard fails on purpose; the dependent jobs must be cancelled;
+//! after the input is fixed, `resubmit` must re-run that shard only, and the final catalogue must
+//! equal the one-machine run's byte for byte.
+
+use crate::models::{ok, run};
+use crate::pipeline::{copy_dir, mock_input, tiny_pipeline};
+use starpipe::ingest::{ShardSpec, Survey};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Whether a SLURM controller answers; CI sets STARPIPE_REQUIRE_SLURM=1 so that a missing
+/// cluster fails the test instead of skipping it.
+fn slurm_available() -> bool {
+    let up = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim()))
+    });
+    if !up && std::env::var_os("STARPIPE_REQUIRE_SLURM").is_some() {
+        panic!("STARPIPE_REQUIRE_SLURM is set but no SLURM node is up (scripts/slurm/start-local-cluster.sh)");
+    }
+    up
+}
+
+/// Waits until none of the given jobs is in the queue.
+fn wait_for(jobs: &[String]) {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("squeue").args(["--me", "-h", "-o", "%i"]).output().unwrap();
+        let queue = String::from_utf8_lossy(&out.stdout).to_string();
+        let ours = queue.lines().any(|l| jobs.iter().any(|j| l.trim() == j || l.trim().starts_with(&format!("{j}_"))));
+        if !ours {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "jobs {jobs:?} still queued after 300 s:\n{queue}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn job_ids(work: &Path) -> Vec<(String, String, Option<Vec<usize>>, u64)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join(".starpipe/slurm/jobs.json")).unwrap()).unwrap();
+    v["submissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let tasks = s["tasks"].as_array().map(|t| t.iter().map(|x| x.as_u64().unwrap() as usize).collect());
+            (s["stage"].as_str().unwrap().into(), s["job_id"].as_str().unwrap().into(), tasks, s["attempt"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+fn done_job(work: &Path, stem: &str) -> Option<String> {
+    let text = std::fs::read_to_string(work.join(format!(".starpipe/done/{stem}.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["slurm_job"].as_str().map(str::to_string)
+}
+
+#[test]
+fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_local_run() {
+    if !slurm_available() {
+        eprintln!("skipped: no SLURM cluster (scripts/slurm/start-local-cluster.sh starts one)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    // 120 files in 4 shards of 30; one damaged file is 3.3 % of its shard, above 2 %.
+    std::fs::write(&file, tiny_pipeline(0.02, 4)).unwrap();
+    let shards = "4";
+
+    // The one-machine run, on pristine files.
+    let local = dir.path().join("local");
+    copy_dir(mock_input(), &local.join("input"));
+    ok(run(&["run", file.to_str().unwrap(), "--workdir", local.to_str().unwrap(), "--shards", shards], &[]));
+
+    // The cluster run, with one file of shard 1 damaged.
+    let cluster = dir.path().join("cluster");
+    copy_dir(mock_input(), &cluster.join("input"));
+    let inputs = starpipe::ingest::discover::discover(Survey::Lamost, &cluster.join("input")).unwrap();
+    let victim = ShardSpec { index: 1, count: 4 }.select(&inputs)[2].path.clone();
+    let pristine = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, b"SIMPLE  = this is not a FITS file").unwrap();
+
+    let submit = |verb: &str| {
+        ok(run(&["slurm", verb, file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards], &[]))
+    };
+    let out = submit("submit");
+    assert!(out.contains("ingest") && out.contains("array of 4 task(s)"), "{out}");
+    let first = job_ids(&cluster);
+    assert_eq!(first.iter().map(|j| j.0.as_str()).collect::<Vec<_>>(), ["ingest", "train", "infer", "catalog"]);
+    wait_for(&first.iter().map(|j| j.1.clone()).collect::<Vec<_>>());
+
+    let status = ok(run(&["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards], &[]));
+    let line = |label: &str| status.lines().find(|l| l.starts_with(label)).unwrap_or_default().to_string();
+    for t in [0, 2, 3] {
+        assert!(line(&format!("ingest [{t}/4]")).contains(" done"), "{status}");
+    }
+    let failed = line("ingest [1/4]");
+    assert!(failed.contains("FAILED") && failed.contains("max-failed-fraction"), "{status}");
+    let merge = line("catalog");
+    assert!(merge.contains("CANCELLED") || merge.contains("DependencyNeverSatisfied"), "{status}");
+    assert!(!cluster.join("catalog/lamost.parquet").exists());
+    assert!(status.contains("3 of 10 task(s) done"), "{status}");
+    let before: Vec<_> = [0, 2, 3].iter().map(|t| done_job(&cluster, &format!("ingest.{:05}-of-00004", t))).collect();
+
+    // Fix the file, resubmit: only ingest task 1 and the stages after it run.
+    std::fs::write(&victim, pristine).unwrap();
+    let out = submit("resubmit");
+    assert!(out.contains("array of 1 task(s) [1]"), "{out}");
+    let all = job_ids(&cluster);
+    let second: Vec<_> = all.iter().filter(|j| j.3 == 2).collect();
+    assert_eq!(second.iter().map(|j| j.0.as_str()).collect::<Vec<_>>(), ["ingest", "train", "infer", "catalog"]);
+    assert_eq!(second[0].2.as_deref(), Some(&[1][..]), "only the failed shard is resubmitted");
+    wait_for(&second.iter().map(|j| j.1.clone()).collect::<Vec<_>>());
+    let after: Vec<_> = [0, 2, 3].iter().map(|t| done_job(&cluster, &format!("ingest.{:05}-of-00004", t))).collect();
+    assert_eq!(before, after, "finished shards were not run again");
+    assert_eq!(done_job(&cluster, "ingest.00001-of-00004"), Some(format!("{}_1", second[0].1)));
+
+    let status = ok(run(&["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards], &[]));
+    assert!(status.contains("10 of 10 task(s) done"), "{status}");
+    let a = std::fs::read(local.join("catalog/lamost.parquet")).unwrap();
+    let b = std::fs::read(cluster.join("catalog/lamost.parquet")).unwrap();
+    assert!(a == b, "the cluster's catalogue differs from the one-machine run's");
+}
