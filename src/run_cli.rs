@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use starpipe::ingest::ShardSpec;
-use starpipe::pipeline::{DEMO, DoneRecord, FailedRecord, Manifest, Pipeline, Plan, Task, task_keys};
+use starpipe::pipeline::{DEMO, DoneRecord, FailedRecord, Keys, Manifest, Pipeline, Plan, Task};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -40,8 +40,10 @@ pub struct Loaded {
     pub shards: usize,
     /// Absolute.
     pub workdir: PathBuf,
-    pub keys: Vec<Vec<String>>,
+    pub keys: Keys,
     pub manifest: Manifest,
+    /// Memo of `is_current`, cleared with the keys whenever a done-record is written.
+    current: std::cell::RefCell<std::collections::HashMap<(usize, usize), bool>>,
 }
 
 impl Loaded {
@@ -61,22 +63,42 @@ impl Loaded {
         }
         let cwd = std::env::current_dir().context("current directory")?;
         let workdir = cwd.join(workdir.unwrap_or(&pipeline.workdir));
-        let keys = task_keys(&pipeline, &plan, shards, &workdir);
+        let keys = Keys::new(&pipeline, &plan, shards, &workdir);
         let manifest = Manifest::new(&workdir);
         let file = file.map(|f| cwd.join(f));
-        Ok(Loaded { pipeline, file, plan, shards, workdir, keys, manifest })
+        Ok(Loaded { pipeline, file, plan, shards, workdir, keys, manifest, current: Default::default() })
     }
 
     pub fn tasks(&self, stage: usize) -> Vec<Task> {
         Task::of_stage(&self.pipeline, stage, self.shards)
     }
 
-    pub fn key(&self, t: &Task) -> &str {
-        &self.keys[t.stage][t.shard.map_or(0, |s| s.index)]
+    pub fn key(&self, t: &Task) -> String {
+        self.keys.get(t.stage, t.shard.map_or(0, |s| s.index))
     }
 
+    /// Done with its current key, outputs intact, and everything upstream current too.
     pub fn is_current(&self, t: &Task) -> bool {
-        self.manifest.is_current(&t.stem(&self.pipeline), self.key(t))
+        let id = (t.stage, t.shard.map_or(0, |s| s.index));
+        if let Some(&c) = self.current.borrow().get(&id) {
+            return c;
+        }
+        let c = self.is_done_with_current_key(t)
+            && self.plan.deps[t.stage].iter().all(|&d| self.tasks(d).iter().all(|u| self.is_current(u)));
+        self.current.borrow_mut().insert(id, c);
+        c
+    }
+
+    /// Done with its current key and outputs intact, whatever upstream: what a task checks when
+    /// it runs alone (an array task), trusting the submitter to have checked upstream.
+    pub fn is_done_with_current_key(&self, t: &Task) -> bool {
+        self.manifest.is_current(&t.stem(&self.pipeline), &self.key(t))
+    }
+
+    /// After a done-record changed.
+    fn invalidate(&self) {
+        self.keys.invalidate();
+        self.current.borrow_mut().clear();
     }
 
     pub fn stage_index(&self, name: &str) -> Result<usize> {
@@ -142,7 +164,7 @@ fn run_task(l: &Loaded, t: &Task) -> Result<()> {
             let record = DoneRecord {
                 stage: stage.name.clone(),
                 task: t.shard.map(|s| s.to_string()),
-                key: l.key(t).to_string(),
+                key: l.key(t),
                 command: argv,
                 outputs,
                 seconds: start.elapsed().as_secs_f64(),
@@ -157,7 +179,7 @@ fn run_task(l: &Loaded, t: &Task) -> Result<()> {
             let record = FailedRecord {
                 stage: p.stages[t.stage].name.clone(),
                 task: t.shard.map(|s| s.to_string()),
-                key: l.key(t).to_string(),
+                key: l.key(t),
                 error: format!("{e:#}"),
                 host: host(),
                 slurm_job: slurm_job(),
@@ -208,14 +230,17 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&l.workdir).with_context(|| format!("creating workdir {}", l.workdir.display()))?;
     std::env::set_current_dir(&l.workdir).with_context(|| format!("entering workdir {}", l.workdir.display()))?;
-    // A stage run on its own needs what it reads to be complete already.
-    if !a.stage.is_empty() {
+    // A stage run on its own (a SLURM job) needs what it reads to have finished: a done-record for
+    // every task upstream. Whether those are current was checked by whoever submitted it; checking
+    // again here would mean hashing every upstream input file in every array task.
+    let alone = !a.stage.is_empty();
+    if alone {
         for &i in &selected {
             for &d in &l.plan.deps[i] {
                 if selected.contains(&d) {
                     continue;
                 }
-                if let Some(t) = l.tasks(d).into_iter().find(|t| !l.is_current(t)) {
+                if let Some(t) = l.tasks(d).into_iter().find(|t| l.manifest.done(&t.stem(p)).is_none()) {
                     bail!(
                         "stage {} reads from stage {}, whose task {} is not complete (run it first)",
                         p.stages[i].name,
@@ -230,14 +255,17 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (mut ran, mut skipped) = (0, 0);
     for (k, t) in tasks.iter().enumerate() {
         let counter = format!("[{}/{}]", k + 1, tasks.len());
-        if l.is_current(t) {
+        let current = if alone { l.is_done_with_current_key(t) } else { l.is_current(t) };
+        if current {
             println!("{counter} {}: up to date", t.label(p));
             skipped += 1;
             continue;
         }
         println!("{counter} {}: starpipe {}", t.label(p), t.argv(p).join(" "));
         let start = std::time::Instant::now();
-        run_task(&l, t)?;
+        let result = run_task(&l, t);
+        l.invalidate();
+        result?;
         println!("{counter} {}: done in {:.1} s", t.label(p), start.elapsed().as_secs_f64());
         ran += 1;
     }

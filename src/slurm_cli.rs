@@ -48,6 +48,10 @@ pub struct SubmitArgs {
     /// Print the scripts and sbatch command lines; submit nothing.
     #[arg(long)]
     dry_run: bool,
+    /// At most this many tasks of an array run at once (sbatch --array=…%K), to spare the
+    /// shared filesystem.
+    #[arg(long, value_name = "K")]
+    max_running: Option<usize>,
     /// sbatch options for every job, after `--` (e.g. -- --partition=debug --time=02:00:00).
     #[arg(last = true)]
     sbatch: Vec<String>,
@@ -170,6 +174,21 @@ fn script(l: &Loaded, stage: usize) -> Result<String> {
     ))
 }
 
+/// `[0,1,2,3,5,7,8]` → `0-3,5,7-8` (sbatch's array syntax).
+fn array_ranges(ids: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut k = 0;
+    while k < ids.len() {
+        let start = ids[k];
+        while k + 1 < ids.len() && ids[k + 1] == ids[k] + 1 {
+            k += 1;
+        }
+        parts.push(if ids[k] == start { start.to_string() } else { format!("{start}-{}", ids[k]) });
+        k += 1;
+    }
+    parts.join(",")
+}
+
 /// Job ids of this pipeline still in the queue, with their state per array task.
 fn queued() -> Result<BTreeMap<String, (String, String)>> {
     let out = Command::new("squeue")
@@ -244,7 +263,8 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         let mut args: Vec<String> = vec!["--parsable".into()];
         let tasks = stage.command.is_sharded().then(|| pending.iter().filter_map(|t| t.shard.map(|s| s.index)).collect::<Vec<_>>());
         if let Some(t) = &tasks {
-            args.push(format!("--array={}", t.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",")));
+            let throttle = a.max_running.map(|k| format!("%{k}")).unwrap_or_default();
+            args.push(format!("--array={}{throttle}", array_ranges(t)));
         }
         let mut deps: Vec<&String> = l.plan.upstream(i).iter().filter_map(|u| job_of.get(u)).collect();
         deps.sort();
@@ -346,4 +366,14 @@ fn status(a: StatusArgs) -> Result<()> {
     }
     println!("\n{done} of {total} task(s) done");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn array_ids_are_written_as_ranges() {
+        assert_eq!(super::array_ranges(&[0, 1, 2, 3, 5, 7, 8]), "0-3,5,7-8");
+        assert_eq!(super::array_ranges(&[4]), "4");
+        assert_eq!(super::array_ranges(&(0..512).collect::<Vec<_>>()), "0-511");
+    }
 }

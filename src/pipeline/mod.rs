@@ -13,7 +13,7 @@ pub mod manifest;
 pub mod plan;
 pub mod spec;
 
-pub use manifest::{DoneRecord, FailedRecord, Manifest, OutputFile, Task, task_keys};
+pub use manifest::{DoneRecord, FailedRecord, Keys, Manifest, OutputFile, Task};
 pub use plan::Plan;
 pub use spec::{Param, Pipeline, Scalar, Stage, StageCommand};
 

@@ -87,6 +87,8 @@ fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_l
     };
     let out = submit("submit");
     assert!(out.contains("ingest") && out.contains("array of 4 task(s)"), "{out}");
+    let script = std::fs::read_to_string(cluster.join(".starpipe/slurm/ingest.sbatch")).unwrap();
+    assert!(script.contains("--stage 'ingest' --shard \"${SLURM_ARRAY_TASK_ID}/4\""), "{script}");
     let first = job_ids(&cluster);
     assert_eq!(first.iter().map(|j| j.0.as_str()).collect::<Vec<_>>(), ["ingest", "train", "infer", "catalog"]);
     wait_for(&first.iter().map(|j| j.1.clone()).collect::<Vec<_>>());
