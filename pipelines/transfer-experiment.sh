@@ -12,7 +12,7 @@
 # Sizes via the environment: N_LAMOST (20000), N_DESI (6000 good stars), N_TRAIN ("50 200 1000 3000"),
 # SEED (1), ENCODER_SPECTRA (6000), ENCODER_EPOCHS (6). Re-running reuses finished steps (a step is
 # redone when its output is missing).
-# `starpipe run` (pipelines/*.toml) will replace this script; the stages and flags stay the same.
+# `starpipe run` (pipelines/demo.toml) runs the same method at demo size; this script sweeps --n-train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/transfer-experiment}"

@@ -127,11 +127,8 @@ fn check_command_line(p: &Pipeline, stage: &starpipe::pipeline::Stage) -> Result
             .and_then(|f| f.strip_prefix("--"))
             .map(|f| f.replace('-', "_"));
         let rendered = e.render().to_string();
-        let reason = rendered
-            .lines()
-            .find_map(|l| l.strip_prefix("error: "))
-            .unwrap_or("invalid command line")
-            .to_string();
+        let reason =
+            rendered.lines().find_map(|l| l.strip_prefix("error: ")).unwrap_or("invalid command line").to_string();
         return Err(p.error_at(stage, key.as_deref(), format!("{reason} (starpipe {})", argv.join(" "))).into());
     }
     Ok(())

@@ -92,16 +92,16 @@ impl Submissions {
     fn write(&self, l: &Loaded) -> Result<()> {
         let path = Self::path(l);
         let tmp = starpipe::ingest::shards::tmp_path(&path);
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 
     /// The latest submission of a stage that covers `task` (None: the stage's job).
     fn latest(&self, stage: &str, task: Option<usize>) -> Option<&Submission> {
-        self.submissions
-            .iter()
-            .rev()
-            .find(|s| s.stage == stage && (task.is_none() || s.tasks.as_ref().is_some_and(|t| t.contains(&task.unwrap()))))
+        self.submissions.iter().rev().find(|s| {
+            s.stage == stage && (task.is_none() || s.tasks.as_ref().is_some_and(|t| t.contains(&task.unwrap())))
+        })
     }
 }
 
@@ -261,7 +261,10 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         let script_path = slurm_dir.join(format!("{}.sbatch", stage.name));
         let text = script(&l, i)?;
         let mut args: Vec<String> = vec!["--parsable".into()];
-        let tasks = stage.command.is_sharded().then(|| pending.iter().filter_map(|t| t.shard.map(|s| s.index)).collect::<Vec<_>>());
+        let tasks = stage
+            .command
+            .is_sharded()
+            .then(|| pending.iter().filter_map(|t| t.shard.map(|s| s.index)).collect::<Vec<_>>());
         if let Some(t) = &tasks {
             let throttle = a.max_running.map(|k| format!("%{k}")).unwrap_or_default();
             args.push(format!("--array={}{throttle}", array_ranges(t)));
@@ -269,7 +272,10 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         let mut deps: Vec<&String> = l.plan.upstream(i).iter().filter_map(|u| job_of.get(u)).collect();
         deps.sort();
         if !deps.is_empty() {
-            args.push(format!("--dependency=afterok:{}", deps.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(":")));
+            args.push(format!(
+                "--dependency=afterok:{}",
+                deps.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(":")
+            ));
             args.push("--kill-on-invalid-dep=yes".into());
         }
         args.extend(p.slurm_options.iter().cloned());

@@ -14,10 +14,10 @@ use super::plan::{Plan, is_within, normalize};
 use super::spec::{Pipeline, StageCommand};
 use crate::ingest::discover::Input;
 use crate::ingest::{ShardSpec, Survey};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// One unit of work: a stage, or one `--shard i/N` task of a sharded stage.
@@ -238,7 +238,9 @@ impl Keys {
             shards,
             workdir: workdir.to_path_buf(),
             outs: p.stages.iter().map(|s| normalize(s.out())).collect(),
-            keys: RefCell::new(p.stages.iter().map(|s| vec![None; if s.command.is_sharded() { shards } else { 1 }]).collect()),
+            keys: RefCell::new(
+                p.stages.iter().map(|s| vec![None; if s.command.is_sharded() { shards } else { 1 }]).collect(),
+            ),
             discovered: RefCell::new(HashMap::new()),
         }
     }

@@ -141,7 +141,8 @@ out = "spectra"
         );
         let e = Plan::new(&p).unwrap_err().to_string();
         assert!(e.contains("cycle") && e.contains("t.toml:3"), "{e}");
-        let p = pipeline("[stages.a]\ncommand = \"mock\"\nout = \"x\"\n[stages.b]\ncommand = \"mock\"\nout = \"x/y\"\n");
+        let p =
+            pipeline("[stages.a]\ncommand = \"mock\"\nout = \"x\"\n[stages.b]\ncommand = \"mock\"\nout = \"x/y\"\n");
         let e = Plan::new(&p).unwrap_err().to_string();
         assert!(e.contains("stages.b.out") && e.contains("t.toml:8"), "{e}");
     }

@@ -215,8 +215,8 @@ fn scalar(v: &toml::Value) -> Option<Scalar> {
 impl Pipeline {
     /// Reads and checks a pipeline file.
     pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PipelineError::Read { path: path.to_path_buf(), source: e })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| PipelineError::Read { path: path.to_path_buf(), source: e })?;
         Self::parse(&path.display().to_string(), &text)
     }
 
@@ -308,7 +308,11 @@ impl Pipeline {
                 }
             }
             let command = command.ok_or_else(|| {
-                invalid(name.span().start, &format!("stages.{name_str}"), "no `command` (e.g. command = \"ingest\")".into())
+                invalid(
+                    name.span().start,
+                    &format!("stages.{name_str}"),
+                    "no `command` (e.g. command = \"ingest\")".into(),
+                )
             })?;
             params.sort_by_key(|p| p.line);
             let stage = Stage { name: name_str.clone(), command, params, after, slurm, line: stage_line };
@@ -395,8 +399,19 @@ slurm = ["--mem=8G"]
         assert_eq!(
             p.stages[1].argv(),
             [
-                "train", "--spectra", "spectra", "--spectra", "more", "--labels", "files/labels.parquet",
-                "--max-epochs", "3", "--val-fraction", "0.25", "--out", "model"
+                "train",
+                "--spectra",
+                "spectra",
+                "--spectra",
+                "more",
+                "--labels",
+                "files/labels.parquet",
+                "--max-epochs",
+                "3",
+                "--val-fraction",
+                "0.25",
+                "--out",
+                "model"
             ]
         );
         assert_eq!(p.stages[1].slurm, ["--mem=8G"]);

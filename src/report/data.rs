@@ -97,7 +97,8 @@ impl Evaluation {
                 })
                 .collect();
             for r in 0..b.num_rows() {
-                e.metrics.push(metric_cols.iter().enumerate().map(|(i, c)| (c.to_string(), text[i][r].clone())).collect());
+                e.metrics
+                    .push(metric_cols.iter().enumerate().map(|(i, c)| (c.to_string(), text[i][r].clone())).collect());
             }
         }
         Ok(e)
@@ -171,10 +172,15 @@ impl Catalog {
             let (m, a) = (strings(b.column(0)), strings(b.column(1)));
             heads.extend(m.into_iter().zip(a).map(|(m, a)| if a.is_empty() { m } else { format!("{m} + {a}") }));
         }
-        let mut c = Catalog { head: heads.iter().next().cloned().unwrap_or_default(), heads: heads.len(), ..Default::default() };
+        let mut c = Catalog {
+            head: heads.iter().next().cloned().unwrap_or_default(),
+            heads: heads.len(),
+            ..Default::default()
+        };
         for b in &batches {
             let (m, a) = (strings(b.column(0)), strings(b.column(1)));
-            let (teff, logg, feh, snr) = (floats(b.column(2)), floats(b.column(3)), floats(b.column(4)), floats(b.column(5)));
+            let (teff, logg, feh, snr) =
+                (floats(b.column(2)), floats(b.column(3)), floats(b.column(4)), floats(b.column(5)));
             let flags = b.column(6).as_primitive::<UInt32Type>();
             let (success, primary) = (bools(b.column(7)), bools(b.column(8)));
             for r in 0..b.num_rows() {
@@ -217,7 +223,10 @@ impl IngestAccounting {
             .collect();
         parts.sort();
         if parts.is_empty() {
-            return Err(ReportError::Read { path: dir.to_path_buf(), reason: "no ingest report parts (report-*.parquet)".into() });
+            return Err(ReportError::Read {
+                path: dir.to_path_buf(),
+                reason: "no ingest report parts (report-*.parquet)".into(),
+            });
         }
         let mut acc = IngestAccounting { dir: dir.to_path_buf(), counts: BTreeMap::new() };
         for p in parts {

@@ -101,7 +101,12 @@ fn image(html: &mut String, summary: &mut ReportSummary, path: PathBuf, alt: &st
     summary.images.push(path);
 }
 
-fn evaluation_section(e: &Evaluation, out: &Path, html: &mut String, summary: &mut ReportSummary) -> Result<(), ReportError> {
+fn evaluation_section(
+    e: &Evaluation,
+    out: &Path,
+    html: &mut String,
+    summary: &mut ReportSummary,
+) -> Result<(), ReportError> {
     html.push_str("<h2>Evaluation on held-out stars</h2>\n");
     if e.groups.is_empty() {
         html.push_str("<p>The evaluation has no scored stars.</p>\n");
@@ -131,7 +136,8 @@ fn evaluation_section(e: &Evaluation, out: &Path, html: &mut String, summary: &m
                 x_range: Some(ranges[k]),
                 y_range: Some(ranges[k]),
             });
-            let res: Vec<(f64, f64)> = stars.iter().map(|s| (s.reference[2], s.predicted[k] - s.reference[k])).collect();
+            let res: Vec<(f64, f64)> =
+                stars.iter().map(|s| (s.reference[2], s.predicted[k] - s.reference[k])).collect();
             let half = [600.0, 1.0, 0.6][k];
             residuals.push(Panel {
                 title: format!("{name}: Δ{param}"),
@@ -160,14 +166,28 @@ fn evaluation_section(e: &Evaluation, out: &Path, html: &mut String, summary: &m
 
     html.push_str("<h3>Metrics</h3>\n<p>bias: median Δ; robust σ: 1.4826 × MAD of Δ; outliers: |Δ| beyond 3 robust σ of the pooled sample; within 1σ: fraction of |Δ| below the predicted error (0.68 if calibrated); median z: median |Δ|/σ.</p>\n");
     for (param, label) in PARAMETERS {
-        let _ = writeln!(html, "<h4>{}</h4>\n<table><tr><th class=l>input</th><th class=l>strategy</th><th>n train</th><th class=l>regime</th><th>n</th><th>bias</th><th>robust σ</th><th>σ</th><th>MAE</th><th>outliers</th><th>within 1σ</th><th>median z</th></tr>", escape(label));
+        let _ = writeln!(
+            html,
+            "<h4>{}</h4>\n<table><tr><th class=l>input</th><th class=l>strategy</th><th>n train</th><th class=l>regime</th><th>n</th><th>bias</th><th>robust σ</th><th>σ</th><th>MAE</th><th>outliers</th><th>within 1σ</th><th>median z</th></tr>",
+            escape(label)
+        );
         for m in e.metrics.iter().filter(|m| m.get("parameter").is_some_and(|p| p == param)) {
             let g = |k: &str| escape(m.get(k).map(String::as_str).unwrap_or(""));
             let _ = writeln!(
                 html,
                 "<tr><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                g("input"), g("strategy"), g("n_train"), g("regime"), g("n"), g("bias"), g("robust_sigma"),
-                g("sigma"), g("mae"), g("outlier_fraction"), g("within_1sigma"), g("median_z")
+                g("input"),
+                g("strategy"),
+                g("n_train"),
+                g("regime"),
+                g("n"),
+                g("bias"),
+                g("robust_sigma"),
+                g("sigma"),
+                g("mae"),
+                g("outlier_fraction"),
+                g("within_1sigma"),
+                g("median_z")
             );
         }
         html.push_str("</table>\n");
@@ -202,7 +222,12 @@ fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut Rep
     let n = c.rows.max(1) as f64;
     let bars: Vec<(String, f64)> = flags::ALL
         .iter()
-        .map(|f| (format!("{} {}", f.bit(), f.name()), 100.0 * c.flags.iter().filter(|&&x| x & f.mask() != 0).count() as f64 / n))
+        .map(|f| {
+            (
+                format!("{} {}", f.bit(), f.name()),
+                100.0 * c.flags.iter().filter(|&&x| x & f.mask() != 0).count() as f64 / n,
+            )
+        })
         .collect();
     let p = out.join("flags.png");
     plots::bars(&p, "Quality flags", "rows with the bit set [%]", &bars)?;

@@ -80,14 +80,20 @@ pub fn scatter_grid(path: &Path, panels: &[Panel], cols: usize, cell: (u32, u32)
             .map_err(|e| plot_error(path, e))?;
         let inside = |&&(x, y): &&(f64, f64)| x >= x0 && x <= x1 && y >= y0 && y <= y1;
         chart
-            .draw_series(panel.points.iter().filter(inside).map(|&(x, y)| Circle::new((x, y), 2, BLUE.mix(0.35).filled())))
+            .draw_series(
+                panel.points.iter().filter(inside).map(|&(x, y)| Circle::new((x, y), 2, BLUE.mix(0.35).filled())),
+            )
             .map_err(|e| plot_error(path, e))?;
         if panel.one_to_one {
             let (a, b) = (x0.max(y0), x1.min(y1));
-            chart.draw_series(LineSeries::new([(a, a), (b, b)], BLACK.stroke_width(1))).map_err(|e| plot_error(path, e))?;
+            chart
+                .draw_series(LineSeries::new([(a, a), (b, b)], BLACK.stroke_width(1)))
+                .map_err(|e| plot_error(path, e))?;
         }
         if let Some(y) = panel.hline {
-            chart.draw_series(LineSeries::new([(x0, y), (x1, y)], BLACK.stroke_width(1))).map_err(|e| plot_error(path, e))?;
+            chart
+                .draw_series(LineSeries::new([(x0, y), (x1, y)], BLACK.stroke_width(1)))
+                .map_err(|e| plot_error(path, e))?;
         }
         if let Some(x) = panel.vline.filter(|x| *x > x0 && *x < x1) {
             // Dashes by hand: short segments every 1/40 of the axis.
@@ -143,9 +149,12 @@ pub fn kiel(path: &Path, title: &str, stars: &[(f64, f64, f64)], feh_range: (f64
     let (f0, f1) = feh_range;
     let inside = |&&(t, g, _): &&(f64, f64, f64)| (t0..=t1).contains(&t) && (g0..=g1).contains(&g);
     chart
-        .draw_series(stars.iter().filter(inside).map(|&(t, g, f)| {
-            Circle::new((-t, -g), 2, ramp((f - f0) / (f1 - f0)).mix(0.8).filled())
-        }))
+        .draw_series(
+            stars
+                .iter()
+                .filter(inside)
+                .map(|&(t, g, f)| Circle::new((-t, -g), 2, ramp((f - f0) / (f1 - f0)).mix(0.8).filled())),
+        )
         .map_err(|e| plot_error(path, e))?;
     let mut cb = ChartBuilder::on(&bar)
         .margin_top(40)
@@ -194,7 +203,11 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> 
         .x_labels(n * 2 + 1)
         .x_label_formatter(&|v| {
             let k = (v - 0.5).round();
-            if (v - 0.5 - k).abs() < 1e-6 && k >= 0.0 { labels.get(k as usize).cloned().unwrap_or_default() } else { String::new() }
+            if (v - 0.5 - k).abs() < 1e-6 && k >= 0.0 {
+                labels.get(k as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .x_label_style(("sans-serif", 10).into_font().transform(FontTransform::Rotate90))
         .y_desc(y_label)
@@ -203,9 +216,11 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> 
         .draw()
         .map_err(|e| plot_error(path, e))?;
     chart
-        .draw_series(bars.iter().enumerate().map(|(k, b)| {
-            Rectangle::new([(k as f64 + 0.1, 0.0), (k as f64 + 0.9, b.1)], BLUE.mix(0.6).filled())
-        }))
+        .draw_series(
+            bars.iter()
+                .enumerate()
+                .map(|(k, b)| Rectangle::new([(k as f64 + 0.1, 0.0), (k as f64 + 0.9, b.1)], BLUE.mix(0.6).filled())),
+        )
         .map_err(|e| plot_error(path, e))?;
     root.present().map_err(|e| plot_error(path, e))
 }

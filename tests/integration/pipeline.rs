@@ -121,12 +121,21 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
     assert!(first.contains("7 task(s) run, 0 up to date"), "{first}");
     let order: Vec<&str> = first.lines().filter(|l| l.ends_with(" s") && l.contains("done in")).collect();
     assert_eq!(order.len(), 7, "{first}");
-    for (k, stage) in ["ingest [0/2]", "ingest [1/2]", "train", "infer [0/2]", "infer [1/2]", "catalog", "report"].iter().enumerate() {
+    for (k, stage) in
+        ["ingest [0/2]", "ingest [1/2]", "train", "infer [0/2]", "infer [1/2]", "catalog", "report"].iter().enumerate()
+    {
         assert!(order[k].contains(&format!("] {stage}: done")), "task {k}: {}", order[k]);
     }
-    assert!(work.join("catalog/lamost.parquet").is_file() && work.join("report/kiel.png").is_file());
+    assert!(work.join("catalog/lamost.parquet").is_file());
+    for png in ["kiel.png", "snr.png", "flags.png"] {
+        let bytes = std::fs::read(work.join("report").join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000, "{png}: {} bytes", bytes.len());
+    }
     let html = std::fs::read_to_string(work.join("report/index.html")).unwrap();
-    assert!(html.contains("kiel.png") && html.contains("flags.png") && html.contains("every input accounted"), "{html}");
+    assert!(
+        html.contains("kiel.png") && html.contains("flags.png") && html.contains("every input accounted"),
+        "{html}"
+    );
     let done = std::fs::read_dir(work.join(".starpipe/done")).unwrap().count();
     assert_eq!(done, 7, "one done-record per task");
 
@@ -159,7 +168,13 @@ fn a_bad_pipeline_is_refused_before_any_work_with_key_and_line() {
     let cases = [
         ("max_epochs = 6", "max_epoch = 6", "max_epoch = 6", "stages.train.max_epoch", "unexpected argument"),
         ("seed = 3", "seed = \"three\"", "seed = \"three\"", "stages.train.seed", "invalid value"),
-        ("command = \"infer\"", "command = \"infre\"", "command = \"infre\"", "stages.infer.command", "unknown command"),
+        (
+            "command = \"infer\"",
+            "command = \"infre\"",
+            "command = \"infre\"",
+            "stages.infer.command",
+            "unknown command",
+        ),
         ("hidden", "labels = 3\nhidden", "labels = 3", "", "duplicate key"),
     ];
     for (from, to, at, key, reason) in cases {
@@ -183,7 +198,8 @@ fn kill_and_rerun(args: &dyn Fn(&Path) -> Vec<String>, outputs: &dyn Fn(&Path) -
     let reference_dir = dir.path().join("reference");
     std::fs::create_dir_all(&reference_dir).unwrap();
     let start = Instant::now();
-    let status = Command::new(bin).args(args(&reference_dir)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
+    let status =
+        Command::new(bin).args(args(&reference_dir)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
     assert!(status.success());
     let full = start.elapsed();
     let reference = tree(&outputs(&reference_dir));
@@ -194,14 +210,16 @@ fn kill_and_rerun(args: &dyn Fn(&Path) -> Vec<String>, outputs: &dyn Fn(&Path) -
         let work = dir.path().join(format!("killed-{k}"));
         std::fs::create_dir_all(&work).unwrap();
         let delay = full.mul_f64(rng.random_range(0.05..0.95));
-        let mut child = Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).spawn().unwrap();
+        let mut child =
+            Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).spawn().unwrap();
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
             killed_midway += 1;
         }
         child.wait().unwrap();
-        let status = Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
+        let status =
+            Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
         assert!(status.success(), "re-run after a kill at {delay:?}");
         let after = tree(&outputs(&work));
         assert_eq!(after.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>(), "kill at {delay:?}");
@@ -257,4 +275,37 @@ fn the_whole_run_killed_at_random_points_reruns_to_the_same_catalog() {
         vec!["run".into(), f.display().to_string(), "--workdir".into(), work.display().to_string()]
     };
     kill_and_rerun(&args, &|w| w.to_path_buf(), 2, 13);
+}
+
+#[test]
+fn every_shipped_pipeline_passes_the_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "demo, LAMOST pre-training and DESI catalogue pipelines: {files:?}");
+    for f in files {
+        let plan = ok(run(&["run", f.to_str().unwrap(), "--workdir", dir.path().to_str().unwrap(), "--dry-run"], &[]));
+        assert!(plan.contains("to run"), "{}: {plan}", f.display());
+    }
+    // The demo is built in: `starpipe run` without a file.
+    let plan = ok(run(&["run", "--workdir", dir.path().to_str().unwrap(), "--dry-run"], &[]));
+    for stage in [
+        "mock-lamost",
+        "ingest-desi [1/2]",
+        "pretrain",
+        "lora",
+        "encoder",
+        "embed-desi",
+        "evaluate",
+        "catalog",
+        "report",
+    ] {
+        assert!(plan.contains(&format!("  {stage} ")), "demo lacks {stage}: {plan}");
+    }
+    assert!(!dir.path().join(".starpipe").exists(), "a dry run writes nothing");
 }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// cluster fails the test instead of skipping it.
 fn slurm_available() -> bool {
     let up = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
-        o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim()))
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout).lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim()))
     });
     if !up && std::env::var_os("STARPIPE_REQUIRE_SLURM").is_some() {
         panic!("STARPIPE_REQUIRE_SLURM is set but no SLURM node is up (scripts/slurm/start-local-cluster.sh)");
@@ -46,7 +47,12 @@ fn job_ids(work: &Path) -> Vec<(String, String, Option<Vec<usize>>, u64)> {
         .iter()
         .map(|s| {
             let tasks = s["tasks"].as_array().map(|t| t.iter().map(|x| x.as_u64().unwrap() as usize).collect());
-            (s["stage"].as_str().unwrap().into(), s["job_id"].as_str().unwrap().into(), tasks, s["attempt"].as_u64().unwrap())
+            (
+                s["stage"].as_str().unwrap().into(),
+                s["job_id"].as_str().unwrap().into(),
+                tasks,
+                s["attempt"].as_u64().unwrap(),
+            )
         })
         .collect()
 }
@@ -83,7 +89,10 @@ fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_l
     std::fs::write(&victim, b"SIMPLE  = this is not a FITS file").unwrap();
 
     let submit = |verb: &str| {
-        ok(run(&["slurm", verb, file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards], &[]))
+        ok(run(
+            &["slurm", verb, file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards],
+            &[],
+        ))
     };
     let out = submit("submit");
     assert!(out.contains("ingest") && out.contains("array of 4 task(s)"), "{out}");
@@ -93,7 +102,10 @@ fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_l
     assert_eq!(first.iter().map(|j| j.0.as_str()).collect::<Vec<_>>(), ["ingest", "train", "infer", "catalog"]);
     wait_for(&first.iter().map(|j| j.1.clone()).collect::<Vec<_>>());
 
-    let status = ok(run(&["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards], &[]));
+    let status = ok(run(
+        &["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards],
+        &[],
+    ));
     let line = |label: &str| status.lines().find(|l| l.starts_with(label)).unwrap_or_default().to_string();
     for t in [0, 2, 3] {
         assert!(line(&format!("ingest [{t}/4]")).contains(" done"), "{status}");
@@ -119,7 +131,10 @@ fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_l
     assert_eq!(before, after, "finished shards were not run again");
     assert_eq!(done_job(&cluster, "ingest.00001-of-00004"), Some(format!("{}_1", second[0].1)));
 
-    let status = ok(run(&["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards], &[]));
+    let status = ok(run(
+        &["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards],
+        &[],
+    ));
     assert!(status.contains("10 of 10 task(s) done"), "{status}");
     let a = std::fs::read(local.join("catalog/lamost.parquet")).unwrap();
     let b = std::fs::read(cluster.join("catalog/lamost.parquet")).unwrap();
