@@ -67,8 +67,12 @@ pub fn scatter_grid(path: &Path, panels: &[Panel], cols: usize, cell: (u32, u32)
             .y_label_area_size(52)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| plot_error(path, e))?;
+        let decimals = |span: f64| if span > 50.0 { 0 } else { 1 };
+        let (dx, dy) = (decimals(x1 - x0), decimals(y1 - y0));
         chart
             .configure_mesh()
+            .x_label_formatter(&|v| format!("{v:.dx$}"))
+            .y_label_formatter(&|v| format!("{v:.dy$}"))
             .x_desc(panel.x_label.as_str())
             .y_desc(panel.y_label.as_str())
             .label_style(("sans-serif", 11))
@@ -182,45 +186,46 @@ pub fn kiel(path: &Path, title: &str, stars: &[(f64, f64, f64)], feh_range: (f64
     root.present().map_err(|e| plot_error(path, e))
 }
 
-/// Vertical bars: one per label, value on a linear axis.
-pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> Result<(), ReportError> {
+/// Horizontal bars, one per label (top to bottom in the given order), value on a linear axis.
+pub fn bars(path: &Path, title: &str, x_label: &str, bars: &[(String, f64)]) -> Result<(), ReportError> {
     register_font();
-    let root = BitMapBackend::new(path, (760, 420)).into_drawing_area();
+    let n = bars.len().max(1);
+    let root = BitMapBackend::new(path, (760, 90 + 30 * n as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
     let top = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1.0) * 1.1;
-    let n = bars.len().max(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 16))
         .margin(10)
-        .x_label_area_size(95)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..n as f64, 0.0..top)
+        .x_label_area_size(40)
+        .y_label_area_size(190)
+        .build_cartesian_2d(0.0..top, 0.0..n as f64)
         .map_err(|e| plot_error(path, e))?;
+    // Row k (from the top) spans [n-k-1, n-k]; its label sits at the centre.
     let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n * 2 + 1)
-        .x_label_formatter(&|v| {
-            let k = (v - 0.5).round();
-            if (v - 0.5 - k).abs() < 1e-6 && k >= 0.0 {
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&|v| {
+            let centre = (v - 0.5).round();
+            let k = n as f64 - 1.0 - centre;
+            if (v - 0.5 - centre).abs() < 1e-6 && k >= 0.0 {
                 labels.get(k as usize).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         })
-        .x_label_style(("sans-serif", 10).into_font().transform(FontTransform::Rotate90))
-        .y_desc(y_label)
-        .label_style(("sans-serif", 11))
+        .x_desc(x_label)
+        .label_style(("sans-serif", 12))
+        .axis_desc_style(("sans-serif", 12))
         .light_line_style(WHITE)
         .draw()
         .map_err(|e| plot_error(path, e))?;
     chart
-        .draw_series(
-            bars.iter()
-                .enumerate()
-                .map(|(k, b)| Rectangle::new([(k as f64 + 0.1, 0.0), (k as f64 + 0.9, b.1)], BLUE.mix(0.6).filled())),
-        )
+        .draw_series(bars.iter().enumerate().map(|(k, b)| {
+            let y = (n - k - 1) as f64;
+            Rectangle::new([(0.0, y + 0.15), (b.1, y + 0.85)], BLUE.mix(0.6).filled())
+        }))
         .map_err(|e| plot_error(path, e))?;
     root.present().map_err(|e| plot_error(path, e))
 }
@@ -254,6 +259,7 @@ pub fn histogram(
         .configure_mesh()
         .x_desc(x_label)
         .y_desc("spectra")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", 11))
         .axis_desc_style(("sans-serif", 12))
         .light_line_style(WHITE)
