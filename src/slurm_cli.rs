@@ -41,6 +41,20 @@ pub struct Target {
     workdir: Option<PathBuf>,
 }
 
+impl Target {
+    /// The same target as command-line arguments, for the hints we print.
+    fn command_line_args(&self) -> String {
+        let mut s = self.pipeline.display().to_string();
+        if let Some(n) = self.shards {
+            s += &format!(" --shards {n}");
+        }
+        if let Some(w) = &self.workdir {
+            s += &format!(" --workdir {}", w.display());
+        }
+        s
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -189,6 +203,15 @@ fn array_ranges(ids: &[usize]) -> String {
     parts.join(",")
 }
 
+/// Whether sbatch's array syntax (`3`, `0-511`, `0,2-3`, `0-99%10`) covers `task`.
+fn array_contains(spec: &str, task: usize) -> bool {
+    let spec = spec.split('%').next().unwrap_or("");
+    spec.split(',').any(|part| match part.split_once('-') {
+        Some((a, b)) => a.parse::<usize>().is_ok_and(|a| a <= task) && b.parse::<usize>().is_ok_and(|b| task <= b),
+        None => part.parse::<usize>().is_ok_and(|a| a == task),
+    })
+}
+
 /// Job ids of this pipeline still in the queue, with their state per array task.
 fn queued() -> Result<BTreeMap<String, (String, String)>> {
     let out = Command::new("squeue")
@@ -214,7 +237,7 @@ fn finished_state(job: &str, task: Option<usize>) -> Option<(String, String)> {
     for line in text.lines() {
         let kv: HashMap<&str, &str> = line.split_whitespace().filter_map(|t| t.split_once('=')).collect();
         let matches = match task {
-            Some(t) => kv.get("ArrayTaskId").is_some_and(|v| *v == t.to_string()),
+            Some(t) => kv.get("ArrayTaskId").is_some_and(|v| array_contains(v, t)),
             None => true,
         };
         if matches {
@@ -320,7 +343,7 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         if job_of.is_empty() {
             println!("every task is done; nothing submitted");
         } else {
-            println!("follow with: starpipe slurm status {}", a.target.pipeline.display());
+            println!("follow with: starpipe slurm status {}", a.target.command_line_args());
         }
     }
     Ok(())
@@ -335,7 +358,8 @@ fn status(a: StatusArgs) -> Result<()> {
         BTreeMap::new()
     });
     let (mut done, mut total) = (0, 0);
-    println!("{:<34} {:<44} {:<10} log", "task", "state", "job");
+    let mut errors: Vec<(String, String)> = Vec::new();
+    println!("{:<30} {:<42} {:<10} log", "task", "state", "job");
     for &i in &l.plan.order {
         for t in l.tasks(i) {
             total += 1;
@@ -349,20 +373,20 @@ fn status(a: StatusArgs) -> Result<()> {
             } else if let Some((state, reason)) = sub.and_then(|s| q.get(&queue_key(&s.job_id, index))) {
                 if reason.is_empty() || reason == "None" { state.clone() } else { format!("{state} ({reason})") }
             } else if let Some(f) = l.manifest.failed(&t.stem(p)).filter(|f| f.key == l.key(&t)) {
-                format!("FAILED: {}", f.error.lines().next().unwrap_or(""))
+                errors.push((t.label(p), f.error.clone()));
+                "FAILED (error below)".to_string()
             } else if let Some(s) = sub {
                 match finished_state(&s.job_id, index) {
                     Some((state, reason)) if reason.is_empty() || reason == "None" => state,
                     Some((state, reason)) => format!("{state} ({reason})"),
-                    None => "ended without a done-record (see the log)".into(),
+                    None => "not done: the job ended (see its log)".into(),
                 }
             } else {
                 "not submitted".into()
             };
             let log = sub.map(|s| log_file(&l, stage, &s.job_id, index)).filter(|f| f.exists());
-            let state: String = state.chars().take(200).collect();
             println!(
-                "{:<34} {:<44} {:<10} {}",
+                "{:<30} {:<42} {:<10} {}",
                 t.label(p),
                 state,
                 if job.is_empty() { "-".into() } else { queue_key(&job, index) },
@@ -371,6 +395,9 @@ fn status(a: StatusArgs) -> Result<()> {
         }
     }
     println!("\n{done} of {total} task(s) done");
+    for (task, error) in errors {
+        println!("\n{task} failed:\n  {}", error.replace('\n', "\n  "));
+    }
     Ok(())
 }
 
@@ -381,5 +408,12 @@ mod tests {
         assert_eq!(super::array_ranges(&[0, 1, 2, 3, 5, 7, 8]), "0-3,5,7-8");
         assert_eq!(super::array_ranges(&[4]), "4");
         assert_eq!(super::array_ranges(&(0..512).collect::<Vec<_>>()), "0-511");
+    }
+
+    #[test]
+    fn array_specs_are_read_back() {
+        assert!(super::array_contains("0-1", 1) && super::array_contains("0,2-3", 3));
+        assert!(super::array_contains("0-99%10", 42) && super::array_contains("7", 7));
+        assert!(!super::array_contains("0,2-3", 1) && !super::array_contains("7", 8));
     }
 }
