@@ -4,7 +4,7 @@
 
 use super::fits_cards::{CardValue, drop_primary_extname, fill_template, write_cards};
 use super::labels::{LabelRange, StarLabels, draw_star};
-use super::render::{add_noise, band_snr, calibration_error, instrument_sample, observed_frame_spectrum};
+use super::render::{add_noise, band_snr, calibration_error, instrument_sample};
 pub use super::{Corruption, MockError, SnrDistribution};
 use crate::grid::LogGrid;
 use crate::preprocess::C_KMS;
@@ -25,6 +25,9 @@ pub const LAMOST_R: f64 = 1800.0;
 const NPIX_CHOICES: [(usize, f64); 4] = [(3909, 0.5), (3908, 0.2), (3906, 0.1), (3902, 0.2)];
 /// First OBSID of mock stars: far above the real ones (≤ 1.25e9), so the two never collide.
 pub const MOCK_OBSID_BASE: i64 = 9_000_000_000;
+/// Share of files written gzip'd (as some LAMOST releases ship them); compressing is a sixth of a
+/// file's cost, so the mix is kept to what tests of both paths need.
+const GZIP_FRACTION: f64 = 0.25;
 
 /// One mock star as the label catalogue records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +100,7 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
         })
         .map_or(3909, |(n, _)| *n);
     let mut layout = if rng.random::<f64>() < 0.3 { "image" } else { "coadd" };
-    let gzip = rng.random::<f64>() < 0.6;
+    let gzip = rng.random::<f64>() < GZIP_FRACTION;
     let snr_g = snr.draw(&mut rng);
     let corruption = (rng.random::<f64>() < corrupt_frac).then(|| match rng.random_range(0..4) {
         0 => Corruption::Truncated,
@@ -110,8 +113,7 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
     }
 
     let (wave, edges) = lamost_grid(npix);
-    let model = observed_frame_spectrum(&truth, rv_kms);
-    let mut flux = instrument_sample(&model, LAMOST_R, edges);
+    let mut flux = instrument_sample(&truth, rv_kms, LAMOST_R, edges);
     let response = calibration_error(&mut rng, wave, 0.12);
     let brightness = 300.0 * 10f64.powf(rng.random_range(-0.5..0.5));
     for (f, r) in flux.iter_mut().zip(&response) {

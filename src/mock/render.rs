@@ -5,19 +5,25 @@
 use super::emulator::Emulator;
 use super::labels::StarLabels;
 use super::red_extension::extend_to_red;
-use crate::preprocess::{C_KMS, degrade_resolution, resample};
+use crate::preprocess::{C_KMS, resample};
 use crate::spectrum::Arm;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
+use std::sync::{Mutex, OnceLock};
 
 /// FWHM of MILES spectra, Å (constant over the range).
 pub const MILES_FWHM_ANGSTROM: f64 = 2.5;
+const FWHM_PER_SIGMA: f64 = 2.354_820_045;
+
+/// The emulated star at rest, at MILES resolution: vacuum wavelengths and flux.
+fn rest_frame_spectrum(star: &StarLabels) -> (Vec<f64>, Vec<f32>) {
+    let e = Emulator::builtin();
+    extend_to_red(e.wave_vacuum(), &e.spectrum(star.teff, star.logg, star.feh), star.teff, star.logg, star.feh)
+}
 
 /// The emulated star, Doppler-shifted, at MILES resolution, on vacuum wavelengths.
 pub fn observed_frame_spectrum(star: &StarLabels, rv_kms: f64) -> Arm {
-    let e = Emulator::builtin();
-    let (wave, flux) =
-        extend_to_red(e.wave_vacuum(), &e.spectrum(star.teff, star.logg, star.feh), star.teff, star.logg, star.feh);
+    let (wave, flux) = rest_frame_spectrum(star);
     let doppler = 1.0 + rv_kms / C_KMS;
     let n = wave.len();
     Arm {
@@ -30,11 +36,85 @@ pub fn observed_frame_spectrum(star: &StarLabels, rv_kms: f64) -> Arm {
     }
 }
 
-/// Convolves to resolving power `r` (where the instrument is coarser than MILES) and integrates
-/// onto the pixels bounded by `edges`. Pixels the model does not cover come back as 0.
-pub fn instrument_sample(model: &Arm, r: f64, edges: &[f64]) -> Vec<f32> {
-    let mut arm = model.clone();
-    degrade_resolution(&mut arm, r);
+/// The Gaussian line-spread function from MILES resolution to resolving power R, as normalised
+/// taps per pixel of the model's (fixed) rest-frame grid. Built once per R and reused for every
+/// star: the model is noise-free, so a plain weighted sum replaces the general degradation
+/// (masks, variance propagation, two exponentials per pixel).
+///
+/// Convolving in the rest frame is exact for a resolving power: the observed FWHM λ_obs/R maps to
+/// λ_rest/R in the rest frame, and MILES's 2.5 Å FWHM is a rest-frame property of the model.
+struct LsfTable {
+    /// Pixel i reads model pixels first[i] .. first[i] + len(i) with taps[start[i]..start[i + 1]].
+    first: Vec<usize>,
+    start: Vec<usize>,
+    taps: Vec<f32>,
+}
+
+impl LsfTable {
+    fn new(wave: &[f64], r: f64) -> Self {
+        let n = wave.len();
+        let (mut first, mut start, mut taps) = (Vec::with_capacity(n), Vec::with_capacity(n + 1), Vec::new());
+        for i in 0..n {
+            start.push(taps.len());
+            let fwhm_target = wave[i] / r;
+            if fwhm_target <= MILES_FWHM_ANGSTROM || n < 3 {
+                first.push(i);
+                taps.push(1.0);
+                continue;
+            }
+            let sigma = (fwhm_target * fwhm_target - MILES_FWHM_ANGSTROM * MILES_FWHM_ANGSTROM).sqrt() / FWHM_PER_SIGMA;
+            let dl = if i + 1 < n { wave[i + 1] - wave[i] } else { wave[i] - wave[i - 1] };
+            let sigma_px = sigma / dl;
+            let half = (4.0 * sigma_px).ceil() as usize;
+            let (lo, hi) = (i.saturating_sub(half), (i + half).min(n - 1));
+            let weights: Vec<f64> = (lo..=hi).map(|k| (-0.5 * ((k as f64 - i as f64) / sigma_px).powi(2)).exp()).collect();
+            let sum: f64 = weights.iter().sum();
+            first.push(lo);
+            taps.extend(weights.iter().map(|w| (w / sum) as f32));
+        }
+        start.push(taps.len());
+        LsfTable { first, start, taps }
+    }
+
+    /// The table for resolving power `r` on the model grid `wave` (the same for every star).
+    fn for_resolution(wave: &[f64], r: f64) -> &'static LsfTable {
+        static TABLES: OnceLock<Mutex<Vec<(u64, usize, &'static LsfTable)>>> = OnceLock::new();
+        let mut tables = TABLES.get_or_init(|| Mutex::new(Vec::new())).lock().expect("LSF table cache");
+        if let Some((_, _, t)) = tables.iter().find(|(bits, len, _)| *bits == r.to_bits() && *len == wave.len()) {
+            return t;
+        }
+        // A handful of resolving powers per process: leaking them keeps the lookups lock-short.
+        let table: &'static LsfTable = Box::leak(Box::new(LsfTable::new(wave, r)));
+        tables.push((r.to_bits(), wave.len(), table));
+        table
+    }
+
+    fn convolve(&self, flux: &[f32]) -> Vec<f32> {
+        (0..flux.len())
+            .map(|i| {
+                let taps = &self.taps[self.start[i]..self.start[i + 1]];
+                taps.iter().zip(&flux[self.first[i]..]).map(|(t, f)| t * f).sum()
+            })
+            .collect()
+    }
+}
+
+/// The star seen by an instrument of resolving power `r` at radial velocity `rv_kms`: convolved
+/// to R (where the instrument is coarser than MILES), Doppler-shifted, and integrated onto the
+/// pixels bounded by `edges`. Pixels the model does not cover come back as 0.
+pub fn instrument_sample(star: &StarLabels, rv_kms: f64, r: f64, edges: &[f64]) -> Vec<f32> {
+    let (wave, flux) = rest_frame_spectrum(star);
+    let convolved = LsfTable::for_resolution(&wave, r).convolve(&flux);
+    let doppler = 1.0 + rv_kms / C_KMS;
+    let n = wave.len();
+    let arm = Arm {
+        name: "model".into(),
+        wavelength: wave.into_iter().map(|w| w * doppler).collect(),
+        flux: convolved,
+        ivar: vec![1.0; n],
+        mask: vec![],
+        lsf_fwhm_angstrom: None,
+    };
     resample(&arm, edges, 0.5).flux
 }
 
@@ -85,4 +165,32 @@ pub fn band_snr(wave: &[f64], flux: &[f32], ivar: &[f32], lo: f64, hi: f64) -> f
     }
     let mid = v.len() / 2;
     *v.select_nth_unstable_by(mid, f64::total_cmp).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::degrade_resolution;
+
+    #[test]
+    fn the_lsf_table_matches_the_general_degradation() {
+        let star = StarLabels { teff: 4800.0, logg: 2.5, feh: -0.3 };
+        let (wave, flux) = rest_frame_spectrum(&star);
+        let fast = LsfTable::for_resolution(&wave, 1800.0).convolve(&flux);
+        let n = wave.len();
+        let mut arm = Arm {
+            name: "model".into(),
+            wavelength: wave.clone(),
+            flux: flux.clone(),
+            ivar: vec![1.0; n],
+            mask: vec![],
+            lsf_fwhm_angstrom: Some(MILES_FWHM_ANGSTROM),
+        };
+        degrade_resolution(&mut arm, 1800.0);
+        let worst = fast.iter().zip(&arm.flux).map(|(a, b)| ((a - b) / b.abs().max(1e-3)).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "largest relative difference {worst}");
+        // It does smooth: the Ca II triplet core at R = 1800 is shallower than at MILES resolution.
+        let core = wave.iter().position(|w| *w > 8544.5).unwrap();
+        assert!(fast[core] > flux[core] + 0.01, "{} vs {}", fast[core], flux[core]);
+    }
 }
