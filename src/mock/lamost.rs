@@ -2,15 +2,12 @@
 //! primary + COADD table), some gzip'd, with the full header keyword set of real files, plus a label
 //! catalogue keyed by OBSID.
 
-use super::fits_cards::{CardValue, drop_primary_extname, fill_template, write_cards};
+use super::fits_cards::{CardValue, fill_template};
 use super::labels::{LabelRange, StarLabels, draw_star};
 use super::render::{add_noise, band_snr, calibration_error, instrument_sample};
 pub use super::{Corruption, MockError, SnrDistribution};
 use crate::grid::LogGrid;
 use crate::preprocess::C_KMS;
-use fitsio::FitsFile;
-use fitsio::images::{ImageDescription, ImageType};
-use fitsio::tables::{ColumnDataType, ColumnDescription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -224,63 +221,40 @@ struct LamostData {
     drop_coadd: bool,
 }
 
-fn write_fits(path: &Path, d: &LamostData) -> Result<(), String> {
-    let npix = d.wave.len();
-    let e = |e: fitsio::errors::Error| e.to_string();
+/// The file's bytes (uncompressed).
+fn fits_bytes(d: &LamostData) -> Vec<u8> {
     if d.image_layout {
-        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[5, npix] };
-        let mut f = FitsFile::create(path).with_custom_primary(&desc).open().map_err(e)?;
-        drop_primary_extname(&mut f);
-        write_cards(&mut f, &d.cards)?;
-        let mut data = Vec::with_capacity(5 * npix);
-        for row in [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask] {
-            data.extend_from_slice(row);
-        }
-        let prim = f.primary_hdu().map_err(e)?;
-        prim.write_image(&mut f, &data).map_err(e)?;
-    } else {
-        let mut f = FitsFile::create(path).open().map_err(e)?;
-        drop_primary_extname(&mut f);
-        write_cards(&mut f, &d.cards)?;
-        if !d.drop_coadd {
-            let col = |n: &str| ColumnDescription::new(n).with_type(ColumnDataType::Float).that_repeats(npix).create();
-            let names = ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK", "NORMALIZATION"];
-            let cols: Vec<_> = names.iter().map(|n| col(n)).collect::<Result<_, _>>().map_err(e)?;
-            let hdu = f.create_table("COADD", &cols).map_err(e)?;
-            let norm = vec![-9999.0f32; npix];
-            for (n, v) in names.iter().zip([&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask, &norm]) {
-                hdu.write_col(&mut f, *n, v).map_err(e)?;
-            }
-        }
+        return super::fits_bytes::image_layout(&d.cards, [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask]);
     }
-    Ok(())
+    if d.drop_coadd {
+        return super::fits_bytes::coadd_layout(&d.cards, &[]);
+    }
+    let norm = vec![-9999.0f32; d.wave.len()];
+    let columns: [(&str, &[f32]); 6] = [
+        ("FLUX", &d.flux),
+        ("IVAR", &d.ivar),
+        ("WAVELENGTH", &d.wave),
+        ("ANDMASK", &d.ormask),
+        ("ORMASK", &d.ormask),
+        ("NORMALIZATION", &norm),
+    ];
+    super::fits_bytes::coadd_layout(&d.cards, &columns)
 }
 
-/// Writes star `i`'s file into `dir` (temporary name, then rename; gzip'd when drawn so).
 fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), MockError> {
     let final_path = dir.join(&star.file);
     let err = |m: String| MockError::Write { path: final_path.clone(), message: m };
-    let tmp = dir.join(format!(".{}.tmp", star.file));
-    let _ = std::fs::remove_file(&tmp);
-    write_fits(&tmp, data).map_err(err)?;
-    let truncated = star.corruption == Some(Corruption::Truncated);
+    let mut bytes = fits_bytes(data);
     if star.gzip {
-        let plain = std::fs::read(&tmp).map_err(|e| err(e.to_string()))?;
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 2), flate2::Compression::fast());
-        enc.write_all(&plain).map_err(|e| err(e.to_string()))?;
-        let mut bytes = enc.finish().map_err(|e| err(e.to_string()))?;
-        if truncated {
-            bytes.truncate(bytes.len() / 2);
-        }
-        std::fs::write(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
-    } else if truncated {
-        let len = std::fs::metadata(&tmp).map_err(|e| err(e.to_string()))?.len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)
-            .and_then(|f| f.set_len(len / 2))
-            .map_err(|e| err(e.to_string()))?;
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 2), flate2::Compression::fast());
+        enc.write_all(&bytes).map_err(|e| err(e.to_string()))?;
+        bytes = enc.finish().map_err(|e| err(e.to_string()))?;
     }
+    if star.corruption == Some(Corruption::Truncated) {
+        bytes.truncate(bytes.len() / 2);
+    }
+    let tmp = dir.join(format!(".{}.tmp", star.file));
+    std::fs::write(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, &final_path).map_err(|e| err(e.to_string()))
 }
 
@@ -366,4 +340,72 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
         ]
     });
     super::label_files::write_label_files(dir, schema, columns, csv_rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::fits_cards::{drop_primary_extname, write_cards};
+    use fitsio::FitsFile;
+    use fitsio::images::{ImageDescription, ImageType};
+    use fitsio::tables::{ColumnDataType, ColumnDescription};
+
+    /// The writer the in-memory one replaced: cfitsio, card by card.
+    fn write_fits(path: &Path, d: &LamostData) -> Result<(), String> {
+        let npix = d.wave.len();
+        let e = |e: fitsio::errors::Error| e.to_string();
+        if d.image_layout {
+            let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[5, npix] };
+            let mut f = FitsFile::create(path).with_custom_primary(&desc).open().map_err(e)?;
+            drop_primary_extname(&mut f);
+            write_cards(&mut f, &d.cards)?;
+            let mut data = Vec::with_capacity(5 * npix);
+            for row in [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask] {
+                data.extend_from_slice(row);
+            }
+            let prim = f.primary_hdu().map_err(e)?;
+            prim.write_image(&mut f, &data).map_err(e)?;
+        } else {
+            let mut f = FitsFile::create(path).open().map_err(e)?;
+            drop_primary_extname(&mut f);
+            write_cards(&mut f, &d.cards)?;
+            if !d.drop_coadd {
+                let col =
+                    |n: &str| ColumnDescription::new(n).with_type(ColumnDataType::Float).that_repeats(npix).create();
+                let names = ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK", "NORMALIZATION"];
+                let cols: Vec<_> = names.iter().map(|n| col(n)).collect::<Result<_, _>>().map_err(e)?;
+                let hdu = f.create_table("COADD", &cols).map_err(e)?;
+                let norm = vec![-9999.0f32; npix];
+                for (n, v) in names.iter().zip([&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask, &norm]) {
+                    hdu.write_col(&mut f, *n, v).map_err(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes star `i`'s file into `dir` (temporary name, then rename; gzip'd when drawn so).
+
+    #[test]
+    fn in_memory_files_equal_what_cfitsio_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let snr = SnrDistribution { min: 20.0, max: 150.0 };
+        let (mut image, mut coadd) = (0, 0);
+        for i in 0..40 {
+            let (_, mut data) = make_star(5, i, snr, 0.0);
+            if data.image_layout {
+                image += 1;
+            } else {
+                coadd += 1;
+                data.drop_coadd = coadd == 2;
+            }
+            let path = dir.path().join(format!("{i}.fits"));
+            write_fits(&path, &data).unwrap();
+            let reference = std::fs::read(&path).unwrap();
+            let ours = fits_bytes(&data);
+            assert_eq!(ours.len(), reference.len(), "star {i}: length");
+            assert!(ours == reference, "star {i} (image layout {}): bytes differ", data.image_layout);
+        }
+        assert!(image > 3 && coadd > 3, "both layouts covered: {image} image, {coadd} coadd");
+    }
 }

@@ -5,6 +5,7 @@
 mod air_vacuum;
 pub mod desi;
 mod emulator;
+mod fits_bytes;
 mod fits_cards;
 mod fits_tables;
 mod label_files;

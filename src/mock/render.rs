@@ -4,8 +4,8 @@
 
 use super::emulator::Emulator;
 use super::labels::StarLabels;
-use super::red_extension::extend_to_red;
-use crate::preprocess::{C_KMS, resample};
+use super::red_extension::{EXTENSION_END_VACUUM, extend_to_red_until};
+use crate::preprocess::{C_KMS, pixel_edges};
 use crate::spectrum::Arm;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -15,15 +15,16 @@ use std::sync::{Mutex, OnceLock};
 pub const MILES_FWHM_ANGSTROM: f64 = 2.5;
 const FWHM_PER_SIGMA: f64 = 2.354_820_045;
 
-/// The emulated star at rest, at MILES resolution: vacuum wavelengths and flux.
-fn rest_frame_spectrum(star: &StarLabels) -> (Vec<f64>, Vec<f32>) {
+/// The emulated star at rest, at MILES resolution, up to `end` Å: vacuum wavelengths and flux.
+fn rest_frame_spectrum(star: &StarLabels, end: f64) -> (Vec<f64>, Vec<f32>) {
     let e = Emulator::builtin();
-    extend_to_red(e.wave_vacuum(), &e.spectrum(star.teff, star.logg, star.feh), star.teff, star.logg, star.feh)
+    let flux = e.spectrum(star.teff, star.logg, star.feh);
+    extend_to_red_until(e.wave_vacuum(), &flux, star.teff, star.logg, star.feh, end)
 }
 
 /// The emulated star, Doppler-shifted, at MILES resolution, on vacuum wavelengths.
 pub fn observed_frame_spectrum(star: &StarLabels, rv_kms: f64) -> Arm {
-    let (wave, flux) = rest_frame_spectrum(star);
+    let (wave, flux) = rest_frame_spectrum(star, EXTENSION_END_VACUUM);
     let doppler = 1.0 + rv_kms / C_KMS;
     let n = wave.len();
     Arm {
@@ -67,7 +68,8 @@ impl LsfTable {
             let sigma_px = sigma / dl;
             let half = (4.0 * sigma_px).ceil() as usize;
             let (lo, hi) = (i.saturating_sub(half), (i + half).min(n - 1));
-            let weights: Vec<f64> = (lo..=hi).map(|k| (-0.5 * ((k as f64 - i as f64) / sigma_px).powi(2)).exp()).collect();
+            let weights: Vec<f64> =
+                (lo..=hi).map(|k| (-0.5 * ((k as f64 - i as f64) / sigma_px).powi(2)).exp()).collect();
             let sum: f64 = weights.iter().sum();
             first.push(lo);
             taps.extend(weights.iter().map(|w| (w / sum) as f32));
@@ -93,7 +95,18 @@ impl LsfTable {
         (0..flux.len())
             .map(|i| {
                 let taps = &self.taps[self.start[i]..self.start[i + 1]];
-                taps.iter().zip(&flux[self.first[i]..]).map(|(t, f)| t * f).sum()
+                let window = &flux[self.first[i]..self.first[i] + taps.len()];
+                // Four independent partial sums: a float sum is otherwise one serial chain.
+                let mut acc = [0.0f32; 4];
+                let (tc, fc) = (taps.chunks_exact(4), window.chunks_exact(4));
+                let (tr, fr) = (tc.remainder(), fc.remainder());
+                for (t, f) in tc.zip(fc) {
+                    for k in 0..4 {
+                        acc[k] += t[k] * f[k];
+                    }
+                }
+                let tail: f32 = tr.iter().zip(fr).map(|(t, f)| t * f).sum();
+                (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
             })
             .collect()
     }
@@ -103,19 +116,48 @@ impl LsfTable {
 /// to R (where the instrument is coarser than MILES), Doppler-shifted, and integrated onto the
 /// pixels bounded by `edges`. Pixels the model does not cover come back as 0.
 pub fn instrument_sample(star: &StarLabels, rv_kms: f64, r: f64, edges: &[f64]) -> Vec<f32> {
-    let (wave, flux) = rest_frame_spectrum(star);
+    // Rest-frame model to past the last pixel, with room for a blueshift of 3,000 km/s and the
+    // line-spread function's wings.
+    let last = edges[edges.len() - 1];
+    let (wave, flux) = rest_frame_spectrum(star, last * 1.01 + 20.0);
     let convolved = LsfTable::for_resolution(&wave, r).convolve(&flux);
     let doppler = 1.0 + rv_kms / C_KMS;
-    let n = wave.len();
-    let arm = Arm {
-        name: "model".into(),
-        wavelength: wave.into_iter().map(|w| w * doppler).collect(),
-        flux: convolved,
-        ivar: vec![1.0; n],
-        mask: vec![],
-        lsf_fwhm_angstrom: None,
+    let observed: Vec<f64> = wave.into_iter().map(|w| w * doppler).collect();
+    integrate_onto(&observed, &convolved, edges)
+}
+
+/// Flux-conserving resampling of a noise-free model (what [`resample`] does with every pixel
+/// usable, minimum coverage one half), from the running integral of the model: two lookups per
+/// output pixel instead of a sum over the input pixels it overlaps.
+fn integrate_onto(wave: &[f64], flux: &[f32], edges: &[f64]) -> Vec<f32> {
+    let e = pixel_edges(wave);
+    let n = flux.len();
+    let mut cumulative = Vec::with_capacity(n + 1);
+    cumulative.push(0.0f64);
+    for k in 0..n {
+        cumulative.push(cumulative[k] + flux[k] as f64 * (e[k + 1] - e[k]));
+    }
+    // ∫ flux from e[0] to x, for ascending x (one pointer through the input pixels).
+    let mut m = 0usize;
+    let mut integral = |x: f64| -> f64 {
+        let x = x.clamp(e[0], e[n]);
+        while m + 1 < n && e[m + 1] <= x {
+            m += 1;
+        }
+        cumulative[m] + flux[m] as f64 * (x - e[m])
     };
-    resample(&arm, edges, 0.5).flux
+    let at_edges: Vec<f64> = edges.iter().map(|&x| integral(x)).collect();
+    (0..edges.len() - 1)
+        .map(|j| {
+            let (lo, hi) = (edges[j], edges[j + 1]);
+            let covered = hi.min(e[n]) - lo.max(e[0]);
+            if covered >= 0.5 * (hi - lo) && covered > 0.0 {
+                ((at_edges[j + 1] - at_edges[j]) / covered) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// A smooth multiplicative error: 1 + a cubic in scaled wavelength with coefficients of ±`amplitude`.
@@ -170,12 +212,12 @@ pub fn band_snr(wave: &[f64], flux: &[f32], ivar: &[f32], lo: f64, hi: f64) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preprocess::degrade_resolution;
+    use crate::preprocess::{degrade_resolution, resample};
 
     #[test]
     fn the_lsf_table_matches_the_general_degradation() {
         let star = StarLabels { teff: 4800.0, logg: 2.5, feh: -0.3 };
-        let (wave, flux) = rest_frame_spectrum(&star);
+        let (wave, flux) = rest_frame_spectrum(&star, EXTENSION_END_VACUUM);
         let fast = LsfTable::for_resolution(&wave, 1800.0).convolve(&flux);
         let n = wave.len();
         let mut arm = Arm {
@@ -189,6 +231,16 @@ mod tests {
         degrade_resolution(&mut arm, 1800.0);
         let worst = fast.iter().zip(&arm.flux).map(|(a, b)| ((a - b) / b.abs().max(1e-3)).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-4, "largest relative difference {worst}");
+        // The running-integral resampling equals the general one on a noise-free model, including
+        // the partly covered pixels at both ends.
+        let edges: Vec<f64> = (0..2000).map(|k| 3500.0 + 3.1 * k as f64).collect();
+        let ours = integrate_onto(&wave, &fast, &edges);
+        let reference = resample(&Arm { flux: fast.clone(), lsf_fwhm_angstrom: None, ..arm }, &edges, 0.5).flux;
+        assert_eq!(ours.len(), reference.len());
+        for (j, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            assert!((a - b).abs() <= 2e-5 * b.abs().max(1e-3), "pixel {j}: {a} vs {b}");
+        }
+        assert!(reference[0] == 0.0 && ours[0] == 0.0 && *ours.last().unwrap() > 0.0);
         // It does smooth: the Ca II triplet core at R = 1800 is shallower than at MILES resolution.
         let core = wave.iter().position(|w| *w > 8544.5).unwrap();
         assert!(fast[core] > flux[core] + 0.01, "{} vs {}", fast[core], flux[core]);

@@ -17,7 +17,7 @@ pub use continuum::{
 };
 pub use degrade::degrade_resolution;
 pub use mask::{all_flux_non_finite, mask_bad_pixels};
-pub use resample::resample;
+pub use resample::{pixel_edges, resample};
 pub use restframe::{C_KMS, shift_to_rest_frame};
 
 use crate::grid::LogGrid;

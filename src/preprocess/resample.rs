@@ -15,7 +15,7 @@
 use crate::spectrum::{Arm, GridSpectrum};
 
 /// Boundaries of the input pixels: midpoints between centres, the outer two extrapolated by half a pixel.
-fn pixel_edges(centres: &[f64]) -> Vec<f64> {
+pub fn pixel_edges(centres: &[f64]) -> Vec<f64> {
     let n = centres.len();
     let mut edges = Vec::with_capacity(n + 1);
     if n == 1 {

@@ -111,7 +111,9 @@ fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_l
         assert!(line(&format!("ingest [{t}/4]")).contains(" done"), "{status}");
     }
     let failed = line("ingest [1/4]");
-    assert!(failed.contains("FAILED") && failed.contains("max-failed-fraction"), "{status}");
+    assert!(failed.contains("FAILED"), "{status}");
+    let error = status.split("ingest [1/4] failed:").nth(1).unwrap_or_default();
+    assert!(error.contains("max-failed-fraction"), "the task's error is shown: {status}");
     let merge = line("catalog");
     assert!(merge.contains("CANCELLED") || merge.contains("DependencyNeverSatisfied"), "{status}");
     assert!(!cluster.join("catalog/lamost.parquet").exists());
