@@ -227,12 +227,22 @@ pub fn run(a: RunArgs) -> Result<()> {
         tasks.len(),
         l.workdir.display()
     );
+    let missing = starpipe::pipeline::plan::missing_inputs(p, &l.workdir);
     if a.dry_run {
+        for e in &missing {
+            println!("  warning: {e}");
+        }
         for t in &tasks {
             let state = if l.is_current(t) { "up to date" } else { "to run" };
             println!("  {:<34} {state:<11} starpipe {}", t.label(p), t.argv(p).join(" "));
         }
         return Ok(());
+    }
+    if let Some(first) = missing.first() {
+        for e in &missing[1..] {
+            eprintln!("error: {e}");
+        }
+        bail!("{first}");
     }
     std::fs::create_dir_all(&l.workdir).with_context(|| format!("creating workdir {}", l.workdir.display()))?;
     std::env::set_current_dir(&l.workdir).with_context(|| format!("entering workdir {}", l.workdir.display()))?;

@@ -270,6 +270,15 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
             bail!("jobs of this pipeline are still queued ({}): wait for them or scancel them first", ours.join(", "));
         }
     }
+    let missing = starpipe::pipeline::plan::missing_inputs(p, &l.workdir);
+    if let Some(first) = missing.first() {
+        for e in &missing {
+            eprintln!("{}: {e}", if a.dry_run { "warning" } else { "error" });
+        }
+        if !a.dry_run {
+            bail!("{first}");
+        }
+    }
     let attempt = record.submissions.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
     let slurm_dir = l.manifest.dir().join("slurm");
     std::fs::create_dir_all(slurm_dir.join("logs")).with_context(|| format!("creating {}", slurm_dir.display()))?;

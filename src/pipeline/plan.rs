@@ -90,6 +90,44 @@ impl Plan {
     }
 }
 
+/// Flags whose values are input paths (files or directories the stage reads).
+pub const INPUT_PATH_KEYS: [&str; 12] = [
+    "input",
+    "spectra",
+    "labels",
+    "model",
+    "adapter",
+    "encoder",
+    "predictions",
+    "evaluation",
+    "catalog",
+    "embeddings",
+    "embedding_model",
+    "embedding_adapter",
+];
+
+/// Input paths that no stage writes and that do not exist (relative to `workdir`): reported before
+/// any work, so a cluster run does not fail hours in on a mistyped label file.
+pub fn missing_inputs(p: &Pipeline, workdir: &std::path::Path) -> Vec<PipelineError> {
+    let outs: Vec<String> = p.stages.iter().map(|s| normalize(s.out())).collect();
+    let mut errors = Vec::new();
+    for s in &p.stages {
+        for param in s.params.iter().filter(|q| INPUT_PATH_KEYS.contains(&q.key.as_str())) {
+            for v in param.strings() {
+                let made_by_a_stage = outs.iter().any(|o| is_within(&normalize(v), o));
+                if !made_by_a_stage && !workdir.join(v).exists() {
+                    errors.push(p.error_at(
+                        s,
+                        Some(&param.key),
+                        format!("{v} does not exist, and no stage of the pipeline writes it"),
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
 fn reads_from(s: &Stage, outs: &[String]) -> Vec<usize> {
     let own = normalize(s.out());
     let mut d = Vec::new();

@@ -176,6 +176,13 @@ fn a_bad_pipeline_is_refused_before_any_work_with_key_and_line() {
             "unknown command",
         ),
         ("hidden", "labels = 3\nhidden", "labels = 3", "", "duplicate key"),
+        (
+            "labels = \"input/labels.parquet\"",
+            "labels = \"input/labelz.parquet\"",
+            "labels = \"input/labelz.parquet\"",
+            "stages.train.labels",
+            "does not exist, and no stage of the pipeline writes it",
+        ),
     ];
     for (from, to, at, key, reason) in cases {
         let text = tiny_pipeline(0.5, 6).replacen(from, to, 1);
