@@ -4,6 +4,10 @@
 # when missing (needs root and Debian's package index), writes /etc/slurm/slurm.conf for this host,
 # starts munged, slurmctld and slurmd, and waits for the node to be idle. Safe to run twice.
 set -euo pipefail
+# Root is needed (packages, /etc, daemons running as root); use sudo when not root.
+if [[ "$(id -u)" -ne 0 ]]; then
+  exec sudo -E "$0" "$@"
+fi
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
