@@ -166,6 +166,9 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
 }
 
+/// A stage table as parsed: every key and value with its byte span.
+type RawStage = Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -173,7 +176,7 @@ struct RawFile {
     #[serde(default)]
     slurm: Option<RawSlurm>,
     #[serde(default)]
-    stages: BTreeMap<Spanned<String>, Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    stages: BTreeMap<Spanned<String>, RawStage>,
 }
 
 #[derive(Deserialize)]
