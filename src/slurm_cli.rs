@@ -212,6 +212,14 @@ fn array_contains(spec: &str, task: usize) -> bool {
     })
 }
 
+/// The cluster's MaxArraySize (array task ids must stay below it), if scontrol tells.
+fn max_array_size() -> Option<usize> {
+    let out = Command::new("scontrol").args(["show", "config"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MaxArraySize")?.trim().strip_prefix('=')?.trim().parse().ok())
+}
+
 /// Job ids of this pipeline still in the queue, with their state per array task.
 fn queued() -> Result<BTreeMap<String, (String, String)>> {
     let out = Command::new("squeue")
@@ -271,12 +279,20 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         }
     }
     let missing = starpipe::pipeline::plan::missing_inputs(p, &l.workdir);
-    if let Some(first) = missing.first() {
-        for e in &missing {
-            eprintln!("{}: {e}", if a.dry_run { "warning" } else { "error" });
-        }
-        if !a.dry_run {
-            bail!("{first}");
+    if a.dry_run {
+        missing.iter().for_each(|e| eprintln!("warning: {e}"));
+    } else if let Some(first) = missing.first() {
+        missing[1..].iter().for_each(|e| eprintln!("error: {e}"));
+        bail!("{first}");
+    }
+    let sharded = p.stages.iter().any(|s| s.command.is_sharded());
+    if sharded && !a.dry_run {
+        if let Some(max) = max_array_size().filter(|&m| l.shards > m) {
+            bail!(
+                "--shards {} exceeds this cluster's MaxArraySize {max} (array task ids must stay below it): \
+                 use at most {max} shards; each task then takes a larger share of the files",
+                l.shards
+            );
         }
     }
     let attempt = record.submissions.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
