@@ -14,11 +14,6 @@ use crate::model::per_shard::{input_record, run_per_shard};
 use crate::model::{ModelError, Result};
 use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::Device;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -84,13 +79,7 @@ fn embed_shard(
     let schema = crate::schema::embeddings().to_arrow(d);
     let tmp = tmp_path(out);
     let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
-    let file = File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
-        .set_max_row_group_row_count(Some(16_384))
-        .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
-        .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq)?;
+    let mut writer = crate::model::per_shard::shard_writer(&tmp, schema.clone(), meta, 16_384)?;
     let mut rows = 0;
     for_each_batch(shard, &card.window, batch_size, |b| {
         let n = b.len();

@@ -18,11 +18,6 @@ use super::{ModelError, Result};
 use crate::ingest::shards::tmp_path;
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::{Device, Tensor};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -164,13 +159,7 @@ fn predict_shard(
     let schema = crate::schema::predictions().to_arrow(0);
     let tmp = tmp_path(out);
     let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
-    let file = File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
-        .set_max_row_group_row_count(Some(65_536))
-        .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
-        .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq)?;
+    let mut writer = crate::model::per_shard::shard_writer(&tmp, schema.clone(), meta, 65_536)?;
     let model_sha = p.card.weights_sha256.as_str();
     let (kind, adapter_sha) = (p.adapter_kind(), p.adapter_sha256());
     let mut rows = 0;

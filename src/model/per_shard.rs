@@ -70,3 +70,24 @@ pub fn input_record(shard: &Path) -> Result<String> {
     let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
     Ok(format!("{} ({size} bytes)", shard.file_name().and_then(|n| n.to_str()).unwrap_or("")))
 }
+
+/// The Parquet writer of one output shard, at its temporary name: zstd, `row_group_rows` rows per
+/// row group, the provenance `meta` as key-value metadata (compared on re-runs).
+pub fn shard_writer(
+    tmp: &Path,
+    schema: arrow::datatypes::SchemaRef,
+    meta: Vec<(String, String)>,
+    row_group_rows: usize,
+) -> Result<parquet::arrow::ArrowWriter<std::fs::File>> {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    let file = std::fs::File::create(tmp).map_err(|e| ModelError::io(tmp, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
+        .build();
+    parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| ModelError::Parquet { path: tmp.to_path_buf(), source: e })
+}
