@@ -16,13 +16,18 @@ pub struct ReportArgs {
     /// Ingest output directories, for the inputs written, skipped and failed by reason.
     #[arg(long, num_args = 1..)]
     spectra: Vec<PathBuf>,
+    /// Catalogue head to plot, as "MODEL + ADAPTER" (e.g. "mlp_pixels + full"; default: the first
+    /// pixel head).
+    #[arg(long)]
+    head: Option<String>,
     /// Output directory: index.html and the PNG figures.
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn report(a: ReportArgs) -> Result<()> {
-    let opts = ReportOptions { evaluation: a.evaluation, catalog: a.catalog, spectra: a.spectra, out: a.out };
+    let opts =
+        ReportOptions { evaluation: a.evaluation, catalog: a.catalog, spectra: a.spectra, head: a.head, out: a.out };
     let s = write_report(&opts)?;
     println!("report: {} ({} figures)", s.html.display(), s.images.len());
     Ok(())

@@ -122,7 +122,8 @@ pub fn format_number(v: f64) -> String {
     }
 }
 
-/// The catalogue columns the report plots (one head: the first model/adapter in sort order).
+/// The catalogue columns the report plots, for one head (model + adapter): the one asked for, else
+/// the first pixel head (the method's estimates; embedding heads serve the flags), else the first.
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub head: String,
@@ -157,7 +158,7 @@ pub fn catalog_files(path: &Path) -> Vec<PathBuf> {
 }
 
 impl Catalog {
-    pub fn read(path: &Path) -> Result<Catalog, ReportError> {
+    pub fn read(path: &Path, head: Option<&str>) -> Result<Catalog, ReportError> {
         let files = catalog_files(path);
         if files.is_empty() {
             return Err(ReportError::Read { path: path.to_path_buf(), reason: "no catalogue Parquet file".into() });
@@ -172,11 +173,23 @@ impl Catalog {
             let (m, a) = (strings(b.column(0)), strings(b.column(1)));
             heads.extend(m.into_iter().zip(a).map(|(m, a)| if a.is_empty() { m } else { format!("{m} + {a}") }));
         }
-        let mut c = Catalog {
-            head: heads.iter().next().cloned().unwrap_or_default(),
-            heads: heads.len(),
-            ..Default::default()
+        let chosen = match head {
+            Some(h) if heads.contains(h) => h.to_string(),
+            Some(h) => {
+                let known: Vec<_> = heads.iter().map(String::as_str).collect();
+                return Err(ReportError::Read {
+                    path: path.to_path_buf(),
+                    reason: format!("no head '{h}' in the catalogue (heads: {})", known.join(", ")),
+                });
+            }
+            None => heads
+                .iter()
+                .find(|h| h.starts_with("mlp_pixels"))
+                .or_else(|| heads.iter().next())
+                .cloned()
+                .unwrap_or_default(),
         };
+        let mut c = Catalog { head: chosen, heads: heads.len(), ..Default::default() };
         for b in &batches {
             let (m, a) = (strings(b.column(0)), strings(b.column(1)));
             let (teff, logg, feh, snr) =
@@ -202,12 +215,38 @@ impl Catalog {
     }
 }
 
-/// Inputs of one ingest output directory by level, status and reason.
+/// Inputs of one ingest output directory by level, status and kind of reason.
 #[derive(Debug, Default)]
 pub struct IngestAccounting {
     pub dir: PathBuf,
-    /// (level, status, reason) → count
-    pub counts: BTreeMap<(String, String, String), u64>,
+    /// (level, status, reason kind) → (count, one full reason as an example)
+    pub counts: BTreeMap<(String, String, String), (u64, String)>,
+}
+
+/// A reason without its particulars, so reasons group by kind: a trailing parenthesis dropped,
+/// numbers replaced by N ("truncated: HDU 2 ends at byte 109440 …" → "truncated: HDU N ends at
+/// byte N …").
+pub fn reason_kind(reason: &str) -> String {
+    let mut r = reason.trim();
+    if r.ends_with(')') {
+        if let Some(open) = r.rfind(" (") {
+            r = &r[..open];
+        }
+    }
+    let mut out = String::with_capacity(r.len());
+    let mut in_number = false;
+    for c in r.chars() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
+            if !in_number {
+                out.push('N');
+                in_number = true;
+            }
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl IngestAccounting {
@@ -233,10 +272,32 @@ impl IngestAccounting {
             for b in read_all(&p, &["level", "status", "reason"])? {
                 let (l, s, r) = (strings(b.column(0)), strings(b.column(1)), strings(b.column(2)));
                 for i in 0..b.num_rows() {
-                    *acc.counts.entry((l[i].clone(), s[i].clone(), r[i].clone())).or_default() += 1;
+                    let e = acc.counts.entry((l[i].clone(), s[i].clone(), reason_kind(&r[i]))).or_default();
+                    e.0 += 1;
+                    if e.1.is_empty() {
+                        e.1 = r[i].clone();
+                    }
                 }
             }
         }
         Ok(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reasons_group_by_kind() {
+        use super::reason_kind;
+        assert_eq!(
+            reason_kind("unassigned or stuck fibre: TARGETID <= 0 (TARGETID=-1000008)"),
+            "unassigned or stuck fibre: TARGETID <= N"
+        );
+        assert_eq!(
+            reason_kind("truncated: HDU 2 ends at byte 109440 but the file has 54720 bytes"),
+            "truncated: HDU N ends at byte N but the file has N bytes"
+        );
+        assert_eq!(reason_kind("60 stars written (100 targets: 40 skipped)"), "N stars written");
+        assert_eq!(reason_kind(""), "");
     }
 }

@@ -31,6 +31,8 @@ pub struct ReportOptions {
     pub catalog: Option<PathBuf>,
     /// Ingest output directories (their report-*.parquet parts).
     pub spectra: Vec<PathBuf>,
+    /// The catalogue head to plot, as `model + adapter` (default: the first pixel head).
+    pub head: Option<String>,
     pub out: PathBuf,
 }
 
@@ -69,6 +71,15 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
             let _ = write!(html, " {what}: <code>{}</code>.", escape(&p.display().to_string()));
         }
     }
+    html.push_str("</p>\n<p>");
+    let sections = [
+        (opts.evaluation.is_some(), "evaluation", "Evaluation"),
+        (opts.catalog.is_some(), "catalogue", "Catalogue"),
+        (!opts.spectra.is_empty(), "ingest", "Ingest"),
+    ];
+    let links: Vec<String> =
+        sections.iter().filter(|s| s.0).map(|(_, id, title)| format!("<a href=\"#{id}\">{title}</a>")).collect();
+    html.push_str(&links.join(" · "));
     html.push_str("</p>\n");
 
     if let Some(dir) = &opts.evaluation {
@@ -76,11 +87,11 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
         evaluation_section(&e, out, &mut html, &mut summary)?;
     }
     if let Some(path) = &opts.catalog {
-        let c = Catalog::read(path)?;
+        let c = Catalog::read(path, opts.head.as_deref())?;
         catalog_section(&c, out, &mut html, &mut summary)?;
     }
     if !opts.spectra.is_empty() {
-        html.push_str("<h2>Ingest: every input accounted for</h2>\n");
+        html.push_str("<h2 id=\"ingest\">Ingest: every input accounted for</h2>\n");
         for dir in &opts.spectra {
             ingest_section(&IngestAccounting::read(dir)?, &mut html);
         }
@@ -107,7 +118,7 @@ fn evaluation_section(
     html: &mut String,
     summary: &mut ReportSummary,
 ) -> Result<(), ReportError> {
-    html.push_str("<h2>Evaluation on held-out stars</h2>\n");
+    html.push_str("<h2 id=\"evaluation\">Evaluation on held-out stars</h2>\n");
     if e.groups.is_empty() {
         html.push_str("<p>The evaluation has no scored stars.</p>\n");
         return Ok(());
@@ -199,7 +210,7 @@ fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut Rep
     let good = (0..c.rows).filter(|&i| c.success[i] && c.primary[i] && c.flags[i] < 256).count();
     let _ = writeln!(
         html,
-        "<h2>Catalogue</h2>\n<p>{} rows of head <code>{}</code> ({} head(s) in the catalogue); {} primary, successful \
+        "<h2 id=\"catalogue\">Catalogue</h2>\n<p>{} rows of head <code>{}</code> ({} head(s) in the catalogue); {} primary, successful \
          and without quality flags (flags &lt; 256).</p>",
         c.rows,
         escape(&c.head),
@@ -251,18 +262,19 @@ fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut Rep
 fn ingest_section(a: &IngestAccounting, html: &mut String) {
     let _ = writeln!(
         html,
-        "<h3><code>{}</code></h3>\n<table><tr><th class=l>level</th><th class=l>status</th><th class=l>reason</th><th>count</th></tr>",
+        "<h3><code>{}</code></h3>\n<table><tr><th class=l>level</th><th class=l>status</th><th class=l>kind of reason</th><th>count</th><th class=l>example</th></tr>",
         escape(&a.dir.display().to_string())
     );
     let mut rows: Vec<_> = a.counts.iter().collect();
-    rows.sort_by(|x, y| x.0.0.cmp(&y.0.0).then(x.0.1.cmp(&y.0.1)).then(y.1.cmp(x.1)));
-    for ((level, status, reason), n) in rows {
+    rows.sort_by(|x, y| x.0.0.cmp(&y.0.0).then(x.0.1.cmp(&y.0.1)).then(y.1.0.cmp(&x.1.0)));
+    for ((level, status, kind), (n, example)) in rows {
+        let example = if example == kind { String::new() } else { escape(example) };
         let _ = writeln!(
             html,
-            "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td>{n}</td></tr>",
+            "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td>{n}</td><td class=l>{example}</td></tr>",
             escape(level),
             escape(status),
-            escape(reason)
+            escape(kind)
         );
     }
     html.push_str("</table>\n");
