@@ -95,6 +95,12 @@ impl Loaded {
         self.manifest.is_current(&t.stem(&self.pipeline), &self.key(t))
     }
 
+    /// Has a done-record for its current command line: what `slurm status` shows, without hashing
+    /// input files (for a release of millions of files that would take minutes per call).
+    pub fn has_record_for_command(&self, t: &Task) -> bool {
+        self.manifest.done(&t.stem(&self.pipeline)).is_some_and(|r| r.command == t.argv(&self.pipeline))
+    }
+
     /// After a done-record changed.
     fn invalidate(&self) {
         self.keys.invalidate();

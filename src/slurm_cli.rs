@@ -22,7 +22,8 @@ pub enum SlurmCommand {
     /// stages, dependent jobs for the others. Tasks already done are not submitted.
     Submit(SubmitArgs),
     /// Per stage and shard: done, pending, running, failed (with the error), cancelled, or not
-    /// submitted; with the job id and log file.
+    /// submitted; with the job id and log file. "done" means a done-record for the task's current
+    /// command line; whether inputs changed since is `submit --dry-run`'s question.
     Status(StatusArgs),
     /// Submit again only the tasks that are not done (failed, cancelled or missing), once none of
     /// the pipeline's jobs is still queued.
@@ -392,12 +393,12 @@ fn status(a: StatusArgs) -> Result<()> {
             let index = t.shard.map(|s| s.index);
             let sub = record.latest(stage, index);
             let job = sub.map(|s| s.job_id.clone()).unwrap_or_default();
-            let state = if l.is_current(&t) {
+            let state = if l.has_record_for_command(&t) {
                 done += 1;
                 "done".to_string()
             } else if let Some((state, reason)) = sub.and_then(|s| q.get(&queue_key(&s.job_id, index))) {
                 if reason.is_empty() || reason == "None" { state.clone() } else { format!("{state} ({reason})") }
-            } else if let Some(f) = l.manifest.failed(&t.stem(p)).filter(|f| f.key == l.key(&t)) {
+            } else if let Some(f) = l.manifest.failed(&t.stem(p)) {
                 errors.push((t.label(p), f.error.clone()));
                 "FAILED (error below)".to_string()
             } else if let Some(s) = sub {
