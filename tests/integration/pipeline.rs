@@ -117,6 +117,10 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
     let (dir, work) = workdir_with_input();
     let file = dir.path().join("tiny.toml");
     std::fs::write(&file, tiny_pipeline(0.5, 6) + REPORT_STAGE).unwrap();
+    // One stage alone (as a SLURM job runs it) needs what it reads to have finished.
+    let alone = run(&["run", file.to_str().unwrap(), "--workdir", work.to_str().unwrap(), "--stage", "train"], &[]);
+    let err = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success() && err.contains("reads from stage ingest") && err.contains("not complete"), "{err}");
     let first = run_pipeline(&file, &work, &[]);
     assert!(first.contains("7 task(s) run, 0 up to date"), "{first}");
     let order: Vec<&str> = first.lines().filter(|l| l.ends_with(" s") && l.contains("done in")).collect();
