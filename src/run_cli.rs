@@ -172,7 +172,10 @@ fn run_task(l: &Loaded, t: &Task) -> Result<()> {
     match result {
         Ok(()) => {
             let stage = &p.stages[t.stage];
-            let outputs = if t.shard.is_some() { vec![] } else { l.manifest.list_outputs(stage.out()) };
+            let outputs = match t.shard {
+                Some(s) => starpipe::pipeline::outputs::sharded_task_outputs(stage, s, &l.workdir),
+                None => l.manifest.list_outputs(stage.out()),
+            };
             let record = DoneRecord {
                 stage: stage.name.clone(),
                 task: t.shard.map(|s| s.to_string()),

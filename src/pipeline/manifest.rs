@@ -78,7 +78,8 @@ pub struct DoneRecord {
     pub task: Option<String>,
     pub key: String,
     pub command: Vec<String>,
-    /// Files under the stage's `out` (unsharded stages; the tasks of a sharded stage share it).
+    /// Files the task wrote: everything under the stage's `out` for an unsharded stage, the task's
+    /// own shards for a sharded one (`outputs::sharded_task_outputs`).
     pub outputs: Vec<OutputFile>,
     pub seconds: f64,
     pub host: String,

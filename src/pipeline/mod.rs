@@ -10,6 +10,7 @@
 //! exactly the `starpipe` command its table spells out, run with the workdir as current directory.
 
 pub mod manifest;
+pub mod outputs;
 pub mod plan;
 pub mod spec;
 

@@ -120,7 +120,10 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
     // One stage alone (as a SLURM job runs it) needs what it reads to have finished.
     let alone = run(&["run", file.to_str().unwrap(), "--workdir", work.to_str().unwrap(), "--stage", "train"], &[]);
     let err = String::from_utf8_lossy(&alone.stderr);
-    assert!(!alone.status.success() && err.contains("reads from stage ingest") && err.contains("not complete"), "{err}");
+    assert!(
+        !alone.status.success() && err.contains("reads from stage ingest") && err.contains("not complete"),
+        "{err}"
+    );
     let first = run_pipeline(&file, &work, &[]);
     assert!(first.contains("7 task(s) run, 0 up to date"), "{first}");
     let order: Vec<&str> = first.lines().filter(|l| l.ends_with(" s") && l.contains("done in")).collect();
@@ -145,6 +148,26 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
 
     let again = run_pipeline(&file, &work, &[]);
     assert!(again.contains("0 task(s) run, 7 up to date"), "{again}");
+
+    // A deleted output shard makes its own task stale, not its siblings'; the re-run restores it.
+    let records = |stem: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(work.join(format!(".starpipe/done/{stem}.json"))).unwrap())
+            .unwrap()
+    };
+    let listed = records("infer.00001-of-00002")["outputs"].as_array().unwrap().clone();
+    assert!(!listed.is_empty(), "a sharded task records its own files");
+    let victim = work.join(listed[0]["path"].as_str().unwrap());
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let plan = run_pipeline(&file, &work, &["--dry-run"]);
+    let state = |label: &str| plan.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_default().to_string();
+    assert!(state("infer [0/2]").contains("up to date") && state("infer [1/2]").contains("to run"), "{plan}");
+    assert!(state("ingest [1/2]").contains("up to date") && state("catalog").contains("to run"), "{plan}");
+    // The dry run cannot know the shard will come back the same, so it lists what follows as well;
+    // the run re-creates the shard under the same key, and the catalogue made from it stays.
+    let repaired = run_pipeline(&file, &work, &[]);
+    assert!(repaired.contains("1 task(s) run, 6 up to date"), "{repaired}");
+    assert_eq!(std::fs::read(&victim).unwrap(), bytes, "the re-run writes the same shard again");
 
     // A training parameter changes: training and everything after it run again, ingest does not.
     std::fs::write(&file, tiny_pipeline(0.5, 5) + REPORT_STAGE).unwrap();
