@@ -67,8 +67,9 @@ pub struct SubmitArgs {
     /// shared filesystem.
     #[arg(long, value_name = "K")]
     max_running: Option<usize>,
-    /// sbatch options for every job, after `--` (e.g. -- --partition=debug --time=02:00:00).
-    #[arg(last = true)]
+    /// sbatch options for every job, after starpipe's own (e.g. --partition=debug
+    /// --time=02:00:00); a `--` before them is optional.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SBATCH OPTIONS")]
     sbatch: Vec<String>,
 }
 
@@ -434,6 +435,24 @@ mod tests {
         assert_eq!(super::array_ranges(&[0, 1, 2, 3, 5, 7, 8]), "0-3,5,7-8");
         assert_eq!(super::array_ranges(&[4]), "4");
         assert_eq!(super::array_ranges(&(0..512).collect::<Vec<_>>()), "0-511");
+    }
+
+    #[test]
+    fn sbatch_options_follow_ours_with_or_without_a_separator() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(subcommand)]
+            c: super::SlurmCommand,
+        }
+        for argv in [
+            &["t", "submit", "p.toml", "--shards", "4", "--partition=debug", "--time", "01:00:00"][..],
+            &["t", "submit", "p.toml", "--shards", "4", "--", "--partition=debug", "--time", "01:00:00"][..],
+        ] {
+            let super::SlurmCommand::Submit(a) = T::try_parse_from(argv).unwrap().c else { panic!() };
+            assert_eq!(a.target.shards, Some(4));
+            assert_eq!(a.sbatch, ["--partition=debug", "--time", "01:00:00"]);
+        }
     }
 
     #[test]
