@@ -254,6 +254,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         bail!("{first}");
     }
     std::fs::create_dir_all(&l.workdir).with_context(|| format!("creating workdir {}", l.workdir.display()))?;
+    if p.stages.iter().any(|s| s.command.is_sharded()) {
+        l.manifest.pin_shard_count(l.shards)?;
+    }
     std::env::set_current_dir(&l.workdir).with_context(|| format!("entering workdir {}", l.workdir.display()))?;
     // A stage run on its own (a SLURM job) needs what it reads to have finished: a done-record for
     // every task upstream. Whether those are current was checked by whoever submitted it; checking

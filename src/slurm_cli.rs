@@ -297,6 +297,10 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
             );
         }
     }
+    if sharded && !a.dry_run {
+        std::fs::create_dir_all(&l.workdir).with_context(|| format!("creating workdir {}", l.workdir.display()))?;
+        l.manifest.pin_shard_count(l.shards)?;
+    }
     let attempt = record.submissions.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
     let slurm_dir = l.manifest.dir().join("slurm");
     std::fs::create_dir_all(slurm_dir.join("logs")).with_context(|| format!("creating {}", slurm_dir.display()))?;

@@ -166,6 +166,21 @@ impl Manifest {
         write_json_atomically(&self.failed_path(stem), record)
     }
 
+    /// Pins the workdir to one shard count. Shard files are named after their task (`…-of-N…`),
+    /// so a second count would put two copies of every spectrum side by side in the same
+    /// directories; a different count is refused instead.
+    pub fn pin_shard_count(&self, shards: usize) -> Result<(), PipelineError> {
+        let path = self.dir.join("shards.json");
+        if let Some(v) = read_json::<serde_json::Value>(&path) {
+            let earlier = v["shards"].as_u64().unwrap_or(0) as usize;
+            if earlier != shards {
+                return Err(PipelineError::ShardCount { workdir: self.workdir.clone(), earlier, now: shards });
+            }
+            return Ok(());
+        }
+        write_json_atomically(&path, &serde_json::json!({ "shards": shards }))
+    }
+
     /// Forgets a task's done-record (it is about to run again).
     pub fn forget(&self, stem: &str) {
         let _ = std::fs::remove_file(self.done_path(stem));

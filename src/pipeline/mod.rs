@@ -28,6 +28,11 @@ pub enum PipelineError {
     Invalid { source_name: String, line: usize, key: String, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{workdir} was run with {earlier} shard(s) per sharded stage, not {now}: shard files are named after their \
+         task, so mixing counts would duplicate spectra; use --shards {earlier}, or a new --workdir"
+    )]
+    ShardCount { workdir: PathBuf, earlier: usize, now: usize },
 }
 
 /// The built-in demo pipeline (`starpipe run` with no file).

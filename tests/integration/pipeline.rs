@@ -148,6 +148,10 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
 
     let again = run_pipeline(&file, &work, &[]);
     assert!(again.contains("0 task(s) run, 7 up to date"), "{again}");
+    // Another shard count in the same workdir would duplicate every spectrum: refused.
+    let other = run(&["run", file.to_str().unwrap(), "--workdir", work.to_str().unwrap(), "--shards", "3"], &[]);
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success() && err.contains("was run with 2 shard(s)"), "{err}");
 
     // A deleted output shard makes its own task stale, not its siblings'; the re-run restores it.
     let records = |stem: &str| -> serde_json::Value {
