@@ -77,6 +77,10 @@ pub struct SubmitArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     target: Target,
+    /// List every task, done ones included (by default: one line per stage, then the tasks that
+    /// are not done).
+    #[arg(long)]
+    all: bool,
 }
 
 /// One sbatch call.
@@ -240,21 +244,33 @@ fn queued() -> Result<BTreeMap<String, (String, String)>> {
         .collect())
 }
 
-/// A finished job's state and reason from `scontrol` (known for MinJobAge after it ended).
-fn finished_state(job: &str, task: Option<usize>) -> Option<(String, String)> {
-    let out = Command::new("scontrol").args(["show", "job", "-o", job]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    for line in text.lines() {
-        let kv: HashMap<&str, &str> = line.split_whitespace().filter_map(|t| t.split_once('=')).collect();
-        let matches = match task {
-            Some(t) => kv.get("ArrayTaskId").is_some_and(|v| array_contains(v, t)),
-            None => true,
-        };
-        if matches {
-            return Some((kv.get("JobState")?.to_string(), kv.get("Reason").unwrap_or(&"").to_string()));
-        }
+/// A job's records in `scontrol` (kept for MinJobAge after it ended): per array-task spec (None
+/// for a plain job), its state and reason. One call per job, however many array tasks.
+#[derive(Default)]
+struct FinishedJobs(HashMap<String, Vec<(Option<String>, String, String)>>);
+
+impl FinishedJobs {
+    fn state(&mut self, job: &str, task: Option<usize>) -> Option<(String, String)> {
+        let records = self.0.entry(job.to_string()).or_insert_with(|| {
+            let Ok(out) = Command::new("scontrol").args(["show", "job", "-o", job]).output() else { return vec![] };
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|line| {
+                    let kv: HashMap<&str, &str> = line.split_whitespace().filter_map(|t| t.split_once('=')).collect();
+                    let spec = kv.get("ArrayTaskId").map(|s| s.to_string());
+                    Some((spec, kv.get("JobState")?.to_string(), kv.get("Reason").unwrap_or(&"").to_string()))
+                })
+                .collect()
+        });
+        records
+            .iter()
+            .find(|(spec, _, _)| match (task, spec) {
+                (Some(t), Some(s)) => array_contains(s, t),
+                (None, _) => true,
+                (Some(_), None) => false,
+            })
+            .map(|(_, state, reason)| (state.clone(), reason.clone()))
     }
-    None
 }
 
 fn queue_key(job: &str, task: Option<usize>) -> String {
@@ -390,8 +406,11 @@ fn status(a: StatusArgs) -> Result<()> {
     });
     let (mut done, mut total) = (0, 0);
     let mut errors: Vec<(String, String)> = Vec::new();
-    println!("{:<30} {:<42} {:<10} log", "task", "state", "job");
+    let mut finished = FinishedJobs::default();
+    let mut lines: Vec<String> = Vec::new();
+    println!("{:<24} tasks", "stage");
     for &i in &l.plan.order {
+        let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
         for t in l.tasks(i) {
             total += 1;
             let stage = &p.stages[i].name;
@@ -407,7 +426,7 @@ fn status(a: StatusArgs) -> Result<()> {
                 errors.push((t.label(p), f.error.clone()));
                 "FAILED (error below)".to_string()
             } else if let Some(s) = sub {
-                match finished_state(&s.job_id, index) {
+                match finished.state(&s.job_id, index) {
                     Some((state, reason)) if reason.is_empty() || reason == "None" => state,
                     Some((state, reason)) => format!("{state} ({reason})"),
                     None => "not done: the job ended (see its log)".into(),
@@ -415,15 +434,25 @@ fn status(a: StatusArgs) -> Result<()> {
             } else {
                 "not submitted".into()
             };
-            let log = sub.map(|s| log_file(&l, stage, &s.job_id, index)).filter(|f| f.exists());
-            println!(
-                "{:<30} {:<42} {:<10} {}",
-                t.label(p),
-                state,
-                if job.is_empty() { "-".into() } else { queue_key(&job, index) },
-                log.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
-            );
+            let word = state.split(" (").next().unwrap_or(&state).trim_end_matches(':').to_string();
+            *by_state.entry(word).or_default() += 1;
+            if a.all || state != "done" {
+                let log = sub.map(|s| log_file(&l, stage, &s.job_id, index)).filter(|f| f.exists());
+                lines.push(format!(
+                    "{:<30} {:<42} {:<10} {}",
+                    t.label(p),
+                    state,
+                    if job.is_empty() { "-".into() } else { queue_key(&job, index) },
+                    log.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+                ));
+            }
         }
+        let counts: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!("{:<24} {}", p.stages[i].name, counts.join(", "));
+    }
+    if !lines.is_empty() {
+        println!("\n{:<30} {:<42} {:<10} log", "task", "state", "job");
+        lines.iter().for_each(|l| println!("{l}"));
     }
     println!("\n{done} of {total} task(s) done");
     for (task, error) in errors {

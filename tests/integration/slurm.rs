@@ -103,9 +103,20 @@ fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_l
     wait_for(&first.iter().map(|j| j.1.clone()).collect::<Vec<_>>());
 
     let status = ok(run(
-        &["slurm", "status", file.to_str().unwrap(), "--workdir", cluster.to_str().unwrap(), "--shards", shards],
+        &[
+            "slurm",
+            "status",
+            file.to_str().unwrap(),
+            "--workdir",
+            cluster.to_str().unwrap(),
+            "--shards",
+            shards,
+            "--all",
+        ],
         &[],
     ));
+    let summary = status.lines().find(|l| l.starts_with("ingest ")).unwrap_or_default();
+    assert!(summary.contains("3 done") && summary.contains("1 FAILED"), "one line per stage: {status}");
     let line = |label: &str| status.lines().find(|l| l.starts_with(label)).unwrap_or_default().to_string();
     for t in [0, 2, 3] {
         assert!(line(&format!("ingest [{t}/4]")).contains(" done"), "{status}");
