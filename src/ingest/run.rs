@@ -291,13 +291,17 @@ fn remove_orphan_reports(out: &Path, tag: &str, first_unfinished: usize) {
 fn remove_task_outputs(out: &Path, tag: &str) {
     let Ok(entries) = std::fs::read_dir(out) else { return };
     for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = ["spectra-", "report-"].iter().any(|p| name.starts_with(&format!("{p}{tag}-")))
-            || name == format!("ingest-summary-{tag}.json");
-        if ours {
+        if is_task_output(&e.file_name().to_string_lossy(), tag) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// Whether `file_name` is one of the files the task tagged `tag` (`ShardSpec::tag`) writes:
+/// its spectra shards, report parts and summary.
+pub fn is_task_output(file_name: &str, tag: &str) -> bool {
+    ["spectra-", "report-"].iter().any(|p| file_name.starts_with(&format!("{p}{tag}-")))
+        || file_name == format!("ingest-summary-{tag}.json")
 }
 
 /// Removes temporary files a killed run of this task left behind.

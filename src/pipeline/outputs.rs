@@ -13,14 +13,12 @@ pub fn sharded_task_outputs(stage: &Stage, shard: ShardSpec, workdir: &Path) -> 
     let names: Vec<String> = match stage.command {
         StageCommand::Ingest => {
             let tag = shard.tag();
-            let ours = |n: &str| {
-                n.starts_with(&format!("spectra-{tag}-"))
-                    || n.starts_with(&format!("report-{tag}-"))
-                    || n == format!("ingest-summary-{tag}.json")
-            };
             let mut v: Vec<String> = std::fs::read_dir(workdir.join(out))
                 .map(|d| {
-                    d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| ours(n)).collect()
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| crate::ingest::run::is_task_output(n, &tag))
+                        .collect()
                 })
                 .unwrap_or_default();
             v.sort();
