@@ -52,10 +52,11 @@ pub struct TrainEncoderArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
-    /// Continue a killed run from its checkpoint in --out (same data and settings): the result is
-    /// bit-identical to an uninterrupted run.
+    /// Ignore a checkpoint in --out and start over. By default a killed run continues from its
+    /// checkpoint when it belongs to the same data and settings, bit-identical to an
+    /// uninterrupted run.
     #[arg(long)]
-    resume: bool,
+    fresh: bool,
 }
 
 #[derive(Args, Debug)]
@@ -92,7 +93,7 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
     opts.preset = a.preset;
     opts.max_spectra = a.max_spectra;
     opts.device = a.device;
-    opts.resume = a.resume;
+    opts.resume = !a.fresh;
     opts.pretrain.learning_rate = a.lr;
     opts.pretrain.weight_decay = a.weight_decay;
     opts.pretrain.batch_size = a.batch_size;

@@ -159,16 +159,7 @@ fn run_task(l: &Loaded, t: &Task) -> Result<()> {
     let argv = t.argv(p);
     let start = std::time::Instant::now();
     l.manifest.forget(&stem);
-    // Encoder training killed part-way (a time limit) continues from its last epoch checkpoint,
-    // bit-identically; with no checkpoint, or one of other data or settings, --resume starts
-    // afresh. Not part of the key: it does not change what the stage computes.
-    let mut exec_argv = argv.clone();
-    if p.stages[t.stage].command == starpipe::pipeline::StageCommand::TrainEncoder
-        && !argv.iter().any(|a| a == "--resume")
-    {
-        exec_argv.push("--resume".into());
-    }
-    let result = crate::parse_command(&exec_argv).map_err(anyhow::Error::from).and_then(crate::dispatch);
+    let result = crate::parse_command(&argv).map_err(anyhow::Error::from).and_then(crate::dispatch);
     match result {
         Ok(()) => {
             let stage = &p.stages[t.stage];

@@ -104,7 +104,7 @@ impl EncoderTrainOptions {
             max_spectra: 0,
             val_fraction: 0.05,
             device: ComputeDevice::Cpu,
-            resume: false,
+            resume: true,
         }
     }
 }

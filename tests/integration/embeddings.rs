@@ -231,7 +231,8 @@ fn a_killed_encoder_run_resumes_from_its_checkpoint_to_identical_weights() {
     assert!(!out.join("encoder-card.json").exists(), "the run should have been killed before finishing");
     let first: serde_json::Value = json(&ckpt);
     let done = first["epoch"].as_u64().unwrap();
-    ok(run(&[&args[..], &["--resume"]].concat(), &[("--spectra", &f.p("lamost")), ("--out", &out)]));
+    // The same command again continues from the checkpoint (resuming is the default).
+    ok(run(&args, &[("--spectra", &f.p("lamost")), ("--out", &out)]));
     let card = json(&out.join("encoder-card.json"));
     assert_eq!(card["epochs_run"], 3);
     // The epochs before the kill are kept as they were, not redone.
