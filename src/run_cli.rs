@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use starpipe::ingest::ShardSpec;
-use starpipe::pipeline::{DEMO, DoneRecord, FailedRecord, Keys, Manifest, Pipeline, Plan, Task};
+use starpipe::pipeline::{DEMO, DoneRecord, FailedRecord, Pipeline, Task, Workspace};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -31,29 +31,27 @@ pub struct RunArgs {
     dry_run: bool,
 }
 
-/// A checked pipeline with its plan, keys and manifest.
+/// A checked pipeline bound to its workdir, and the file it came from.
 pub struct Loaded {
-    pub pipeline: Pipeline,
+    pub ws: Workspace,
     /// The pipeline file, absolute (None for the built-in demo).
     pub file: Option<PathBuf>,
-    pub plan: Plan,
-    pub shards: usize,
-    /// Absolute.
-    pub workdir: PathBuf,
-    pub keys: Keys,
-    pub manifest: Manifest,
-    /// Memo of `is_current`, cleared with the keys whenever a done-record is written.
-    current: std::cell::RefCell<std::collections::HashMap<(usize, usize), bool>>,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        &self.ws
+    }
 }
 
 impl Loaded {
-    /// Reads the pipeline (or the demo), checks every stage's command line, and keys every task.
+    /// Reads the pipeline (or the demo) and checks every stage's command line.
     pub fn load(file: Option<&Path>, shards: Option<usize>, workdir: Option<&Path>) -> Result<Loaded> {
         let pipeline = match file {
             Some(f) => Pipeline::from_file(f)?,
             None => Pipeline::parse("built-in demo (pipelines/demo.toml)", DEMO)?,
         };
-        let plan = Plan::new(&pipeline)?;
         let shards = shards.unwrap_or(pipeline.shards);
         if shards == 0 {
             bail!("--shards must be at least 1");
@@ -63,52 +61,12 @@ impl Loaded {
         }
         let cwd = std::env::current_dir().context("current directory")?;
         let workdir = cwd.join(workdir.unwrap_or(&pipeline.workdir));
-        let keys = Keys::new(&pipeline, &plan, shards, &workdir);
-        let manifest = Manifest::new(&workdir);
-        let file = file.map(|f| cwd.join(f));
-        Ok(Loaded { pipeline, file, plan, shards, workdir, keys, manifest, current: Default::default() })
+        let ws = Workspace::new(pipeline, shards, workdir)?;
+        Ok(Loaded { ws, file: file.map(|f| cwd.join(f)) })
     }
 
-    pub fn tasks(&self, stage: usize) -> Vec<Task> {
-        Task::of_stage(&self.pipeline, stage, self.shards)
-    }
-
-    pub fn key(&self, t: &Task) -> String {
-        self.keys.get(t.stage, t.shard.map_or(0, |s| s.index))
-    }
-
-    /// Done with its current key, outputs intact, and everything upstream current too.
-    pub fn is_current(&self, t: &Task) -> bool {
-        let id = (t.stage, t.shard.map_or(0, |s| s.index));
-        if let Some(&c) = self.current.borrow().get(&id) {
-            return c;
-        }
-        let c = self.is_done_with_current_key(t)
-            && self.plan.deps[t.stage].iter().all(|&d| self.tasks(d).iter().all(|u| self.is_current(u)));
-        self.current.borrow_mut().insert(id, c);
-        c
-    }
-
-    /// Done with its current key and outputs intact, whatever upstream: what a task checks when
-    /// it runs alone (an array task), trusting the submitter to have checked upstream.
-    pub fn is_done_with_current_key(&self, t: &Task) -> bool {
-        self.manifest.is_current(&t.stem(&self.pipeline), &self.key(t))
-    }
-
-    /// Has a done-record for its current command line: what `slurm status` shows, without hashing
-    /// input files (for a release of millions of files that would take minutes per call).
-    pub fn has_record_for_command(&self, t: &Task) -> bool {
-        self.manifest.done(&t.stem(&self.pipeline)).is_some_and(|r| r.command == t.argv(&self.pipeline))
-    }
-
-    /// After a done-record changed.
-    fn invalidate(&self) {
-        self.keys.invalidate();
-        self.current.borrow_mut().clear();
-    }
-
-    pub fn stage_index(&self, name: &str) -> Result<usize> {
-        self.pipeline.stages.iter().position(|s| s.name == name).with_context(|| {
+    pub fn stage_named(&self, name: &str) -> Result<usize> {
+        self.stage_index(name).with_context(|| {
             let names: Vec<_> = self.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
             format!("no stage '{name}' in {} (stages: {})", self.pipeline.source, names.join(", "))
         })
@@ -202,7 +160,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let selected: Vec<usize> = if a.stage.is_empty() {
         l.plan.order.clone()
     } else {
-        let mut s = a.stage.iter().map(|n| l.stage_index(n)).collect::<Result<Vec<_>>>()?;
+        let mut s = a.stage.iter().map(|n| l.stage_named(n)).collect::<Result<Vec<_>>>()?;
         s.sort_by_key(|i| l.plan.order.iter().position(|o| o == i));
         s
     };

@@ -1,23 +1,15 @@
 //! The run manifest: one done-record per finished task under `WORKDIR/.starpipe/done/`, holding
-//! the task's key — a hash of the starpipe version, its command line, the keys of the tasks it
-//! reads from (as their records hold them) and the size and modification time of its external
-//! input files. A task is current when its record carries its key, its recorded output files are
-//! still there (same sizes), and every task upstream is current; a current task is skipped. Any
-//! change upstream makes every task downstream stale.
+//! the task's key (see [`super::workspace`] for what it hashes and when a task is current).
 //!
 //! Records are written by temporary name + rename, and only after the task's command returned,
 //! so a killed task has no record and runs again (its command resumes where it can). Each task
 //! writes only its own record, so the tasks of a job array never touch the same file.
 
 use super::PipelineError;
-use super::plan::{Plan, is_within, normalize};
-use super::spec::{Pipeline, StageCommand};
-use crate::ingest::discover::Input;
-use crate::ingest::{ShardSpec, Survey};
+use super::spec::Pipeline;
+use crate::ingest::ShardSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// One unit of work: a stage, or one `--shard i/N` task of a sharded stage.
@@ -204,11 +196,11 @@ impl Manifest {
     }
 }
 
-fn hex(h: Sha256) -> String {
+pub(super) fn hex(h: Sha256) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn stat_line(h: &mut Sha256, name: &str, path: &Path) {
+pub(super) fn stat_line(h: &mut Sha256, name: &str, path: &Path) {
     if let Ok(m) = std::fs::metadata(path) {
         let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         h.update(format!("{name}\t{}\t{}\n", m.len(), mtime.map_or(0, |d| d.as_nanos())).as_bytes());
@@ -216,7 +208,7 @@ fn stat_line(h: &mut Sha256, name: &str, path: &Path) {
 }
 
 /// Size and modification time of every file under an external input (not written by a stage).
-fn fingerprint_path(h: &mut Sha256, workdir: &Path, value: &str) {
+pub(super) fn fingerprint_path(h: &mut Sha256, workdir: &Path, value: &str) {
     let path = workdir.join(value);
     if path.is_file() {
         stat_line(h, value, &path);
@@ -227,108 +219,5 @@ fn fingerprint_path(h: &mut Sha256, workdir: &Path, value: &str) {
                 stat_line(h, &rel, e.path());
             }
         }
-    }
-}
-
-/// Task keys, computed on demand and remembered. A task's key takes the keys of the tasks it reads
-/// from as their done-records hold them (computed only for tasks without a record), so a SLURM
-/// array task hashes its own inputs only, not every input file of every other task.
-pub struct Keys {
-    manifest: Manifest,
-    pipeline: Pipeline,
-    plan: Plan,
-    shards: usize,
-    workdir: PathBuf,
-    outs: Vec<String>,
-    keys: RefCell<Vec<Vec<Option<String>>>>,
-    /// An ingest stage's discovered input files (walked once, however many tasks).
-    discovered: RefCell<HashMap<usize, Option<Vec<Input>>>>,
-}
-
-impl Keys {
-    pub fn new(p: &Pipeline, plan: &Plan, shards: usize, workdir: &Path) -> Keys {
-        Keys {
-            manifest: Manifest::new(workdir),
-            pipeline: p.clone(),
-            plan: plan.clone(),
-            shards,
-            workdir: workdir.to_path_buf(),
-            outs: p.stages.iter().map(|s| normalize(s.out())).collect(),
-            keys: RefCell::new(
-                p.stages.iter().map(|s| vec![None; if s.command.is_sharded() { shards } else { 1 }]).collect(),
-            ),
-            discovered: RefCell::new(HashMap::new()),
-        }
-    }
-
-    /// The key of task `index` of stage `stage` (index 0 for an unsharded stage).
-    pub fn get(&self, stage: usize, index: usize) -> String {
-        if let Some(k) = &self.keys.borrow()[stage][index] {
-            return k.clone();
-        }
-        let p = &self.pipeline;
-        let mut upstream: Vec<String> = Vec::new();
-        for &d in &self.plan.deps[stage] {
-            let n = self.keys.borrow()[d].len();
-            for k in 0..n {
-                let made_by = Task {
-                    stage: d,
-                    shard: p.stages[d].command.is_sharded().then_some(ShardSpec { index: k, count: self.shards }),
-                };
-                match self.manifest.done(&made_by.stem(p)) {
-                    Some(r) => upstream.push(r.key),
-                    None => upstream.push(self.get(d, k)),
-                }
-            }
-        }
-        upstream.sort_unstable();
-        let s = &p.stages[stage];
-        let task = Task { stage, shard: s.command.is_sharded().then_some(ShardSpec { index, count: self.shards }) };
-        let mut h = Sha256::new();
-        let head = serde_json::json!({ "starpipe": crate::VERSION, "argv": task.argv(p), "upstream": upstream });
-        h.update(head.to_string().as_bytes());
-        for param in s.params.iter().filter(|q| q.key != "out") {
-            for v in param.strings() {
-                let n = normalize(v);
-                if self.outs.iter().any(|o| is_within(&n, o)) {
-                    continue; // made by a stage: its key is in `upstream`
-                }
-                let own_share = s.command == StageCommand::Ingest && param.key == "input" && task.shard.is_some();
-                if own_share && self.fingerprint_ingest_share(&mut h, stage, task.shard.unwrap()) {
-                    continue;
-                }
-                fingerprint_path(&mut h, &self.workdir, v);
-            }
-        }
-        let key = hex(h);
-        self.keys.borrow_mut()[stage][index] = Some(key.clone());
-        key
-    }
-
-    /// Forgets computed keys (done-records changed); discovered input lists are kept.
-    pub fn invalidate(&self) {
-        for stage in self.keys.borrow_mut().iter_mut() {
-            stage.iter_mut().for_each(|k| *k = None);
-        }
-    }
-
-    /// An ingest task's own input files only, so that fixing one file re-runs only its task.
-    fn fingerprint_ingest_share(&self, h: &mut Sha256, stage: usize, shard: ShardSpec) -> bool {
-        let mut cache = self.discovered.borrow_mut();
-        let all = cache.entry(stage).or_insert_with(|| {
-            let s = &self.pipeline.stages[stage];
-            let survey = match s.param("survey").and_then(|p| p.strings().next()) {
-                Some("lamost") => Survey::Lamost,
-                Some("desi") => Survey::Desi,
-                _ => return None,
-            };
-            let input = s.param("input").and_then(|p| p.strings().next())?;
-            crate::ingest::discover::discover(survey, &self.workdir.join(input)).ok()
-        });
-        let Some(all) = all else { return false };
-        for i in shard.select(all) {
-            stat_line(h, &i.display, &i.path);
-        }
-        true
     }
 }

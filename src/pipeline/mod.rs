@@ -3,8 +3,8 @@
 //!
 //! - [`spec`] parses and checks the file (every error names the key and its line);
 //! - [`plan`] orders the stages by the paths they read and write;
-//! - [`manifest`] keys each task by its command line, its upstream keys and its external inputs,
-//!   and keeps one done-record per finished task.
+//! - [`manifest`] keeps one done-record per finished task;
+//! - [`workspace`] binds a pipeline to a workdir and shard count: task keys and currency.
 //!
 //! Executing a stage is the command line's job (`starpipe run`, `starpipe slurm`): a stage is
 //! exactly the `starpipe` command its table spells out, run with the workdir as current directory.
@@ -13,10 +13,12 @@ pub mod manifest;
 pub mod outputs;
 pub mod plan;
 pub mod spec;
+pub mod workspace;
 
-pub use manifest::{DoneRecord, FailedRecord, Keys, Manifest, OutputFile, Task};
+pub use manifest::{DoneRecord, FailedRecord, Manifest, OutputFile, Task};
 pub use plan::Plan;
 pub use spec::{Param, Pipeline, Scalar, Stage, StageCommand};
+pub use workspace::Workspace;
 
 use std::path::PathBuf;
 
