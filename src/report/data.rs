@@ -143,15 +143,14 @@ pub fn catalog_files(path: &Path) -> Vec<PathBuf> {
     if path.is_file() {
         return vec![path.to_path_buf()];
     }
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
+    // A HATS catalogue keeps its leaves under dataset/; a plain directory holds the files.
+    let hats = path.join("dataset");
+    let root = if hats.is_dir() { hats.as_path() } else { path };
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
         .into_iter()
         .flatten()
-        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "parquet"))
         .map(|e| e.into_path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "parquet") && p.components().any(|c| c.as_os_str() == "dataset")
-                || p.extension().is_some_and(|x| x == "parquet") && p.parent() == Some(path)
-        })
         .collect();
     files.sort();
     files
