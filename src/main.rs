@@ -162,10 +162,10 @@ struct IngestArgs {
     #[arg(long, value_name = "K")]
     threads: Option<usize>,
     /// Spectra per output shard.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 50_000, value_parser = at_least_one)]
     shard_size: usize,
     /// Rows per Parquet row group (bounds writer memory: ~31 kB per row on the full LAMOST grid).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = at_least_one)]
     row_group_rows: usize,
     /// Output wavelength window on the LAMOST log grid: lamost = 3700–9099 Å (3909 px),
     /// specclip = 3999–5599 Å (1462 px).
@@ -321,6 +321,15 @@ fn progress_bar(len: u64, stage: &str, unit: &str) -> indicatif::ProgressBar {
     );
     bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"));
     bar
+}
+
+/// A count that must be positive (refused at parse time, so pipeline files are checked too).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_labels(s: &str) -> Result<[f64; 3], String> {

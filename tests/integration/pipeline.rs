@@ -199,6 +199,7 @@ fn a_bad_pipeline_is_refused_before_any_work_with_key_and_line() {
     let cases = [
         ("max_epochs = 6", "max_epoch = 6", "max_epoch = 6", "stages.train.max_epoch", "unexpected argument"),
         ("seed = 3", "seed = \"three\"", "seed = \"three\"", "stages.train.seed", "invalid value"),
+        ("shard_size = 25", "shard_size = 0", "shard_size = 0", "stages.ingest.shard_size", "must be at least 1"),
         (
             "command = \"infer\"",
             "command = \"infre\"",
