@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod encoder;
+pub mod fuzz;
 pub mod grid;
 pub mod ingest;
 pub mod mock;

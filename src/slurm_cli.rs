@@ -137,9 +137,30 @@ fn load(t: &Target) -> Result<Loaded> {
     Loaded::load(Some(&t.pipeline), t.shards, t.workdir.as_deref())
 }
 
-/// Single-quoted for the shell.
+/// Quoted for bash: single quotes, or ANSI-C `$'…'` when the value holds control characters, so
+/// that a quoted value never spans lines of a script.
 fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    if !s.chars().any(char::is_control) {
+        return format!("'{}'", s.replace('\'', r"'\''"));
+    }
+    let mut out = String::from("$'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 fn log_pattern(l: &Loaded, stage: &str, sharded: bool) -> PathBuf {
@@ -176,22 +197,38 @@ fn script(l: &Loaded, stage: usize) -> Result<String> {
         cmd.push("--shard".into());
         cmd.push(format!("\"${{SLURM_ARRAY_TASK_ID}}/{}\"", l.shards));
     }
+    // Only validated names (`pipeline::spec`) stand unquoted here; every path is single-quoted
+    // where the shell reads it and escaped in the comment, so no value of the pipeline file can
+    // add a line. The log path goes to sbatch as an argument (`output_arg`), never through a shell.
     Ok(format!(
         "#!/bin/bash\n\
          #SBATCH --job-name=starpipe-{}-{}\n\
-         #SBATCH --output={}\n\
          # Written by starpipe {} for {}; `starpipe slurm submit` rewrites it.\n\
          set -euo pipefail\n\
          cd {}\n\
          exec {}\n",
         p.name,
         s.name,
-        log_pattern(l, &s.name, sharded).display(),
         starpipe::VERSION,
-        file.display(),
+        file.display().to_string().escape_default(),
         quote(&l.workdir.display().to_string()),
         cmd.join(" ")
     ))
+}
+
+/// sbatch's `--output` for a stage's log, passed as one argument.
+fn output_arg(l: &Loaded, stage: usize) -> String {
+    let s = &l.pipeline.stages[stage];
+    format!("--output={}", log_pattern(l, &s.name, s.command.is_sharded()).display())
+}
+
+/// An argument as the shell would need it typed: bare when it holds only safe characters.
+fn shell_word(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '=' | ':' | ',' | '%' | '+' | '@')
+        });
+    if safe { arg.to_string() } else { quote(arg) }
 }
 
 /// `[0,1,2,3,5,7,8]` → `0-3,5,7-8` (sbatch's array syntax).
@@ -304,14 +341,15 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         bail!("{first}");
     }
     let sharded = p.stages.iter().any(|s| s.command.is_sharded());
-    if sharded && !a.dry_run {
-        if let Some(max) = max_array_size().filter(|&m| l.shards > m) {
-            bail!(
-                "--shards {} exceeds this cluster's MaxArraySize {max} (array task ids must stay below it): \
-                 use at most {max} shards; each task then takes a larger share of the files",
-                l.shards
-            );
-        }
+    if sharded
+        && !a.dry_run
+        && let Some(max) = max_array_size().filter(|&m| l.shards > m)
+    {
+        bail!(
+            "--shards {} exceeds this cluster's MaxArraySize {max} (array task ids must stay below it): \
+             use at most {max} shards; each task then takes a larger share of the files",
+            l.shards
+        );
     }
     if sharded && !a.dry_run {
         std::fs::create_dir_all(&l.workdir).with_context(|| format!("creating workdir {}", l.workdir.display()))?;
@@ -319,7 +357,9 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
     }
     let attempt = record.submissions.iter().map(|s| s.attempt).max().unwrap_or(0) + 1;
     let slurm_dir = l.manifest.dir().join("slurm");
-    std::fs::create_dir_all(slurm_dir.join("logs")).with_context(|| format!("creating {}", slurm_dir.display()))?;
+    if !a.dry_run {
+        std::fs::create_dir_all(slurm_dir.join("logs")).with_context(|| format!("creating {}", slurm_dir.display()))?;
+    }
     let mut job_of: HashMap<usize, String> = HashMap::new();
     for &i in &l.plan.order {
         let stage = &p.stages[i];
@@ -330,7 +370,7 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         }
         let script_path = slurm_dir.join(format!("{}.sbatch", stage.name));
         let text = script(&l, i)?;
-        let mut args: Vec<String> = vec!["--parsable".into()];
+        let mut args: Vec<String> = vec!["--parsable".into(), output_arg(&l, i)];
         let tasks = stage
             .command
             .is_sharded()
@@ -354,7 +394,7 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
         args.push(script_path.display().to_string());
         if a.dry_run {
             println!("# {}\n{text}", script_path.display());
-            println!("sbatch {}\n", args.join(" "));
+            println!("sbatch {}\n", args.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" "));
             job_of.insert(i, format!("<{}>", stage.name));
             continue;
         }

@@ -124,10 +124,9 @@ impl Counts {
             let bucket = if r.level == Level::File { &mut self.files } else { &mut self.targets };
             *bucket.entry(r.status.as_str().to_string()).or_default() += 1;
             if r.status != Status::Written {
-                // Group by the rule; the details in parentheses (ids, values) stay in the report.
-                let reason = r.reason.as_deref().unwrap_or("");
-                let rule = reason.split(" (").next().unwrap_or(reason);
-                *self.reasons.entry(format!("{}: {}", r.status.as_str(), rule)).or_default() += 1;
+                // Group by kind; the particulars (paths, ids, values) stay in the report.
+                let kind = super::record::reason_kind(r.reason.as_deref().unwrap_or(""));
+                *self.reasons.entry(format!("{}: {}", r.status.as_str(), kind)).or_default() += 1;
             }
         }
     }
@@ -369,6 +368,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     };
     // Workers decode in parallel while one thread compresses and writes, a few chunks behind.
     let chunk = (pool.current_num_threads() * if opts.survey == Survey::Desi { 2 } else { 64 }).max(1);
+    let mut failures_logged = 0usize;
     let written = std::thread::scope(|scope| -> Result<(), IngestError> {
         let (tx, rx) = sync_channel::<Vec<FileOutcome>>(2);
         let writer = scope.spawn(|| sink.consume(rx));
@@ -381,10 +381,8 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
                     .map(|(j, input)| process_input(opts, &pre, base + j, input))
                     .collect()
             });
-            for o in &outcomes {
-                if o.file_status() == Status::Failed {
-                    tracing::warn!(file = %o.report[0].input_path, reason = o.report[0].reason.as_deref().unwrap_or(""), "input failed");
-                }
+            for o in outcomes.iter().filter(|o| o.file_status() == Status::Failed) {
+                log_failure(&o.report[0], &mut failures_logged);
             }
             bar.inc(inputs_chunk.len() as u64);
             if tx.send(outcomes).is_err() {
@@ -396,6 +394,13 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     });
     bar.finish_and_clear();
     written?;
+    if failures_logged > FAILURES_ON_CONSOLE {
+        tracing::warn!(
+            more = failures_logged - FAILURES_ON_CONSOLE,
+            reports = %opts.out.join(format!("report-{tag}-*.parquet")).display(),
+            "more inputs failed than were shown; every failure and its reason is in the report parts"
+        );
+    }
 
     let summary = IngestSummary {
         survey: opts.survey.as_str().to_string(),
@@ -412,6 +417,23 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
         .and_then(|_| std::fs::rename(&tmp, &summary_path))
         .map_err(|e| WriteError::Io { path: summary_path.clone(), source: e })?;
     Ok(summary)
+}
+
+/// Failed inputs shown as WARN lines per task; the rest go to debug level and the report, so a
+/// release with 1 % bad files does not print 100,000 lines.
+const FAILURES_ON_CONSOLE: usize = 10;
+
+fn log_failure(row: &ReportRow, logged: &mut usize) {
+    let reason = row.reason.as_deref().unwrap_or("");
+    *logged += 1;
+    if *logged <= FAILURES_ON_CONSOLE {
+        tracing::warn!(file = %row.input_path, reason, "input failed");
+        if *logged == FAILURES_ON_CONSOLE {
+            tracing::warn!("further failures of this task are logged at debug level only");
+        }
+    } else {
+        tracing::debug!(file = %row.input_path, reason, "input failed");
+    }
 }
 
 fn process_input(opts: &IngestOptions, pre: &Preprocessor, index: usize, input: &Input) -> FileOutcome {
@@ -511,12 +533,15 @@ impl ShardSink {
         Ok(())
     }
 
-    fn accept(&mut self, o: FileOutcome) -> Result<(), IngestError> {
+    fn accept(&mut self, mut o: FileOutcome) -> Result<(), IngestError> {
+        // The last gate before a shard: whatever slipped through preprocessing fails here, by name.
+        o.refuse_unwritable();
         let n = o.spectra.len();
-        if let Some(open) = &self.open {
-            if open.writer.rows() > 0 && open.writer.rows() + n > self.shard_size {
-                self.close(o.input_index)?;
-            }
+        if let Some(open) = &self.open
+            && open.writer.rows() > 0
+            && open.writer.rows() + n > self.shard_size
+        {
+            self.close(o.input_index)?;
         }
         if self.open.is_none() {
             let path = shard_path(&self.out, &self.tag, self.next_shard);

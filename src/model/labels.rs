@@ -50,10 +50,59 @@ pub struct LabelTable {
     pub path: PathBuf,
     pub spec: LabelSpec,
     pub rows: HashMap<i64, Labels>,
-    /// Rows without all three labels (non-stars in DESI tables, failed fits).
-    pub incomplete: usize,
-    /// Keys seen more than once; the first row is kept.
-    pub duplicates: usize,
+    /// Rows not used, by reason (see [`Unusable`]).
+    pub unusable: Unusable,
+}
+
+/// Rows of a label table that could not be used, each kind with its count and one example, so the
+/// user learns why and where (rows counted from 1 after the header).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unusable {
+    /// No key (null in the key column).
+    pub without_key: Counted,
+    /// A label column empty (null) in that row: non-stars in DESI tables, failed fits.
+    pub missing_label: Counted,
+    /// A label that is NaN or infinite.
+    pub non_finite: Counted,
+    /// A label that is text, not a number.
+    pub non_numeric: Counted,
+    /// Keys repeated with the same labels: the repeats are dropped, the key is used.
+    pub repeated: Counted,
+    /// Keys repeated with different labels: the key is not used at all (which row is right?).
+    pub conflicting: Counted,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counted {
+    pub count: usize,
+    pub example: String,
+}
+
+impl Counted {
+    fn add(&mut self, example: impl FnOnce() -> String) {
+        if self.count == 0 {
+            self.example = example();
+        }
+        self.count += 1;
+    }
+}
+
+impl Unusable {
+    /// One line per kind that occurred: "3 rows with a NaN or infinite label (e.g. row 7: teff = NaN)".
+    pub fn lines(&self) -> Vec<String> {
+        [
+            (&self.without_key, "rows without a key"),
+            (&self.missing_label, "rows with an empty label"),
+            (&self.non_finite, "rows with a NaN or infinite label"),
+            (&self.non_numeric, "rows with a label that is not a number"),
+            (&self.repeated, "repeated rows of a key with the same labels (dropped)"),
+            (&self.conflicting, "keys repeated with different labels (not used)"),
+        ]
+        .iter()
+        .filter(|(c, _)| c.count > 0)
+        .map(|(c, what)| format!("{} {what} (e.g. {})", c.count, c.example))
+        .collect()
+    }
 }
 
 impl LabelTable {
@@ -62,56 +111,106 @@ impl LabelTable {
     }
 }
 
+fn column_names(b: &RecordBatch) -> String {
+    b.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Reads a label table; rows it cannot use are counted by reason, logged, and kept in
+/// [`LabelTable::unusable`]. A table with no usable row, a missing column or a key that is not an
+/// integer is an error naming the file.
 pub fn read_labels(path: &Path, spec: &LabelSpec) -> Result<LabelTable> {
+    if std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?.len() == 0 {
+        return Err(ModelError::bad(path, "empty file (a label table needs a header and rows)"));
+    }
     let batches = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("parquet") => read_parquet(path)?,
         Some("csv") => read_csv(path)?,
         _ => return Err(ModelError::bad(path, "label table must be .parquet or .csv")),
     };
-    let mut table =
-        LabelTable { path: path.to_path_buf(), spec: spec.clone(), rows: HashMap::new(), incomplete: 0, duplicates: 0 };
+    let mut table = LabelTable {
+        path: path.to_path_buf(),
+        spec: spec.clone(),
+        rows: HashMap::new(),
+        unusable: Unusable::default(),
+    };
+    let mut conflicting: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut row_number = 0usize;
     for b in &batches {
         let find = |name: &str| {
             b.schema().fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)).map(|i| b.column(i).clone())
         };
-        let need = |name: &str| find(name).ok_or_else(|| ModelError::bad(path, format!("no column '{name}'")));
+        let need = |name: &str, what: &str| {
+            find(name).ok_or_else(|| {
+                ModelError::bad(path, format!("no {what} column '{name}'; the columns are: {}", column_names(b)))
+            })
+        };
         let as_f64 = |a: &dyn Array, name: &str| {
             cast(a, &DataType::Float64).map_err(|e| ModelError::bad(path, format!("column '{name}': {e}")))
         };
-        let key = cast(&need(&spec.key)?, &DataType::Int64)
-            .map_err(|e| ModelError::bad(path, format!("key column '{}': {e}", spec.key)))?;
+        let key_raw = need(&spec.key, "key")?;
+        let strict = arrow::compute::CastOptions { safe: false, ..Default::default() };
+        let key = arrow::compute::cast_with_options(&key_raw, &DataType::Int64, &strict)
+            .map_err(|e| ModelError::bad(path, format!("key column '{}' must hold integer ids: {e}", spec.key)))?;
         let key = key.as_primitive::<Int64Type>();
+        let mut raw = Vec::new();
         let mut values = Vec::new();
         let mut errors = Vec::new();
         for c in &spec.columns {
-            values.push(as_f64(&need(c)?, c)?);
+            let column = need(c, "label")?;
+            values.push(as_f64(&column, c)?);
+            raw.push(column);
             let err_name = format!("{c}_err");
             errors.push(find(&err_name).map(|a| as_f64(&a, &err_name)).transpose()?);
         }
         for r in 0..b.num_rows() {
+            row_number += 1;
             if key.is_null(r) {
-                table.incomplete += 1;
+                table.unusable.without_key.add(|| format!("row {row_number}"));
                 continue;
             }
             let get = |a: &dyn Array, r: usize| {
                 if a.is_null(r) { f64::NAN } else { a.as_primitive::<Float64Type>().value(r) }
             };
             let v = [0, 1, 2].map(|i| get(values[i].as_ref(), r));
-            if v.iter().any(|x| !x.is_finite()) {
-                table.incomplete += 1;
+            if let Some(i) = (0..3).find(|&i| !v[i].is_finite()) {
+                let name = &spec.columns[i];
+                if raw[i].is_null(r) {
+                    table.unusable.missing_label.add(|| format!("row {row_number}: {name} empty"));
+                } else if values[i].is_null(r) {
+                    let text = arrow::util::display::array_value_to_string(&raw[i], r).unwrap_or_default();
+                    table.unusable.non_numeric.add(|| format!("row {row_number}: {name} = '{text}'"));
+                } else {
+                    table.unusable.non_finite.add(|| format!("row {row_number}: {name} = {}", v[i]));
+                }
                 continue;
             }
             let e = [0, 1, 2].map(|i| errors[i].as_ref().map_or(f64::NAN, |a| get(a.as_ref(), r)));
-            match table.rows.entry(key.value(r)) {
-                std::collections::hash_map::Entry::Occupied(_) => table.duplicates += 1,
+            let k = key.value(r);
+            match table.rows.entry(k) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    if first.get().values == v {
+                        table.unusable.repeated.add(|| format!("key {k}, row {row_number}"));
+                    } else if conflicting.insert(k) {
+                        let old = first.get().values;
+                        table.unusable.conflicting.add(|| format!("key {k}: {old:?} vs {v:?} at row {row_number}"));
+                    }
+                }
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(Labels { values: v, errors: e });
                 }
             }
         }
     }
+    for k in &conflicting {
+        table.rows.remove(k);
+    }
+    for line in table.unusable.lines() {
+        tracing::warn!(file = %path.display(), "label table: {line}");
+    }
     if table.rows.is_empty() {
-        return Err(ModelError::bad(path, "no row with all three labels"));
+        let why = table.unusable.lines();
+        let why = if why.is_empty() { "the table has no rows".to_string() } else { why.join("; ") };
+        return Err(ModelError::bad(path, format!("no row with all three labels ({why})")));
     }
     Ok(table)
 }
@@ -132,4 +231,84 @@ fn read_csv(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
     let reader = ReaderBuilder::new(std::sync::Arc::new(schema)).with_format(format).build(file).map_err(arrow_err)?;
     reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.csv");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn spec() -> LabelSpec {
+        LabelSpec::new("obsid")
+    }
+
+    #[test]
+    fn nan_and_infinite_labels_are_counted_with_an_example() {
+        let (_d, p) = csv("obsid,teff,logg,feh\n1,5000,4.5,0.0\n2,NaN,4.4,0.1\n3,5100,inf,0.1\n");
+        let t = read_labels(&p, &spec()).unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.unusable.non_finite.count, 2);
+        assert_eq!(t.unusable.non_finite.example, "row 2: teff = NaN");
+    }
+
+    #[test]
+    fn text_in_a_label_column_is_named() {
+        let (_d, p) = csv("obsid,teff,logg,feh\n1,5000,4.5,0.0\n2,hot,4.4,0.1\n3,5200,4.3,\n");
+        let t = read_labels(&p, &spec()).unwrap();
+        assert_eq!((t.unusable.non_numeric.count, t.unusable.missing_label.count), (1, 1));
+        assert_eq!(t.unusable.non_numeric.example, "row 2: teff = 'hot'");
+        assert!(t.unusable.lines().iter().any(|l| l.contains("not a number")), "{:?}", t.unusable.lines());
+    }
+
+    #[test]
+    fn conflicting_duplicates_are_not_used_and_identical_ones_collapse() {
+        let (_d, p) =
+            csv("obsid,teff,logg,feh\n1,5000,4.5,0.0\n1,5000,4.5,0.0\n2,6000,4.0,-1\n2,6100,4.0,-1\n3,4800,2.5,0\n");
+        let t = read_labels(&p, &spec()).unwrap();
+        assert!(t.get(1).is_some() && t.get(2).is_none() && t.get(3).is_some());
+        assert_eq!((t.unusable.repeated.count, t.unusable.conflicting.count), (1, 1));
+        assert!(t.unusable.conflicting.example.starts_with("key 2:"), "{}", t.unusable.conflicting.example);
+    }
+
+    #[test]
+    fn a_key_that_is_not_an_integer_is_an_error() {
+        let (_d, p) = csv("obsid,teff,logg,feh\n1,5000,4.5,0.0\nJ1234+5678,5000,4.5,0.0\n");
+        let e = read_labels(&p, &spec()).unwrap_err().to_string();
+        assert!(e.contains("labels.csv") && e.contains("must hold integer ids"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_and_a_table_without_rows_are_errors() {
+        let (_d, p) = csv("");
+        let e = read_labels(&p, &spec()).unwrap_err().to_string();
+        assert!(e.contains("labels.csv") && e.contains("empty file"), "{e}");
+        let (_d, p) = csv("obsid,teff,logg,feh\n");
+        let e = read_labels(&p, &spec()).unwrap_err().to_string();
+        assert!(e.contains("no row with all three labels"), "{e}");
+        let (_d, p) = csv("obsid,teff,logg,feh\n1,NaN,4,0\n");
+        let e = read_labels(&p, &spec()).unwrap_err().to_string();
+        assert!(e.contains("NaN or infinite"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_column_lists_the_columns_there_are() {
+        let (_d, p) = csv("OBSID,teff,logg,feh\n1,5000,4.5,0.0\n");
+        let e = read_labels(&p, &LabelSpec::new("obs_id")).unwrap_err().to_string();
+        assert!(e.contains("no key column 'obs_id'") && e.contains("OBSID, teff, logg, feh"), "{e}");
+    }
+
+    #[test]
+    fn quoted_csv_fields_are_read_as_values() {
+        let (_d, p) = csv(
+            "\"obsid\",\"name, with comma\",\"teff\",\"logg\",\"feh\"\n\"7\",\"a \"\"quoted\"\" star\",\"5000.5\",4.5,\"-0.25\"\n",
+        );
+        let t = read_labels(&p, &spec()).unwrap();
+        assert_eq!(t.get(7).unwrap().values, [5000.5, 4.5, -0.25]);
+    }
 }

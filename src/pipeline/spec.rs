@@ -182,7 +182,7 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHeader {
-    name: String,
+    name: Spanned<String>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -198,6 +198,15 @@ struct RawHeader {
 struct RawSlurm {
     #[serde(default)]
     options: Vec<String>,
+}
+
+const SAFE_NAME_RULE: &str = "may use ASCII letters, digits, '.', '-' and '_' only, starting with a letter or digit";
+
+/// Names that go into file names, job names and `#SBATCH` lines unquoted: nothing a shell or
+/// sbatch could read as more than a word.
+fn is_safe_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// 1-based line of a byte offset.
@@ -236,6 +245,17 @@ impl Pipeline {
             let reason = e.message().trim().to_string();
             PipelineError::Invalid { source_name: source.to_string(), line, key: String::new(), reason }
         })?;
+        let name = raw.pipeline.name;
+        if !is_safe_name(name.get_ref()) {
+            return Err(invalid(
+                name.span().start,
+                "pipeline.name",
+                format!(
+                    "'{}': pipeline names {SAFE_NAME_RULE} (they name SLURM jobs and batch scripts)",
+                    name.get_ref().escape_debug()
+                ),
+            ));
+        }
         let shards = match raw.pipeline.shards {
             None => 1,
             Some(s) if *s.get_ref() >= 1 => *s.get_ref() as usize,
@@ -245,11 +265,11 @@ impl Pipeline {
         for (name, table) in raw.stages {
             let stage_line = line_of(text, name.span().start);
             let name_str = name.get_ref().clone();
-            if name_str.is_empty() || !name_str.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if !is_safe_name(&name_str) {
                 return Err(invalid(
                     name.span().start,
-                    &format!("stages.{name_str}"),
-                    "stage names may use letters, digits, '-' and '_' only (they name files and jobs)".into(),
+                    &format!("stages.{}", name_str.escape_debug()),
+                    format!("stage names {SAFE_NAME_RULE} (they name files, jobs and batch scripts)"),
                 ));
             }
             let mut command = None;
@@ -339,7 +359,7 @@ impl Pipeline {
         }
         Ok(Pipeline {
             source: source.to_string(),
-            name: raw.pipeline.name,
+            name: name.into_inner(),
             description: raw.pipeline.description,
             workdir: PathBuf::from(raw.pipeline.workdir.unwrap_or_else(|| ".".into())),
             shards,
@@ -435,5 +455,21 @@ slurm = ["--mem=8G"]
         let bad = OK.replace("max_epochs = 3", "max_epochs = { a = 1 }");
         let e = Pipeline::parse("t.toml", &bad).unwrap_err().to_string();
         assert!(e.contains("t.toml:18") && e.contains("stages.train.max_epochs"), "{e}");
+    }
+
+    #[test]
+    fn hostile_names_are_refused_with_key_and_line() {
+        let hostile = ["evil\ntouch /tmp/x\n#", "a'b", "a\"b", "$(touch x)", "`id`", "a;b", "étoile", "a b", "-rf", ""];
+        for name in hostile {
+            let toml_name = name.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let bad = OK.replace("name = \"t\"", &format!("name = \"{toml_name}\""));
+            let e = Pipeline::parse("t.toml", &bad).unwrap_err().to_string();
+            assert!(e.contains("t.toml:3") && e.contains("pipeline.name"), "{name:?}: {e}");
+            let bad = OK.replace("[stages.train]", &format!("[stages.\"{toml_name}\"]"));
+            let e = Pipeline::parse("t.toml", &bad).unwrap_err().to_string();
+            assert!(e.contains("t.toml:14") && e.contains("stage names may use"), "{name:?}: {e}");
+        }
+        let ok = OK.replace("name = \"t\"", "name = \"desi-dr1_v2.0\"");
+        assert_eq!(Pipeline::parse("t.toml", &ok).unwrap().name, "desi-dr1_v2.0");
     }
 }

@@ -2,8 +2,21 @@
 
 use crate::spectrum::Arm;
 
-/// Sets `ivar = 0` wherever the survey's mask is non-zero, where flux or ivar is not finite, or
-/// where ivar is negative; non-finite flux becomes 0 so sums stay finite.
+/// A pixel whose flux departs from the arm's typical level by more than this many times that
+/// level (median |flux| plus the robust spread) is not light a star can send: a corrupted value.
+/// Real features stay far below it (emission lines and cosmic rays reach tens, not thousands).
+pub const MAX_FLUX_EXCURSION: f32 = 1.0e3;
+/// The highest per-pixel S/N against the arm's typical level a spectrograph can deliver
+/// (≈ 10¹⁰ photons in one pixel); a pixel claiming more carries a corrupted ivar.
+pub const MAX_PIXEL_SNR: f32 = 1.0e5;
+
+/// Sets `ivar = 0` wherever the survey's mask is non-zero, where flux or ivar is not finite, where
+/// ivar is negative, and where flux or ivar is physically impossible for this arm (see
+/// [`MAX_FLUX_EXCURSION`], [`MAX_PIXEL_SNR`]); non-finite flux becomes 0 so sums stay finite.
+///
+/// Why the impossible values matter: one finite but absurd pixel (a flipped exponent,
+/// −2·10³³) passes every finiteness check, then drags the continuum fit by 30 orders of magnitude
+/// and overflows the normalised ivar to +inf.
 pub fn mask_bad_pixels(arm: &mut Arm) {
     debug_assert!(arm.mask.is_empty() || arm.mask.len() == arm.len());
     let mask = std::mem::take(&mut arm.mask);
@@ -19,6 +32,37 @@ pub fn mask_bad_pixels(arm: &mut Arm) {
         }
     }
     arm.mask = mask;
+    mask_impossible_values(arm);
+}
+
+/// Masks usable pixels whose flux or ivar no spectrograph could record, judged against the arm's
+/// own robust level, so the rule holds in any flux unit.
+fn mask_impossible_values(arm: &mut Arm) {
+    let mut usable: Vec<f32> = arm.flux.iter().zip(&arm.ivar).filter(|(_, iv)| **iv > 0.0).map(|(f, _)| *f).collect();
+    if usable.is_empty() {
+        return;
+    }
+    let median = median_in_place(&mut usable);
+    for v in usable.iter_mut() {
+        *v = (*v - median).abs();
+    }
+    let spread = 1.4826 * median_in_place(&mut usable);
+    let level = median.abs() + spread;
+    if !(level.is_finite() && level > 0.0) {
+        return; // a constant zero arm: nothing to judge against
+    }
+    let max_excursion = MAX_FLUX_EXCURSION * level;
+    let max_ivar = (MAX_PIXEL_SNR / level).powi(2);
+    for (f, iv) in arm.flux.iter().zip(arm.ivar.iter_mut()) {
+        if *iv > 0.0 && ((f - median).abs() > max_excursion || *iv > max_ivar) {
+            *iv = 0.0;
+        }
+    }
+}
+
+fn median_in_place(v: &mut [f32]) -> f32 {
+    let mid = v.len() / 2;
+    *v.select_nth_unstable_by(mid, f32::total_cmp).1
 }
 
 /// True when the arm holds no flux value that is finite, i.e. the file's flux is NaN throughout.
@@ -50,6 +94,32 @@ mod tests {
         assert_eq!(a.ivar, vec![1.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(a.flux[1], 0.0);
         assert!(a.flux.iter().all(|f| f.is_finite()));
+    }
+
+    #[test]
+    fn masks_physically_impossible_flux_and_ivar_in_any_unit() {
+        for unit in [1e-3f32, 1.0, 1e4] {
+            let n = 500;
+            let mut flux: Vec<f32> = (0..n).map(|i| unit * (100.0 + (i % 7) as f32)).collect();
+            let mut ivar = vec![1.0 / (unit * unit); n];
+            flux[10] = -2.06e33; // a flipped exponent, as the fuzzer found
+            flux[20] = unit * 5_000.0; // a strong emission line or cosmic ray: kept
+            flux[30] = unit * 1.0e6; // ten thousand times the level: not light
+            ivar[40] = 1.0e30 / (unit * unit); // S/N 10^15: not a measurement
+            let mut a = arm(flux, ivar, vec![]);
+            mask_bad_pixels(&mut a);
+            let masked: Vec<usize> = (0..n).filter(|&i| a.ivar[i] == 0.0).collect();
+            assert_eq!(masked, vec![10, 30, 40], "unit {unit}");
+        }
+    }
+
+    #[test]
+    fn a_noise_dominated_arm_keeps_its_noise() {
+        // Sky-subtracted flux around zero: the spread, not the median, sets the level.
+        let flux: Vec<f32> = (0..200).map(|i| if i % 2 == 0 { 0.5 } else { -0.5 } * (1 + i % 3) as f32).collect();
+        let mut a = arm(flux, vec![4.0; 200], vec![]);
+        mask_bad_pixels(&mut a);
+        assert!(a.ivar.iter().all(|&v| v == 4.0));
     }
 
     #[test]

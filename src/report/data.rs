@@ -222,32 +222,6 @@ pub struct IngestAccounting {
     pub counts: BTreeMap<(String, String, String), (u64, String)>,
 }
 
-/// A reason without its particulars, so reasons group by kind: a trailing parenthesis dropped,
-/// numbers replaced by N ("truncated: HDU 2 ends at byte 109440 …" → "truncated: HDU N ends at
-/// byte N …").
-pub fn reason_kind(reason: &str) -> String {
-    let mut r = reason.trim();
-    if r.ends_with(')') {
-        if let Some(open) = r.rfind(" (") {
-            r = &r[..open];
-        }
-    }
-    let mut out = String::with_capacity(r.len());
-    let mut in_number = false;
-    for c in r.chars() {
-        if c.is_ascii_digit() || (in_number && c == '.') {
-            if !in_number {
-                out.push('N');
-                in_number = true;
-            }
-        } else {
-            in_number = false;
-            out.push(c);
-        }
-    }
-    out
-}
-
 impl IngestAccounting {
     pub fn read(dir: &Path) -> Result<IngestAccounting, ReportError> {
         let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -271,7 +245,10 @@ impl IngestAccounting {
             for b in read_all(&p, &["level", "status", "reason"])? {
                 let (l, s, r) = (strings(b.column(0)), strings(b.column(1)), strings(b.column(2)));
                 for i in 0..b.num_rows() {
-                    let e = acc.counts.entry((l[i].clone(), s[i].clone(), reason_kind(&r[i]))).or_default();
+                    let e = acc
+                        .counts
+                        .entry((l[i].clone(), s[i].clone(), crate::ingest::record::reason_kind(&r[i])))
+                        .or_default();
                     e.0 += 1;
                     if e.1.is_empty() {
                         e.1 = r[i].clone();
@@ -280,23 +257,5 @@ impl IngestAccounting {
             }
         }
         Ok(acc)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reasons_group_by_kind() {
-        use super::reason_kind;
-        assert_eq!(
-            reason_kind("unassigned or stuck fibre: TARGETID <= 0 (TARGETID=-1000008)"),
-            "unassigned or stuck fibre: TARGETID <= N"
-        );
-        assert_eq!(
-            reason_kind("truncated: HDU 2 ends at byte 109440 but the file has 54720 bytes"),
-            "truncated: HDU N ends at byte N but the file has N bytes"
-        );
-        assert_eq!(reason_kind("60 stars written (100 targets: 40 skipped)"), "N stars written");
-        assert_eq!(reason_kind(""), "");
     }
 }

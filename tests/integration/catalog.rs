@@ -114,7 +114,7 @@ fn hats_directory_and_readme_queries_check_out_in_python() {
     let stdout = catalog(&hats, &["--format", "hats", "--max-rows", "60"], &f.p("desi"), &[zero, lora]);
     assert!(!stdout.contains(" 1 partition(s)"), "{stdout}");
     assert!(!starpipe::ingest::shards::tmp_path(&hats).exists(), "temporary directory left behind");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python("duckdb, astropy, hats, polars, pyarrow");
     let result = Command::new(&python)
         .arg(data("../python/check_catalog.py"))
         .arg(&single)

@@ -11,6 +11,21 @@ pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
 }
 
+/// The Python the cross-checks run with (`$PYTHON`, set by scripts/test.sh, else `python3`),
+/// after checking that it imports `modules`: a missing package fails here, saying how to get it.
+pub fn python(modules: &str) -> String {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", &format!("import {modules}")]).output();
+    let ok = probe.as_ref().is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "this test needs Python with {modules} ({python} lacks them): run the tests with scripts/test.sh, which \
+         installs scripts/requirements-test.txt into .venv-test/, or set PYTHON to a Python that has them\n{}",
+        probe.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_else(|e| e.to_string())
+    );
+    python
+}
+
 pub fn options(survey: Survey, input: &Path, out: &Path) -> IngestOptions {
     IngestOptions::new(survey, input, out, PreprocessConfig::new(LogGrid::preset(GridPreset::Lamost)))
         .with_progress(false)

@@ -98,6 +98,46 @@ fn nan_flux_fails() {
     assert_bad_file_fails(|p| edited_copy(p, 0, f32::NAN), "NaN");
 }
 
+/// One finite but absurd flux pixel (−2.06e33, a flipped exponent, with a positive ivar) used to
+/// drag the continuum fit and overflow the normalised ivar to +inf. It is masked; the rest of the
+/// spectrum comes out as it does from the pristine file.
+#[test]
+fn one_absurd_finite_pixel_is_masked_and_the_spectrum_is_unharmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, damaged) = (dir.path().join("clean"), dir.path().join("damaged"));
+    std::fs::create_dir_all(&clean).unwrap();
+    std::fs::create_dir_all(&damaged).unwrap();
+    std::fs::copy(data(GOOD), clean.join("a.fits")).unwrap();
+    let dest = damaged.join("a.fits");
+    std::fs::copy(data(GOOD), &dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    {
+        let mut f = FitsFile::edit(&dest).unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        let mut img: Vec<f32> = hdu.read_image(&mut f).unwrap();
+        let npix = img.len() / 5;
+        img[npix / 2] = -2.06e33; // flux row 0, mid-spectrum; its ivar stays positive
+        assert!(img[npix + npix / 2] > 0.0);
+        hdu.write_image(&mut f, &img).unwrap();
+    }
+    let spectra = |input: &Path, out: &Path| {
+        let summary = ingest(Survey::Lamost, input, out);
+        assert_eq!(summary.files(Status::Written), 1, "{:?}", summary.counts);
+        let df = read_spectra(out);
+        let col = |c: &str| -> Vec<f32> {
+            df.column(c).unwrap().array().unwrap().get_inner().f32().unwrap().into_no_null_iter().collect()
+        };
+        (col("flux"), col("ivar"))
+    };
+    let (flux0, ivar0) = spectra(&clean, &dir.path().join("out-clean"));
+    let (flux1, ivar1) = spectra(&damaged, &dir.path().join("out-damaged"));
+    assert!(flux1.iter().chain(&ivar1).all(|v| v.is_finite()) && ivar1.iter().all(|&v| v >= 0.0));
+    let changed = (0..flux0.len()).filter(|&j| (flux0[j] - flux1[j]).abs() > 1e-3 * flux0[j].abs().max(1e-3)).count();
+    assert!(changed <= 3, "{changed} grid pixels differ from the pristine spectrum");
+    let masked_more = (0..ivar0.len()).filter(|&j| ivar0[j] > 0.0 && ivar1[j] == 0.0).count();
+    assert!((1..=3).contains(&masked_more), "the absurd pixel is masked: {masked_more} grid pixels");
+}
+
 #[test]
 fn unwritable_output_stops_the_run_with_the_path() {
     let dir = tempfile::tempdir().unwrap();

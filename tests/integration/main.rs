@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod continuum_bias;
 mod embeddings;
+mod fuzz_corpus;
 mod ingest_bad_inputs;
 mod ingest_desi;
 mod ingest_lamost;

@@ -1,4 +1,4 @@
-//! DuckDB (and astropy) read our shards as they are. Needs `pip install -r scripts/requirements-test.txt`.
+//! DuckDB (and astropy) read our shards as they are. Needs the Python packages scripts/test.sh installs.
 
 use crate::common::*;
 use starpipe::ingest::Survey;
@@ -6,12 +6,7 @@ use std::process::Command;
 
 #[test]
 fn duckdb_reads_shards_and_they_match_astropy() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Command::new(&python).args(["-c", "import duckdb, astropy, numpy"]).status();
-    assert!(
-        probe.is_ok_and(|s| s.success()),
-        "this test needs Python with duckdb, astropy and numpy: pip install -r scripts/requirements-test.txt"
-    );
+    let python = python("duckdb, astropy, numpy");
     let out = tempfile::tempdir().unwrap();
     ingest(Survey::Lamost, &data("real/lamost"), out.path());
     let fits = data("real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits");
@@ -24,7 +19,7 @@ fn duckdb_reads_shards_and_they_match_astropy() {
 
 #[test]
 fn astropy_reads_every_undamaged_mock_file() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python("astropy, numpy");
     let dir = tempfile::tempdir().unwrap();
     let stars = starpipe::mock::lamost::generate_lamost(
         dir.path(),
@@ -46,7 +41,7 @@ fn astropy_reads_every_undamaged_mock_file() {
 
 #[test]
 fn astropy_reads_every_undamaged_mock_desi_coadd() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python("astropy, numpy");
     let dir = tempfile::tempdir().unwrap();
     let snr = starpipe::mock::lamost::SnrDistribution { min: 5.0, max: 50.0 };
     let rows = starpipe::mock::desi::generate_desi(dir.path(), 40, 20, 12, snr, 0.3, &|| {}).unwrap();
