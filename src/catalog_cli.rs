@@ -24,7 +24,7 @@ pub struct CatalogArgs {
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     format: Format,
     /// HATS: most rows per partition.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rows: u64,
     /// HATS: obs_collection name.
     #[arg(long, default_value = "starpipe_catalog")]

@@ -1,5 +1,6 @@
 //! Command-line front ends of `train-encoder` and `embed`.
 
+use crate::arg_values::{at_least_one, non_negative, positive};
 use anyhow::{Result, bail};
 use clap::Args;
 use starpipe::encoder::embed::{EmbedOptions, run_embed};
@@ -30,26 +31,30 @@ pub struct TrainEncoderArgs {
     #[arg(long, default_value_t = 0)]
     max_spectra: usize,
     /// AdamW learning rate (cosine-decayed to 0 over --max-epochs).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
     weight_decay: f64,
-    #[arg(long, default_value_t = 64)]
+    /// Spectra per optimisation step.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     batch_size: usize,
-    #[arg(long, default_value_t = 30)]
+    /// Upper limit on epochs.
+    #[arg(long, default_value_t = 30, value_parser = at_least_one)]
     max_epochs: usize,
     /// Stop after this many epochs without a better validation loss.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     patience: usize,
     /// Masked runs of tokens per spectrum.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = at_least_one)]
     mask_chunks: usize,
     /// Tokens per masked run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     mask_chunk_len: usize,
+    /// Seed of initialisation, batch order and masks.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// cpu, or cuda (a binary built with `--features cuda`).
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
     /// Ignore a checkpoint in --out and start over. By default a killed run continues from its
@@ -72,19 +77,17 @@ pub struct EmbedArgs {
     out: PathBuf,
     /// Spectra per encoder call (64 keeps the small preset's attention buffers reusable; larger
     /// batches measured slower on a 2-core CPU).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     batch_size: usize,
     /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
     #[arg(long, value_name = "i/N", default_value = "0/1")]
     shard: starpipe::ingest::ShardSpec,
+    /// cpu, or cuda (a binary built with `--features cuda`).
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
 }
 
 pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
-    if a.batch_size == 0 || a.max_epochs == 0 || a.mask_chunks == 0 || a.mask_chunk_len == 0 {
-        bail!("--batch-size, --max-epochs, --mask-chunks and --mask-chunk-len must be at least 1");
-    }
     let mut opts = EncoderTrainOptions::new(a.spectra, a.out.clone());
     if let (Some(lo), Some(hi)) = (a.wave_min, a.wave_max) {
         opts.window = LogGrid::lamost_between(lo, hi)

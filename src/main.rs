@@ -1,6 +1,7 @@
 //! The `starpipe` command line. Library errors are typed; here they become `anyhow` reports.
 
 use anyhow::{Context, Result, bail};
+use arg_values::{at_least_one, fraction, positive};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::ingest::desi::DesiOptions;
@@ -11,6 +12,7 @@ use starpipe::mock::lamost::SnrDistribution;
 use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;
 
+mod arg_values;
 mod catalog_cli;
 mod encoder_cli;
 mod model_cli;
@@ -159,7 +161,7 @@ struct IngestArgs {
     #[arg(long, value_name = "i/N", default_value = "0/1")]
     shard: ShardSpec,
     /// Worker threads (default: all cores).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
     threads: Option<usize>,
     /// Spectra per output shard.
     #[arg(long, default_value_t = 50_000, value_parser = at_least_one)]
@@ -181,24 +183,24 @@ struct IngestArgs {
     #[arg(long)]
     no_rest_frame: bool,
     /// Convolve DESI arms to this resolving power before resampling (bare flag: R = 1800, LAMOST's).
-    #[arg(long, value_name = "R", num_args = 0..=1, default_missing_value = "1800")]
+    #[arg(long, value_name = "R", num_args = 0..=1, default_missing_value = "1800", value_parser = positive)]
     degrade_to_r: Option<f64>,
-    /// Chebyshev degree of the continuum fit per segment.
-    #[arg(long, default_value_t = ContinuumConfig::default().degree)]
-    continuum_degree: usize,
+    /// Chebyshev degree of the continuum fit per segment (1–6).
+    #[arg(long, default_value_t = ContinuumConfig::default().degree as u16, value_parser = clap::value_parser!(u16).range(1..=6))]
+    continuum_degree: u16,
     /// Skip spectra with a larger fraction of masked grid pixels.
-    #[arg(long, default_value_t = 0.5)]
-    max_masked_fraction: f32,
+    #[arg(long, default_value_t = 0.5, value_parser = fraction)]
+    max_masked_fraction: f64,
     /// DESI: COADD_FIBERSTATUS bits that do not disqualify a fibre (comma list; 3 = RESTRICTED).
-    #[arg(long, value_delimiter = ',', default_value = "3")]
+    #[arg(long, value_delimiter = ',', default_value = "3", value_parser = clap::value_parser!(u32).range(0..=31))]
     allow_fiberstatus_bits: Vec<u32>,
     /// DESI: largest |c·z| in km/s accepted for a star.
-    #[arg(long, default_value_t = 1500.0)]
+    #[arg(long, default_value_t = 1500.0, value_parser = positive)]
     max_abs_rv: f64,
     /// Exit with an error (after writing everything) when more than this fraction of the task's
     /// input files failed: a systemic problem (wrong survey, damaged transfer) rather than a few
     /// bad files. The failed files are listed in the report either way.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = fraction)]
     max_failed_fraction: Option<f64>,
     /// Do not draw a progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long)]
@@ -221,26 +223,11 @@ fn ingest(a: IngestArgs) -> Result<()> {
             .with_context(|| format!("--wave-min {lo} --wave-max {hi} selects no pixel of the LAMOST grid"))?,
         _ => LogGrid::preset(a.grid),
     };
-    if !(0.0..=1.0).contains(&a.max_masked_fraction) {
-        bail!("--max-masked-fraction must be within 0..1, got {}", a.max_masked_fraction);
-    }
-    if let Some(r) = a.degrade_to_r.filter(|r| !(r.is_finite() && *r > 0.0)) {
-        bail!("--degrade-to-r must be a positive resolving power, got {r}");
-    }
-    if let Some(f) = a.max_failed_fraction.filter(|f| !(0.0..=1.0).contains(f)) {
-        bail!("--max-failed-fraction must be within 0..1, got {f}");
-    }
-    if !(1..=6).contains(&a.continuum_degree) {
-        bail!("--continuum-degree must be within 1..=6 (a low-order fit per segment), got {}", a.continuum_degree);
-    }
-    if let Some(bit) = a.allow_fiberstatus_bits.iter().find(|&&b| b > 31) {
-        bail!("--allow-fiberstatus-bits: bit {bit} is not a 32-bit COADD_FIBERSTATUS bit");
-    }
     let mut pre = PreprocessConfig::new(grid);
     pre.rest_frame = !a.no_rest_frame;
     pre.degrade_to_r = a.degrade_to_r;
-    pre.max_masked_fraction = a.max_masked_fraction;
-    pre.continuum.degree = a.continuum_degree;
+    pre.max_masked_fraction = a.max_masked_fraction as f32;
+    pre.continuum.degree = usize::from(a.continuum_degree);
     let rules = SelectionRules {
         allowed_fiberstatus_bits: a.allow_fiberstatus_bits,
         max_abs_rv_kms: a.max_abs_rv,
@@ -321,15 +308,6 @@ fn progress_bar(len: u64, stage: &str, unit: &str) -> indicatif::ProgressBar {
     );
     bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"));
     bar
-}
-
-/// A count that must be positive (refused at parse time, so pipeline files are checked too).
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 fn parse_labels(s: &str) -> Result<[f64; 3], String> {

@@ -1,5 +1,6 @@
 //! Command-line front ends of the model stages: `train`, `finetune`, `evaluate`, `infer`.
 
+use crate::arg_values::{at_least_one, fraction, fraction_below_one, non_negative, positive};
 use anyhow::{Result, bail};
 use clap::Args;
 use starpipe::grid::{GridPreset, LogGrid};
@@ -58,19 +59,19 @@ impl LabelArgs {
 #[derive(Args, Debug)]
 pub struct FitArgs {
     /// AdamW learning rate (default: train 1e-3; finetune full 1e-4, lora/reshead 1e-3).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     lr: Option<f64>,
     /// AdamW weight decay.
-    #[arg(long)]
+    #[arg(long, value_parser = non_negative)]
     weight_decay: Option<f64>,
     /// Spectra per optimisation step (default: train 512, finetune 128).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     batch_size: Option<usize>,
     /// Upper limit on epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     max_epochs: Option<usize>,
     /// Stop after this many epochs without a better validation loss (default: train 10, finetune 20).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     patience: Option<usize>,
     /// Seed of weight initialisation, batch order and dropout.
     #[arg(long, default_value_t = 1)]
@@ -102,14 +103,14 @@ pub struct ComputeArgs {
     #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
     device: ComputeDevice,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
 }
 
 impl ComputeArgs {
     fn setup(&self) -> Result<ComputeDevice> {
         if let Some(n) = self.threads {
-            rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
+            rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
         }
         Ok(self.device)
     }
@@ -120,7 +121,7 @@ impl ComputeArgs {
 pub struct SplitArgs {
     /// Fraction of labelled target stars reserved for evaluation (chosen by key hash); with
     /// `evaluate` and no adapter, 1 scores every star.
-    #[arg(long, default_value_t = TestSplit::default().test_fraction)]
+    #[arg(long, default_value_t = TestSplit::default().test_fraction, value_parser = fraction)]
     test_fraction: f64,
     /// Seed of the test-split hash.
     #[arg(long, default_value_t = TestSplit::default().seed)]
@@ -130,9 +131,6 @@ pub struct SplitArgs {
 impl SplitArgs {
     fn split(&self) -> Result<TestSplit> {
         // 1 makes every star a test star: scoring a model on a survey it never adapted to.
-        if !(0.0..=1.0).contains(&self.test_fraction) {
-            bail!("--test-fraction must be within [0, 1], got {}", self.test_fraction);
-        }
         Ok(TestSplit { seed: self.split_seed, test_fraction: self.test_fraction })
     }
 }
@@ -158,10 +156,10 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
     /// Dropout probability after each hidden layer.
-    #[arg(long, default_value_t = 0.1)]
-    dropout: f32,
+    #[arg(long, default_value_t = 0.1, value_parser = fraction_below_one)]
+    dropout: f64,
     /// Fraction of stars held out for early stopping and σ calibration.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = fraction_below_one)]
     val_fraction: f64,
     #[command(flatten)]
     fit: FitArgs,
@@ -185,24 +183,24 @@ pub struct FinetuneArgs {
     #[arg(long, value_enum)]
     strategy: Strategy,
     /// Target-survey labelled stars used (training + validation), taken outside the test split.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = at_least_one)]
     n_train: usize,
     /// Fraction of those used for early stopping and σ calibration.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = fraction_below_one)]
     val_fraction: f64,
     #[command(flatten)]
     split: SplitArgs,
     /// LoRA rank r.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     lora_rank: usize,
     /// LoRA scale α (updates are scaled by α/r).
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 16.0, value_parser = positive)]
     lora_alpha: f64,
     /// Layers LoRA adapts (hidden.0, hidden.1, …, output; default: every hidden layer).
     #[arg(long, value_delimiter = ',')]
     lora_layers: Vec<String>,
     /// Hidden width of the residual head.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     reshead_hidden: usize,
     #[command(flatten)]
     fit: FitArgs,
@@ -230,7 +228,7 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     split: SplitArgs,
     /// Bootstrap resamples for the 68 % intervals.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     bootstrap: usize,
     /// Also score a model on embeddings (with --embeddings and --embedding-adapter), and the
     /// hybrids of the two heads per strategy (inverse-variance mean; regime switch at [Fe/H] = −1).
@@ -261,7 +259,7 @@ pub struct InferArgs {
     #[arg(long)]
     out: PathBuf,
     /// Spectra per read block and network call.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = at_least_one)]
     batch_size: usize,
     /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
     #[arg(long, value_name = "i/N", default_value = "0/1")]
@@ -270,21 +268,10 @@ pub struct InferArgs {
     compute: ComputeArgs,
 }
 
-fn check_fraction(name: &str, v: f64) -> Result<()> {
-    if !(0.0..1.0).contains(&v) {
-        bail!("{name} must be within [0, 1), got {v}");
-    }
-    Ok(())
-}
-
 pub fn train(a: TrainArgs) -> Result<()> {
     let device = a.compute.setup()?;
-    check_fraction("--val-fraction", a.val_fraction)?;
     if a.hidden.as_ref().is_some_and(|h| h.is_empty() || h.contains(&0)) {
         bail!("--hidden needs at least one non-zero width");
-    }
-    if !(0.0..1.0).contains(&a.dropout) {
-        bail!("--dropout must be within [0, 1)");
     }
     let mut opts = TrainOptions::new(a.spectra, a.labels.labels.clone(), a.out.clone());
     opts.label_spec = a.labels.spec("obsid")?;
@@ -295,7 +282,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         _ => LogGrid::preset(GridPreset::Specclip),
     };
     opts.hidden = a.hidden;
-    opts.dropout = a.dropout;
+    opts.dropout = a.dropout as f32;
     opts.val_fraction = a.val_fraction;
     opts.fit = a.fit.apply(FitConfig::pretraining())?;
     opts.device = device;
@@ -339,7 +326,6 @@ fn print_validation(v: &[starpipe::model::card::ParameterMetrics]) {
 
 pub fn finetune(a: FinetuneArgs) -> Result<()> {
     let device = a.compute.setup()?;
-    check_fraction("--val-fraction", a.val_fraction)?;
     if a.lora_rank == 0 || a.reshead_hidden == 0 {
         bail!("--lora-rank and --reshead-hidden must be at least 1");
     }

@@ -15,7 +15,7 @@ pub struct RunArgs {
     pipeline: Option<PathBuf>,
     /// Tasks per sharded stage (ingest, embed, infer); default: the pipeline's `shards`. Part of
     /// what a run computes: the same inputs with another shard count give other shard files.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::arg_values::shard_count)]
     shards: Option<usize>,
     /// Directory the stages' relative paths point into; default: the pipeline's `workdir`.
     #[arg(long)]

@@ -186,6 +186,33 @@ struct Predicted {
     adapter_hash: Vec<String>,
 }
 
+/// Refuses a pixel-head prediction shard whose recorded input (the size of the spectra shard
+/// `infer` read) is not that of `shard`: a shard of the same name from another ingest directory.
+/// Predictions made from embeddings record their embedding shard, so only their rows are checked.
+fn check_made_from(pred_path: &Path, shard: &Path) -> Result<()> {
+    if !pred_path.exists() {
+        return Ok(());
+    }
+    let kv = crate::ingest::shards::read_key_value_metadata(pred_path).map_err(|e| CatalogError::bad(pred_path, e))?;
+    let recorded = kv.iter().find(|(k, _)| k == crate::model::per_shard::META_INPUT).map(|(_, v)| v.as_str());
+    let Some(recorded) = recorded.filter(|r| r.starts_with("spectra-")) else { return Ok(()) };
+    let actual = crate::model::per_shard::input_record(shard).map_err(|e| CatalogError::bad(shard, e.to_string()))?;
+    // Sizes, not names: a shard renamed together with its predictions is still the same data.
+    let size = |record: &str| record.rsplit_once(" (").map(|(_, s)| s.to_string());
+    if size(recorded) != size(&actual) {
+        return Err(CatalogError::bad(
+            pred_path,
+            format!(
+                "made from {recorded}, not from {} ({actual}): these predictions belong to other spectra (another \
+                 ingest directory, or spectra re-ingested since); give --spectra the directory `infer` read, or \
+                 re-run `infer` on these spectra",
+                shard.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
     if !path.exists() {
         return Ok(None);
@@ -220,6 +247,7 @@ pub fn shard_rows(
 ) -> Result<()> {
     for head in heads {
         let pred_path = head.predictions_for(shard);
+        check_made_from(&pred_path, shard)?;
         let predicted = read_predictions(&pred_path)?;
         if predicted.is_none() {
             tracing::warn!(shard = %shard.display(), head = %head.dir.display(), "no prediction shard: rows flagged BAD_INPUT");
@@ -237,7 +265,12 @@ pub fn shard_rows(
                         if pid != ids.value(i) {
                             return Err(CatalogError::bad(
                                 &pred_path,
-                                format!("row order differs from {} ({pid} vs {})", shard.display(), ids.value(i)),
+                                format!(
+                                    "its rows are not those of {} ({pid} vs {}): these predictions were made from \
+                                     other spectra; give --spectra the directory `infer` read, or re-run `infer`",
+                                    shard.display(),
+                                    ids.value(i)
+                                ),
                             ));
                         }
                         let f = |c: usize| pb.column(c).as_primitive::<Float32Type>().value(j) as f64;

@@ -120,7 +120,7 @@ pub fn output_name(shard: &Path) -> String {
 fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
     Ok(vec![
         ("starpipe.version".into(), crate::VERSION.into()),
-        ("starpipe.infer.input".into(), input_record(shard)?),
+        (super::per_shard::META_INPUT.into(), input_record(shard)?),
         ("starpipe.infer.model_sha256".into(), p.card.weights_sha256.clone()),
         ("starpipe.infer.adapter_sha256".into(), p.adapter_sha256().into()),
         ("starpipe.infer.label_range".into(), serde_json::to_string(&p.card.label_range).unwrap_or_default()),

@@ -137,8 +137,14 @@ impl Stage {
                     // Repeating the flag suits both multi-value flags (`--spectra a --spectra b`)
                     // and comma-delimited lists.
                     for v in &p.values {
-                        argv.push(p.flag());
-                        argv.push(v.command_line());
+                        // `--flag -1` would read -1 as a flag; `--flag=-1` lets the parser judge it.
+                        let value = v.command_line();
+                        if value.starts_with('-') {
+                            argv.push(format!("{}={value}", p.flag()));
+                        } else {
+                            argv.push(p.flag());
+                            argv.push(value);
+                        }
                     }
                 }
             }
@@ -200,6 +206,11 @@ struct RawSlurm {
     options: Vec<String>,
 }
 
+/// The most tasks a sharded stage may have: far beyond any real release (a task per ~100 files of
+/// LAMOST's 11 million), small enough that a run's bookkeeping stays in memory (10⁹ shards
+/// used to abort on a 32 GB allocation). The command line's `--shards` agrees.
+pub const MAX_SHARDS: usize = 100_000;
+
 const SAFE_NAME_RULE: &str = "may use ASCII letters, digits, '.', '-' and '_' only, starting with a letter or digit";
 
 /// Names that go into file names, job names and `#SBATCH` lines unquoted: nothing a shell or
@@ -258,8 +269,10 @@ impl Pipeline {
         }
         let shards = match raw.pipeline.shards {
             None => 1,
-            Some(s) if *s.get_ref() >= 1 => *s.get_ref() as usize,
-            Some(s) => return Err(invalid(s.span().start, "pipeline.shards", "must be at least 1".into())),
+            Some(s) if (1..=MAX_SHARDS as i64).contains(s.get_ref()) => *s.get_ref() as usize,
+            Some(s) => {
+                return Err(invalid(s.span().start, "pipeline.shards", format!("must be within 1..={MAX_SHARDS}")));
+            }
         };
         let mut stages = Vec::new();
         for (name, table) in raw.stages {

@@ -8,15 +8,15 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-struct Emb {
-    encoder: PathBuf,
-    lamost: PathBuf,
-    desi: PathBuf,
-    model: PathBuf,
+pub(crate) struct Emb {
+    pub(crate) encoder: PathBuf,
+    pub(crate) lamost: PathBuf,
+    pub(crate) desi: PathBuf,
+    pub(crate) model: PathBuf,
     lora: PathBuf,
 }
 
-fn emb() -> &'static Emb {
+pub(crate) fn emb() -> &'static Emb {
     static E: OnceLock<Emb> = OnceLock::new();
     E.get_or_init(|| {
         let f = fixture();

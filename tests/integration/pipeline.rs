@@ -200,6 +200,21 @@ fn a_bad_pipeline_is_refused_before_any_work_with_key_and_line() {
         ("max_epochs = 6", "max_epoch = 6", "max_epoch = 6", "stages.train.max_epoch", "unexpected argument"),
         ("seed = 3", "seed = \"three\"", "seed = \"three\"", "stages.train.seed", "invalid value"),
         ("shard_size = 25", "shard_size = 0", "shard_size = 0", "stages.ingest.shard_size", "must be at least 1"),
+        // Absurd values: each refused by the command's own parser, so by the pre-flight too.
+        ("shards = 2", "shards = 1000000000", "shards = 1000000000", "pipeline.shards", "must be within 1..=100000"),
+        ("threads = 1", "threads = -1", "threads = -1", "stages.ingest.threads", "invalid value '-1'"),
+        ("threads = 1", "threads = 0", "threads = 0", "stages.ingest.threads", "must be at least 1"),
+        (
+            "max_failed_fraction = 0.5",
+            "max_failed_fraction = 7",
+            "max_failed_fraction = 7",
+            "stages.ingest.max_failed_fraction",
+            "must be within 0..1",
+        ),
+        ("batch_size = 64", "batch_size = 0", "batch_size = 0", "stages.train.batch_size", "must be at least 1"),
+        ("max_epochs = 6", "max_epochs = 0", "max_epochs = 0", "stages.train.max_epochs", "must be at least 1"),
+        ("seed = 3", "seed = 3\nlr = -0.1", "lr = -0.1", "stages.train.lr", "must be positive"),
+        ("seed = 3", "seed = 3\nval_fraction = 1.0", "val_fraction = 1.0", "stages.train.val_fraction", "[0, 1)"),
         (
             "command = \"infer\"",
             "command = \"infre\"",
