@@ -242,6 +242,9 @@ fn ingest(a: IngestArgs) -> Result<()> {
         .with_progress(!a.no_progress);
     let summary = run_ingest(&opts)?;
     print_summary(&summary, &a.out);
+    if let Some(why) = summary.all_failed() {
+        bail!("{why}; the reasons are in {}/report-{}-*.parquet", a.out.display(), a.shard.tag());
+    }
     if let Some(max) = a.max_failed_fraction {
         let failed = summary.files(Status::Failed);
         let fraction = failed as f64 / summary.inputs.max(1) as f64;

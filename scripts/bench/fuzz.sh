@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 lamost_n="${1:-10000}"; desi_n="${2:-2000}"; seed="${3:-1}"
-cargo build --release --quiet --bin starpipe --example fuzz_ingest
-target="${CARGO_TARGET_DIR:-target}/release"
+# FUZZ_PROFILE=dev reuses the test build (starpipe at opt-level 1) instead of a release build.
+profile="${FUZZ_PROFILE:-release}"
+cargo build --profile "$profile" --quiet --bin starpipe --example fuzz_ingest
+target="${CARGO_TARGET_DIR:-target}/$([[ "$profile" == dev ]] && echo debug || echo "$profile")"
 work="${FUZZ_WORK:-$(mktemp -d)}"
 trap '[[ -z "${FUZZ_WORK:-}" ]] && rm -rf "$work"' EXIT
 

@@ -50,6 +50,32 @@ pub enum DiscoverError {
     Manifest { path: PathBuf, source: std::io::Error },
     #[error("cannot walk {path}: {source}")]
     Walk { path: PathBuf, source: walkdir::Error },
+    #[error("no {survey} input files in {path}{hint}")]
+    NoInputs { survey: &'static str, path: PathBuf, hint: String },
+}
+
+/// Why a directory holds no input for `survey`, when its files say: the other survey's names,
+/// or nothing FITS-like at all.
+fn no_input_hint(survey: Survey, dir: &Path) -> String {
+    let names: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().to_ascii_lowercase())
+        .collect();
+    let other = match survey {
+        Survey::Lamost => Survey::Desi,
+        Survey::Desi => Survey::Lamost,
+    };
+    if names.is_empty() {
+        " (the directory is empty)".into()
+    } else if names.iter().any(|n| other.wants(n)) {
+        format!(" ({} file(s) there look like {} files: --survey {}?)", names.iter().filter(|n| other.wants(n)).count(), other.as_str(), other.as_str())
+    } else if survey == Survey::Desi && names.iter().any(|n| n.starts_with("spectra-") || n.starts_with("redrock-")) {
+        " (DESI coadds are read from coadd-*.fits; per-exposure spectra-*.fits only from a manifest, and redrock-*.fits beside a coadd as its companion)".into()
+    } else {
+        format!(" ({} file(s), none named like {} FITS files)", names.len(), survey.as_str())
+    }
 }
 
 impl Input {
@@ -88,6 +114,10 @@ pub fn discover(survey: Survey, input: &Path) -> Result<Vec<Input>, DiscoverErro
                 }
             }
         }
+        if out.is_empty() {
+            let hint = no_input_hint(survey, input);
+            return Err(DiscoverError::NoInputs { survey: survey.as_str(), path: input.to_path_buf(), hint });
+        }
         return Ok(out);
     }
     let text =
@@ -104,6 +134,10 @@ pub fn discover(survey: Survey, input: &Path) -> Result<Vec<Input>, DiscoverErro
             continue;
         }
         out.push(Input::new(path, line.to_string()));
+    }
+    if out.is_empty() {
+        let hint = " (the manifest lists no file)".to_string();
+        return Err(DiscoverError::NoInputs { survey: survey.as_str(), path: input.to_path_buf(), hint });
     }
     Ok(out)
 }

@@ -106,6 +106,12 @@ pub enum IngestError {
     BrokenShard { path: PathBuf, reason: String },
     #[error("cannot start {0} worker threads: {1}")]
     Threads(usize, String),
+    #[error(
+        "{out} holds the output of an ingest split into {found} task(s) ({example}), and this task is one of \
+         {expected}: mixing counts would write every spectrum twice. Use --shard i/{found}, another --out, or \
+         remove the old spectra-*/report-*/ingest-summary-* files"
+    )]
+    OtherShardCount { out: PathBuf, found: usize, expected: usize, example: String },
 }
 
 /// Written/skipped/failed counts.
@@ -160,6 +166,28 @@ pub struct IngestSummary {
 }
 
 impl IngestSummary {
+    /// When every input of the task failed, why that is most likely not the files' fault: the
+    /// wrong `--survey`, or a systemic problem named by the most common reason.
+    pub fn all_failed(&self) -> Option<String> {
+        let failed = self.files(Status::Failed);
+        if self.inputs == 0 || failed < self.inputs {
+            return None;
+        }
+        let (top, _) = self.counts.reasons.iter().filter(|(k, _)| k.starts_with("failed: ")).max_by_key(|(_, n)| **n)?;
+        let top = top.trim_start_matches("failed: ");
+        let hint = match self.survey.as_str() {
+            "lamost" if top.contains("not a LAMOST LRS file") || top.contains("OBSID") => {
+                "; these look like DESI files: --survey desi?"
+            }
+            "desi" if top.contains("FIBERMAP") => "; these look like LAMOST files: --survey lamost?",
+            _ => "",
+        };
+        Some(format!(
+            "every one of the {} input files of ingest task {} failed (most often: {top}){hint}",
+            self.inputs, self.task
+        ))
+    }
+
     pub fn files(&self, status: Status) -> u64 {
         self.counts.files.get(status.as_str()).copied().unwrap_or(0)
     }
@@ -286,6 +314,25 @@ fn remove_orphan_reports(out: &Path, tag: &str, first_unfinished: usize) {
     }
 }
 
+/// The task count in an output file name (`spectra-00001-of-00004-00000.parquet` → 4).
+fn shard_count_of(file_name: &str) -> Option<usize> {
+    let rest = ["spectra-", "report-", "ingest-summary-"].iter().find_map(|p| file_name.strip_prefix(p))?;
+    let (_, after) = rest.split_once("-of-")?;
+    after.get(..5)?.parse().ok()
+}
+
+/// Refuses to write task files of `count` tasks into a directory that holds another count's.
+fn refuse_other_shard_count(out: &Path, count: usize) -> Result<(), IngestError> {
+    let Ok(entries) = std::fs::read_dir(out) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(found) = shard_count_of(&name).filter(|&n| n != count) {
+            return Err(IngestError::OtherShardCount { out: out.to_path_buf(), found, expected: count, example: name });
+        }
+    }
+    Ok(())
+}
+
 /// Removes every output of this task (shards, report parts, summary).
 fn remove_task_outputs(out: &Path, tag: &str) {
     let Ok(entries) = std::fs::read_dir(out) else { return };
@@ -321,6 +368,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     let inputs = opts.shard.select(&all);
     let tag = opts.shard.tag();
     std::fs::create_dir_all(&opts.out).map_err(|e| IngestError::OutDir { path: opts.out.clone(), source: e })?;
+    refuse_other_shard_count(&opts.out, opts.shard.count)?;
     remove_stale_tmp(&opts.out, &tag);
     let fp = fingerprint(opts);
     let inputs_fp = inputs_fingerprint(&inputs);
@@ -335,9 +383,6 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
         resume_at_input = resume.next_input,
         "ingest starting"
     );
-    if all.is_empty() {
-        tracing::warn!(input = %opts.input.display(), "no input files found");
-    }
 
     let breaks = match opts.survey {
         Survey::Lamost => LAMOST_SEGMENT_BREAKS,
@@ -442,6 +487,11 @@ fn process_input(opts: &IngestOptions, pre: &Preprocessor, index: usize, input: 
     }
     if !input.path.is_file() {
         return FileOutcome::file_failed(index, &input.display, None, "file not found".into());
+    }
+    let name = input.path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if opts.survey == Survey::Desi && name.starts_with("redrock-") {
+        let reason = "a redrock file is read as the companion of its coadd (coadd-*.fits beside it); list the coadd";
+        return FileOutcome::file_skipped(index, &input.display, None, reason.into());
     }
     // A bug on one odd file must not take the run down with it: record it as that file's failure.
     let run = std::panic::AssertUnwindSafe(|| match opts.survey {

@@ -116,7 +116,15 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
     tracing::info!(shards = shards.len(), labels = labels.rows.len(), input = input.kind(), "reading labelled inputs");
     let mut set = load_labelled(&shards, &input, &labels, &opts.selection)?;
-    tracing::info!(counts = ?set.counts, "labelled spectra");
+    let c = &set.counts;
+    tracing::info!(
+        read = c.spectra_read,
+        without_label = c.without_label,
+        below_min_snr = c.below_min_snr,
+        label_error_too_large = c.label_error_too_large,
+        used = c.used,
+        "labelled spectra"
+    );
     // Validation by object, so repeat spectra of one star never straddle the split.
     let seed = opts.fit.seed;
     let val_rows = rows_where(&set, |i| unit_hash(set.key[i], seed ^ 0x7A1) < opts.val_fraction);

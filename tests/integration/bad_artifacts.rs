@@ -23,15 +23,20 @@ fn refused(args: &[&str], paths: &[(&str, &Path)], file: &str, reason: &str, out
     );
 }
 
+/// A copy of the directory `from` under `into`, with its `file` cut to half its length.
+fn truncated_copy(from: &Path, into: &Path, file: &str) -> std::path::PathBuf {
+    let copy = into.join(from.file_name().unwrap());
+    copy_dir(from, &copy);
+    let bytes = std::fs::read(copy.join(file)).unwrap();
+    std::fs::write(copy.join(file), &bytes[..bytes.len() / 2]).unwrap();
+    copy
+}
+
 #[test]
 fn truncated_model_weights_are_refused() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    copy_dir(&f.p("model"), &model);
-    let weights = model.join("model.safetensors");
-    let bytes = std::fs::read(&weights).unwrap();
-    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let model = truncated_copy(&f.p("model"), dir.path(), "model.safetensors");
     let out = dir.path().join("pred");
     refused(
         &["infer"],
@@ -95,11 +100,7 @@ fn truncated_encoder_weights_are_refused() {
     let e = emb();
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
-    let encoder = dir.path().join("encoder");
-    copy_dir(&e.encoder, &encoder);
-    let weights = encoder.join("encoder.safetensors");
-    let bytes = std::fs::read(&weights).unwrap();
-    std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
+    let encoder = truncated_copy(&e.encoder, dir.path(), "encoder.safetensors");
     let out = dir.path().join("emb");
     refused(
         &["embed"],

@@ -4,7 +4,7 @@
 use crate::common::*;
 use fitsio::FitsFile;
 use fitsio::tables::{ColumnDataType, ColumnDescription};
-use starpipe::ingest::Survey;
+use starpipe::ingest::{ShardSpec, Survey};
 use starpipe::ingest::record::Status;
 use std::path::Path;
 
@@ -179,4 +179,65 @@ fn a_bad_command_line_is_an_error_before_any_work() {
         .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
     assert!(!dir.path().join("out").exists(), "nothing is written for a bad command line");
+}
+
+#[test]
+fn a_folder_without_inputs_for_the_survey_is_an_error_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let err = |survey, input: &Path| {
+        starpipe::ingest::run_ingest(&options(survey, input, &out)).unwrap_err().to_string()
+    };
+    let e = err(Survey::Desi, &data("real/lamost"));
+    assert!(e.contains("no desi input files") && e.contains("--survey lamost?"), "{e}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(err(Survey::Lamost, &empty).contains("empty"));
+    let manifest = dir.path().join("none.txt");
+    std::fs::write(&manifest, "# nothing\n").unwrap();
+    assert!(err(Survey::Lamost, &manifest).contains("lists no file"));
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn desi_files_ingested_as_lamost_exit_nonzero_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for f in ["coadd-4-80613-thru20210324.fits", "redrock-4-80613-thru20210324.fits"] {
+        std::fs::copy(data(&format!("real/desi/{f}")), input.join(f)).unwrap();
+    }
+    let o = crate::models::run(&["ingest", "--survey", "lamost", "--no-progress"], &[("--input", &input), ("--out", &dir.path().join("out"))]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("every one of the 2 input files") && err.contains("--survey desi?"), "{err}");
+    // Accounted for all the same.
+    assert_eq!(read_report(&dir.path().join("out")).len(), 2);
+}
+
+#[test]
+fn a_second_shard_count_into_one_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for i in 0..2 {
+        let opts = options(Survey::Lamost, &data("real/lamost"), &out).with_shard(ShardSpec { index: i, count: 2 });
+        starpipe::ingest::run_ingest(&opts).unwrap();
+    }
+    let opts = options(Survey::Lamost, &data("real/lamost"), &out).with_shard(ShardSpec { index: 0, count: 3 });
+    let e = starpipe::ingest::run_ingest(&opts).unwrap_err().to_string();
+    assert!(e.contains("split into 2 task(s)") && e.contains("one of 3"), "{e}");
+    assert!(!std::fs::read_dir(&out).unwrap().flatten().any(|f| f.file_name().to_string_lossy().contains("-of-00003")));
+}
+
+#[test]
+fn a_redrock_file_listed_as_an_input_is_skipped_as_a_companion() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.txt");
+    let (c, r) = (data("real/desi/coadd-4-80613-thru20210324.fits"), data("real/desi/redrock-4-80613-thru20210324.fits"));
+    std::fs::write(&manifest, format!("{}\n{}\n", c.display(), r.display())).unwrap();
+    let out = dir.path().join("out");
+    ingest(Survey::Desi, &manifest, &out);
+    let row = file_row(&read_report(&out), "redrock-4-80613-thru20210324.fits").clone();
+    assert_eq!(row.status, "skipped");
+    assert!(row.reason.contains("companion of its coadd"), "{}", row.reason);
 }
