@@ -182,8 +182,9 @@ pub struct FinetuneArgs {
     out: PathBuf,
     #[arg(long, value_enum)]
     strategy: Strategy,
-    /// Target-survey labelled stars used (training + validation), taken outside the test split.
-    #[arg(long, default_value_t = 500, value_parser = at_least_one)]
+    /// Target-survey labelled stars used (training + validation), taken outside the test split (0 with
+    /// `--strategy zeroshot`: no target stars at all).
+    #[arg(long, default_value_t = 500)]
     n_train: usize,
     /// Fraction of those used for early stopping and σ calibration.
     #[arg(long, default_value_t = 0.2, value_parser = fraction_below_one)]

@@ -127,3 +127,22 @@ fn predictions_made_from_other_spectra_are_refused_by_the_catalogue() {
         &out,
     );
 }
+
+#[test]
+fn predictions_from_embeddings_of_other_spectra_are_refused_by_the_catalogue() {
+    let f = fixture();
+    let e = emb();
+    let dir = tempfile::tempdir().unwrap();
+    // Embeddings of the LAMOST spectra, predicted by the embedding model, offered as DESI's head.
+    let pred = dir.path().join("emb-pred");
+    ok(run(&["infer"], &[("--spectra", &e.lamost), ("--model", &e.model), ("--out", &pred)]));
+    let out = dir.path().join("cat");
+    std::fs::create_dir_all(&out).unwrap();
+    refused(
+        &["catalog"],
+        &[("--spectra", &f.p("desi")), ("--predictions", &pred), ("--out", &out.join("c.parquet"))],
+        "emb-pred/predictions-00000-of-00001-00000.parquet",
+        "were made from other spectra",
+        &out,
+    );
+}
