@@ -18,9 +18,10 @@ pub enum Flag {
     HeadDisagree = 8,
     MetalPoorEmbed = 9,
     RvUncertain = 10,
+    NoClass = 11,
 }
 
-pub const ALL: [Flag; 11] = [
+pub const ALL: [Flag; 12] = [
     Flag::BadInput,
     Flag::NotStar,
     Flag::LowSnr,
@@ -32,6 +33,7 @@ pub const ALL: [Flag; 11] = [
     Flag::HeadDisagree,
     Flag::MetalPoorEmbed,
     Flag::RvUncertain,
+    Flag::NoClass,
 ];
 
 /// Bits that make a row unusable: its estimates are null and `success` is false.
@@ -57,12 +59,13 @@ impl Flag {
             Flag::HeadDisagree => "HEAD_DISAGREE",
             Flag::MetalPoorEmbed => "METAL_POOR_EMBED",
             Flag::RvUncertain => "RV_UNCERTAIN",
+            Flag::NoClass => "NO_CLASS",
         }
     }
     pub fn class(self) -> &'static str {
         match self {
             Flag::BadInput | Flag::NotStar => "fatal",
-            Flag::HeadDisagree | Flag::MetalPoorEmbed | Flag::RvUncertain => "info",
+            Flag::HeadDisagree | Flag::MetalPoorEmbed | Flag::RvUncertain | Flag::NoClass => "info",
             _ => "quality",
         }
     }
@@ -71,7 +74,7 @@ impl Flag {
             Flag::BadInput => {
                 "no prediction for this spectrum (its prediction shard is missing or failed), or no usable pixel"
             }
-            Flag::NotStar => "the survey does not classify the input as a star, or |input_rv| > max_abs_rv_kms",
+            Flag::NotStar => "the survey classifies the input as other than a star, or |input_rv| > max_abs_rv_kms",
             Flag::LowSnr => "snr < min_snr",
             Flag::HighMaskFrac => "frac_masked > max_masked_fraction",
             Flag::FiberWarn => {
@@ -83,6 +86,9 @@ impl Flag {
             Flag::HeadDisagree => "pixel and embedding heads differ by more than disagree_sigma combined sigma",
             Flag::MetalPoorEmbed => "an embedding head gave [Fe/H] < metal_poor_feh, where embeddings are weaker",
             Flag::RvUncertain => "no input RV error, or it exceeds max_rv_err_kms (rest-framing unreliable)",
+            Flag::NoClass => {
+                "the survey gave no classification (DESI without a redrock file: selected by MWS targeting bits)"
+            }
         }
     }
 }
@@ -148,12 +154,17 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
             flags |= flag.mask();
         }
     };
-    set(Flag::BadInput, f.estimate.is_none() || f.frac_masked >= 1.0);
-    set(
-        Flag::NotStar,
-        f.input_class.is_some_and(|c| !c.trim().eq_ignore_ascii_case("STAR"))
-            || f.rv_kms.is_some_and(|v| v.abs() > t.max_abs_rv_kms),
-    );
+    let bad_input = f.estimate.is_none() || f.frac_masked >= 1.0;
+    // UNKNOWN is what ingest writes when the survey said nothing (a DESI star selected by its
+    // targeting bits, without redrock): not a verdict against the star.
+    let class = f.input_class.map(str::trim).filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("UNKNOWN"));
+    let not_star =
+        class.is_some_and(|c| !c.eq_ignore_ascii_case("STAR")) || f.rv_kms.is_some_and(|v| v.abs() > t.max_abs_rv_kms);
+    // Estimates of a fatal row are not published, so nothing may be flagged from them.
+    let fatal = bad_input || not_star;
+    set(Flag::BadInput, bad_input);
+    set(Flag::NotStar, not_star);
+    set(Flag::NoClass, class.is_none());
     set(Flag::LowSnr, !(f.snr >= t.min_snr));
     set(Flag::HighMaskFrac, f.frac_masked > t.max_masked_fraction);
     let warn_bits = f.fiber_status.map_or(0, |s| {
@@ -166,7 +177,7 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
     });
     set(Flag::FiberWarn, warn_bits != 0);
     set(Flag::Ood, matches!((f.ood_score, limits.ood_threshold), (Some(s), Some(th)) if s > th));
-    if let Some((value, error)) = f.estimate {
+    if let Some((value, error)) = f.estimate.filter(|_| !fatal) {
         let outside = |p: usize| match (limits.label_p005, limits.label_p995) {
             (Some(lo), Some(hi)) => value[p] < lo[p] || value[p] > hi[p],
             _ => false,
@@ -232,6 +243,17 @@ mod tests {
         let mut f = clean();
         f.estimate = None;
         assert_eq!(flags_of(&f, &limits(), &t), Flag::BadInput.mask());
+        // A galaxy's estimates are not published: no bit from them, however bad they are.
+        let mut f = clean();
+        f.input_class = Some("GALAXY");
+        f.estimate = Some(([9900.0, 4.4, 0.0], [f64::NAN, 0.1, 0.05]));
+        assert_eq!(flags_of(&f, &limits(), &t), Flag::NotStar.mask());
+        // No classification (UNKNOWN, empty or absent) is information, not a verdict.
+        for class in [Some("UNKNOWN"), Some(""), None] {
+            let mut f = clean();
+            f.input_class = class;
+            assert_eq!(flags_of(&f, &limits(), &t), Flag::NoClass.mask(), "{class:?}");
+        }
         // The LAMOST fibre mask warns whatever its bits; informational DESI bits do not.
         let mut f = clean();
         f.survey = "lamost";

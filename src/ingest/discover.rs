@@ -70,7 +70,12 @@ fn no_input_hint(survey: Survey, dir: &Path) -> String {
     if names.is_empty() {
         " (the directory is empty)".into()
     } else if names.iter().any(|n| other.wants(n)) {
-        format!(" ({} file(s) there look like {} files: --survey {}?)", names.iter().filter(|n| other.wants(n)).count(), other.as_str(), other.as_str())
+        format!(
+            " ({} file(s) there look like {} files: --survey {}?)",
+            names.iter().filter(|n| other.wants(n)).count(),
+            other.as_str(),
+            other.as_str()
+        )
     } else if survey == Survey::Desi && names.iter().any(|n| n.starts_with("spectra-") || n.starts_with("redrock-")) {
         " (DESI coadds are read from coadd-*.fits; per-exposure spectra-*.fits only from a manifest, and redrock-*.fits beside a coadd as its companion)".into()
     } else {

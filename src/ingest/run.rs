@@ -173,7 +173,8 @@ impl IngestSummary {
         if self.inputs == 0 || failed < self.inputs {
             return None;
         }
-        let (top, _) = self.counts.reasons.iter().filter(|(k, _)| k.starts_with("failed: ")).max_by_key(|(_, n)| **n)?;
+        let (top, _) =
+            self.counts.reasons.iter().filter(|(k, _)| k.starts_with("failed: ")).max_by_key(|(_, n)| **n)?;
         let top = top.trim_start_matches("failed: ");
         let hint = match self.survey.as_str() {
             "lamost" if top.contains("not a LAMOST LRS file") || top.contains("OBSID") => {

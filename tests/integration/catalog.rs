@@ -157,3 +157,32 @@ fn spectra_without_predictions_are_kept_and_flagged_bad_input() {
     let teff: Vec<Option<f32>> = df.column("teff").unwrap().f32().unwrap().iter().collect();
     assert!(flags.iter().zip(&teff).all(|(f, t)| (f & 1 == 1) == t.is_none()), "BAD_INPUT rows have no estimates");
 }
+
+/// The real MWS star in `coadd-sv3-bright-10145.fits` (no redrock file beside it) is selected by
+/// its targeting bits; the catalogue publishes its estimates with NO_CLASS, never NOT_STAR, and
+/// sets no bit from a value that does not exist.
+#[test]
+fn a_real_desi_star_without_redrock_gets_estimates_and_no_class() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(data("real/desi/coadd-sv3-bright-10145.fits"), input.join("coadd-sv3-bright-10145.fits")).unwrap();
+    let (spectra, pred, cat) = (dir.path().join("spectra"), dir.path().join("pred"), dir.path().join("c.parquet"));
+    ok(run(
+        &["ingest", "--survey", "desi", "--grid", "specclip", "--no-progress"],
+        &[("--input", &input), ("--out", &spectra)],
+    ));
+    ok(run(&["infer"], &[("--spectra", &spectra), ("--model", &f.p("model")), ("--out", &pred)]));
+    catalog(&cat, &[], &spectra, &[&pred]);
+    let df = read(&cat);
+    assert_eq!(df.height(), 1, "the one MWS star");
+    let flags = df.column("flags").unwrap().u32().unwrap().get(0).unwrap();
+    let no_class = 1 << 11;
+    assert!(flags & no_class != 0 && flags & 0b11 == 0, "flags {flags}");
+    assert!(df.column("success").unwrap().bool().unwrap().get(0).unwrap());
+    for c in ["teff", "teff_err", "logg", "feh"] {
+        assert!(df.column(c).unwrap().f32().unwrap().get(0).is_some(), "{c} is published");
+    }
+    assert_eq!(df.column("input_class").unwrap().str().unwrap().get(0), Some("UNKNOWN"));
+}

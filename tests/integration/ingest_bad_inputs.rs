@@ -4,8 +4,8 @@
 use crate::common::*;
 use fitsio::FitsFile;
 use fitsio::tables::{ColumnDataType, ColumnDescription};
-use starpipe::ingest::{ShardSpec, Survey};
 use starpipe::ingest::record::Status;
+use starpipe::ingest::{ShardSpec, Survey};
 use std::path::Path;
 
 const GOOD: &str = "real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits";
@@ -185,9 +185,8 @@ fn a_bad_command_line_is_an_error_before_any_work() {
 fn a_folder_without_inputs_for_the_survey_is_an_error_that_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let err = |survey, input: &Path| {
-        starpipe::ingest::run_ingest(&options(survey, input, &out)).unwrap_err().to_string()
-    };
+    let err =
+        |survey, input: &Path| starpipe::ingest::run_ingest(&options(survey, input, &out)).unwrap_err().to_string();
     let e = err(Survey::Desi, &data("real/lamost"));
     assert!(e.contains("no desi input files") && e.contains("--survey lamost?"), "{e}");
     let empty = dir.path().join("empty");
@@ -207,7 +206,10 @@ fn desi_files_ingested_as_lamost_exit_nonzero_with_a_hint() {
     for f in ["coadd-4-80613-thru20210324.fits", "redrock-4-80613-thru20210324.fits"] {
         std::fs::copy(data(&format!("real/desi/{f}")), input.join(f)).unwrap();
     }
-    let o = crate::models::run(&["ingest", "--survey", "lamost", "--no-progress"], &[("--input", &input), ("--out", &dir.path().join("out"))]);
+    let o = crate::models::run(
+        &["ingest", "--survey", "lamost", "--no-progress"],
+        &[("--input", &input), ("--out", &dir.path().join("out"))],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("every one of the 2 input files") && err.contains("--survey desi?"), "{err}");
@@ -233,7 +235,8 @@ fn a_second_shard_count_into_one_output_is_refused() {
 fn a_redrock_file_listed_as_an_input_is_skipped_as_a_companion() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.txt");
-    let (c, r) = (data("real/desi/coadd-4-80613-thru20210324.fits"), data("real/desi/redrock-4-80613-thru20210324.fits"));
+    let (c, r) =
+        (data("real/desi/coadd-4-80613-thru20210324.fits"), data("real/desi/redrock-4-80613-thru20210324.fits"));
     std::fs::write(&manifest, format!("{}\n{}\n", c.display(), r.display())).unwrap();
     let out = dir.path().join("out");
     ingest(Survey::Desi, &manifest, &out);
