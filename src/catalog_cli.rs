@@ -17,7 +17,7 @@ pub struct CatalogArgs {
     predictions: Vec<PathBuf>,
     /// Output: a .parquet file (--format parquet) or a directory (--format hats).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// parquet: one file, sorted by _healpix_29 in memory (small runs); hats: a HATS directory,
     /// memory bounded by one partition (any size); fits: a FITS binary table with units for
     /// TOPCAT (small runs).

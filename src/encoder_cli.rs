@@ -17,7 +17,7 @@ pub struct TrainEncoderArgs {
     spectra: Vec<PathBuf>,
     /// Encoder directory to write (encoder.safetensors + encoder-card.json).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Size: small (trains on a CPU in minutes) or specclip (6 layers, 6 heads, 768 wide; GPU).
     #[arg(long, value_enum, default_value_t = EncoderPreset::Small)]
     preset: EncoderPreset,
@@ -74,7 +74,7 @@ pub struct EmbedArgs {
     encoder: PathBuf,
     /// Output directory for embeddings-*.parquet (schemas/embeddings.toml).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Spectra per encoder call (64 keeps the small preset's attention buffers reusable; larger
     /// batches measured slower on a 2-core CPU).
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]

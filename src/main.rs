@@ -444,16 +444,72 @@ fn parse_command(argv: &[String]) -> std::result::Result<Command, clap::Error> {
     Cli::try_parse_from(all).map(|c| c.command)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Train(_) | Command::Finetune(_) | Command::TrainEncoder(_) | Command::Embed(_)) {
         keep_freed_memory_for_reuse();
     }
     init_logging(cli.log_format);
-    dispatch(cli.command)
+    match dispatch(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let message = one_line(&e);
+            match cli.log_format {
+                LogFormat::Json => tracing::error!(error = %message, "starpipe stopped"),
+                LogFormat::Text => eprintln!("Error: {message}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes in one line, each cause said once: our errors already quote their
+/// source, which anyhow's "Caused by:" would repeat.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !message.contains(&c) {
+            message = format!("{message}: {c}");
+        }
+    }
+    message
+}
+
+/// The `--out` of a command, and whether it names a directory (else a file, e.g. a catalogue).
+fn output_of(command: &Command) -> Option<(&std::path::Path, bool)> {
+    Some(match command {
+        Command::Ingest(a) => (&a.out, true),
+        Command::Mock(a) => (a.out.as_deref()?, true),
+        Command::Train(a) => (&a.out, true),
+        Command::Finetune(a) => (&a.out, true),
+        Command::Evaluate(a) => (&a.out, true),
+        Command::Infer(a) => (&a.out, true),
+        Command::Catalog(a) => (&a.out, false),
+        Command::TrainEncoder(a) => (&a.out, true),
+        Command::Embed(a) => (&a.out, true),
+        Command::Report(a) => (&a.out, true),
+        Command::Run(_) | Command::Slurm(_) => return None,
+    })
+}
+
+/// Fails at once, naming the user's path, when `--out` cannot be written, instead of after the
+/// work (a training run, then "Operation not permitted" on a temporary name).
+fn check_writable(out: &std::path::Path, is_dir: bool) -> Result<()> {
+    let dir = if is_dir { out } else { out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()) };
+    let probe = dir.join(format!(".starpipe-write-probe-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::OpenOptions::new().write(true).create_new(true).open(&probe))
+        .map(|_| {
+            let _ = std::fs::remove_file(&probe);
+        })
+        .with_context(|| format!("cannot write --out {}", out.display()))
 }
 
 fn dispatch(command: Command) -> Result<()> {
+    if let Some((out, is_dir)) = output_of(&command) {
+        check_writable(out, is_dir)?;
+    }
     match command {
         Command::Ingest(a) => ingest(a),
         Command::Mock(a) => mock(a),

@@ -145,7 +145,7 @@ pub struct TrainArgs {
     labels: LabelArgs,
     /// Model directory to write (model.safetensors + model-card.json).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Input window start (Å, vacuum; default: SpecCLIP's window, 3999–5599 Å).
     #[arg(long, requires = "wave_max")]
     wave_min: Option<f64>,
@@ -179,7 +179,7 @@ pub struct FinetuneArgs {
     model: PathBuf,
     /// Adapter directory to write (adapter.safetensors + adapter-card.json).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     #[arg(long, value_enum)]
     strategy: Strategy,
     /// Target-survey labelled stars used (training + validation), taken outside the test split (0 with
@@ -224,7 +224,7 @@ pub struct EvaluateArgs {
     adapter: Vec<PathBuf>,
     /// Output directory: evaluation.md, evaluation.parquet, evaluation-predictions.parquet.
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Test split when no adapter records one.
     #[command(flatten)]
     split: SplitArgs,
@@ -258,7 +258,7 @@ pub struct InferArgs {
     adapter: Option<PathBuf>,
     /// Output directory for predictions-*.parquet (schemas/predictions.toml).
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Spectra per read block and network call.
     #[arg(long, default_value_t = 1024, value_parser = at_least_one)]
     batch_size: usize,

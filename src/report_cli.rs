@@ -22,7 +22,7 @@ pub struct ReportArgs {
     head: Option<String>,
     /// Output directory: index.html and the PNG figures.
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 pub fn report(a: ReportArgs) -> Result<()> {

@@ -83,7 +83,7 @@ fn code_size(code: char) -> Option<usize> {
 pub fn hdus(bytes: &[u8]) -> Vec<Hdu> {
     let mut out = Vec::new();
     let mut start = 0;
-    while start + BLOCK <= bytes.len() {
+    while bytes.len().saturating_sub(start) >= BLOCK {
         let mut cards = Vec::new();
         let mut end = None;
         let mut o = start;
@@ -115,7 +115,7 @@ pub fn hdus(bytes: &[u8]) -> Vec<Hdu> {
         let data_end = header_end.saturating_add(size.div_ceil(BLOCK).saturating_mul(BLOCK));
         hdu.data = header_end.min(bytes.len())..data_end.min(bytes.len());
         out.push(hdu);
-        if data_end <= start {
+        if data_end <= start || data_end >= bytes.len() {
             break;
         }
         start = data_end;
@@ -151,5 +151,21 @@ mod tests {
         let first = &bytes[fibermap.data.start + rows[0].start..fibermap.data.start + rows[0].end];
         assert!(i64::from_be_bytes(first.try_into().unwrap()) > 0);
         assert!(h.iter().any(|x| x.extname(&bytes) == "B_FLUX"));
+    }
+
+    #[test]
+    fn lying_sizes_neither_loop_nor_overflow() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real/desi/coadd-4-80613-thru20210324.fits");
+        let pristine = std::fs::read(path).unwrap();
+        for (key, value) in
+            [("NAXIS", "2147483647"), ("NAXIS2", "9223372036854775807"), ("PCOUNT", "9223372036854775807")]
+        {
+            let mut bytes = pristine.clone();
+            let h = hdus(&bytes);
+            let fibermap = h.iter().find(|x| x.extname(&bytes) == "FIBERMAP").unwrap();
+            set_card(&mut bytes, fibermap.card(key).unwrap(), key, value);
+            let after = hdus(&bytes);
+            assert!(!after.is_empty() && after.len() <= h.len(), "{key}");
+        }
     }
 }

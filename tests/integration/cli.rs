@@ -90,3 +90,31 @@ fn mock_prints_the_emulator_report_and_an_emulated_star() {
     let bad = starpipe().args(["mock", "--emulate", "100000,4,0"]).output().unwrap();
     assert!(!bad.status.success());
 }
+
+/// An output that cannot be written is found before any work, named as the user wrote it, said
+/// once; with JSON logs the fatal error is a JSON line too.
+#[test]
+fn an_unwritable_out_fails_at_once_naming_the_users_path() {
+    let unwritable = "/proc/starpipe-cannot-write-here";
+    for args in [
+        vec!["train", "--spectra", "/nonexistent-spectra", "--labels", "/nonexistent.csv"],
+        vec!["catalog", "--spectra", "/nonexistent-spectra", "--predictions", "/nonexistent-pred"],
+        vec!["ingest", "--survey", "lamost", "--input", "/nonexistent-input"],
+    ] {
+        let out_path = if args[0] == "catalog" { format!("{unwritable}/cat.parquet") } else { unwritable.into() };
+        let out = starpipe().args(&args).args(["--out", &out_path]).env("RUST_BACKTRACE", "0").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("cannot write --out {out_path}")), "checked before the inputs: {err}");
+        assert!(!err.contains("Caused by") && !err.contains(".tmp"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let out = starpipe()
+        .args(["--log-format", "json", "infer", "--spectra", "/x", "--model", "/y", "--out", unwritable])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line: serde_json::Value = serde_json::from_str(err.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "ERROR", "{err}");
+    assert!(line["fields"]["error"].as_str().unwrap().contains("cannot write --out"), "{err}");
+}
