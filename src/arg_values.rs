@@ -67,6 +67,21 @@ pub fn non_negative(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// `--device`: auto, cpu, or cuda where this binary can use it; a binary without the `cuda`
+/// feature refuses cuda here, so a pipeline that asks for a GPU it cannot have is stopped by the
+/// pre-flight, not by its GPU stage hours later.
+pub fn device(s: &str) -> Result<starpipe::model::device::ComputeDevice, String> {
+    use clap::ValueEnum;
+    use starpipe::model::device::ComputeDevice;
+    let d = ComputeDevice::from_str(s, true).map_err(|_| format!("'{s}' is not auto, cpu or cuda"))?;
+    if d == ComputeDevice::Cuda && !cfg!(feature = "cuda") {
+        return Err("this starpipe was built without the `cuda` feature: use --device auto or cpu, or a binary \
+                    built with --features cuda (README: GPU build)"
+            .into());
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +101,7 @@ mod tests {
             positive("1e-9").is_ok() && positive("0").is_err() && positive("inf").is_err() && positive("NaN").is_err()
         );
         assert!(non_negative("0").is_ok() && non_negative("-1e-9").is_err());
+        assert!(device("auto").is_ok() && device("CPU").is_ok() && device("gpu").is_err());
+        assert_eq!(device("cuda").is_ok(), cfg!(feature = "cuda"));
     }
 }

@@ -54,8 +54,9 @@ pub struct TrainEncoderArgs {
     /// Seed of initialisation, batch order and masks.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// cpu, or cuda (a binary built with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
+    /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
+    /// cuda.
+    #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]
     device: ComputeDevice,
     /// Ignore a checkpoint in --out and start over. By default a killed run continues from its
     /// checkpoint when it belongs to the same data and settings, bit-identical to an
@@ -82,8 +83,9 @@ pub struct EmbedArgs {
     /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
     #[arg(long, value_name = "i/N", default_value = "0/1")]
     shard: starpipe::ingest::ShardSpec,
-    /// cpu, or cuda (a binary built with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
+    /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
+    /// cuda.
+    #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]
     device: ComputeDevice,
 }
 

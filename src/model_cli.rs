@@ -99,8 +99,9 @@ impl FitArgs {
 /// How computation runs.
 #[derive(Args, Debug)]
 pub struct ComputeArgs {
-    /// cpu, or cuda (a binary built with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = ComputeDevice::Cpu)]
+    /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
+    /// cuda.
+    #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]
     device: ComputeDevice,
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = at_least_one)]

@@ -204,6 +204,7 @@ fn open_gzip_in_memory(path: &Path) -> Result<OpenedFits, ReadError> {
     flate2::read::MultiGzDecoder::new(compressed.as_slice())
         .read_to_end(&mut bytes)
         .map_err(|e| open_err(format!("gzip stream is damaged or truncated: {e}")))?;
+    super::fits_sizes::check_declared_sizes(&mut std::io::Cursor::new(&bytes), bytes.len() as u64)?;
     let mut mem = Box::new(MemoryFile { ptr: std::ptr::null_mut(), size: bytes.len(), bytes });
     mem.ptr = mem.bytes.as_mut_ptr() as *mut std::os::raw::c_void;
     let name = std::ffi::CString::new("gunzipped.fits").expect("no NUL");
@@ -256,6 +257,10 @@ pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), ReadError> {
     if gzip {
         return Ok((open_gzip_in_memory(path)?, true));
     }
+    let open_err = |e: std::io::Error| ReadError::Open { gzip: "not gzip", message: e.to_string() };
+    let mut file = std::fs::File::open(path).map_err(open_err)?;
+    let len = file.metadata().map_err(open_err)?.len();
+    super::fits_sizes::check_declared_sizes(&mut std::io::BufReader::new(&mut file), len)?;
     Ok((OpenedFits { file: open_disk_file(path)?, _memory: None }, false))
 }
 

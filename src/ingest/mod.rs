@@ -10,6 +10,7 @@ pub mod desi;
 pub mod discover;
 pub mod error;
 pub mod fits_header;
+pub mod fits_sizes;
 pub mod lamost;
 pub mod record;
 pub mod run;

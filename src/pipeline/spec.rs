@@ -180,6 +180,8 @@ type RawStage = Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>;
 struct RawFile {
     pipeline: RawHeader,
     #[serde(default)]
+    paths: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
     slurm: Option<RawSlurm>,
     #[serde(default)]
     stages: BTreeMap<Spanned<String>, RawStage>,
@@ -218,6 +220,31 @@ const SAFE_NAME_RULE: &str = "may use ASCII letters, digits, '.', '-' and '_' on
 fn is_safe_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// `{name}` in a stage value replaced by `[paths] name`, so a path a user must edit is written
+/// once; any other `{…}` is an error that lists the names defined.
+fn substitute(value: &str, paths: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("unclosed '{{' in '{value}'"));
+        };
+        let name = &rest[open + 1..open + close];
+        let known: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let path = paths.get(name).ok_or_else(|| {
+            format!(
+                "'{{{name}}}' is not defined in [paths] (defined: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )
+        })?;
+        out.push_str(path);
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// 1-based line of a byte offset.
@@ -274,6 +301,17 @@ impl Pipeline {
                 return Err(invalid(s.span().start, "pipeline.shards", format!("must be within 1..={MAX_SHARDS}")));
             }
         };
+        let mut paths = BTreeMap::new();
+        for (name, value) in raw.paths {
+            if !is_safe_name(name.get_ref()) {
+                return Err(invalid(
+                    name.span().start,
+                    &format!("paths.{}", name.get_ref().escape_debug()),
+                    format!("path names {SAFE_NAME_RULE}"),
+                ));
+            }
+            paths.insert(name.into_inner(), value.into_inner());
+        }
         let mut stages = Vec::new();
         for (name, table) in raw.stages {
             let stage_line = line_of(text, name.span().start);
@@ -339,6 +377,14 @@ impl Pipeline {
                                 None,
                             ),
                         };
+                        let values = values
+                            .into_iter()
+                            .map(|v| match v {
+                                Scalar::Str(s) => substitute(&s, &paths).map(Scalar::Str),
+                                other => Ok(other),
+                            })
+                            .collect::<Result<Vec<_>, String>>()
+                            .map_err(|reason| invalid(at, &full_key, reason))?;
                         params.push(Param { key: k.to_string(), values, switch, line: line_of(text, at) });
                     }
                 }
@@ -484,5 +530,21 @@ slurm = ["--mem=8G"]
         }
         let ok = OK.replace("name = \"t\"", "name = \"desi-dr1_v2.0\"");
         assert_eq!(Pipeline::parse("t.toml", &ok).unwrap().name, "desi-dr1_v2.0");
+    }
+
+    #[test]
+    fn paths_are_written_once_and_substituted_into_stage_values() {
+        let text = OK
+            .replace("[stages.ingest]", "[paths]\nrelease = \"/data/dr1\"\n\n[stages.ingest]")
+            .replace("input = \"files\"", "input = \"{release}/healpix\"");
+        let p = Pipeline::parse("t.toml", &text).unwrap();
+        assert!(
+            p.stages[0].argv().windows(2).any(|w| w == ["--input", "/data/dr1/healpix"]),
+            "{:?}",
+            p.stages[0].argv()
+        );
+        let bad = text.replace("{release}/healpix", "{relase}/healpix");
+        let e = Pipeline::parse("t.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("t.toml:12") && e.contains("stages.ingest.input") && e.contains("defined: release"), "{e}");
     }
 }
