@@ -53,9 +53,10 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 pub(crate) fn save_params(path: &Path, params: &Params) -> Result<String> {
     let tensors: HashMap<String, Tensor> =
         params.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
-    let t = tmp(path);
-    candle_core::safetensors::save(&tensors, &t).map_err(|e| ModelError::bad(&t, e.to_string()))?;
-    std::fs::rename(&t, path).map_err(|e| ModelError::io(path, e))?;
+    // Serialised in memory and written like every other output (the umask's permissions: writing
+    // through safetensors' own file path left weights readable by their owner only).
+    let bytes = safetensors::serialize(&tensors, None).map_err(|e| ModelError::bad(path, e.to_string()))?;
+    write_atomic(path, &bytes)?;
     sha256_file(path)
 }
 

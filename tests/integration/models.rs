@@ -98,6 +98,11 @@ fn training_writes_a_card_that_describes_the_model() {
     assert_eq!(c["input"]["window"]["npix"], 1462);
     let sha = starpipe::model::store::sha256_file(&f.p("model/model.safetensors")).unwrap();
     assert_eq!(c["weights_sha256"], sha.as_str());
+    // Weights are as readable as every other output (they were written owner-only once).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(f.p(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("model/model.safetensors"), mode("model/model-card.json"));
+    assert_eq!(mode("adapter-lora/adapter.safetensors"), mode("model/model-card.json"));
     let t = &c["training"];
     assert_eq!(t["n_train"].as_u64().unwrap() + t["n_val"].as_u64().unwrap(), 400);
     assert_eq!(t["data_sha256"].as_str().unwrap().len(), 64);
