@@ -32,9 +32,10 @@ pub struct CatalogArgs {
     /// LOW_SNR below this median S/N per pixel.
     #[arg(long, default_value_t = Thresholds::default().min_snr)]
     min_snr: f64,
-    /// HIGH_MASK_FRAC above this fraction of unusable grid pixels.
-    #[arg(long, default_value_t = Thresholds::default().max_masked_fraction)]
-    max_masked_fraction: f64,
+    /// Flag HIGH_MASK_FRAC above this fraction of unusable grid pixels (a quality flag; ingest's
+    /// --max-masked-fraction is the other, looser limit above which a spectrum is not written at all).
+    #[arg(long, default_value_t = Thresholds::default().high_mask_fraction, value_parser = crate::arg_values::fraction)]
+    high_mask_fraction: f64,
     /// LARGE_ERR above these errors: Teff (K), log g (dex), [Fe/H] (dex).
     #[arg(long, value_delimiter = ',', default_value = "300,0.5,0.3")]
     max_error: Vec<f64>,
@@ -57,7 +58,7 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
     opts.max_rows = a.max_rows;
     opts.collection = a.collection;
     opts.thresholds.min_snr = a.min_snr;
-    opts.thresholds.max_masked_fraction = a.max_masked_fraction;
+    opts.thresholds.high_mask_fraction = a.high_mask_fraction;
     opts.thresholds.max_error = [a.max_error[0], a.max_error[1], a.max_error[2]];
     opts.thresholds.max_abs_rv_kms = a.max_abs_rv;
     opts.thresholds.max_rv_err_kms = a.max_rv_err;

@@ -11,6 +11,7 @@ pub mod mock;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod progress;
 pub mod report;
 pub mod schema;
 pub mod spectrum;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 mod arg_values;
 mod catalog_cli;
+mod console;
 mod encoder_cli;
 mod model_cli;
 mod report_cli;
@@ -210,7 +211,7 @@ struct IngestArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(console::LogWriter).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -239,7 +240,8 @@ fn ingest(a: IngestArgs) -> Result<()> {
         .with_shard_size(a.shard_size)
         .with_row_group_rows(a.row_group_rows)
         .with_desi(DesiOptions { rules })
-        .with_progress(!a.no_progress);
+        .with_progress(!a.no_progress)
+        .with_progress_bar((!a.no_progress).then(|| progress_bar(0, "ingest", "files")));
     let summary = run_ingest(&opts)?;
     print_summary(&summary, &a.out);
     if let Some(why) = summary.all_failed() {
@@ -297,21 +299,7 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
     println!("  output: {}", out.display());
 }
 
-/// A progress bar on stderr, hidden when stderr is not a terminal.
-fn progress_bar(len: u64, stage: &str, unit: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let target = if std::io::stderr().is_terminal() {
-        indicatif::ProgressDrawTarget::stderr()
-    } else {
-        indicatif::ProgressDrawTarget::hidden()
-    };
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
-    let template = format!(
-        "{{spinner}} {stage} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
-    );
-    bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"));
-    bar
-}
+use console::progress_bar;
 
 fn parse_labels(s: &str) -> Result<[f64; 3], String> {
     let v: Vec<f64> =

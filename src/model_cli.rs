@@ -319,9 +319,14 @@ fn print_validation(v: &[starpipe::model::card::ParameterMetrics]) {
         return;
     }
     for m in v {
+        // Coverage on the stars that set the σ factor is 0.68 by construction: show the held-out one.
+        let coverage = match m.within_1sigma_held_out {
+            Some(c) => format!("|Δ|<σ {c:.2} on stars that did not set σ"),
+            None => "|Δ|<σ not measured (too few stars to hold some out)".to_string(),
+        };
         println!(
-            "  validation {:<5} robust σ {:>9.4} {:<14} bias {:>9.4}  |Δ|<σ {:.2}  (N = {})",
-            m.parameter, m.metrics.robust_sigma, m.unit, m.metrics.bias, m.metrics.within_1sigma, m.metrics.n
+            "  validation {:<5} robust σ {:>9.4} {:<14} bias {:>9.4}  {coverage}  (N = {})",
+            m.parameter, m.metrics.robust_sigma, m.unit, m.metrics.bias, m.metrics.n
         );
     }
 }

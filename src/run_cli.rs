@@ -26,9 +26,12 @@ pub struct RunArgs {
     /// With one sharded --stage: run only its task i of N (what a SLURM array task runs).
     #[arg(long, value_name = "i/N", requires = "stage")]
     shard: Option<ShardSpec>,
-    /// Check the pipeline and print what would run; run nothing.
+    /// Check the pipeline and print what would run, one line per stage; run nothing.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: one line per task instead of per stage.
+    #[arg(long, requires = "dry_run")]
+    all: bool,
 }
 
 /// A checked pipeline bound to its workdir, and the file it came from.
@@ -190,10 +193,32 @@ pub fn run(a: RunArgs) -> Result<()> {
         for e in &missing {
             println!("  warning: {e}");
         }
-        for t in &tasks {
-            let state = if l.is_current(t) { "up to date" } else { "to run" };
-            println!("  {:<34} {state:<11} starpipe {}", t.label(p), t.argv(p).join(" "));
+        if a.all {
+            for t in &tasks {
+                let state = if l.is_current(t) { "up to date" } else { "to run" };
+                println!("  {:<34} {state:<11} starpipe {}", t.label(p), t.argv(p).join(" "));
+            }
+            return Ok(());
         }
+        // One line per stage: 512 shards would otherwise print 512 lines per sharded stage.
+        for &i in &selected {
+            let stage_tasks: Vec<&Task> = tasks.iter().filter(|t| t.stage == i).collect();
+            let current = stage_tasks.iter().filter(|t| l.is_current(t)).count();
+            let to_run = stage_tasks.len() - current;
+            let state = match (current, to_run) {
+                (_, 0) => "up to date".to_string(),
+                (0, n) => format!("{n} task(s) to run"),
+                (c, n) => format!("{n} task(s) to run, {c} up to date"),
+            };
+            let command = p.stages[i].argv().join(" ");
+            let sharded = if stage_tasks.len() > 1 || p.stages[i].command.is_sharded() {
+                format!(" --shard i/{}", l.shards)
+            } else {
+                String::new()
+            };
+            println!("  {:<24} {state:<32} starpipe {command}{sharded}", p.stages[i].name);
+        }
+        println!("  (--all lists every task)");
         return Ok(());
     }
     if let Some(first) = missing.first() {

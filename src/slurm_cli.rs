@@ -222,6 +222,36 @@ fn output_arg(l: &Loaded, stage: usize) -> String {
     format!("--output={}", log_pattern(l, &s.name, s.command.is_sharded()).display())
 }
 
+/// sbatch options from the pipeline's `[slurm] options`, the stage's `slurm` and the command line,
+/// in that order of precedence: an option given again later replaces the earlier one in place
+/// (`--time=02:00:00` for every job, `--time=12:00:00` for one stage), so no job gets it twice.
+fn merge_sbatch_options(layers: &[&[String]]) -> Vec<String> {
+    // (name, tokens) per option; a bare `--name value` pair is one option.
+    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
+    for layer in layers {
+        let mut i = 0;
+        while i < layer.len() {
+            let tok = &layer[i];
+            let (name, mut tokens) = match tok.split_once('=') {
+                Some((n, _)) if n.starts_with('-') => (n.to_string(), vec![tok.clone()]),
+                _ => (tok.clone(), vec![tok.clone()]),
+            };
+            let takes_value = tok.starts_with('-') && !tok.contains('=');
+            if takes_value && layer.get(i + 1).is_some_and(|v| !v.starts_with('-')) {
+                tokens.push(layer[i + 1].clone());
+                i += 1;
+            }
+            i += 1;
+            let name = if name.starts_with('-') { name } else { format!("\u{0}{name}") };
+            match merged.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = tokens,
+                None => merged.push((name, tokens)),
+            }
+        }
+    }
+    merged.into_iter().flat_map(|(_, t)| t).collect()
+}
+
 /// An argument as the shell would need it typed: bare when it holds only safe characters.
 fn shell_word(arg: &str) -> String {
     let safe = !arg.is_empty()
@@ -388,9 +418,7 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
             ));
             args.push("--kill-on-invalid-dep=yes".into());
         }
-        args.extend(p.slurm_options.iter().cloned());
-        args.extend(stage.slurm.iter().cloned());
-        args.extend(a.sbatch.iter().cloned());
+        args.extend(merge_sbatch_options(&[&p.slurm_options, &stage.slurm, &a.sbatch]));
         args.push(script_path.display().to_string());
         if a.dry_run {
             println!("# {}\n{text}", script_path.display());
@@ -526,6 +554,17 @@ mod tests {
             assert_eq!(a.target.shards, Some(4));
             assert_eq!(a.sbatch, ["--partition=debug", "--time", "01:00:00"]);
         }
+    }
+
+    #[test]
+    fn repeated_sbatch_options_are_merged_later_layers_winning() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let merged = super::merge_sbatch_options(&[
+            &v(&["--time=02:00:00", "--account", "a1", "--exclusive"]),
+            &v(&["--time=12:00:00", "--mem=64G"]),
+            &v(&["--account=a2", "--partition", "debug"]),
+        ]);
+        assert_eq!(merged, ["--time=12:00:00", "--account=a2", "--exclusive", "--mem=64G", "--partition", "debug"]);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Flag {
             }
             Flag::NotStar => "the survey classifies the input as other than a star, or |input_rv| > max_abs_rv_kms",
             Flag::LowSnr => "snr < min_snr",
-            Flag::HighMaskFrac => "frac_masked > max_masked_fraction",
+            Flag::HighMaskFrac => "frac_masked > high_mask_fraction",
             Flag::FiberWarn => {
                 "fiber_status has a bit outside the informational ones (DESI), or the LAMOST fibre mask is set"
             }
@@ -97,7 +97,7 @@ impl Flag {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     pub min_snr: f64,
-    pub max_masked_fraction: f64,
+    pub high_mask_fraction: f64,
     /// Teff (K), log g (dex), [Fe/H] (dex).
     pub max_error: [f64; 3],
     pub max_abs_rv_kms: f64,
@@ -112,7 +112,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Self {
             min_snr: 10.0,
-            max_masked_fraction: 0.2,
+            high_mask_fraction: 0.2,
             max_error: [300.0, 0.5, 0.3],
             max_abs_rv_kms: 1500.0,
             max_rv_err_kms: 20.0,
@@ -166,7 +166,7 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
     set(Flag::NotStar, not_star);
     set(Flag::NoClass, class.is_none());
     set(Flag::LowSnr, !(f.snr >= t.min_snr));
-    set(Flag::HighMaskFrac, f.frac_masked > t.max_masked_fraction);
+    set(Flag::HighMaskFrac, f.frac_masked > t.high_mask_fraction);
     let warn_bits = f.fiber_status.map_or(0, |s| {
         let s = s as u32;
         if f.survey == "desi" {

@@ -113,16 +113,41 @@ fn tally(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch) {
     }
 }
 
+/// A head's prediction shard is found by its spectra shard's name, and each `--predictions`
+/// directory is one head; two ingests write the same names, so their shards cannot be told apart.
+fn refuse_same_shard_names(shards: &[std::path::PathBuf]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&std::ffi::OsStr, &std::path::Path> = std::collections::HashMap::new();
+    for s in shards {
+        let Some(name) = s.file_name() else { continue };
+        if let Some(first) = seen.insert(name, s) {
+            return Err(CatalogError::Invalid(format!(
+                "{} and {} have the same name: spectra from two ingests cannot go into one catalogue, since each \
+                 --predictions directory is one head (a model) and predictions are matched to spectra by shard \
+                 name. Ingest all the files into one --out (with --shard i/N tasks for parallelism) and run infer \
+                 on it, or write one catalogue per ingest",
+                first.display(),
+                s.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     let shards =
         crate::model::data::shard_paths(&opts.spectra, "spectra-").map_err(|e| CatalogError::Invalid(e.to_string()))?;
     if opts.predictions.is_empty() {
         return Err(CatalogError::Invalid("give at least one --predictions directory".into()));
     }
+    refuse_same_shard_names(&shards)?;
     let heads = opts.predictions.iter().map(|d| Head::open(d)).collect::<Result<Vec<_>>>()?;
     let table = crate::schema::catalog();
-    let schema = table.to_arrow(0);
     let kv = metadata::key_values(&table, &opts.thresholds, &heads);
+    // The flag bits, thresholds and heads also in the Arrow schema's metadata: what
+    // `pq.read_schema()`, `pq.read_table().schema` and Polars show, not only the file's key-values.
+    let starpipe: std::collections::HashMap<String, String> =
+        kv.iter().filter(|(k, _)| k == "starpipe").cloned().collect();
+    let schema = std::sync::Arc::new(table.to_arrow(0).as_ref().clone().with_metadata(starpipe));
     let mut hist = Histogram::new(opts.histogram_order);
     tracing::info!(shards = shards.len(), heads = heads.len(), "scanning spectra for primaries and sky coverage");
     // Every spectrum gives one row per head, all at its position.

@@ -39,6 +39,9 @@ pub struct IngestOptions {
     pub preprocess: PreprocessConfig,
     pub desi: DesiOptions,
     pub progress: bool,
+    /// The bar to advance (the CLI's, drawn with its log lines); without one, ingest draws its own
+    /// when `progress` is on.
+    pub bar: Option<ProgressBar>,
 }
 
 impl IngestOptions {
@@ -59,6 +62,7 @@ impl IngestOptions {
             preprocess,
             desi: DesiOptions::default(),
             progress: true,
+            bar: None,
         }
     }
     pub fn with_shard(mut self, shard: ShardSpec) -> Self {
@@ -83,6 +87,10 @@ impl IngestOptions {
     }
     pub fn with_progress(mut self, on: bool) -> Self {
         self.progress = on;
+        self
+    }
+    pub fn with_progress_bar(mut self, bar: Option<ProgressBar>) -> Self {
+        self.bar = bar;
         self
     }
 }
@@ -397,7 +405,14 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
         .map_err(|e| IngestError::Threads(threads, e.to_string()))?;
 
     let remaining = &inputs[resume.next_input..];
-    let bar = progress_bar(remaining.len() as u64, opts.progress);
+    let bar = match &opts.bar {
+        Some(b) if opts.progress => {
+            b.set_length(remaining.len() as u64);
+            b.clone()
+        }
+        _ => progress_bar(remaining.len() as u64, opts.progress),
+    };
+    let mut heartbeat = crate::progress::Heartbeat::default();
     let mut sink = ShardSink {
         out: opts.out.clone(),
         tag: tag.clone(),
@@ -431,6 +446,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
                 log_failure(&o.report[0], &mut failures_logged);
             }
             bar.inc(inputs_chunk.len() as u64);
+            heartbeat.tick(&bar, "input files done");
             if tx.send(outcomes).is_err() {
                 break; // the writer stopped on an error; it reports it below
             }

@@ -119,6 +119,10 @@ pub struct ParameterMetrics {
     pub unit: String,
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// Fraction with |Δ| < σ on validation stars that did not set the σ factor
+    /// (`calibrate::held_out_coverage`); `within_1sigma` is 0.68 by construction when they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_1sigma_held_out: Option<f64>,
 }
 
 /// Where labelled training data came from.

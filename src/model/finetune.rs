@@ -168,13 +168,19 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
     let outputs = predict_standardized(&net, &val.x, val.n_features, 4096, &dev)?;
     // Zero-shot keeps the base calibration by definition; adapters recalibrate on target stars
     // when there are enough of them.
-    let scale = if opts.strategy != Strategy::Zeroshot && outputs.len() >= MIN_STARS {
-        sigma_scale(&outputs, &val.y)
-    } else {
-        base_card.sigma_scale
-    };
+    let recalibrated = opts.strategy != Strategy::Zeroshot && outputs.len() >= MIN_STARS;
+    let scale = if recalibrated { sigma_scale(&outputs, &val.y) } else { base_card.sigma_scale };
     let val_ref: Vec<[f64; 3]> = val_rows.iter().map(|&i| set.labels[i]).collect();
-    let validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200);
+    let mut validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200, None);
+    for m in &mut validation {
+        // The base's factor was not set by these stars: their coverage is already held out.
+        m.within_1sigma_held_out = if recalibrated { None } else { Some(m.metrics.within_1sigma) };
+    }
+    if recalibrated {
+        if let Some(c) = super::calibrate::held_out_coverage(&outputs, &val.y) {
+            validation.iter_mut().enumerate().for_each(|(i, m)| m.within_1sigma_held_out = Some(c[i]));
+        }
+    }
     let mut all_rows = train_rows.clone();
     all_rows.extend(&val_rows);
     let mut card = AdapterCard {

@@ -99,6 +99,7 @@ pub fn fit(
     let mut since_best = 0;
     let mut order: Vec<usize> = (0..train.len()).collect();
     progress.set_length(cfg.max_epochs as u64);
+    let mut heartbeat = crate::progress::Heartbeat::default();
     for epoch in 1..=cfg.max_epochs {
         order.shuffle(&mut order_rng);
         let mut epoch_loss = 0.0;
@@ -115,7 +116,12 @@ pub fn fit(
         let Some(best_loss) = best else { continue };
         let v = mean_loss(net, val, dev)?;
         report.val_loss.push(v);
-        tracing::debug!(epoch, train_loss = report.train_loss[epoch - 1], val_loss = v, "epoch done");
+        let train_loss = report.train_loss[epoch - 1];
+        if heartbeat.due(progress) {
+            tracing::info!(epoch, max_epochs = cfg.max_epochs, train_loss, val_loss = v, "epoch done");
+        } else {
+            tracing::debug!(epoch, train_loss, val_loss = v, "epoch done");
+        }
         if v < best_loss {
             best = Some(v);
             best_weights = snapshot(trainable)?;

@@ -39,7 +39,9 @@ pub fn run_per_shard(
     std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
     let mut summary = ShardsSummary::default();
     progress.set_length(shards.len() as u64);
+    let mut heartbeat = crate::progress::Heartbeat::default();
     for shard in shards {
+        heartbeat.tick(progress, "shards done");
         let out = out_dir.join(output_name(shard));
         let meta = provenance(shard)?;
         if out.exists() && read_key_value_metadata(&out).is_ok_and(|kv| meta.iter().all(|m| kv.contains(m))) {

@@ -71,6 +71,7 @@ pub(crate) fn physical_metrics(
     scaling: &LabelScaling,
     sigma_scale: &[f64; 3],
     n_boot: usize,
+    held_out: Option<[f64; 3]>,
 ) -> Vec<ParameterMetrics> {
     let est: Vec<_> = outputs.iter().map(|o| to_physical(o, scaling, sigma_scale)).collect();
     PARAMETERS
@@ -83,6 +84,7 @@ pub(crate) fn physical_metrics(
                 parameter: p.name().into(),
                 unit: p.unit().into(),
                 metrics: metrics::compute(&delta, &sig, p.outlier_threshold(), n_boot, 7),
+                within_1sigma_held_out: held_out.map(|c| c[i]),
             }
         })
         .collect()
@@ -165,7 +167,8 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
         tracing::warn!("too few training spectra for an out-of-distribution model: predictions get no ood_score");
     }
     let val_ref: Vec<[f64; 3]> = val_rows.iter().map(|&i| set.labels[i]).collect();
-    let validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200);
+    let held_out = super::calibrate::held_out_coverage(&outputs, &val.y);
+    let validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200, held_out);
     let mut all_rows = train_rows.clone();
     all_rows.extend(&val_rows);
     let mut card = ModelCard {

@@ -211,7 +211,7 @@ fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut Rep
     let _ = writeln!(
         html,
         "<h2 id=\"catalogue\">Catalogue</h2>\n<p>{} rows of head <code>{}</code> ({} head(s) in the catalogue); {} primary, successful \
-         and without quality flags (flags &lt; 256).</p>",
+         with no fatal or quality flag (flags &lt; 256; info flags allowed).</p>",
         c.rows,
         escape(&c.head),
         c.heads,
@@ -260,21 +260,23 @@ fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut Rep
 }
 
 fn ingest_section(a: &IngestAccounting, html: &mut String) {
+    // Rows group reasons that differ only in numbers and paths; each shows one of them in full, so
+    // the text reads as ingest wrote it ("not a 5×N image", "TARGETID <= 0"), never as the key.
     let _ = writeln!(
         html,
-        "<h3><code>{}</code></h3>\n<table><tr><th class=l>level</th><th class=l>status</th><th class=l>kind of reason</th><th>count</th><th class=l>example</th></tr>",
+        "<h3><code>{}</code></h3>\n<table><tr><th class=l>level</th><th class=l>status</th><th>count</th>\
+         <th class=l>reason (one of the group; the others differ only in numbers or paths)</th></tr>",
         escape(&a.dir.display().to_string())
     );
     let mut rows: Vec<_> = a.counts.iter().collect();
     rows.sort_by(|x, y| x.0.0.cmp(&y.0.0).then(x.0.1.cmp(&y.0.1)).then(y.1.0.cmp(&x.1.0)));
-    for ((level, status, kind), (n, example)) in rows {
-        let example = if example == kind { String::new() } else { escape(example) };
+    for ((level, status, _kind), (n, example)) in rows {
         let _ = writeln!(
             html,
-            "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td>{n}</td><td class=l>{example}</td></tr>",
+            "<tr><td class=l>{}</td><td class=l>{}</td><td>{n}</td><td class=l>{}</td></tr>",
             escape(level),
             escape(status),
-            escape(kind)
+            escape(example)
         );
     }
     html.push_str("</table>\n");

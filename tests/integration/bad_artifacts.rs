@@ -146,3 +146,23 @@ fn predictions_from_embeddings_of_other_spectra_are_refused_by_the_catalogue() {
         &out,
     );
 }
+
+#[test]
+fn spectra_of_two_ingests_in_one_catalogue_are_refused_saying_how() {
+    let f = fixture();
+    let pred = f.p("any-predictions"); // refused before any prediction is read
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cat");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = run(
+        &["catalog"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--spectra", &f.p("lamost")),
+            ("--predictions", &pred),
+            ("--out", &out.join("c.parquet")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("have the same name") && err.contains("into one --out"), "{err}");
+}

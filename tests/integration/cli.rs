@@ -118,3 +118,27 @@ fn an_unwritable_out_fails_at_once_naming_the_users_path() {
     assert_eq!(line["level"], "ERROR", "{err}");
     assert!(line["fields"]["error"].as_str().unwrap().contains("cannot write --out"), "{err}");
 }
+
+/// In a SLURM log (stderr not a terminal) a training run says how it is going, as fields, not as
+/// a Rust Debug struct.
+#[test]
+fn training_without_a_terminal_logs_epoch_lines() {
+    let f = crate::models::fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = starpipe()
+        .args(["train", "--hidden", "16", "--max-epochs", "3", "--seed", "3"])
+        .arg("--spectra")
+        .arg(f.p("lamost"))
+        .arg("--labels")
+        .arg(f.p("lamost-files/labels.parquet"))
+        .arg("--out")
+        .arg(dir.path().join("m"))
+        .env("STARPIPE_PROGRESS_SECONDS", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("epoch done").count(), 3, "{err}");
+    assert!(err.contains("max_epochs=3") && err.contains("val_loss="), "{err}");
+    assert!(!err.contains(" {") && !err.contains("Counts"), "no Debug structs: {err}");
+}

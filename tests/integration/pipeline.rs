@@ -163,7 +163,7 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
     let victim = work.join(listed[0]["path"].as_str().unwrap());
     let bytes = std::fs::read(&victim).unwrap();
     std::fs::remove_file(&victim).unwrap();
-    let plan = run_pipeline(&file, &work, &["--dry-run"]);
+    let plan = run_pipeline(&file, &work, &["--dry-run", "--all"]);
     let state = |label: &str| plan.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_default().to_string();
     assert!(state("infer [0/2]").contains("up to date") && state("infer [1/2]").contains("to run"), "{plan}");
     assert!(state("ingest [1/2]").contains("up to date") && state("catalog").contains("to run"), "{plan}");
@@ -184,7 +184,7 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
     let bytes = std::fs::read(&touched.path).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&touched.path, bytes).unwrap();
-    let plan = run_pipeline(&file, &work, &["--dry-run"]);
+    let plan = run_pipeline(&file, &work, &["--dry-run", "--all"]);
     let state = |label: &str| plan.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_default().to_string();
     assert!(state("ingest [0/2]").contains("up to date"), "{plan}");
     assert!(state("ingest [1/2]").contains("to run"), "{plan}");
@@ -345,9 +345,19 @@ fn every_shipped_pipeline_passes_the_checks() {
     for f in files {
         let plan = ok(run(&["run", f.to_str().unwrap(), "--workdir", dir.path().to_str().unwrap(), "--dry-run"], &[]));
         assert!(plan.contains("to run"), "{}: {plan}", f.display());
+        // One line per stage, whatever the shard count (the DESI catalogue has 512).
+        let stages = starpipe::pipeline::spec::Pipeline::from_file(&f).unwrap().stages.len();
+        let lines = plan.lines().filter(|l| !l.trim_start().starts_with("warning")).count();
+        assert!(lines <= stages + 2, "{}: {plan}", f.display());
+        if f.ends_with("desi-catalog.toml") {
+            assert!(
+                plan.lines().any(|l| l.trim_start().starts_with("ingest ") && l.contains("512 task(s) to run")),
+                "{plan}"
+            );
+        }
     }
     // The demo is built in: `starpipe run` without a file.
-    let plan = ok(run(&["run", "--workdir", dir.path().to_str().unwrap(), "--dry-run"], &[]));
+    let plan = ok(run(&["run", "--workdir", dir.path().to_str().unwrap(), "--dry-run", "--all"], &[]));
     for stage in [
         "mock-lamost",
         "ingest-desi [1/2]",

@@ -11,6 +11,7 @@ usage: check_catalog.py CATALOG.parquet HATS_DIR README.md DESI_LABELS.parquet C
 - every SQL and Python block of the README's catalogue section runs, on the single file and on the
   HATS directory alike, with the same answers.
 """
+import json
 import re
 import sys
 
@@ -38,6 +39,10 @@ def main():
     cat = hats.read_hats(hats_dir)
     table = pq.read_table(catalog)
     assert cat.catalog_info.total_rows == table.num_rows, (cat.catalog_info.total_rows, table.num_rows)
+    # The flag bits where a user looks: the Arrow schema, of the file and of a HATS leaf's dataset.
+    for schema in (pq.read_schema(catalog), table.schema):
+        meta = json.loads(schema.metadata[b"starpipe"])
+        assert meta["flag_bits"]["NOT_STAR"]["bit"] == 1, meta["flag_bits"]
 
     # One partition, read by path as LSDB does.
     pixels = cat.get_healpix_pixels()
