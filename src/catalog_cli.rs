@@ -15,7 +15,8 @@ pub struct CatalogArgs {
     /// one row per spectrum.
     #[arg(long, required = true, num_args = 1..)]
     predictions: Vec<PathBuf>,
-    /// Output: a .parquet file (--format parquet) or a directory (--format hats).
+    /// Output: a .parquet file (--format parquet), a .fits file (--format fits) or a directory
+    /// (--format hats).
     #[arg(long)]
     pub(crate) out: PathBuf,
     /// parquet: one file, sorted by _healpix_29 in memory (small runs); hats: a HATS directory,
@@ -67,10 +68,19 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
     for (name, n) in s.flag_counts.iter().filter(|(_, n)| *n > 0) {
         println!("  {n:>9}  {name}");
     }
-    println!(
-        "  try: python3 -c \"import duckdb; duckdb.sql(\\\"SELECT count(*), count(*) FILTER (success) FROM '{}{}'\\\").show()\"",
-        a.out.display(),
-        if a.format == Format::Hats { "/dataset/**/*.parquet" } else { "" }
-    );
+    if a.format == Format::Fits {
+        println!(
+            "  try: python3 -c \"from astropy.table import Table; t = Table.read('{}', hdu='CATALOG'); \
+             print(len(t), t['success'].sum()); print(Table.read('{}', hdu='FLAG_BITS'))\"",
+            a.out.display(),
+            a.out.display()
+        );
+    } else {
+        println!(
+            "  try: python3 -c \"import duckdb; duckdb.sql(\\\"SELECT count(*), count(*) FILTER (success) FROM '{}{}'\\\").show()\"",
+            a.out.display(),
+            if a.format == Format::Hats { "/dataset/**/*.parquet" } else { "" }
+        );
+    }
     Ok(())
 }

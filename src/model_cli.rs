@@ -181,6 +181,8 @@ pub struct FinetuneArgs {
     /// Adapter directory to write (adapter.safetensors + adapter-card.json).
     #[arg(long)]
     pub(crate) out: PathBuf,
+    /// zeroshot (the pre-trained model as it is), full (every weight fine-tuned), lora (low-rank
+    /// updates of the hidden layers) or reshead (a small residual head on the frozen model).
     #[arg(long, value_enum)]
     strategy: Strategy,
     /// Target-survey labelled stars used (training + validation), taken outside the test split (0 with

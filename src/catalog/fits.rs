@@ -1,10 +1,17 @@
 //! The catalogue as a FITS binary table, for TOPCAT and other FITS tools: one HDU `CATALOG` with
-//! TUNITn (units), TUCDn and TCOMMn (the UCD and description conventions STIL/TOPCAT read).
+//! TUNITn (units), TUCDn and TCOMMn (the UCD and description conventions STIL/TOPCAT read; long
+//! descriptions continue over cards by the long-string convention), and an HDU `FLAG_BITS` that
+//! defines every bit of `flags`, with the thresholds as its header keywords.
+//!
+//! Logarithmic units (dex, log(cm.s**-2)) are not FITS units (astropy warns on them and cannot
+//! read them back; its own writer leaves them out too), so their columns carry the unit at the end
+//! of TCOMMn instead of a TUNITn.
 //!
 //! FITS has no nulls for floats but NaN, and no unsigned 32-bit integers: null floats are NaN, null
 //! integers are −1 with TNULLn = −1, `flags` is a signed 32-bit column (bit 31 is never set),
 //! booleans are logical (L) columns.
 
+use super::flags::{ALL, FATAL_MASK, Thresholds};
 use super::{CatalogError, Result};
 use crate::schema::TableSchema;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -13,7 +20,7 @@ use fitsio::FitsFile;
 use fitsio::tables::{ColumnDataType, ColumnDescription};
 use std::path::Path;
 
-pub fn write_fits(path: &Path, batch: &RecordBatch, schema: &TableSchema) -> Result<()> {
+pub fn write_fits(path: &Path, batch: &RecordBatch, schema: &TableSchema, thresholds: &Thresholds) -> Result<()> {
     let tmp = crate::ingest::shards::tmp_path(path);
     let _ = std::fs::remove_file(&tmp);
     let e = |e: fitsio::errors::Error| CatalogError::bad(&tmp, e.to_string());
@@ -70,22 +77,65 @@ pub fn write_fits(path: &Path, batch: &RecordBatch, schema: &TableSchema) -> Res
         .map_err(e)?;
         let spec = &schema.columns[k];
         let n = k + 1;
-        if !spec.unit.is_empty() {
+        let logarithmic = spec.unit == "dex" || spec.unit.starts_with("log(");
+        if !spec.unit.is_empty() && !logarithmic {
             hdu.write_key(&mut f, &format!("TUNIT{n}"), spec.unit.as_str()).map_err(e)?;
         }
         if let Some(ucd) = &spec.ucd {
             hdu.write_key(&mut f, &format!("TUCD{n}"), ucd.as_str()).map_err(e)?;
         }
-        // FITS card values hold at most 68 characters; the full text is in schemas/catalog.toml.
-        let comm: String = spec.description.chars().take(68).collect();
-        hdu.write_key(&mut f, &format!("TCOMM{n}"), comm.as_str()).map_err(e)?;
+        let comm = if logarithmic { format!("{} [{}]", spec.description, spec.unit) } else { spec.description.clone() };
+        write_long_string(&mut f, &format!("TCOMM{n}"), &comm).map_err(e)?;
         if matches!(field.data_type(), DataType::Int32) && col.null_count() > 0 {
             hdu.write_key(&mut f, &format!("TNULL{n}"), -1i64).map_err(e)?;
         }
     }
     hdu.write_key(&mut f, "ORIGIN", format!("starpipe {}", crate::VERSION).as_str()).map_err(e)?;
+    write_flag_bits(&mut f, thresholds).map_err(e)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|err| CatalogError::io(path, err))
+}
+
+/// `FLAG_BITS`: one row per bit of `flags` (BIT, NAME, CLASS, MEANING), the thresholds as keywords.
+fn write_flag_bits(f: &mut FitsFile, t: &Thresholds) -> fitsio::errors::Result<()> {
+    let text = |name: &str, width: usize| {
+        ColumnDescription::new(name).with_type(ColumnDataType::String).that_repeats(width).create()
+    };
+    let meaning_width = ALL.iter().map(|b| b.description().len()).max().unwrap_or(1);
+    let cols = [
+        ColumnDescription::new("BIT").with_type(ColumnDataType::Int).create()?,
+        text("NAME", 16)?,
+        text("CLASS", 8)?,
+        text("MEANING", meaning_width)?,
+    ];
+    let hdu = f.create_table("FLAG_BITS", &cols)?;
+    hdu.write_col(f, "BIT", &ALL.iter().map(|b| b.bit() as i32).collect::<Vec<_>>())?;
+    hdu.write_col(f, "NAME", &ALL.iter().map(|b| b.name().to_string()).collect::<Vec<_>>())?;
+    hdu.write_col(f, "CLASS", &ALL.iter().map(|b| b.class().to_string()).collect::<Vec<_>>())?;
+    hdu.write_col(f, "MEANING", &ALL.iter().map(|b| b.description().to_string()).collect::<Vec<_>>())?;
+    hdu.write_key(f, "FATALMSK", (FATAL_MASK as i64, "flags & FATALMSK != 0: no estimates (success false)"))?;
+    hdu.write_key(f, "MINSNR", (t.min_snr, "LOW_SNR below this median S/N per pixel"))?;
+    hdu.write_key(f, "HMASKFR", (t.high_mask_fraction, "HIGH_MASK_FRAC above this masked fraction"))?;
+    hdu.write_key(f, "MAXETEFF", (t.max_error[0], "[K] LARGE_ERR above this teff_err"))?;
+    hdu.write_key(f, "MAXELOGG", (t.max_error[1], "LARGE_ERR above this logg_err [log(cm.s**-2)]"))?;
+    hdu.write_key(f, "MAXEFEH", (t.max_error[2], "LARGE_ERR above this feh_err [dex]"))?;
+    hdu.write_key(f, "MAXABSRV", (t.max_abs_rv_kms, "[km/s] NOT_STAR above this |input_rv|"))?;
+    hdu.write_key(f, "MAXRVERR", (t.max_rv_err_kms, "[km/s] RV_UNCERTAIN above this input_rv_err"))?;
+    hdu.write_key(f, "MPFEH", (t.metal_poor_feh, "METAL_POOR_EMBED below this embedding [Fe/H] [dex]"))?;
+    hdu.write_key(f, "DISAGSIG", (t.disagree_sigma, "HEAD_DISAGREE above this many combined sigma"))?;
+    Ok(())
+}
+
+/// A string keyword of any length: cfitsio's long-string convention (`&` and CONTINUE cards),
+/// which astropy and TOPCAT read back whole; a plain card stops at 68 characters.
+fn write_long_string(f: &mut FitsFile, key: &str, value: &str) -> fitsio::errors::Result<()> {
+    let (key, value) = (std::ffi::CString::new(key)?, std::ffi::CString::new(value)?);
+    let mut status = 0;
+    // SAFETY: live handle; cfitsio copies the NUL-terminated strings.
+    unsafe {
+        fitsio::sys::ffpkls(f.as_raw(), key.as_ptr(), value.as_ptr(), std::ptr::null(), &mut status);
+    }
+    fitsio::errors::check_status(status)
 }
 
 /// Writes a logical column from 0/1 bytes through cfitsio (`ffpcll`).

@@ -172,7 +172,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 write::write_sorted(&tmp, &schema, batches, opts.thresholds.disagree_sigma, &kv)?;
             } else {
                 let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &tmp)?;
-                fits::write_fits(&tmp, &sorted, &table)?;
+                fits::write_fits(&tmp, &sorted, &table, &opts.thresholds)?;
             }
             summary.partitions = 1;
         }

@@ -26,7 +26,7 @@ impl Parameter {
     pub fn unit(self) -> &'static str {
         match self {
             Parameter::Teff => "K",
-            Parameter::Logg => "log10(cm s-2)",
+            Parameter::Logg => "log(cm.s**-2)",
             Parameter::Feh => "dex",
         }
     }

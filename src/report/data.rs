@@ -46,7 +46,8 @@ pub struct Evaluation {
     pub metrics: Vec<BTreeMap<String, String>>,
 }
 
-pub const PARAMETERS: [(&str, &str); 3] = [("teff", "Teff [K]"), ("logg", "log g [dex]"), ("feh", "[Fe/H] [dex]")];
+pub const PARAMETERS: [(&str, &str); 3] =
+    [("teff", "Teff [K]"), ("logg", "log g [log(cm.s**-2)]"), ("feh", "[Fe/H] [dex]")];
 
 impl Evaluation {
     pub fn read(dir: &Path) -> Result<Evaluation, ReportError> {
@@ -158,6 +159,14 @@ pub fn catalog_files(path: &Path) -> Vec<PathBuf> {
 
 impl Catalog {
     pub fn read(path: &Path, head: Option<&str>) -> Result<Catalog, ReportError> {
+        if path.is_file() && !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+            return Err(ReportError::Read {
+                path: path.to_path_buf(),
+                reason: "the report reads a Parquet catalogue or a HATS directory (catalog --format parquet or \
+                         hats); a FITS catalogue is for TOPCAT and other FITS tools"
+                    .into(),
+            });
+        }
         let files = catalog_files(path);
         if files.is_empty() {
             return Err(ReportError::Read { path: path.to_path_buf(), reason: "no catalogue Parquet file".into() });

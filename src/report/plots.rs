@@ -142,7 +142,7 @@ pub fn kiel(path: &Path, title: &str, stars: &[(f64, f64, f64)], feh_range: (f64
     chart
         .configure_mesh()
         .x_desc("Teff [K]")
-        .y_desc("log g [dex]")
+        .y_desc("log g [log(cm.s**-2)]")
         .x_label_formatter(&|v| format!("{:.0}", -v + 0.0))
         .y_label_formatter(&|v| format!("{:.1}", -v + 0.0))
         .label_style(("sans-serif", 12))

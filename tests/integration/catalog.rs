@@ -190,3 +190,23 @@ fn a_real_desi_star_without_redrock_gets_estimates_and_no_class() {
     }
     assert_eq!(df.column("input_class").unwrap().str().unwrap().get(0), Some("UNKNOWN"));
 }
+
+/// A FITS catalogue defines its flag bits in the file itself, and the report, which reads Parquet,
+/// says so instead of failing on a Parquet footer.
+#[test]
+fn a_fits_catalogue_carries_its_flag_bits_and_the_report_refuses_it_clearly() {
+    let f = fixture();
+    let (zero, _) = heads();
+    let dir = tempfile::tempdir().unwrap();
+    let fits = dir.path().join("c.fits");
+    let stdout = catalog(&fits, &["--format", "fits"], &f.p("desi"), &[zero]);
+    assert!(stdout.contains("astropy") && !stdout.contains("duckdb"), "the hint reads FITS: {stdout}");
+    let mut file = fitsio::FitsFile::open(&fits).unwrap();
+    let hdu = file.hdu("FLAG_BITS").unwrap();
+    let names: Vec<String> = hdu.read_col(&mut file, "NAME").unwrap();
+    assert_eq!(names.len(), starpipe::catalog::flags::ALL.len());
+    assert_eq!(names[11].trim(), "NO_CLASS");
+    let out = run(&["report"], &[("--catalog", &fits), ("--out", &dir.path().join("report"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("c.fits") && err.contains("Parquet catalogue or a HATS"), "{err}");
+}

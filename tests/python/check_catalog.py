@@ -71,9 +71,23 @@ def main():
 
     t = Table.read(catalog, format="parquet.votable")
     assert str(t["teff"].unit) == "K" and str(t["feh"].unit) == "dex", (t["teff"].unit, t["feh"].unit)
-    f = Table.read(fits_path, hdu="CATALOG")
+    import warnings
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a UnitsWarning (or any other) fails the check
+        f = Table.read(fits_path, hdu="CATALOG")
+        bits = Table.read(fits_path, hdu="FLAG_BITS")
     assert len(f) == table.num_rows
-    assert str(f["teff"].unit) == "K" and str(f["logg"].unit) == "log(cm.s**-2)", (f["teff"].unit, f["logg"].unit)
+    assert str(f["teff"].unit) == "K" and f["logg"].unit is None, (f["teff"].unit, f["logg"].unit)
+    header = fits.getheader(fits_path, "CATALOG")
+    comments = {header[f"TTYPE{i}"]: header[f"TCOMM{i}"] for i in range(1, header["TFIELDS"] + 1)}
+    assert comments["logg"].endswith("[log(cm.s**-2)]") and comments["feh"].endswith("[dex]"), comments["logg"]
+    assert max(len(c) for c in comments.values()) > 68, "long descriptions continue, not cut at 68"
+    assert "FLAG_BITS" in comments["flags"], comments["flags"]
+    named = {str(r["NAME"]): int(r["BIT"]) for r in bits}
+    assert named["NOT_STAR"] == 1 and named["NO_CLASS"] == 11, named
+    assert fits.getheader(fits_path, "FLAG_BITS")["MINSNR"] == 10.0
     assert list(f["spectrum_id"]) == table.column("spectrum_id").to_pylist()
     assert np.allclose(np.asarray(f["teff"]), table.column("teff").to_numpy(zero_copy_only=False), equal_nan=True)
     assert np.array_equal(np.asarray(f["flags"]), table.column("flags").to_numpy().astype(np.int32))
