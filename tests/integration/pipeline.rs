@@ -373,3 +373,31 @@ fn every_shipped_pipeline_passes_the_checks() {
     }
     assert!(!dir.path().join(".starpipe").exists(), "a dry run writes nothing");
 }
+
+/// The commands a pipeline prints at the end work from wherever the user is, even with a relative
+/// workdir: `{workdir}` becomes an absolute path.
+#[test]
+fn printed_try_commands_work_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[pipeline]
+name = "try-me"
+workdir = "w"
+try = ["test -s '{workdir}/m/labels.parquet' && echo found-it"]
+
+[stages.mock]
+command = "mock"
+survey = "lamost"
+n = 5
+out = "m"
+"#;
+    std::fs::write(dir.path().join("p.toml"), text).unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_starpipe")).args(["run", "p.toml"]).current_dir(dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let tries: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("Try:")).skip(1).map(str::trim).collect();
+    assert_eq!(tries.len(), 1, "{stdout}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let ran = Command::new("bash").arg("-c").arg(tries[0]).current_dir(elsewhere.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&ran.stdout).contains("found-it"), "{}: {ran:?}", tries[0]);
+}
