@@ -268,6 +268,57 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_switch_exactly_at_their_boundary() {
+        let t = Thresholds::default();
+        let flags = |change: &dyn Fn(&mut RowFacts)| {
+            let mut f = clean();
+            change(&mut f);
+            flags_of(&f, &limits(), &t)
+        };
+        let up = |x: f64| x + x.abs() * 1e-9 + 1e-12;
+        let down = |x: f64| x - x.abs() * 1e-9 - 1e-12;
+        // (bit, the value at the threshold and just past it on the flagged side)
+        let cases: Vec<(Flag, Box<dyn Fn(&mut RowFacts, bool)>)> = vec![
+            (Flag::LowSnr, Box::new(|f, past| f.snr = if past { down(t.min_snr) } else { t.min_snr })),
+            (
+                Flag::HighMaskFrac,
+                Box::new(|f, past| f.frac_masked = if past { up(t.high_mask_fraction) } else { t.high_mask_fraction }),
+            ),
+            (
+                Flag::NotStar,
+                Box::new(|f, past| f.rv_kms = Some(if past { up(t.max_abs_rv_kms) } else { t.max_abs_rv_kms })),
+            ),
+            (
+                Flag::NotStar,
+                Box::new(|f, past| f.rv_kms = Some(-(if past { up(t.max_abs_rv_kms) } else { t.max_abs_rv_kms }))),
+            ),
+            (
+                Flag::RvUncertain,
+                Box::new(|f, past| f.rv_err_kms = Some(if past { up(t.max_rv_err_kms) } else { t.max_rv_err_kms })),
+            ),
+            (
+                Flag::LargeErr,
+                Box::new(|f, past| {
+                    let e = if past { up(t.max_error[0]) } else { t.max_error[0] };
+                    f.estimate = Some(([5800.0, 4.4, 0.0], [e, 0.1, 0.05]));
+                }),
+            ),
+            (Flag::Ood, Box::new(|f, past| f.ood_score = Some(if past { up(12.0) } else { 12.0 }))),
+            (
+                Flag::LabelEdge,
+                Box::new(|f, past| {
+                    let feh = if past { up(0.45) } else { 0.45 };
+                    f.estimate = Some(([5800.0, 4.4, feh], [60.0, 0.1, 0.05]));
+                }),
+            ),
+        ];
+        for (flag, set) in &cases {
+            assert_eq!(flags(&|f| set(f, false)), 0, "{} at its threshold", flag.name());
+            assert_eq!(flags(&|f| set(f, true)), flag.mask(), "{} just past it", flag.name());
+        }
+    }
+
+    #[test]
     fn bits_are_ordered_by_severity_and_never_use_bit_31() {
         let classes: Vec<&str> = ALL.iter().map(|f| f.class()).collect();
         let rank = |c: &str| ["fatal", "quality", "info"].iter().position(|x| *x == c).unwrap();

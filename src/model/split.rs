@@ -64,7 +64,13 @@ mod tests {
         let s = TestSplit::default();
         let n = (0..20_000).filter(|&k| s.is_test(k)).count();
         assert!((n as f64 / 20_000.0 - 0.3).abs() < 0.015, "{n}");
-        assert_eq!(s.is_test(12345), TestSplit { seed: 2602, test_fraction: 0.3 }.is_test(12345));
+        // A key's fate depends on (key, seed) only: another seed reshuffles about 2·0.3·0.7 of
+        // the keys, and a larger fraction only adds test keys (never moves one out).
+        let other = TestSplit { seed: s.seed + 1, ..s };
+        let moved = (0..20_000).filter(|&k| s.is_test(k) != other.is_test(k)).count();
+        assert!((moved as f64 / 20_000.0 - 0.42).abs() < 0.02, "{moved}");
+        let wider = TestSplit { test_fraction: 0.5, ..s };
+        assert!((0..20_000).all(|k| !s.is_test(k) || wider.is_test(k)));
     }
 
     #[test]

@@ -129,6 +129,19 @@ fn dr10_directory_ingests_without_failures() {
     // 3902-pixel files leave the last 7 grid pixels uncovered: masked, not invented.
     let masked: Vec<f32> = df.column("masked_fraction").unwrap().f32().unwrap().into_no_null_iter().collect();
     assert!(masked.iter().all(|&m| m >= 0.0 && m < 0.2), "{masked:?}");
+    let npix = 3909;
+    let flux: Vec<f32> =
+        df.column("flux").unwrap().array().unwrap().get_inner().f32().unwrap().into_no_null_iter().collect();
+    let ivar: Vec<f32> =
+        df.column("ivar").unwrap().array().unwrap().get_inner().f32().unwrap().into_no_null_iter().collect();
+    let mut uncovered_ends = 0;
+    for row in 0..df.height() {
+        let (f, iv) = (&flux[row * npix..(row + 1) * npix], &ivar[row * npix..(row + 1) * npix]);
+        // Every masked pixel carries flux 1.0 and ivar 0, the documented placeholder.
+        assert!((0..npix).all(|j| iv[j] > 0.0 || (iv[j] == 0.0 && f[j] == 1.0)), "row {row}");
+        uncovered_ends += usize::from(iv[npix - 7..].iter().all(|&v| v == 0.0));
+    }
+    assert!(uncovered_ends > 0, "the uncovered red end is masked in some spectra");
 }
 
 #[test]

@@ -34,6 +34,22 @@ fn written_shards_match_the_documented_schema_and_read_in_polars() {
     let ra = reader.schema().field_with_name("ra").unwrap().clone();
     assert_eq!(ra.metadata().get("unit").map(String::as_str), Some("deg"));
     assert!(reader.metadata().row_groups().iter().all(|rg| rg.num_rows() <= 4096));
+
+    // The row-group cap holds where it binds: 6 spectra at --row-group-rows 2 make 3 groups of 2.
+    let capped = tempfile::tempdir().unwrap();
+    let opts = options(Survey::Lamost, &data("real/lamost/coadd_bintable"), capped.path()).with_row_group_rows(2);
+    starpipe::ingest::run_ingest(&opts).unwrap();
+    let path = std::fs::read_dir(capped.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
+        .unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+            .unwrap();
+    let groups: Vec<i64> = reader.metadata().row_groups().iter().map(|rg| rg.num_rows()).collect();
+    assert_eq!(groups.iter().sum::<i64>(), df.height() as i64);
+    assert!(groups.len() >= 3 && groups.iter().all(|&n| n <= 2), "{groups:?}");
 }
 
 #[test]
