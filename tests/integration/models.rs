@@ -185,6 +185,29 @@ fn adapters_reference_the_base_and_never_train_on_test_stars() {
         .map(|s| card(&f.p(&format!("adapter-{s}/adapter-card.json")))["training"]["data_sha256"].clone())
         .collect();
     assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+
+    // Which stars those were: rebuilt from the same data and split, they hash to the cards' data
+    // hash, and not one of them is a test star.
+    use starpipe::model::card::{ModelCard, SelectionCuts};
+    use starpipe::model::split::TestSplit;
+    let base: ModelCard = serde_json::from_value(card(&f.p("model/model-card.json"))).unwrap();
+    let shards = starpipe::model::data::shard_paths(&[f.p("desi")], base.input.shard_prefix()).unwrap();
+    let labels = read_labels(&f.p("desi-files/labels.parquet"), &LabelSpec::new("TARGETID")).unwrap();
+    let set = starpipe::model::data::load_labelled(&shards, &base.input, &labels, &SelectionCuts::default()).unwrap();
+    let mut unique = Vec::new();
+    for k in &set.key {
+        if !unique.contains(k) {
+            unique.push(*k);
+        }
+    }
+    let split = TestSplit::default();
+    let (train, val) = split.training_subset(&unique, 80, 0.2);
+    let rows = |keys: &[i64]| (0..set.len()).filter(|&i| keys.contains(&set.key[i])).collect::<Vec<_>>();
+    let mut used = rows(&train);
+    used.extend(rows(&val));
+    assert_eq!(serde_json::json!(set.hash_rows(&used)), hashes[0], "the stars rebuilt are the ones trained on");
+    assert!(train.iter().chain(&val).all(|&k| !split.is_test(k)), "a test star reached training or validation");
+    assert!(unique.iter().any(|&k| split.is_test(k)), "the set has test stars to keep out");
 }
 
 #[test]
