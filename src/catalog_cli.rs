@@ -44,22 +44,24 @@ pub struct CatalogArgs {
     #[arg(long, default_value_t = Thresholds::default().max_abs_rv_kms)]
     max_abs_rv: f64,
     /// RV_UNCERTAIN above this radial-velocity error (km/s).
-    #[arg(long, default_value_t = Thresholds::default().max_rv_err_kms)]
+    #[arg(long, default_value_t = Thresholds::default().max_rv_err_kms, value_parser = crate::arg_values::non_negative)]
     max_rv_err: f64,
+    /// HEAD_DISAGREE when a pixel and an embedding head differ by more than this many combined σ
+    /// (√(σ₁² + σ₂²)) in any parameter.
+    #[arg(long, default_value_t = Thresholds::default().disagree_sigma, value_parser = crate::arg_values::positive)]
+    disagree_sigma: f64,
 }
 
 pub fn catalog(a: CatalogArgs) -> Result<()> {
     if a.max_error.len() != 3 {
         bail!("--max-error takes three values: Teff (K), log g (dex), [Fe/H] (dex)");
     }
-    if a.max_rows == 0 {
-        bail!("--max-rows must be at least 1");
-    }
     let mut opts = CatalogOptions::new(a.spectra, a.predictions, a.out.clone(), a.format);
     opts.max_rows = a.max_rows;
     opts.collection = a.collection;
     opts.thresholds.min_snr = a.min_snr;
     opts.thresholds.high_mask_fraction = a.high_mask_fraction;
+    opts.thresholds.disagree_sigma = a.disagree_sigma;
     opts.thresholds.max_error = [a.max_error[0], a.max_error[1], a.max_error[2]];
     opts.thresholds.max_abs_rv_kms = a.max_abs_rv;
     opts.thresholds.max_rv_err_kms = a.max_rv_err;

@@ -126,6 +126,37 @@ fn embedding_model_card_and_mismatched_encoder() {
         run(&["infer"], &[("--spectra", &f.p("desi")), ("--model", &e.model), ("--out", &f.p("pred-should-fail"))]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("embeddings-"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Embeddings of another encoder (another seed, so other weights) are refused by that model.
+    let dir = tempfile::tempdir().unwrap();
+    let (other, other_emb) = (dir.path().join("encoder-2"), dir.path().join("emb-2"));
+    ok(run(
+        &[
+            "train-encoder",
+            "--max-spectra",
+            "100",
+            "--max-epochs",
+            "1",
+            "--mask-chunks",
+            "2",
+            "--mask-chunk-len",
+            "5",
+            "--seed",
+            "2",
+        ],
+        &[("--spectra", &f.p("desi")), ("--out", &other)],
+    ));
+    ok(run(&["embed"], &[("--spectra", &f.p("desi")), ("--encoder", &other), ("--out", &other_emb)]));
+    let pred = dir.path().join("pred");
+    let out = run(&["infer"], &[("--spectra", &other_emb), ("--model", &e.model), ("--out", &pred)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("encoder"), "{err}");
+    let encoder_sha = json(&other.join("encoder-card.json"))["weights_sha256"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(&encoder_sha[..12]) || err.contains("other encoder") || err.contains("another encoder"),
+        "{err}"
+    );
+    assert!(!pred.exists() || std::fs::read_dir(&pred).unwrap().next().is_none(), "nothing written");
 }
 
 #[test]
@@ -166,6 +197,31 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
     let n: Vec<i64> = df.column("n").unwrap().i64().unwrap().into_no_null_iter().collect();
     let all: Vec<i64> = (0..df.height()).filter(|&k| strings(&df, "regime")[k] == "all").map(|k| n[k]).collect();
     assert!(all.windows(2).all(|w| w[0] == w[1]), "{all:?}");
+
+    // The hybrid's arithmetic, star by star: the inverse-variance mean of the two heads.
+    let per_star =
+        ParquetReader::new(std::fs::File::open(out.join("evaluation-predictions.parquet")).unwrap()).finish().unwrap();
+    let (input, strategy, id) =
+        (strings(&per_star, "input"), strings(&per_star, "strategy"), strings(&per_star, "spectrum_id"));
+    let num = |c: &str| -> Vec<f64> {
+        per_star.column(c).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().into_no_null_iter().collect()
+    };
+    let (feh, feh_err, teff, teff_err) = (num("feh"), num("feh_err"), num("teff"), num("teff_err"));
+    let row = |i: &str, s: &str, sid: &str| {
+        (0..per_star.height()).find(|&k| input[k] == i && strategy[k] == s && id[k] == sid)
+    };
+    let mut checked = 0;
+    for k in (0..per_star.height()).filter(|&k| input[k] == "hybrid-ivar" && strategy[k] == "lora (n=80)") {
+        let (p, e) = (row("pixels", &strategy[k], &id[k]).unwrap(), row("embeddings", &strategy[k], &id[k]).unwrap());
+        for (v, s) in [(&feh, &feh_err), (&teff, &teff_err)] {
+            let (w1, w2) = (1.0 / (s[p] * s[p]), 1.0 / (s[e] * s[e]));
+            let mean = (v[p] * w1 + v[e] * w2) / (w1 + w2);
+            assert!((v[k] - mean).abs() <= 1e-4 * mean.abs().max(1.0), "{}: {} vs {mean}", id[k], v[k]);
+            assert!((s[k] - (w1 + w2).powf(-0.5)).abs() <= 1e-4 * s[k], "{}", id[k]);
+        }
+        checked += 1;
+    }
+    assert!(checked > 10, "{checked} hybrid stars checked");
 }
 
 #[test]
@@ -193,14 +249,38 @@ fn a_catalogue_with_a_pixel_and_an_embedding_head() {
         let expect = model[k] == "mlp_embedding" && feh[k].is_some_and(|v| v < -1.0);
         assert_eq!(flags[k] & (1 << 9) != 0, expect, "row {k}");
     }
-    // HEAD_DISAGREE comes in pairs: both heads of a spectrum, or neither.
+    // HEAD_DISAGREE comes in pairs and follows the arithmetic: both heads of a spectrum when they
+    // differ by more than k combined σ in a parameter, neither otherwise. At k = 0.5 some do.
+    let strict = dir.path().join("strict.parquet");
+    ok(run(
+        &["catalog", "--disagree-sigma", "0.5"],
+        &[("--spectra", &f.p("desi")), ("--predictions", &pix), ("--predictions", &embp), ("--out", &strict)],
+    ));
+    let df = ParquetReader::new(std::fs::File::open(&strict).unwrap()).finish().unwrap();
     let ids = strings(&df, "spectrum_id");
+    let flags: Vec<u32> = df.column("flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+    let col = |c: &str| -> Vec<Option<f32>> { df.column(c).unwrap().f32().unwrap().iter().collect() };
+    let (v, s) = ([col("teff"), col("logg"), col("feh")], [col("teff_err"), col("logg_err"), col("feh_err")]);
+    let (mut flagged, mut checked) = (0, 0);
     for k in 0..df.height() {
-        if flags[k] & (1 << 8) != 0 {
-            let partners = (0..df.height()).filter(|&j| ids[j] == ids[k] && flags[j] & (1 << 8) != 0).count();
-            assert_eq!(partners, 2, "{}", ids[k]);
+        let Some(j) = (0..df.height()).find(|&j| j != k && ids[j] == ids[k]) else { continue };
+        let is_flagged = flags[k] & (1 << 8) != 0;
+        assert_eq!(is_flagged, flags[j] & (1 << 8) != 0, "pairs: {}", ids[k]);
+        let z: Option<Vec<f64>> = (0..3)
+            .map(|p| {
+                let (a, b, sa, sb) = (v[p][k]?, v[p][j]?, s[p][k]?, s[p][j]?);
+                Some(((a - b) as f64).abs() / ((sa as f64).powi(2) + (sb as f64).powi(2)).sqrt())
+            })
+            .collect();
+        let Some(z) = z else { continue };
+        let worst = z.iter().cloned().fold(0.0, f64::max);
+        if (worst - 0.5).abs() > 1e-3 {
+            assert_eq!(is_flagged, worst > 0.5, "{}: {z:?}", ids[k]);
+            checked += 1;
         }
+        flagged += usize::from(is_flagged);
     }
+    assert!(flagged > 0 && checked > flagged, "flagged {flagged} of {checked} rows checked");
 }
 
 #[test]
