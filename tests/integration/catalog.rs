@@ -210,3 +210,43 @@ fn a_fits_catalogue_carries_its_flag_bits_and_the_report_refuses_it_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("c.fits") && err.contains("Parquet catalogue or a HATS"), "{err}");
 }
+
+/// Bytes do not depend on the order the shards are given in, and `is_primary` picks the best
+/// spectrum of a source seen twice: the real LAMOST OBSID 101005, shipped in both layouts.
+#[test]
+fn input_order_does_not_change_the_bytes_and_repeats_have_one_primary() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (spectra, pred) = (dir.path().join("spectra"), dir.path().join("pred"));
+    ok(run(
+        &["ingest", "--survey", "lamost", "--grid", "specclip", "--shard-size", "3", "--no-progress"],
+        &[("--input", &data("real/lamost")), ("--out", &spectra)],
+    ));
+    ok(run(&["infer"], &[("--spectra", &spectra), ("--model", &f.p("model")), ("--out", &pred)]));
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(&spectra)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
+        .collect();
+    shards.sort();
+    assert!(shards.len() >= 3, "{shards:?}");
+    let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+    catalog(&a, &[], &spectra, &[&pred]);
+    shards.reverse();
+    let mut args: Vec<(&str, &Path)> = shards.iter().map(|s| ("--spectra", s.as_path())).collect();
+    args.extend([("--predictions", pred.as_path()), ("--out", b.as_path())]);
+    ok(run(&["catalog"], &args));
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "shard order changed the catalogue bytes");
+
+    let df = read(&a);
+    let src: Vec<i64> = df.column("source_id").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let primary: Vec<bool> = df.column("is_primary").unwrap().bool().unwrap().iter().map(|b| b == Some(true)).collect();
+    let snr: Vec<f32> = df.column("snr").unwrap().f32().unwrap().into_no_null_iter().collect();
+    let repeat: Vec<usize> = (0..df.height()).filter(|&k| src[k] == 101005).collect();
+    assert_eq!(repeat.len(), 2, "OBSID 101005 in both layouts");
+    assert_eq!(repeat.iter().filter(|&&k| primary[k]).count(), 1, "one primary per source");
+    let best = *repeat.iter().max_by(|&&x, &&y| snr[x].total_cmp(&snr[y])).unwrap();
+    assert!(primary[best], "the primary is the better S/N spectrum");
+    let singles = (0..df.height()).filter(|&k| src[k] != 101005);
+    assert!(singles.clone().all(|k| primary[k]) && singles.count() > 0);
+}

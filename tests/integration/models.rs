@@ -137,9 +137,29 @@ fn training_is_deterministic_for_a_seed() {
             ("--out", &dir.path().join("again")),
         ],
     ));
-    let a = std::fs::read(f.p("model/model.safetensors")).unwrap();
-    let b = std::fs::read(dir.path().join("again/model.safetensors")).unwrap();
-    assert!(a == b, "same data and seed gave different weights");
+    for file in ["model.safetensors", "model-card.json"] {
+        let a = std::fs::read(f.p(&format!("model/{file}"))).unwrap();
+        let b = std::fs::read(dir.path().join("again").join(file)).unwrap();
+        assert!(a == b, "same data and seed gave a different {file}");
+    }
+    // Adapters too: LoRA and the residual head again from the same base, data and seed.
+    for s in ["lora", "reshead"] {
+        let again = dir.path().join(format!("adapter-{s}"));
+        ok(run(
+            &["finetune", "--strategy", s, "--n-train", "80", "--max-epochs", "10", "--label-key", "TARGETID"],
+            &[
+                ("--spectra", &f.p("desi")),
+                ("--labels", &f.p("desi-files/labels.parquet")),
+                ("--model", &f.p("model")),
+                ("--out", &again),
+            ],
+        ));
+        for file in ["adapter.safetensors", "adapter-card.json"] {
+            let a = std::fs::read(f.p(&format!("adapter-{s}/{file}"))).unwrap();
+            let b = std::fs::read(again.join(file)).unwrap();
+            assert!(a == b, "{s}: same data and seed gave a different {file}");
+        }
+    }
 }
 
 #[test]
