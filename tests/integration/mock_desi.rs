@@ -123,3 +123,33 @@ fn walk(d: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// One coadd's spectra never straddle two shards, even when a shard holds fewer spectra than one
+/// coadd does, and every input has exactly one file row across the report parts.
+#[test]
+fn a_coadds_spectra_stay_in_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = mock(&dir.path().join("mock"), 40, 5, 0.0);
+    let out = dir.path().join("out");
+    let opts = options(Survey::Desi, &dir.path().join("mock"), &out).with_shard_size(3);
+    starpipe::ingest::run_ingest(&opts).unwrap();
+    let mut shard_of: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    let mut shards: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
+        .collect();
+    shards.sort();
+    assert!(shards.len() > 2, "{shards:?}");
+    for s in &shards {
+        use polars::prelude::SerReader;
+        let df = polars::prelude::ParquetReader::new(std::fs::File::open(s).unwrap()).finish().unwrap();
+        for p in strings(&df, "source_path") {
+            shard_of.entry(p).or_default().insert(s.display().to_string());
+        }
+    }
+    assert!(!shard_of.is_empty() && shard_of.values().all(|s| s.len() == 1), "{shard_of:?}");
+    let coadds = rows.iter().map(|r| r.file.clone()).collect::<std::collections::BTreeSet<_>>().len();
+    let report = read_report(&out);
+    assert_eq!(report.iter().filter(|r| r.level == "file").count(), coadds, "one file row per input");
+}
