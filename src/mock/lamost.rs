@@ -344,6 +344,34 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
 
 #[cfg(test)]
 mod tests {
+    fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_bytes_whatever_the_thread_count_and_one_star_alone_equals_its_copy() {
+        let snr = SnrDistribution { min: 10.0, max: 80.0 };
+        let run = |threads: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| generate_lamost(dir.path(), 12, 5, snr, 0.3, &|| {})).unwrap();
+            (files(dir.path()), dir)
+        };
+        let (one, _d1) = run(1);
+        let (three, _d3) = run(3);
+        assert_eq!(one.len(), 12);
+        assert!(one == three, "thread count changed the files");
+        // Star 7 regenerated alone, through the same writer, is its copy in the full survey.
+        let alone = tempfile::tempdir().unwrap();
+        let (star, data) = make_star(5, 7, snr, 0.3);
+        write_star(alone.path(), &star, &data).unwrap();
+        let (name, bytes) = files(alone.path()).into_iter().next().unwrap();
+        assert_eq!(one.get(&name), Some(&bytes), "{name}");
+    }
     use super::*;
     use crate::mock::fits_cards::{drop_primary_extname, write_cards};
     use fitsio::FitsFile;
