@@ -360,3 +360,28 @@ pub fn load_labelled(
     set.counts.used = set.len();
     Ok(set)
 }
+
+#[cfg(test)]
+mod input_rule_tests {
+    use super::*;
+
+    #[test]
+    fn pixels_become_clamped_excess_over_the_continuum_and_masked_ones_zero() {
+        let flux = [1.0, 1.5, 0.2, 3.0, -4.0, 1.3, f32::NAN];
+        let ivar = [4.0, 4.0, 4.0, 4.0, 4.0, 0.0, 4.0];
+        let mut out = [9.0f32; 7];
+        pixel_features(&flux, &ivar, &mut out);
+        assert_eq!(out, [0.0, 0.5, -0.8, 1.0, -1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_window_is_found_only_on_the_same_sampling_and_only_when_covered() {
+        let full = LogGrid::preset(crate::grid::GridPreset::Lamost);
+        let window = LogGrid::preset(crate::grid::GridPreset::Specclip);
+        assert_eq!(window_offset(&full, &window), Some(window.start - full.start));
+        assert_eq!(window_offset(&window, &full), None, "a narrower grid does not cover a wider window");
+        let mut other = full.clone();
+        other.dlog10_lambda *= 1.5;
+        assert_eq!(window_offset(&other, &window), None, "another sampling is refused");
+    }
+}

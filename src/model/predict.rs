@@ -75,3 +75,20 @@ pub fn to_physical(raw: &[f32; 6], scaling: &LabelScaling, sigma_scale: &[f64; 3
     }
     e
 }
+
+#[cfg(test)]
+mod physical_tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_raw_sigma_times_the_label_scale_times_the_calibration_factor() {
+        let scaling = LabelScaling { mean: [5000.0, 4.0, -0.3], std: [800.0, 0.9, 0.4] };
+        let raw = [0.5f32, -1.0, 0.0, 0.0, (0.5f32).ln(), 1.0];
+        let e = to_physical(&raw, &scaling, &[1.5, 2.0, 1.0]);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-5 * b.abs().max(1.0);
+        assert!(close(e.value[0], 5400.0) && close(e.value[1], 3.1) && close(e.value[2], -0.3), "{e:?}");
+        assert!(close(e.error[0], 800.0 * 1.5), "{e:?}");
+        assert!(close(e.error[1], 0.9 * 0.5 * 2.0), "{e:?}");
+        assert!(close(e.error[2], 0.4 * std::f64::consts::E), "{e:?}");
+    }
+}

@@ -12,6 +12,7 @@ usage: check_catalog.py CATALOG.parquet HATS_DIR README.md DESI_LABELS.parquet C
   HATS directory alike, with the same answers.
 """
 import json
+import os
 import re
 import sys
 
@@ -44,15 +45,21 @@ def main():
         meta = json.loads(schema.metadata[b"starpipe"])
         assert meta["flag_bits"]["NOT_STAR"]["bit"] == 1, meta["flag_bits"]
 
-    # One partition, read by path as LSDB does.
+    # Every partition, read by path as LSDB does: only rows of its pixel, sorted, at most
+    # max_rows (60 in the test) unless the pixel sits at the histogram order and cannot split.
     pixels = cat.get_healpix_pixels()
     assert len(pixels) > 1, "test catalogue should span several partitions"
-    pixel = max(pixels, key=lambda p: p.order)
-    leaf = pq.read_table(str(hats.io.paths.pixel_catalog_file(hats_dir, pixel)))
-    h = leaf.column("_healpix_29").to_numpy()
-    assert leaf.num_rows > 0 and np.all(h >> (2 * (29 - pixel.order)) == pixel.pixel), pixel
-    assert np.all(np.diff(h) >= 0), "leaf rows must be sorted by _healpix_29"
-    assert "Norder" not in leaf.column_names and "Npix" not in leaf.column_names
+    max_rows = int(os.environ.get("STARPIPE_TEST_MAX_ROWS", "60"))
+    total = 0
+    for pixel in pixels:
+        leaf = pq.read_table(str(hats.io.paths.pixel_catalog_file(hats_dir, pixel)))
+        h = leaf.column("_healpix_29").to_numpy()
+        assert leaf.num_rows > 0 and np.all(h >> (2 * (29 - pixel.order)) == pixel.pixel), pixel
+        assert np.all(np.diff(h) >= 0), "leaf rows must be sorted by _healpix_29"
+        assert "Norder" not in leaf.column_names and "Npix" not in leaf.column_names
+        assert leaf.num_rows <= max_rows or pixel.order >= 10, (pixel, leaf.num_rows)
+        total += leaf.num_rows
+    assert total == table.num_rows, (total, table.num_rows)
 
     # Spatial index: ours equals hats' (and so LSDB's).
     ra, dec = table.column("ra").to_numpy(), table.column("dec").to_numpy()
