@@ -189,6 +189,24 @@ fn run_orders_stages_skips_finished_tasks_and_reruns_what_changed() {
     assert!(state("ingest [0/2]").contains("up to date"), "{plan}");
     assert!(state("ingest [1/2]").contains("to run"), "{plan}");
     assert!(state("train ").contains("to run"), "downstream of a changed task: {plan}");
+    // Run it: that ingest task starts over and rewrites its shards; its sibling's stay untouched.
+    let mtimes = |tag: &str| -> Vec<std::time::SystemTime> {
+        let mut v: Vec<_> = std::fs::read_dir(work.join("spectra"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("spectra-{tag}")))
+            .map(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let (kept, redone) = (mtimes("00000-of-00002"), mtimes("00001-of-00002"));
+    std::thread::sleep(Duration::from_millis(20));
+    let ran = run_pipeline(&file, &work, &[]);
+    assert!(ran.contains("ingest [0/2]: up to date") && ran.contains("ingest [1/2]: done"), "{ran}");
+    assert_eq!(mtimes("00000-of-00002"), kept, "the other task's shards are kept");
+    let after = mtimes("00001-of-00002");
+    assert!(!after.is_empty() && after.iter().zip(&redone).all(|(a, b)| a > b), "the task's shards are rewritten");
 }
 
 #[test]
@@ -400,4 +418,55 @@ out = "m"
     let elsewhere = tempfile::tempdir().unwrap();
     let ran = Command::new("bash").arg("-c").arg(tries[0]).current_dir(elsewhere.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&ran.stdout).contains("found-it"), "{}: {ran:?}", tries[0]);
+}
+
+/// What the SLURM test checks that needs no cluster: a task over --max-failed-fraction fails with
+/// a failed-record and stops what depends on it; fixed, a re-run runs only that task and what
+/// follows; a truncated output re-runs the task that wrote it; the result equals a clean run's.
+#[test]
+fn a_failed_task_is_recorded_and_a_rerun_repairs_only_what_it_must() {
+    let (dir, work) = workdir_with_input();
+    let file = dir.path().join("tiny.toml");
+    // 60 files per task: one damaged file is 1.7 %, above 1 %.
+    std::fs::write(&file, tiny_pipeline(0.01, 4)).unwrap();
+    let inputs = starpipe::ingest::discover::discover(starpipe::ingest::Survey::Lamost, &work.join("input")).unwrap();
+    let victim = starpipe::ingest::ShardSpec { index: 1, count: 2 }.select(&inputs)[2].path.clone();
+    let pristine = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, b"SIMPLE  = this is not a FITS file").unwrap();
+
+    let out = run(&["run", file.to_str().unwrap(), "--workdir", work.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("max-failed-fraction"), "{err}");
+    let failed: Vec<String> = std::fs::read_dir(work.join(".starpipe/failed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with("ingest.00001-of-00002"), "{failed:?}");
+    assert!(!work.join("catalog/lamost.parquet").exists(), "nothing downstream of a failed task ran");
+
+    std::fs::write(&victim, &pristine).unwrap();
+    let repaired = run_pipeline(&file, &work, &[]);
+    assert!(repaired.contains("ingest [0/2]: up to date"), "{repaired}");
+    assert!(repaired.contains("4 task(s) run") || repaired.contains("5 task(s) run"), "{repaired}");
+    assert_eq!(std::fs::read_dir(work.join(".starpipe/failed")).unwrap().count(), 0, "the failed-record goes");
+
+    // A truncated output (its size changed) re-runs exactly the task that wrote it.
+    let shard = std::fs::read_dir(work.join("predictions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("00001-of-00002"))
+        .unwrap();
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    let again = run_pipeline(&file, &work, &[]);
+    let infer_done = again.lines().filter(|l| l.contains("] infer [") && l.contains(": done")).count();
+    assert!(infer_done == 1 && again.contains("1 task(s) run"), "only the task that wrote it: {again}");
+    assert_eq!(std::fs::read(&shard).unwrap(), bytes, "the task wrote the same shard again");
+
+    // The same bytes as a run that never failed.
+    let clean = dir.path().join("clean");
+    copy_dir(mock_input(), &clean.join("input"));
+    run_pipeline(&file, &clean, &[]);
+    assert_eq!(tree(&work.join("catalog")), tree(&clean.join("catalog")));
 }
