@@ -461,3 +461,40 @@ fn read_dir_names(dir: &Path, prefix: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The OOD score measures distance from what pre-training saw, so it is the same whatever the
+/// adapter: full fine-tuning and LoRA change the estimates, not the score.
+#[test]
+fn ood_scores_use_the_pretrained_features_under_every_adapter() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let read = |adapter: Option<&str>| -> (Vec<Option<f32>>, Vec<Option<f32>>) {
+        let out = dir.path().join(format!("pred-{}", adapter.unwrap_or("base")));
+        let mut paths = vec![("--spectra", f.p("desi")), ("--model", f.p("model")), ("--out", out.clone())];
+        if let Some(a) = adapter {
+            paths.push(("--adapter", f.p(&format!("adapter-{a}"))));
+        }
+        let borrowed: Vec<(&str, &Path)> = paths.iter().map(|(k, p)| (*k, p.as_path())).collect();
+        ok(run(&["infer"], &borrowed));
+        let shard = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        let df = ParquetReader::new(std::fs::File::open(shard).unwrap()).finish().unwrap();
+        let col = |c: &str| -> Vec<Option<f32>> {
+            df.column(c).unwrap().cast(&DataType::Float32).unwrap().f32().unwrap().iter().collect()
+        };
+        (col("ood_score"), col("teff"))
+    };
+    let (base_ood, base_teff) = read(None);
+    assert!(base_ood.iter().all(|v| v.is_some()));
+    let mut changed = 0;
+    for a in ["full", "lora", "reshead"] {
+        let (ood, teff) = read(Some(a));
+        assert_eq!(ood, base_ood, "{a}: the OOD score must not depend on the adapter");
+        // (Early stopping may keep an adapter at its zero-shot start, so not every one differs.)
+        changed += usize::from(teff != base_teff);
+    }
+    assert!(changed > 0, "some adapter changes the estimates, so the equal scores mean something");
+}

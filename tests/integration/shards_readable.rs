@@ -69,3 +69,33 @@ fn specclip_window_writes_1462_pixels() {
     assert_eq!(df.height(), 3);
     assert_eq!(df.column("flux").unwrap().dtype(), &DataType::Array(Box::new(DataType::Float32), 1462));
 }
+
+/// What a shard says about itself: the input range it covers (contiguous, in order, all inputs),
+/// the fingerprint of inputs + settings + version, and the preprocessing it was made with.
+#[test]
+fn shards_record_their_input_range_fingerprint_and_preprocessing() {
+    let out = tempfile::tempdir().unwrap();
+    let opts = options(Survey::Lamost, &data("real/lamost"), out.path()).with_shard_size(4);
+    let summary = starpipe::ingest::run_ingest(&opts).unwrap();
+    let mut next = 0usize;
+    let mut fingerprints = std::collections::BTreeSet::new();
+    for name in &summary.shards {
+        let kv = starpipe::ingest::shards::read_key_value_metadata(&out.path().join(name)).unwrap();
+        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let (start, end) = get("starpipe.ingest.inputs")
+            .split_once("..")
+            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+            .unwrap();
+        assert_eq!(start, next, "{name} starts where the previous shard ended");
+        assert!(end > start);
+        next = end;
+        let fp = get("starpipe.ingest.fingerprint");
+        assert!(fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()), "{fp}");
+        fingerprints.insert(fp);
+        let pre: starpipe::preprocess::PreprocessConfig = serde_json::from_str(&get("starpipe.preprocess")).unwrap();
+        assert_eq!(pre, opts.preprocess, "{name}");
+    }
+    assert!(summary.shards.len() >= 3, "{:?}", summary.shards);
+    assert_eq!(next as u64, summary.inputs, "the ranges cover every input");
+    assert_eq!(fingerprints.len(), 1, "one run, one fingerprint");
+}
