@@ -214,9 +214,14 @@ const META_INPUTS_FINGERPRINT: &str = "starpipe.ingest.inputs_fingerprint";
 const META_COUNTS: &str = "starpipe.ingest.counts";
 
 fn fingerprint(opts: &IngestOptions) -> String {
+    fingerprint_for(opts, crate::VERSION)
+}
+
+/// The fingerprint a starpipe of `version` would record for these settings.
+fn fingerprint_for(opts: &IngestOptions, version: &str) -> String {
     let mut h = Sha256::new();
     let settings = serde_json::json!({
-        "version": crate::VERSION,
+        "version": version,
         "survey": opts.survey,
         "preprocess": opts.preprocess,
         "desi_rules": {
@@ -644,5 +649,37 @@ impl ShardSink {
         self.shards.push(name);
         self.next_shard += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::{GridPreset, LogGrid};
+
+    /// Shards written by another starpipe version are refused, not resumed or mixed in: the
+    /// version is part of the fingerprint every shard records.
+    #[test]
+    fn another_version_in_the_same_out_is_refused() {
+        let input = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real/lamost/image5xN");
+        let out = tempfile::tempdir().unwrap();
+        let opts = IngestOptions::new(
+            Survey::Lamost,
+            input,
+            out.path(),
+            PreprocessConfig::new(LogGrid::preset(GridPreset::Lamost)),
+        )
+        .with_progress(false)
+        .with_threads(Some(1));
+        run_ingest(&opts).unwrap();
+        assert_ne!(fingerprint_for(&opts, "0.1.0"), fingerprint_for(&opts, "0.2.0"));
+        let inputs = opts.shard.select(&discover(opts.survey, &opts.input).unwrap());
+        let tag = opts.shard.tag();
+        let same = find_resume_point(out.path(), &tag, &fingerprint(&opts), &inputs_fingerprint(&inputs));
+        assert!(same.is_ok_and(|p| p.next_shard == 1 && p.next_input == inputs.len()), "the same version resumes");
+        let other = fingerprint_for(&opts, "999.0.0");
+        let err = find_resume_point(out.path(), &tag, &other, &inputs_fingerprint(&inputs)).err().unwrap();
+        assert!(matches!(err, IngestError::ForeignShard { .. }), "{err}");
+        assert!(err.to_string().contains("starpipe version"), "{err}");
     }
 }

@@ -498,3 +498,36 @@ fn ood_scores_use_the_pretrained_features_under_every_adapter() {
     }
     assert!(changed > 0, "some adapter changes the estimates, so the equal scores mean something");
 }
+
+/// Errors that hold: on new stars drawn like the training set (another seed of the same mock), the
+/// calibrated σ covers about 68 % of |Δ| per parameter — not the 0.68 the calibration stars give by
+/// construction, but stars that had no say in it.
+#[test]
+fn calibrated_errors_cover_about_68_percent_of_new_stars() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("new-files");
+    let stars = generate_lamost(&files, 300, 9, SNR, 0.0, &|| {}).unwrap();
+    write_label_catalog(&files, &stars).unwrap();
+    ingest_specclip(Survey::Lamost, &files, &dir.path().join("new"));
+    let out = dir.path().join("eval");
+    ok(run(
+        &["evaluate", "--label-key", "obsid", "--test-fraction", "1", "--bootstrap", "20"],
+        &[
+            ("--spectra", &dir.path().join("new")),
+            ("--labels", &files.join("labels.parquet")),
+            ("--model", &f.p("model")),
+            ("--out", &out),
+        ],
+    ));
+    let df =
+        ParquetReader::new(std::fs::File::open(out.join("evaluation-predictions.parquet")).unwrap()).finish().unwrap();
+    let num = |c: &str| -> Vec<f64> {
+        df.column(c).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().into_no_null_iter().collect()
+    };
+    for p in ["teff", "logg", "feh"] {
+        let (v, e, r) = (num(p), num(&format!("{p}_err")), num(&format!("{p}_ref")));
+        let covered = (0..v.len()).filter(|&i| (v[i] - r[i]).abs() < e[i]).count() as f64 / v.len() as f64;
+        assert!(v.len() > 250 && (0.5..=0.85).contains(&covered), "{p}: {covered:.3} of {} within 1σ", v.len());
+    }
+}
