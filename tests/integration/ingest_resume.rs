@@ -74,4 +74,11 @@ fn job_array_tasks_partition_the_inputs() {
     let mut all = strings(&read_spectra(whole.path()), "spectrum_id");
     all.sort();
     assert_eq!(ids, all);
+    // Across the tasks' report parts, every input has exactly one file row.
+    let mut paths: Vec<String> =
+        read_report(dir.path()).into_iter().filter(|r| r.level == "file").map(|r| r.input_path).collect();
+    paths.sort();
+    let n = paths.len();
+    paths.dedup();
+    assert_eq!((n, paths.len()), (25, 25), "one file row per input across tasks");
 }
