@@ -11,7 +11,7 @@ pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
 }
 
-/// The Python the cross-checks run with (`$PYTHON`, set by scripts/test.sh, else `python3`),
+/// The Python the cross-checks run with (`$PYTHON`, set by scripts/test-env.sh, else `python3`),
 /// after checking that it imports `modules`: a missing package fails here, saying how to get it.
 pub fn python(modules: &str) -> String {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -19,7 +19,7 @@ pub fn python(modules: &str) -> String {
     let ok = probe.as_ref().is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "this test needs Python with {modules} ({python} lacks them): run the tests with scripts/test.sh, which \
+        "this test needs Python with {modules} ({python} lacks them): run the tests with scripts/test-env.sh (README), which \
          installs scripts/requirements-test.txt into .venv-test/, or set PYTHON to a Python that has them\n{}",
         probe.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_else(|e| e.to_string())
     );

@@ -1,4 +1,4 @@
-//! DuckDB (and astropy) read our shards as they are. Needs the Python packages scripts/test.sh installs.
+//! DuckDB (and astropy) read our shards as they are. Needs the Python packages scripts/test-env.sh installs.
 
 use crate::common::*;
 use starpipe::ingest::Survey;

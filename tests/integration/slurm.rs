@@ -12,14 +12,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Fails, naming the way out, unless a SLURM controller answers with a usable node. The tests that
-/// need one are `#[ignore]`d with that reason; `scripts/test.sh` starts a single-node cluster
-/// where it can and then runs them with `--ignored`.
+/// need one are `#[ignore]`d with that reason; `scripts/test-env.sh` starts a single-node cluster
+/// where it can, and the README test command runs them with `--include-ignored`.
 fn require_slurm() {
     let up = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| {
         o.status.success()
             && String::from_utf8_lossy(&o.stdout).lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim()))
     });
-    assert!(up, "no SLURM node is up: scripts/slurm/start-local-cluster.sh starts one (scripts/test.sh does)");
+    assert!(up, "no SLURM node is up: scripts/slurm/start-local-cluster.sh starts one (scripts/test-env.sh does, where it can)");
 }
 
 /// Waits until none of the given jobs is in the queue.
@@ -63,7 +63,7 @@ fn done_job(work: &Path, stem: &str) -> Option<String> {
 }
 
 #[test]
-#[ignore = "needs a SLURM cluster: scripts/test.sh starts one where it can and runs this"]
+#[ignore = "needs a SLURM cluster: the README test command (scripts/test-env.sh … --include-ignored) starts one where it can and runs this"]
 fn slurm_arrays_cancel_on_failure_resubmit_only_the_failed_shard_and_match_the_local_run() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
