@@ -226,23 +226,19 @@ fn output_arg(l: &Loaded, stage: usize) -> String {
 /// in that order of precedence: an option given again later replaces the earlier one in place
 /// (`--time=02:00:00` for every job, `--time=12:00:00` for one stage), so no job gets it twice.
 fn merge_sbatch_options(layers: &[&[String]]) -> Vec<String> {
-    // (name, tokens) per option; a bare `--name value` pair is one option.
-    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
+    // (option name, its tokens); `--name=value` and `--name value` are one option each.
+    let mut merged: Vec<(&str, Vec<String>)> = Vec::new();
     for layer in layers {
         let mut i = 0;
         while i < layer.len() {
-            let tok = &layer[i];
-            let (name, mut tokens) = match tok.split_once('=') {
-                Some((n, _)) if n.starts_with('-') => (n.to_string(), vec![tok.clone()]),
-                _ => (tok.clone(), vec![tok.clone()]),
-            };
-            let takes_value = tok.starts_with('-') && !tok.contains('=');
-            if takes_value && layer.get(i + 1).is_some_and(|v| !v.starts_with('-')) {
+            let tok = layer[i].as_str();
+            let name = tok.split_once('=').map_or(tok, |(n, _)| n);
+            let mut tokens = vec![tok.to_string()];
+            if !tok.contains('=') && layer.get(i + 1).is_some_and(|v| !v.starts_with('-')) {
                 tokens.push(layer[i + 1].clone());
                 i += 1;
             }
             i += 1;
-            let name = if name.starts_with('-') { name } else { format!("\u{0}{name}") };
             match merged.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = tokens,
                 None => merged.push((name, tokens)),

@@ -10,14 +10,6 @@ use std::path::Path;
 /// Values surveys write for "missing" (LAMOST −999, −9999, −274 and 99.0 magnitudes are not used here).
 const SENTINELS: &[f64] = &[-999.0, -9999.0, -274.0];
 
-/// True when the file starts with the gzip magic bytes (1f 8b), whatever its name says.
-pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
-    let mut magic = [0u8; 2];
-    let mut f = std::fs::File::open(path)?;
-    let n = f.read(&mut magic)?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
-}
-
 /// One HDU's header, read in a single call and parsed once: keyword → value text (strings unquoted).
 /// Reading keywords one at a time through cfitsio rescans the header for each of them, which was
 /// a tenth of the LAMOST ingest time.
@@ -197,11 +189,10 @@ impl std::ops::DerefMut for OpenedFits {
     }
 }
 
-fn open_gzip_in_memory(path: &Path) -> Result<OpenedFits, ReadError> {
+fn open_gzip_in_memory(compressed: &[u8]) -> Result<OpenedFits, ReadError> {
     let open_err = |message: String| ReadError::Open { gzip: "gzip", message };
-    let compressed = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
     let mut bytes = Vec::with_capacity(compressed.len() * 3);
-    flate2::read::MultiGzDecoder::new(compressed.as_slice())
+    flate2::read::MultiGzDecoder::new(compressed)
         .read_to_end(&mut bytes)
         .map_err(|e| open_err(format!("gzip stream is damaged or truncated: {e}")))?;
     super::fits_sizes::check_declared_sizes(&mut std::io::Cursor::new(&bytes), bytes.len() as u64)?;
@@ -253,12 +244,18 @@ fn open_disk_file(path: &Path) -> Result<FitsFile, ReadError> {
 /// Opens a survey file for reading: sniffs gzip from the magic bytes (never the name) and opens it.
 /// Returns the handle and whether it was gzip'd.
 pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), ReadError> {
-    let gzip = is_gzip(path).map_err(|_| ReadError::NotFound)?;
-    if gzip {
-        return Ok((open_gzip_in_memory(path)?, true));
+    // One handle for the gzip sniff, the whole read of a gzip'd file, and the size check of a plain
+    // one (opening a file costs ~0.5 ms here, ×11 million LAMOST files); cfitsio opens its own.
+    let mut file = std::fs::File::open(path).map_err(|_| ReadError::NotFound)?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|_| ReadError::NotFound)?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        let open_err = |e: std::io::Error| ReadError::Open { gzip: "gzip", message: e.to_string() };
+        let mut compressed = magic.to_vec();
+        file.read_to_end(&mut compressed).map_err(open_err)?;
+        return Ok((open_gzip_in_memory(&compressed)?, true));
     }
     let open_err = |e: std::io::Error| ReadError::Open { gzip: "not gzip", message: e.to_string() };
-    let mut file = std::fs::File::open(path).map_err(open_err)?;
     let len = file.metadata().map_err(open_err)?.len();
     super::fits_sizes::check_declared_sizes(&mut std::io::BufReader::new(&mut file), len)?;
     Ok((OpenedFits { file: open_disk_file(path)?, _memory: None }, false))

@@ -411,11 +411,11 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
 
     let remaining = &inputs[resume.next_input..];
     let bar = match &opts.bar {
-        Some(b) if opts.progress => {
+        Some(b) => {
             b.set_length(remaining.len() as u64);
             b.clone()
         }
-        _ => progress_bar(remaining.len() as u64, opts.progress),
+        None => progress_bar(remaining.len() as u64, opts.progress),
     };
     let mut heartbeat = crate::progress::Heartbeat::default();
     let mut sink = ShardSink {

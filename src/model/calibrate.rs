@@ -9,6 +9,12 @@
 /// is noise.
 pub const MIN_STARS: usize = 20;
 
+/// |Δ| / σ of parameter `p` for one standardised output and its standardised reference label.
+fn pull(output: &[f32; 6], label: f32, p: usize) -> f64 {
+    let sigma = (output[p + 3] as f64).clamp(super::loss::LOG_SIGMA_MIN, super::loss::LOG_SIGMA_MAX).exp();
+    (label as f64 - output[p] as f64).abs() / sigma
+}
+
 /// Per-parameter factors from standardised outputs and standardised reference labels.
 pub fn sigma_scale(outputs: &[[f32; 6]], labels: &[f32]) -> [f64; 3] {
     let n = outputs.len();
@@ -16,14 +22,7 @@ pub fn sigma_scale(outputs: &[[f32; 6]], labels: &[f32]) -> [f64; 3] {
         return [1.0; 3];
     }
     [0, 1, 2].map(|p| {
-        let mut z: Vec<f64> = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let sigma = (o[p + 3] as f64).clamp(super::loss::LOG_SIGMA_MIN, super::loss::LOG_SIGMA_MAX).exp();
-                (labels[i * 3 + p] as f64 - o[p] as f64).abs() / sigma
-            })
-            .collect();
+        let mut z: Vec<f64> = outputs.iter().enumerate().map(|(i, o)| pull(o, labels[i * 3 + p], p)).collect();
         let q = super::metrics::quantile(&mut z, 0.6827);
         if q.is_finite() && q > 0.0 { q } else { 1.0 }
     })
@@ -51,10 +50,7 @@ pub fn held_out_coverage(outputs: &[[f32; 6]], labels: &[f32]) -> Option<[f64; 3
         let (o, y) = &folds[k];
         for (i, out) in o.iter().enumerate() {
             for p in 0..3 {
-                let sigma = (out[p + 3] as f64).clamp(super::loss::LOG_SIGMA_MIN, super::loss::LOG_SIGMA_MAX).exp();
-                if ((y[i * 3 + p] - out[p]) as f64).abs() < sigma * scale[p] {
-                    hits[p] += 1;
-                }
+                hits[p] += usize::from(pull(out, y[i * 3 + p], p) < scale[p]);
             }
         }
     }

@@ -171,15 +171,11 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
     let recalibrated = opts.strategy != Strategy::Zeroshot && outputs.len() >= MIN_STARS;
     let scale = if recalibrated { sigma_scale(&outputs, &val.y) } else { base_card.sigma_scale };
     let val_ref: Vec<[f64; 3]> = val_rows.iter().map(|&i| set.labels[i]).collect();
-    let mut validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200, None);
-    for m in &mut validation {
+    let held_out = if recalibrated { super::calibrate::held_out_coverage(&outputs, &val.y) } else { None };
+    let mut validation = physical_metrics(&outputs, &val_ref, &scaling, &scale, 200, held_out);
+    if !recalibrated {
         // The base's factor was not set by these stars: their coverage is already held out.
-        m.within_1sigma_held_out = if recalibrated { None } else { Some(m.metrics.within_1sigma) };
-    }
-    if recalibrated {
-        if let Some(c) = super::calibrate::held_out_coverage(&outputs, &val.y) {
-            validation.iter_mut().enumerate().for_each(|(i, m)| m.within_1sigma_held_out = Some(c[i]));
-        }
+        validation.iter_mut().for_each(|m| m.within_1sigma_held_out = Some(m.metrics.within_1sigma));
     }
     let mut all_rows = train_rows.clone();
     all_rows.extend(&val_rows);

@@ -19,7 +19,10 @@ fn require_slurm() {
         o.status.success()
             && String::from_utf8_lossy(&o.stdout).lines().any(|l| ["idle", "mixed", "allocated"].contains(&l.trim()))
     });
-    assert!(up, "no SLURM node is up: scripts/slurm/start-local-cluster.sh starts one (scripts/test-env.sh does, where it can)");
+    assert!(
+        up,
+        "no SLURM node is up: scripts/slurm/start-local-cluster.sh starts one (scripts/test-env.sh does, where it can)"
+    );
 }
 
 /// Waits until none of the given jobs is in the queue.
