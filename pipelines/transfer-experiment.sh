@@ -22,15 +22,8 @@ n_train="${N_TRAIN:-50 200 1000 3000}"
 seed="${SEED:-1}"
 encoder_spectra="${ENCODER_SPECTRA:-6000}"
 encoder_epochs="${ENCODER_EPOCHS:-6}"
-cargo build --quiet
-bin="${CARGO_TARGET_DIR:-target}/debug/starpipe"
+source scripts/steps.sh
 mkdir -p "$out"
-
-step() { # step NAME DONE_FILE COMMAND...: run unless DONE_FILE exists
-  local name="$1" done="$2"; shift 2
-  if [[ -e "$done" ]]; then echo "== $name: done earlier ($done)"; return; fi
-  echo "== $name"; "$@"
-}
 
 step "mock LAMOST ($n_lamost stars)" "$out/lamost-files/labels.parquet" \
   "$bin" mock --survey lamost --n "$n_lamost" --seed "$seed" --snr-dist loguniform:10:150 --out "$out/lamost-files"

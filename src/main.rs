@@ -136,6 +136,23 @@ struct MockArgs {
     /// DESI: truncated coadd, NaN star flux); the label catalogue says which.
     #[arg(long, default_value_t = 0.0)]
     corrupt_frac: f64,
+    /// Render the observed spectra of a labelled spectral library instead of emulated stars
+    /// (layout: `.npz` spectra with `wave_air` or `wave_vacuum` and `fwhm_angstrom`, plus a
+    /// `*params*.csv` with teff, logg, feh; MILES as shipped works). Label files gain the library
+    /// star id. DESI: every FIBERMAP row is a star. --n is then the library size × --repeats.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["emulator", "n"])]
+    library: Option<PathBuf>,
+    /// With --library: render each star this many times (own S/N, radial velocity, calibration).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one, requires = "library")]
+    repeats: usize,
+    /// With --library: render only the stars listed in this file (one id per line, `#` comments),
+    /// e.g. the stars an emulator refit left out.
+    #[arg(long, value_name = "FILE", requires = "library")]
+    library_ids: Option<PathBuf>,
+    /// Emulator coefficients to use instead of the built-in ones (a safetensors file written by
+    /// scripts/emulator/fit_miles_emulator.py, e.g. refitted without a validation fold).
+    #[arg(long, value_name = "FILE")]
+    emulator: Option<PathBuf>,
     /// Print the emulator's quality: held-out and leave-one-out residual RMS per wavelength region
     /// and Teff regime.
     #[arg(long)]
@@ -307,21 +324,71 @@ fn parse_labels(s: &str) -> Result<[f64; 3], String> {
     <[f64; 3]>::try_from(v).map_err(|_| format!("'{s}': need three comma-separated numbers TEFF,LOGG,FEH"))
 }
 
+/// The library `--library` names, cut to `--library-ids` when given; its left-out stars are logged.
+fn open_library(dir: &std::path::Path, ids: Option<&std::path::Path>) -> Result<starpipe::mock::Library> {
+    let mut library = starpipe::mock::Library::open(dir)?;
+    for (reason, count, example) in &library.left_out {
+        tracing::info!("library {}: {count} stars left out: {reason} (e.g. {example})", dir.display());
+    }
+    if let Some(path) = ids {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let wanted: Vec<i64> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| l.parse::<i64>().with_context(|| format!("{}: '{l}' is not an integer id", path.display())))
+            .collect::<Result<_>>()?;
+        let unknown = library.retain_ids(&wanted);
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "{}: {} ids are not usable library stars (e.g. {}); rendering the other {}",
+                path.display(),
+                unknown.len(),
+                unknown[0],
+                library.stars.len()
+            );
+        }
+        if library.stars.is_empty() {
+            bail!("{}: none of its ids is a usable star of the library {}", path.display(), dir.display());
+        }
+    }
+    Ok(library)
+}
+
 fn mock(a: MockArgs) -> Result<()> {
-    use starpipe::mock::{Emulator, PARAMETRIC_FROM_VACUUM, REPORT_JSON, extend_to_red};
+    use starpipe::mock::{Emulator, PARAMETRIC_FROM_VACUUM, REPORT_JSON, Stars, extend_to_red};
+    let emulator_file = match &a.emulator {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(Emulator::from_safetensors(&bytes).with_context(|| format!("{}", path.display()))?)
+        }
+        None => None,
+    };
+    let library = a.library.as_deref().map(|d| open_library(d, a.library_ids.as_deref())).transpose()?;
+    let stars = match (&library, &emulator_file) {
+        (Some(library), _) => Stars::Library { library, repeats: a.repeats },
+        (None, Some(e)) => Stars::Emulated(e),
+        (None, None) => Stars::builtin(),
+    };
     if let Some(survey) = a.survey {
         let out = a.out.clone().expect("clap requires --out with --survey");
         if !(0.0..=1.0).contains(&a.corrupt_frac) {
             bail!("--corrupt-frac must be within 0..1, got {}", a.corrupt_frac);
         }
+        let n = stars.count(a.n);
         match survey {
             Survey::Lamost => {
                 let start = std::time::Instant::now();
-                let bar = progress_bar(a.n as u64, "mock", "files");
-                let stars =
-                    starpipe::mock::lamost::generate_lamost(&out, a.n, a.seed, a.snr_dist, a.corrupt_frac, &|| {
-                        bar.inc(1)
-                    })?;
+                let bar = progress_bar(n as u64, "mock", "files");
+                let stars = starpipe::mock::lamost::generate_lamost(
+                    &out,
+                    stars,
+                    a.n,
+                    a.seed,
+                    a.snr_dist,
+                    a.corrupt_frac,
+                    &|| bar.inc(1),
+                )?;
                 bar.finish_and_clear();
                 starpipe::mock::lamost::write_label_catalog(&out, &stars)?;
                 let corrupt = stars.iter().filter(|s| s.corruption.is_some()).count();
@@ -331,10 +398,11 @@ fn mock(a: MockArgs) -> Result<()> {
             }
             Survey::Desi => {
                 let start = std::time::Instant::now();
-                let coadds = starpipe::mock::desi::coadds_needed(a.n, a.rows_per_coadd);
+                let coadds = starpipe::mock::desi::coadds_needed(stars, a.n, a.rows_per_coadd);
                 let bar = progress_bar(coadds as u64, "mock", "coadds");
                 let rows = starpipe::mock::desi::generate_desi(
                     &out,
+                    stars,
                     a.n,
                     a.rows_per_coadd,
                     a.seed,
@@ -366,7 +434,7 @@ fn mock(a: MockArgs) -> Result<()> {
                 "--emulate {teff},{logg},{feh} is outside what MILES covers (Teff 2800–40000 K, log g −0.5–6, [Fe/H] −3–1)"
             );
         }
-        let e = Emulator::builtin();
+        let e = emulator_file.as_ref().unwrap_or_else(|| Emulator::builtin());
         let (wave, flux) = extend_to_red(e.wave_vacuum(), &e.spectrum(teff, logg, feh), teff, logg, feh);
         println!("wavelength_vacuum_angstrom,flux,parametric");
         for (w, f) in wave.iter().zip(flux) {

@@ -9,19 +9,30 @@ bad spectra). 20 % of the stars are held out (stratified by dwarf/giant, [Fe/H] 
 never used for fitting; the report gives their residuals and the leave-one-out residuals of the
 training stars (exact, from the hat matrix), per wavelength region and Teff regime.
 
-Usage: python3 scripts/emulator/fit_miles_emulator.py [MILES_DIR] [OUT_DIR]
-       defaults: ../shared/data/miles_stars  data/emulator
-Writes OUT_DIR/miles_emulator.safetensors (coefficients, float32) and OUT_DIR/emulator_report.json.
+Usage: python3 scripts/emulator/fit_miles_emulator.py [MILES_DIR] [OUT_DIR] [--fold K/N]
+       defaults: ../shared/data/miles_stars  data/emulator  0/5
+Writes OUT_DIR/miles_emulator.safetensors (coefficients, float32), OUT_DIR/emulator_report.json and
+OUT_DIR/held_out_ids.txt (the MILES ids never fitted, one per line).
+--fold K/N holds out every N-th star of each stratum starting at the K-th (by the hash order), so
+folds 0..N-1 partition the labelled stars: real-star validation (scripts/validate/) refits the
+emulator without each fold and scores that fold's real spectra. Fold 0/5 is the shipped emulator.
 Needs numpy and safetensors (pip install numpy safetensors).
 """
-import csv, glob, json, sys, hashlib
+import argparse, csv, glob, json, sys, hashlib
 from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
 ROOT = Path(__file__).resolve().parents[2]
-MILES = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data" / "miles_stars"
-OUT = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "data" / "emulator"
+_args = argparse.ArgumentParser(description="Fit the MILES emulator (see the module docstring).")
+_args.add_argument("miles", nargs="?", default=str(ROOT.parent / "shared" / "data" / "miles_stars"))
+_args.add_argument("out", nargs="?", default=str(ROOT / "data" / "emulator"))
+_args.add_argument("--fold", default="0/5", help="K/N: hold out fold K of N (default 0/5, the shipped split)")
+ARGS = _args.parse_args()
+MILES, OUT = Path(ARGS.miles), Path(ARGS.out)
+FOLD, NFOLDS = (int(x) for x in ARGS.fold.split("/"))
+if not 0 <= FOLD < NFOLDS:
+    sys.exit(f"--fold {ARGS.fold}: need 0 <= K < N")
 
 X0, Y0 = 3.7617, 4.44
 # (power of x, power of y, power of z) for each term: 23 terms.
@@ -71,14 +82,14 @@ def normalise(wave, flux):
 
 
 def split(ids, labels):
-    """Deterministic stratified 80/20 split: every 5th star of each stratum, by a hash of its id."""
+    """Deterministic stratified split: every N-th star of each stratum from the K-th (by a hash of its id)."""
     teff, logg, feh = labels.T
     stratum = (logg >= 3.5).astype(int) * 4 + (feh < -1).astype(int) * 2 + (teff > 7000).astype(int)
     order = np.argsort([hashlib.sha256(str(m).encode()).hexdigest() for m in ids])
     held = np.zeros(len(ids), bool)
     for s in np.unique(stratum):
         members = [i for i in order if stratum[i] == s]
-        held[members[::5]] = True
+        held[members[FOLD::NFOLDS]] = True
     return held
 
 
@@ -202,6 +213,9 @@ def main():
               str(OUT / "miles_emulator.safetensors"),
               metadata={"model": json.dumps(report["model"]), "source": "MILES v9.1 (945 labelled stars), Cenarro+2007 labels"})
     (OUT / "emulator_report.json").write_text(json.dumps(report, indent=1))
+    (OUT / "held_out_ids.txt").write_text(
+        f"# MILES ids held out of this fit (fold {FOLD}/{NFOLDS}); never fitted\n"
+        + "".join(f"{m}\n" for m in sorted(ids[held].tolist())))
     print(json.dumps({k: report[k] for k in ("stars", "held_out_rms_flux", "held_out_rms_lines", "loo_rms_flux")}, indent=1))
 
 

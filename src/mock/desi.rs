@@ -6,9 +6,9 @@
 
 use super::fits_cards::{CardValue, drop_primary_extname, format_card, write_cards};
 use super::fits_tables::{Column, write_table, write_table_without};
-use super::labels::{LabelRange, StarLabels, draw_star};
+use super::labels::StarLabels;
 use super::render::{add_noise, calibration_error, observed_frame_spectrum};
-use super::{Corruption, MockError, SnrDistribution};
+use super::{Corruption, EXTENSION_END_VACUUM, MockError, SnrDistribution, Stars};
 use crate::preprocess::{C_KMS, resample};
 use crate::spectrum::Arm;
 use fitsio::FitsFile;
@@ -65,6 +65,8 @@ pub struct DesiMockRow {
     pub dec: f64,
     /// Stars: labels, radial velocity and catalogue-style labels with errors.
     pub truth: Option<StarLabels>,
+    /// The library star rendered (`mock --library`), None for emulated stars and non-stars.
+    pub library_id: Option<i64>,
     pub catalog: Option<StarLabels>,
     pub catalog_err: Option<StarLabels>,
     /// Redshift (z = v/c for stars).
@@ -129,10 +131,13 @@ struct ArmData {
     mask: Vec<i64>,
 }
 
-/// Draws the rows of coadd `file_index` and renders their spectra.
+/// Draws the rows of coadd `file_index` and renders their spectra. A library mock fills every row
+/// with a star: row `r` is render `first_render + r`.
 fn make_file(
+    stars: Stars,
     seed: u64,
     file_index: usize,
+    first_render: usize,
     rows: usize,
     snr: SnrDistribution,
     corrupt_frac: f64,
@@ -153,13 +158,17 @@ fn make_file(
     let mut spectra = Vec::with_capacity(rows);
     for r in 0..rows {
         let u: f64 = rng.random();
-        let kind = match u {
-            u if u < 0.62 => RowKind::Star,
-            u if u < 0.67 => RowKind::BadFiberStar,
-            u if u < 0.82 => RowKind::Galaxy,
-            u if u < 0.87 => RowKind::Qso,
-            u if u < 0.93 => RowKind::Sky,
-            _ => RowKind::Unassigned,
+        let kind = if stars.is_library() {
+            RowKind::Star
+        } else {
+            match u {
+                u if u < 0.62 => RowKind::Star,
+                u if u < 0.67 => RowKind::BadFiberStar,
+                u if u < 0.82 => RowKind::Galaxy,
+                u if u < 0.87 => RowKind::Qso,
+                u if u < 0.93 => RowKind::Sky,
+                _ => RowKind::Unassigned,
+            }
         };
         // Positions inside the ~0.9° pixel, as in a real healpix coadd: drawn around its centre
         // and redrawn until they fall in it (the pixel is a diamond, not the square drawn from).
@@ -177,15 +186,17 @@ fn make_file(
             _ => 39_600_000_000_000_000 + (file_index * 1000 + r) as i64,
         };
         let snr_r = snr.draw(&mut rng);
-        let (truth, z, model): (Option<StarLabels>, f64, Option<Arm>) = match kind {
+        let (truth, library_id, z, model): (Option<StarLabels>, Option<i64>, f64, Option<Arm>) = match kind {
             RowKind::Star | RowKind::BadFiberStar => {
-                let s = draw_star(&mut rng, LabelRange::default());
+                let render = first_render + r;
+                let (s, library_id) = stars.labels(render, &mut rng);
                 let rv = if s.feh < -1.0 { 120.0 } else { 35.0 } * normal(&mut rng);
-                (Some(s), rv / C_KMS, Some(observed_frame_spectrum(&s, rv)))
+                let rest = stars.rest_spectrum(render, &s, EXTENSION_END_VACUUM);
+                (Some(s), library_id, rv / C_KMS, Some(observed_frame_spectrum(rest, rv)))
             }
-            RowKind::Galaxy => (None, 0.05 + 0.45 * rng.random::<f64>(), None),
-            RowKind::Qso => (None, 0.8 + 1.7 * rng.random::<f64>(), None),
-            _ => (None, 0.0, None),
+            RowKind::Galaxy => (None, None, 0.05 + 0.45 * rng.random::<f64>(), None),
+            RowKind::Qso => (None, None, 0.8 + 1.7 * rng.random::<f64>(), None),
+            _ => (None, None, 0.0, None),
         };
         let brightness = 8.0 * 10f64.powf(rng.random_range(-0.4..0.6));
         let arms: Vec<ArmData> = grids
@@ -197,7 +208,11 @@ fn make_file(
                     return ArmData { flux: vec![0.0; n], ivar: vec![0.0; n], mask: vec![1 << 8; n] }; // NODATA
                 }
                 let clean: Vec<f32> = match (&model, kind) {
-                    (Some(m), _) => resample(m, &edges(wave), 0.5).flux,
+                    // Pixels the star's spectrum does not cover carry no light (masked by add_noise).
+                    (Some(m), _) => {
+                        let g = resample(m, &edges(wave), 0.5);
+                        g.flux.iter().zip(&g.ivar).map(|(f, iv)| if *iv > 0.0 { *f } else { 0.0 }).collect()
+                    }
                     (None, RowKind::Galaxy | RowKind::Qso) => contaminant(kind, z, wave),
                     _ => vec![0.0; n],
                 };
@@ -227,6 +242,8 @@ fn make_file(
             })
             .collect();
         let (catalog, catalog_err) = match truth {
+            // A library star's labels are the literature's, with no stated error.
+            Some(t) if library_id.is_some() => (Some(t), None),
             Some(t) => {
                 let scale = (30.0 / snr_r.max(1.0)).clamp(0.4, 6.0);
                 let err = StarLabels { teff: 60.0 * scale, logg: 0.12 * scale, feh: 0.08 * scale };
@@ -247,6 +264,7 @@ fn make_file(
             ra,
             dec,
             truth,
+            library_id,
             catalog,
             catalog_err,
             z,
@@ -522,16 +540,22 @@ fn write_pixel(
     Ok(())
 }
 
-/// Number of coadds a mock of `n_stars` stars with `rows_per_file` rows per coadd needs.
-pub fn coadds_needed(n_stars: usize, rows_per_file: usize) -> usize {
-    n_stars.div_ceil((rows_per_file as f64 * 0.62).max(1.0) as usize).max(1)
+/// Number of coadds a mock of `n_stars` stars with `rows_per_file` rows per coadd needs (a library
+/// mock fills every row with a star).
+pub fn coadds_needed(stars: Stars, n_stars: usize, rows_per_file: usize) -> usize {
+    match stars {
+        Stars::Library { .. } => stars.count(n_stars).div_ceil(rows_per_file).max(1),
+        Stars::Emulated(_) => n_stars.div_ceil((rows_per_file as f64 * 0.62).max(1.0) as usize).max(1),
+    }
 }
 
 /// Generates a mock DESI survey with about `n_stars` stars (files of `rows_per_file` FIBERMAP rows,
-/// ~62 % of them good stars) and returns every row, file by file. `on_file` is called after each
-/// coadd + redrock pair is written (for progress reporting).
+/// ~62 % of them good stars; a library mock: `stars.count(n_stars)` renders, every row a star) and
+/// returns every row, file by file. `on_file` is called after each coadd + redrock pair is
+/// written (for progress reporting).
 pub fn generate_desi(
     dir: &Path,
+    stars: Stars,
     n_stars: usize,
     rows_per_file: usize,
     seed: u64,
@@ -540,11 +564,14 @@ pub fn generate_desi(
     on_file: &(dyn Fn() + Sync),
 ) -> Result<Vec<DesiMockRow>, MockError> {
     use rayon::prelude::*;
-    let files = coadds_needed(n_stars, rows_per_file);
+    let renders = stars.count(n_stars);
+    let files = coadds_needed(stars, n_stars, rows_per_file);
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
         .into_par_iter()
         .map(|i| {
-            let (rows, spectra, healpix) = make_file(seed, i, rows_per_file, snr, corrupt_frac);
+            let first = i * rows_per_file;
+            let rows = if stars.is_library() { rows_per_file.min(renders - first) } else { rows_per_file };
+            let (rows, spectra, healpix) = make_file(stars, seed, i, first, rows, snr, corrupt_frac);
             write_pixel(dir, &rows, &spectra, healpix, seed)?;
             on_file();
             Ok(rows)
@@ -577,6 +604,7 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
                 "KIND" => Arc::new(rows.iter().map(|r| Some(r.kind.as_str())).collect::<StringArray>()),
                 "FILE" => Arc::new(rows.iter().map(|r| Some(r.file.as_str())).collect::<StringArray>()),
                 "HEALPIX" => Arc::new(rows.iter().map(|r| Some(r.healpix as i64)).collect::<Int64Array>()),
+                "LIBRARY_ID" => Arc::new(rows.iter().map(|r| r.library_id).collect::<Int64Array>()),
                 "TARGET_RA" => opt(&|r| Some(r.ra)),
                 "TARGET_DEC" => opt(&|r| Some(r.dec)),
                 "RR_SPECTYPE" => Arc::new(rows.iter().map(|r| Some(spectype(r))).collect::<StringArray>()),
@@ -614,6 +642,7 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
             spectype(r).into(),
             format!("{:.8}", r.z),
             fmt(star(r).then_some(r.z * C_KMS)),
+            r.library_id.map(|i| i.to_string()).unwrap_or_default(),
             fmt(r.catalog.map(|l| l.teff)),
             fmt(r.catalog.map(|l| l.logg)),
             fmt(r.catalog.map(|l| l.feh)),

@@ -3,9 +3,9 @@
 //! catalogue keyed by OBSID.
 
 use super::fits_cards::{CardValue, fill_template};
-use super::labels::{LabelRange, StarLabels, draw_star};
-use super::render::{add_noise, band_snr, calibration_error, instrument_sample};
-pub use super::{Corruption, MockError, SnrDistribution};
+use super::labels::StarLabels;
+use super::render::{add_noise, band_snr, calibration_error, instrument_sample, rest_frame_end};
+pub use super::{Corruption, MockError, SnrDistribution, Stars};
 use crate::grid::LogGrid;
 use crate::preprocess::C_KMS;
 use rand::{Rng, SeedableRng};
@@ -35,9 +35,12 @@ pub struct MockStar {
     pub gzip: bool,
     pub npix: usize,
     pub truth: StarLabels,
+    /// The library star rendered (`mock --library`), None for emulated stars.
+    pub library_id: Option<i64>,
     pub rv_kms: f64,
     pub snr_g: f64,
-    /// Catalogue-style labels: truth plus an error drawn from the stated uncertainty.
+    /// Catalogue-style labels: truth plus an error drawn from the stated uncertainty (library
+    /// stars: the literature labels, error unknown = NaN).
     pub catalog: StarLabels,
     pub catalog_err: StarLabels,
     pub corruption: Option<Corruption>,
@@ -45,6 +48,8 @@ pub struct MockStar {
 
 fn subclass(teff: f64, logg: f64) -> String {
     let (letter, lo, hi) = match teff {
+        t if t >= 30000.0 => ("O", 30000.0, 50000.0),
+        t if t >= 10000.0 => ("B", 10000.0, 30000.0),
         t if t >= 7300.0 => ("A", 7300.0, 10000.0),
         t if t >= 6000.0 => ("F", 6000.0, 7300.0),
         t if t >= 5300.0 => ("G", 5300.0, 6000.0),
@@ -82,10 +87,10 @@ fn snr_profile(wave: &[f64], snr_g: f64) -> Vec<f64> {
 }
 
 /// Draws and renders star `i` of a mock with `seed`; returns its catalogue row and file contents.
-fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (MockStar, LamostData) {
+fn make_star(stars: Stars, seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (MockStar, LamostData) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(i as u64);
-    let truth = draw_star(&mut rng, LabelRange::default());
+    let (truth, library_id) = stars.labels(i, &mut rng);
     let rv_sd = if truth.feh < -1.0 { 120.0 } else { 35.0 };
     let rv_kms = rv_sd * rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng);
     let mut u: f64 = rng.random();
@@ -110,7 +115,8 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
     }
 
     let (wave, edges) = lamost_grid(npix);
-    let mut flux = instrument_sample(&truth, rv_kms, LAMOST_R, edges);
+    let rest = stars.rest_spectrum(i, &truth, rest_frame_end(edges[edges.len() - 1]));
+    let mut flux = instrument_sample(&rest, rv_kms, LAMOST_R, edges);
     let response = calibration_error(&mut rng, wave, 0.12);
     let brightness = 300.0 * 10f64.powf(rng.random_range(-0.5..0.5));
     for (f, r) in flux.iter_mut().zip(&response) {
@@ -138,10 +144,15 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
     let scale = (30.0 / snr_g.max(1.0)).clamp(0.4, 6.0);
     let err = StarLabels { teff: 45.0 * scale, logg: 0.07 * scale, feh: 0.05 * scale };
     let normal = |rng: &mut ChaCha8Rng| rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, rng);
-    let catalog = StarLabels {
-        teff: truth.teff + err.teff * normal(&mut rng),
-        logg: truth.logg + err.logg * normal(&mut rng),
-        feh: truth.feh + err.feh * normal(&mut rng),
+    let (catalog, err) = if library_id.is_some() {
+        (truth, StarLabels { teff: f64::NAN, logg: f64::NAN, feh: f64::NAN })
+    } else {
+        let catalog = StarLabels {
+            teff: truth.teff + err.teff * normal(&mut rng),
+            logg: truth.logg + err.logg * normal(&mut rng),
+            feh: truth.feh + err.feh * normal(&mut rng),
+        };
+        (catalog, err)
     };
     let obsid = MOCK_OBSID_BASE + i as i64;
     let (sp, fiber) = (1 + i % 16, 1 + (i / 16) % 250);
@@ -159,6 +170,7 @@ fn make_star(seed: u64, i: usize, snr: SnrDistribution, corrupt_frac: f64) -> (M
         gzip,
         npix,
         truth,
+        library_id,
         rv_kms,
         snr_g: snr_bands[1],
         catalog,
@@ -258,11 +270,12 @@ fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), Mock
     std::fs::rename(&tmp, &final_path).map_err(|e| err(e.to_string()))
 }
 
-/// Generates `n` mock LAMOST stars into `dir` (files) and returns their catalogue rows, in order.
-/// Deterministic for a seed, whatever the number of threads: star `i` draws from its own stream.
-/// `on_file` is called after each file is written (for progress reporting).
+/// Generates `stars.count(n)` mock LAMOST stars into `dir` (files) and returns their catalogue
+/// rows, in order. Deterministic for a seed, whatever the number of threads: star `i` draws from
+/// its own stream. `on_file` is called after each file is written (for progress reporting).
 pub fn generate_lamost(
     dir: &Path,
+    stars: Stars,
     n: usize,
     seed: u64,
     snr: SnrDistribution,
@@ -271,10 +284,10 @@ pub fn generate_lamost(
 ) -> Result<Vec<MockStar>, MockError> {
     use rayon::prelude::*;
     std::fs::create_dir_all(dir).map_err(|e| MockError::Write { path: dir.to_path_buf(), message: e.to_string() })?;
-    (0..n)
+    (0..stars.count(n))
         .into_par_iter()
         .map(|i| {
-            let (star, data) = make_star(seed, i, snr, corrupt_frac);
+            let (star, data) = make_star(stars, seed, i, snr, corrupt_frac);
             write_star(dir, &star, &data)?;
             on_file();
             Ok(star)
@@ -282,13 +295,19 @@ pub fn generate_lamost(
         .collect()
 }
 
+/// An error for the CSV: empty when unknown (NaN).
+fn error_text(v: f64, decimals: usize) -> String {
+    if v.is_nan() { String::new() } else { format!("{v:.decimals$}") }
+}
+
 /// Writes the label catalogue as Parquet (`schemas/mock_lamost_labels.toml`) and CSV.
 pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockError> {
     use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
     use std::sync::Arc;
     let schema = crate::schema::mock_lamost_labels().to_arrow(0);
+    // NaN (a library star's unknown catalogue error) is written as null.
     let f64s = |f: &dyn Fn(&MockStar) -> f64| -> ArrayRef {
-        Arc::new(stars.iter().map(|s| Some(f(s))).collect::<Float64Array>())
+        Arc::new(stars.iter().map(|s| Some(f(s)).filter(|v| !v.is_nan())).collect::<Float64Array>())
     };
     let columns: Vec<ArrayRef> = schema
         .fields()
@@ -300,6 +319,7 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
                 "layout" => Arc::new(stars.iter().map(|s| Some(s.layout)).collect::<StringArray>()),
                 "gzip" => Arc::new(stars.iter().map(|s| Some(s.gzip)).collect::<BooleanArray>()),
                 "npix" => Arc::new(stars.iter().map(|s| Some(s.npix as i32)).collect::<Int32Array>()),
+                "library_id" => Arc::new(stars.iter().map(|s| s.library_id).collect::<Int64Array>()),
                 "teff_true" => f64s(&|s| s.truth.teff),
                 "logg_true" => f64s(&|s| s.truth.logg),
                 "feh_true" => f64s(&|s| s.truth.feh),
@@ -325,15 +345,16 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
             s.layout.to_string(),
             s.gzip.to_string(),
             s.npix.to_string(),
+            s.library_id.map(|i| i.to_string()).unwrap_or_default(),
             format!("{:.1}", s.truth.teff),
             format!("{:.3}", s.truth.logg),
             format!("{:.3}", s.truth.feh),
             format!("{:.1}", s.catalog.teff),
             format!("{:.3}", s.catalog.logg),
             format!("{:.3}", s.catalog.feh),
-            format!("{:.1}", s.catalog_err.teff),
-            format!("{:.3}", s.catalog_err.logg),
-            format!("{:.3}", s.catalog_err.feh),
+            error_text(s.catalog_err.teff, 1),
+            error_text(s.catalog_err.logg, 3),
+            error_text(s.catalog_err.feh, 3),
             format!("{:.2}", s.rv_kms),
             format!("{:.2}", s.snr_g),
             s.corruption.map(Corruption::as_str).unwrap_or("").to_string(),
@@ -358,7 +379,7 @@ mod tests {
         let run = |threads: usize| {
             let dir = tempfile::tempdir().unwrap();
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| generate_lamost(dir.path(), 12, 5, snr, 0.3, &|| {})).unwrap();
+            pool.install(|| generate_lamost(dir.path(), Stars::builtin(), 12, 5, snr, 0.3, &|| {})).unwrap();
             (files(dir.path()), dir)
         };
         let (one, _d1) = run(1);
@@ -367,7 +388,7 @@ mod tests {
         assert!(one == three, "thread count changed the files");
         // Star 7 regenerated alone, through the same writer, is its copy in the full survey.
         let alone = tempfile::tempdir().unwrap();
-        let (star, data) = make_star(5, 7, snr, 0.3);
+        let (star, data) = make_star(Stars::builtin(), 5, 7, snr, 0.3);
         write_star(alone.path(), &star, &data).unwrap();
         let (name, bytes) = files(alone.path()).into_iter().next().unwrap();
         assert_eq!(one.get(&name), Some(&bytes), "{name}");
@@ -420,7 +441,7 @@ mod tests {
         let snr = SnrDistribution { min: 20.0, max: 150.0 };
         let (mut image, mut coadd) = (0, 0);
         for i in 0..40 {
-            let (_, mut data) = make_star(5, i, snr, 0.0);
+            let (_, mut data) = make_star(Stars::builtin(), 5, i, snr, 0.0);
             if data.image_layout {
                 image += 1;
             } else {

@@ -1,6 +1,7 @@
 //! Mock surveys from real stars (the `starpipe mock` stage): an empirical emulator fitted to the
-//! MILES library, extended to the red, rendered into LAMOST and DESI files. The types both surveys
-//! share (S/N distribution, deliberate damage, errors) live here.
+//! MILES library, extended to the red, or the observed spectra of a labelled library, rendered
+//! into LAMOST and DESI files. The types both surveys share (what the stars are made of, S/N
+//! distribution, deliberate damage, errors) live here.
 
 mod air_vacuum;
 pub mod desi;
@@ -11,15 +12,69 @@ mod fits_tables;
 mod label_files;
 pub mod labels;
 pub mod lamost;
+pub mod library;
 mod red_extension;
 pub mod render;
 
 pub use air_vacuum::{air_to_vacuum, vacuum_to_air};
 pub use emulator::{Emulator, EmulatorError, REPORT_JSON};
+pub use library::{Library, LibraryError};
 pub use red_extension::{EXTENSION_END_VACUUM, PARAMETRIC_FROM_VACUUM, extend_to_red};
 
+use labels::{LabelRange, StarLabels, draw_star};
 use rand::Rng;
+use render::RestSpectrum;
 use std::path::PathBuf;
+
+/// What a mock's stars are made of.
+#[derive(Clone, Copy)]
+pub enum Stars<'a> {
+    /// Labels drawn from the Milky Way-like mix, spectra from this emulator.
+    Emulated(&'a Emulator),
+    /// The observed spectra of a labelled library: render `i` is library star `i % stars`, so
+    /// each star appears `repeats` times with its own S/N, radial velocity and calibration.
+    Library { library: &'a Library, repeats: usize },
+}
+
+impl Stars<'static> {
+    /// Emulated stars from the emulator compiled into starpipe.
+    pub fn builtin() -> Self {
+        Stars::Emulated(Emulator::builtin())
+    }
+}
+
+impl Stars<'_> {
+    /// How many stars to render when the user asked for `n` (a library renders itself `repeats` times).
+    pub fn count(&self, n: usize) -> usize {
+        match self {
+            Stars::Emulated(_) => n,
+            Stars::Library { library, repeats } => library.stars.len() * repeats,
+        }
+    }
+
+    /// Labels of render `i` (drawn from `rng` for emulated stars) and its library star id.
+    fn labels(&self, i: usize, rng: &mut impl Rng) -> (StarLabels, Option<i64>) {
+        match self {
+            Stars::Emulated(_) => (draw_star(rng, LabelRange::default()), None),
+            Stars::Library { library, .. } => {
+                let s = &library.stars[i % library.stars.len()];
+                (s.labels, Some(s.id))
+            }
+        }
+    }
+
+    /// Render `i`'s spectrum at rest, reaching at least `end` Å where the source can.
+    fn rest_spectrum(&self, i: usize, labels: &StarLabels, end: f64) -> RestSpectrum {
+        match self {
+            Stars::Emulated(e) => RestSpectrum::emulated(e, labels, end),
+            Stars::Library { library, .. } => library.rest_spectrum(i % library.stars.len()),
+        }
+    }
+
+    fn is_library(&self) -> bool {
+        matches!(self, Stars::Library { .. })
+    }
+}
 
 /// What can be broken on purpose (`--corrupt-frac`), as robustness tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use super::emulator::Emulator;
 use super::labels::StarLabels;
-use super::red_extension::{EXTENSION_END_VACUUM, extend_to_red_until};
+use super::red_extension::extend_to_red_until;
 use crate::preprocess::{C_KMS, pixel_edges};
 use crate::spectrum::Arm;
 use rand::Rng;
@@ -15,35 +15,51 @@ use std::sync::{Mutex, OnceLock};
 pub const MILES_FWHM_ANGSTROM: f64 = 2.5;
 const FWHM_PER_SIGMA: f64 = 2.354_820_045;
 
-/// The emulated star at rest, at MILES resolution, up to `end` Å: vacuum wavelengths and flux.
-fn rest_frame_spectrum(star: &StarLabels, end: f64) -> (Vec<f64>, Vec<f32>) {
-    let e = Emulator::builtin();
-    let flux = e.spectrum(star.teff, star.logg, star.feh);
-    extend_to_red_until(e.wave_vacuum(), &flux, star.teff, star.logg, star.feh, end)
+/// A star's light at rest: vacuum wavelengths (Å), flux, and the line-spread FWHM (Å) it was
+/// recorded or emulated at. Pixels it does not cover are simply absent.
+#[derive(Debug, Clone)]
+pub struct RestSpectrum {
+    pub wave: Vec<f64>,
+    pub flux: Vec<f32>,
+    pub fwhm_angstrom: f64,
 }
 
-/// The emulated star, Doppler-shifted, at MILES resolution, on vacuum wavelengths.
-pub fn observed_frame_spectrum(star: &StarLabels, rv_kms: f64) -> Arm {
-    let (wave, flux) = rest_frame_spectrum(star, EXTENSION_END_VACUUM);
-    let doppler = 1.0 + rv_kms / C_KMS;
-    let n = wave.len();
-    Arm {
-        name: "model".into(),
-        wavelength: wave.into_iter().map(|w| w * doppler).collect(),
-        flux,
-        ivar: vec![1.0; n],
-        mask: vec![],
-        lsf_fwhm_angstrom: Some(MILES_FWHM_ANGSTROM),
+impl RestSpectrum {
+    /// The emulated star at MILES resolution, continued to the red up to `end` Å.
+    pub fn emulated(emulator: &Emulator, star: &StarLabels, end: f64) -> Self {
+        let flux = emulator.spectrum(star.teff, star.logg, star.feh);
+        let (wave, flux) = extend_to_red_until(emulator.wave_vacuum(), &flux, star.teff, star.logg, star.feh, end);
+        Self { wave, flux, fwhm_angstrom: MILES_FWHM_ANGSTROM }
     }
 }
 
-/// The Gaussian line-spread function from MILES resolution to resolving power R, as normalised
-/// taps per pixel of the model's (fixed) rest-frame grid. Built once per R and reused for every
+/// The star Doppler-shifted to `rv_kms`, at its own resolution, on vacuum wavelengths.
+pub fn observed_frame_spectrum(rest: RestSpectrum, rv_kms: f64) -> Arm {
+    let doppler = 1.0 + rv_kms / C_KMS;
+    let n = rest.wave.len();
+    Arm {
+        name: "model".into(),
+        wavelength: rest.wave.into_iter().map(|w| w * doppler).collect(),
+        flux: rest.flux,
+        ivar: vec![1.0; n],
+        mask: vec![],
+        lsf_fwhm_angstrom: Some(rest.fwhm_angstrom),
+    }
+}
+
+/// How far to the red a rest-frame model must reach for pixels up to `last` Å: room for a
+/// blueshift of 3,000 km/s and the line-spread function's wings.
+pub fn rest_frame_end(last: f64) -> f64 {
+    last * 1.01 + 20.0
+}
+
+/// The Gaussian line-spread function from the model's resolution to resolving power R, as
+/// normalised taps per pixel of the model's (fixed) rest-frame grid. Built once per R and reused for every
 /// star: the model is noise-free, so a plain weighted sum replaces the general degradation
 /// (masks, variance propagation, two exponentials per pixel).
 ///
 /// Convolving in the rest frame is exact for a resolving power: the observed FWHM λ_obs/R maps to
-/// λ_rest/R in the rest frame, and MILES's 2.5 Å FWHM is a rest-frame property of the model.
+/// λ_rest/R in the rest frame, and the model's FWHM (MILES: 2.5 Å) is a rest-frame property.
 struct LsfTable {
     /// Pixel i reads model pixels first[i] .. first[i] + len(i) with taps[start[i]..start[i + 1]].
     first: Vec<usize>,
@@ -52,18 +68,18 @@ struct LsfTable {
 }
 
 impl LsfTable {
-    fn new(wave: &[f64], r: f64) -> Self {
+    fn new(wave: &[f64], model_fwhm: f64, r: f64) -> Self {
         let n = wave.len();
         let (mut first, mut start, mut taps) = (Vec::with_capacity(n), Vec::with_capacity(n + 1), Vec::new());
         for i in 0..n {
             start.push(taps.len());
             let fwhm_target = wave[i] / r;
-            if fwhm_target <= MILES_FWHM_ANGSTROM || n < 3 {
+            if fwhm_target <= model_fwhm || n < 3 {
                 first.push(i);
                 taps.push(1.0);
                 continue;
             }
-            let sigma = (fwhm_target * fwhm_target - MILES_FWHM_ANGSTROM * MILES_FWHM_ANGSTROM).sqrt() / FWHM_PER_SIGMA;
+            let sigma = (fwhm_target * fwhm_target - model_fwhm * model_fwhm).sqrt() / FWHM_PER_SIGMA;
             let dl = if i + 1 < n { wave[i + 1] - wave[i] } else { wave[i] - wave[i - 1] };
             let sigma_px = sigma / dl;
             let half = (4.0 * sigma_px).ceil() as usize;
@@ -78,16 +94,19 @@ impl LsfTable {
         LsfTable { first, start, taps }
     }
 
-    /// The table for resolving power `r` on the model grid `wave` (the same for every star).
-    fn for_resolution(wave: &[f64], r: f64) -> &'static LsfTable {
-        static TABLES: OnceLock<Mutex<Vec<(u64, usize, &'static LsfTable)>>> = OnceLock::new();
+    /// The table for resolving power `r` on the model grid `wave` at `model_fwhm` (the same for
+    /// every emulated star; one per pixel range for library stars).
+    fn for_resolution(wave: &[f64], model_fwhm: f64, r: f64) -> &'static LsfTable {
+        type Key = (u64, u64, u64, usize);
+        static TABLES: OnceLock<Mutex<Vec<(Key, &'static LsfTable)>>> = OnceLock::new();
+        let key = (r.to_bits(), model_fwhm.to_bits(), wave[0].to_bits(), wave.len());
         let mut tables = TABLES.get_or_init(|| Mutex::new(Vec::new())).lock().expect("LSF table cache");
-        if let Some((_, _, t)) = tables.iter().find(|(bits, len, _)| *bits == r.to_bits() && *len == wave.len()) {
+        if let Some((_, t)) = tables.iter().find(|(k, _)| *k == key) {
             return t;
         }
-        // A handful of resolving powers per process: leaking them keeps the lookups lock-short.
-        let table: &'static LsfTable = Box::leak(Box::new(LsfTable::new(wave, r)));
-        tables.push((r.to_bits(), wave.len(), table));
+        // A handful of grids per process: leaking them keeps the lookups lock-short.
+        let table: &'static LsfTable = Box::leak(Box::new(LsfTable::new(wave, model_fwhm, r)));
+        tables.push((key, table));
         table
     }
 
@@ -113,16 +132,12 @@ impl LsfTable {
 }
 
 /// The star seen by an instrument of resolving power `r` at radial velocity `rv_kms`: convolved
-/// to R (where the instrument is coarser than MILES), Doppler-shifted, and integrated onto the
-/// pixels bounded by `edges`. Pixels the model does not cover come back as 0.
-pub fn instrument_sample(star: &StarLabels, rv_kms: f64, r: f64, edges: &[f64]) -> Vec<f32> {
-    // Rest-frame model to past the last pixel, with room for a blueshift of 3,000 km/s and the
-    // line-spread function's wings.
-    let last = edges[edges.len() - 1];
-    let (wave, flux) = rest_frame_spectrum(star, last * 1.01 + 20.0);
-    let convolved = LsfTable::for_resolution(&wave, r).convolve(&flux);
+/// to R (where the instrument is coarser than the model), Doppler-shifted, and integrated onto the
+/// pixels bounded by `edges`. Pixels the model does not cover (half or more) come back as 0.
+pub fn instrument_sample(rest: &RestSpectrum, rv_kms: f64, r: f64, edges: &[f64]) -> Vec<f32> {
+    let convolved = LsfTable::for_resolution(&rest.wave, rest.fwhm_angstrom, r).convolve(&rest.flux);
     let doppler = 1.0 + rv_kms / C_KMS;
-    let observed: Vec<f64> = wave.into_iter().map(|w| w * doppler).collect();
+    let observed: Vec<f64> = rest.wave.iter().map(|w| w * doppler).collect();
     integrate_onto(&observed, &convolved, edges)
 }
 
@@ -212,13 +227,14 @@ pub fn band_snr(wave: &[f64], flux: &[f32], ivar: &[f32], lo: f64, hi: f64) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::EXTENSION_END_VACUUM;
     use crate::preprocess::{degrade_resolution, resample};
 
     #[test]
     fn the_lsf_table_matches_the_general_degradation() {
         let star = StarLabels { teff: 4800.0, logg: 2.5, feh: -0.3 };
-        let (wave, flux) = rest_frame_spectrum(&star, EXTENSION_END_VACUUM);
-        let fast = LsfTable::for_resolution(&wave, 1800.0).convolve(&flux);
+        let RestSpectrum { wave, flux, .. } = RestSpectrum::emulated(Emulator::builtin(), &star, EXTENSION_END_VACUUM);
+        let fast = LsfTable::for_resolution(&wave, MILES_FWHM_ANGSTROM, 1800.0).convolve(&flux);
         let n = wave.len();
         let mut arm = Arm {
             name: "model".into(),

@@ -78,8 +78,17 @@ fn damaged_desi_coadd_and_redrock_pairs_are_accounted_for_and_never_reach_a_shar
     // The real pairs hold galaxies; the real star has no redrock file; the per-exposure file has
     // tile-compressed MASK HDUs. A small mock pixel (real format) adds redrock-selected stars.
     let mock = dir.path().join("mock");
-    starpipe::mock::desi::generate_desi(&mock, 10, 16, 4, SnrDistribution { min: 10.0, max: 60.0 }, 0.0, &|| {})
-        .unwrap();
+    starpipe::mock::desi::generate_desi(
+        &mock,
+        starpipe::mock::Stars::builtin(),
+        10,
+        16,
+        4,
+        SnrDistribution { min: 10.0, max: 60.0 },
+        0.0,
+        &|| {},
+    )
+    .unwrap();
     let mock_coadd = files_under_abs(&mock, |n| n.starts_with("coadd-")).remove(0);
     let mock_redrock = starpipe::ingest::desi::redrock_companion(&mock_coadd).unwrap();
     let sources = vec![

@@ -13,6 +13,7 @@ mod ingest_lamost;
 mod ingest_resume;
 mod mock_desi;
 mod mock_lamost;
+mod mock_library;
 mod models;
 mod pipeline;
 mod python_readers;

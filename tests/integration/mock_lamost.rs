@@ -12,7 +12,7 @@ use std::path::Path;
 const SNR: SnrDistribution = SnrDistribution { min: 5.0, max: 150.0 };
 
 fn mock(dir: &Path, n: usize, seed: u64, corrupt: f64) -> Vec<MockStar> {
-    let stars = generate_lamost(dir, n, seed, SNR, corrupt, &|| {}).unwrap();
+    let stars = generate_lamost(dir, starpipe::mock::Stars::builtin(), n, seed, SNR, corrupt, &|| {}).unwrap();
     write_label_catalog(dir, &stars).unwrap();
     stars
 }

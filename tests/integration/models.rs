@@ -56,9 +56,11 @@ pub(crate) fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
         let f = Fixture { root };
-        let stars = generate_lamost(&f.p("lamost-files"), 400, 1, SNR, 0.0, &|| {}).unwrap();
+        let stars =
+            generate_lamost(&f.p("lamost-files"), starpipe::mock::Stars::builtin(), 400, 1, SNR, 0.0, &|| {}).unwrap();
         write_label_catalog(&f.p("lamost-files"), &stars).unwrap();
-        let rows = generate_desi(&f.p("desi-files"), 240, 60, 2, SNR, 0.0, &|| {}).unwrap();
+        let rows =
+            generate_desi(&f.p("desi-files"), starpipe::mock::Stars::builtin(), 240, 60, 2, SNR, 0.0, &|| {}).unwrap();
         write_desi_labels(&f.p("desi-files"), &rows).unwrap();
         ingest_specclip(Survey::Lamost, &f.p("lamost-files"), &f.p("lamost"));
         ingest_specclip(Survey::Desi, &f.p("desi-files"), &f.p("desi"));
@@ -507,7 +509,7 @@ fn calibrated_errors_cover_about_68_percent_of_new_stars() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("new-files");
-    let stars = generate_lamost(&files, 300, 9, SNR, 0.0, &|| {}).unwrap();
+    let stars = generate_lamost(&files, starpipe::mock::Stars::builtin(), 300, 9, SNR, 0.0, &|| {}).unwrap();
     write_label_catalog(&files, &stars).unwrap();
     ingest_specclip(Survey::Lamost, &files, &dir.path().join("new"));
     let out = dir.path().join("eval");

@@ -17,7 +17,7 @@ pub(crate) fn mock_input() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep().join("lamost-files");
         let snr = SnrDistribution { min: 20.0, max: 150.0 };
-        let stars = generate_lamost(&dir, 120, 7, snr, 0.0, &|| {}).unwrap();
+        let stars = generate_lamost(&dir, starpipe::mock::Stars::builtin(), 120, 7, snr, 0.0, &|| {}).unwrap();
         write_label_catalog(&dir, &stars).unwrap();
         dir
     })
