@@ -69,6 +69,13 @@ enum Command {
     /// Output in --out: adapter.safetensors (none for zeroshot) and adapter-card.json, which
     /// names the base model by hash.
     Finetune(model_cli::FinetuneArgs),
+    /// Fit an error model, σ = √((k·σ_net)² + floor²) per parameter, on labelled stars the model
+    /// never saw (renders of real library stars: `mock --library`), by maximum likelihood with
+    /// > 5σ outliers rejected.
+    ///
+    /// Output in --out: a copy of the model (or --adapter) directory whose card holds the error
+    /// model; infer, evaluate and the catalogue then report the calibrated errors.
+    Calibrate(model_cli::CalibrateArgs),
     /// Score a model and its adapters on the held-out test stars: bias, σ, robust σ, MAE,
     /// outliers, uncertainty calibration, bootstrap intervals, per parameter and [Fe/H] regime.
     ///
@@ -540,6 +547,7 @@ fn output_of(command: &Command) -> Option<(&std::path::Path, bool)> {
         Command::Train(a) => (&a.out, true),
         Command::Finetune(a) => (&a.out, true),
         Command::Evaluate(a) => (&a.out, true),
+        Command::Calibrate(a) => (&a.out, true),
         Command::Infer(a) => (&a.out, true),
         Command::Catalog(a) => (&a.out, false),
         Command::TrainEncoder(a) => (&a.out, true),
@@ -572,6 +580,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Train(a) => model_cli::train(a),
         Command::Finetune(a) => model_cli::finetune(a),
         Command::Evaluate(a) => model_cli::evaluate(a),
+        Command::Calibrate(a) => model_cli::calibrate(a),
         Command::Infer(a) => model_cli::infer(a),
         Command::Catalog(a) => catalog_cli::catalog(a),
         Command::TrainEncoder(a) => encoder_cli::train_encoder(a),

@@ -1,4 +1,4 @@
-//! Command-line front ends of the model stages: `train`, `finetune`, `evaluate`, `infer`.
+//! Command-line front ends of the model stages: `train`, `finetune`, `calibrate`, `evaluate`, `infer`.
 
 use crate::arg_values::{at_least_one, fraction, fraction_below_one, non_negative, positive};
 use anyhow::{Result, bail};
@@ -6,6 +6,7 @@ use clap::Args;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::model::card::SelectionCuts;
 use starpipe::model::device::ComputeDevice;
+use starpipe::model::error_model::{CalibrateOptions, run_calibrate};
 use starpipe::model::evaluate::{EvaluateOptions, run_evaluate};
 use starpipe::model::finetune::{FinetuneOptions, Strategy, run_finetune};
 use starpipe::model::fit::FitConfig;
@@ -249,6 +250,28 @@ pub struct EvaluateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Normalised-spectra shards or directories of labelled stars the model never saw (meant for
+    /// renders of real library stars its emulator was not fitted on: `mock --library`).
+    #[arg(long, required = true, num_args = 1..)]
+    spectra: Vec<PathBuf>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibrate this adapter's errors instead of the model's (e.g. the zero-shot adapter on
+    /// another survey's renders).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Output directory: a copy of the model (or adapter) directory whose card holds the error model.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct InferArgs {
     /// Normalised-spectra shards or directories.
     #[arg(long, required = true, num_args = 1..)]
@@ -397,6 +420,37 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         );
     }
     println!("  tables: {} and {}", s.markdown.display(), s.parquet.display());
+    Ok(())
+}
+
+pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    let device = a.compute.setup()?;
+    let opts = CalibrateOptions {
+        model: a.model,
+        adapter: a.adapter,
+        spectra: a.spectra,
+        labels: a.labels.labels.clone(),
+        label_spec: a.labels.spec("obsid")?,
+        selection: a.labels.cuts(),
+        out: a.out.clone(),
+        device,
+    };
+    let f = run_calibrate(&opts)?;
+    println!("calibrate: error model σ = √((k·σ_net)² + floor²) fitted on {} stars", f.n_used[0] + f.n_rejected[0]);
+    for (p, param) in starpipe::model::PARAMETERS.iter().enumerate() {
+        println!(
+            "  {:<5} k {:>6.3}  floor {:>8.4} {:<15} |Δ|<σ {:.2} → {:.2}, |Δ|<2σ {:.2}  ({} rejected as > 5σ)",
+            param.name(),
+            f.model.scale[p],
+            f.model.floor[p],
+            param.unit(),
+            f.coverage_1sigma_before[p],
+            f.coverage_1sigma[p],
+            f.coverage_2sigma[p],
+            f.n_rejected[p]
+        );
+    }
+    println!("  calibrated copy: {}", a.out.display());
     Ok(())
 }
 

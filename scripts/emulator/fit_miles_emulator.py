@@ -12,7 +12,8 @@ training stars (exact, from the hat matrix), per wavelength region and Teff regi
 Usage: python3 scripts/emulator/fit_miles_emulator.py [MILES_DIR] [OUT_DIR] [--fold K/N]
        defaults: ../shared/data/miles_stars  data/emulator  0/5
 Writes OUT_DIR/miles_emulator.safetensors (coefficients, float32), OUT_DIR/emulator_report.json and
-OUT_DIR/held_out_ids.txt (the MILES ids never fitted, one per line).
+OUT_DIR/held_out_ids.txt (the MILES ids never fitted, one per line) and OUT_DIR/fitted_ids.txt (the
+others).
 --fold K/N holds out every N-th star of each stratum starting at the K-th (by the hash order), so
 folds 0..N-1 partition the labelled stars: real-star validation (scripts/validate/) refits the
 emulator without each fold and scores that fold's real spectra. Fold 0/5 is the shipped emulator.
@@ -216,6 +217,9 @@ def main():
     (OUT / "held_out_ids.txt").write_text(
         f"# MILES ids held out of this fit (fold {FOLD}/{NFOLDS}); never fitted\n"
         + "".join(f"{m}\n" for m in sorted(ids[held].tolist())))
+    (OUT / "fitted_ids.txt").write_text(
+        f"# MILES ids this fit could use (all labelled stars but fold {FOLD}/{NFOLDS})\n"
+        + "".join(f"{m}\n" for m in sorted(ids[~held].tolist())))
     print(json.dumps({k: report[k] for k in ("stars", "held_out_rms_flux", "held_out_rms_lines", "loo_rms_flux")}, indent=1))
 
 

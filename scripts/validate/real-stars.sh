@@ -6,13 +6,20 @@
 #   the 25 real LAMOST DR10 spectra of tests/data/lamost_dr10_pylasp/ → ingest;
 #   for each fold K of 5 (folds by star, stratified as the emulator fit splits them):
 #     emulator refitted without fold K (scripts/emulator/fit_miles_emulator.py --fold K/5)
-#     → mock LAMOST survey of N_MOCK stars from that emulator → ingest → train (--min-snr 20,
-#     plus TRAIN_ARGS) → infer + catalogue on the MILES renders and the DR10 spectra;
+#     → mock LAMOST survey of N_MOCK stars from that emulator → ingest
+#     + (LIBRARY_TRAIN_REPEATS > 0) the MILES stars *outside* fold K rendered that many times as
+#       LAMOST files → ingest → both label tables joined
+#     → train (--min-snr 20, plus TRAIN_ARGS) → infer + catalogue on the MILES renders and the
+#     DR10 spectra;
+#   → error model: the fold's held-out stars split in two halves by star; `starpipe calibrate` fits
+#     σ = √((k·σ_net)² + floor²) on the LAMOST renders of one half, and the other half is scored
+#     with it (both ways round), so no star is scored by errors fitted on itself;
 #   → scripts/validate/summarize.py scores each fold's *held-out* MILES stars only (the emulator
 #     never saw them), in both formats, inside and outside the training domain, and the DR10 stars.
 #
 # Usage: scripts/validate/real-stars.sh [OUT]        (default out/validate-real)
 # Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:20:80),
+#   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only),
 #   SEED (1), TRAIN_ARGS (extra `starpipe train` flags), MILES (../shared/data/miles_stars),
 #   PYTHON (.venv-test/bin/python when present: numpy, safetensors, pyarrow).
 # Re-running reuses finished steps (a step is redone when its output is missing).
@@ -23,6 +30,7 @@ out="${1:-out/validate-real}"
 folds="${FOLDS:-0 1 2 3 4}"
 n_mock="${N_MOCK:-20000}"
 repeats="${REPEATS:-2}"
+library_train_repeats="${LIBRARY_TRAIN_REPEATS:-10}"
 library_snr="${LIBRARY_SNR:-loguniform:20:80}"
 seed="${SEED:-1}"
 miles="${MILES:-../shared/data/miles_stars}"
@@ -52,14 +60,48 @@ for k in $folds; do
       --emulator "$f/emulator/miles_emulator.safetensors" --out "$f/lamost-files"
   step "fold $k: ingest" "$f/lamost/ingest-summary-00000-of-00001.json" \
     "$bin" ingest --survey lamost --input "$f/lamost-files" --out "$f/lamost" --grid specclip
+  train_spectra=("$f/lamost")
+  train_labels="$f/lamost-files/labels.parquet"
+  if (( library_train_repeats > 0 )); then
+    step "fold $k: MILES stars outside the fold as LAMOST ($library_train_repeats per star)" \
+      "$f/library-files/labels.parquet" \
+      "$bin" mock --survey lamost --library "$miles" --library-ids "$f/emulator/fitted_ids.txt" \
+        --repeats "$library_train_repeats" --snr-dist loguniform:10:150 --seed "$((seed + 100 + k))" \
+        --out "$f/library-files"
+    step "fold $k: ingest the library renders" "$f/library/ingest-summary-00000-of-00001.json" \
+      "$bin" ingest --survey lamost --input "$f/library-files" --out "$f/library" --grid specclip
+    step "fold $k: join the label tables" "$f/train-labels.parquet" "$PYTHON" -c "
+import pyarrow as pa, pyarrow.parquet as pq
+t = pa.concat_tables([pq.read_table('$f/lamost-files/labels.parquet'), pq.read_table('$f/library-files/labels.parquet')])
+pq.write_table(t, '$f/train-labels.parquet', compression='zstd')"
+    train_spectra+=("$f/library")
+    train_labels="$f/train-labels.parquet"
+  fi
   step "fold $k: pre-train" "$f/model/model-card.json" \
-    "$bin" train --spectra "$f/lamost" --labels "$f/lamost-files/labels.parquet" --min-snr 20 \
+    "$bin" train --spectra "${train_spectra[@]}" --labels "$train_labels" --min-snr 20 \
       --seed "$seed" "${train_args[@]}" --out "$f/model"
+  step "fold $k: held-out stars in two halves" "$f/half-B-ids.txt" "$PYTHON" -c "
+ids = [int(l) for l in open('$f/emulator/held_out_ids.txt') if l.strip() and not l.startswith('#')]
+open('$f/half-A-ids.txt', 'w').write(''.join(f'{i}\\n' for i in ids[0::2]))
+open('$f/half-B-ids.txt', 'w').write(''.join(f'{i}\\n' for i in ids[1::2]))"
+  for half in A B; do
+    step "fold $k: labels of half $half" "$f/labels-half-$half.parquet" "$PYTHON" -c "
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
+ids = pa.array([int(l) for l in open('$f/half-$half-ids.txt')])
+t = pq.read_table('$out/miles-lamost-files/labels.parquet')
+pq.write_table(t.filter(pc.is_in(t['library_id'], value_set=ids)), '$f/labels-half-$half.parquet', compression='zstd')"
+    step "fold $k: error model on half $half" "$f/model-cal-$half/model-card.json" \
+      "$bin" calibrate --model "$f/model" --spectra "$out/miles-lamost" --labels "$f/labels-half-$half.parquet" \
+        --out "$f/model-cal-$half"
+  done
   for target in miles-lamost miles-desi dr10; do
-    step "fold $k: infer + catalogue $target" "$f/catalog-$target.parquet" bash -c "
-      '$bin' infer --spectra '$out/$target' --model '$f/model' --out '$f/pred-$target' &&
-      '$bin' catalog --spectra '$out/$target' --predictions '$f/pred-$target' --format parquet \
-        --out '$f/catalog-$target.parquet'"
+    for m in model model-cal-A model-cal-B; do
+      tag="${m#model}"
+      step "fold $k: infer + catalogue $target ($m)" "$f/catalog-$target$tag.parquet" bash -c "
+        '$bin' infer --spectra '$out/$target' --model '$f/$m' --out '$f/pred-$target$tag' &&
+        '$bin' catalog --spectra '$out/$target' --predictions '$f/pred-$target$tag' --format parquet \
+          --out '$f/catalog-$target$tag.parquet'"
+    done
   done
 done
 

@@ -183,6 +183,8 @@ fn make_file(
         let targetid = match kind {
             RowKind::Unassigned => -(1_000_000 + (file_index * 1000 + r) as i64),
             RowKind::Sky => 616_000_000_000_000_000 + (file_index * 1000 + r) as i64,
+            // Library renders apart from emulated stars, so both label tables can be joined.
+            _ if stars.is_library() => 39_700_000_000_000_000 + (file_index * 1000 + r) as i64,
             _ => 39_600_000_000_000_000 + (file_index * 1000 + r) as i64,
         };
         let snr_r = snr.draw(&mut rng);

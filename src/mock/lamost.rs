@@ -22,6 +22,9 @@ pub const LAMOST_R: f64 = 1800.0;
 const NPIX_CHOICES: [(usize, f64); 4] = [(3909, 0.5), (3908, 0.2), (3906, 0.1), (3902, 0.2)];
 /// First OBSID of mock stars: far above the real ones (≤ 1.25e9), so the two never collide.
 pub const MOCK_OBSID_BASE: i64 = 9_000_000_000;
+/// First OBSID of library renders (`mock --library`): apart from emulated mocks, so the label
+/// tables of both can be joined into one training set.
+pub const LIBRARY_OBSID_BASE: i64 = 8_000_000_000;
 /// Share of files written gzip'd (as some LAMOST releases ship them); compressing is a sixth of a
 /// file's cost, so the mix is kept to what tests of both paths need.
 const GZIP_FRACTION: f64 = 0.25;
@@ -154,7 +157,7 @@ fn make_star(stars: Stars, seed: u64, i: usize, snr: SnrDistribution, corrupt_fr
         };
         (catalog, err)
     };
-    let obsid = MOCK_OBSID_BASE + i as i64;
+    let obsid = if library_id.is_some() { LIBRARY_OBSID_BASE } else { MOCK_OBSID_BASE } + i as i64;
     let (sp, fiber) = (1 + i % 16, 1 + (i / 16) % 250);
     let lmjd = 56000 + (i / 4000) as i64;
     let plan = format!("MOCK{:05}", i / 4000);

@@ -167,6 +167,46 @@ pub struct TrainingRecord {
     pub report: FitReport,
 }
 
+/// How the network's σ becomes the reported 1σ error, per parameter: σ = √((scale·σ_net)² +
+/// floor²), the floor in physical units (K, dex, dex). The scale absorbs σ the network gets wrong
+/// by a factor; the floor, what no network σ knows about (label-scale and emulator systematics).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ErrorModel {
+    pub scale: [f64; 3],
+    pub floor: [f64; 3],
+}
+
+impl ErrorModel {
+    /// A scale only (what training and fine-tuning calibrate).
+    pub fn scale_only(scale: [f64; 3]) -> Self {
+        Self { scale, floor: [0.0; 3] }
+    }
+
+    /// The reported error of parameter `p` for a network σ in physical units.
+    pub fn error(&self, p: usize, sigma_net: f64) -> f64 {
+        let scaled = self.scale[p] * sigma_net;
+        // No floor: exactly the scaled σ (so cards without a floor give the bytes they always gave).
+        if self.floor[p] == 0.0 { scaled } else { scaled.hypot(self.floor[p]) }
+    }
+}
+
+/// An error model fitted on labelled stars by `starpipe calibrate` (meant for renders of real
+/// library stars the emulator never saw), with what it was fitted on and how well it covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedErrorModel {
+    #[serde(flatten)]
+    pub model: ErrorModel,
+    #[serde(flatten)]
+    pub source: DataSource,
+    /// Stars used per parameter (after rejecting |Δ| > 5σ outliers) and rejected.
+    pub n_used: [usize; 3],
+    pub n_rejected: [usize; 3],
+    /// Fraction of the fitting stars with |Δ| < σ and < 2σ, with the errors before and after.
+    pub coverage_1sigma_before: [f64; 3],
+    pub coverage_1sigma: [f64; 3],
+    pub coverage_2sigma: [f64; 3],
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub format: String,
@@ -180,6 +220,9 @@ pub struct ModelCard {
     pub label_range: LabelRange,
     /// Factors applied to the network's σ (calibrate.rs), per parameter.
     pub sigma_scale: [f64; 3],
+    /// When present (`starpipe calibrate`), replaces `sigma_scale` as the error model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_model: Option<FittedErrorModel>,
     /// Gaussian of the training set's last-hidden-layer features, for out-of-distribution scores.
     pub ood: Option<super::ood::OodModel>,
     pub training: TrainingRecord,
@@ -202,6 +245,9 @@ pub struct AdapterCard {
     pub reshead: Option<ResHeadConfig>,
     pub n_trainable_parameters: usize,
     pub sigma_scale: [f64; 3],
+    /// When present (`starpipe calibrate --adapter`), replaces `sigma_scale` as the error model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_model: Option<FittedErrorModel>,
     /// Target-survey stars never used for training (evaluate scores only these).
     pub test_split: TestSplit,
     pub n_train_requested: usize,
@@ -209,7 +255,19 @@ pub struct AdapterCard {
     pub validation: Vec<ParameterMetrics>,
 }
 
+impl ModelCard {
+    /// The errors this model reports: its fitted error model, else its σ factors.
+    pub fn errors(&self) -> ErrorModel {
+        self.error_model.as_ref().map_or(ErrorModel::scale_only(self.sigma_scale), |m| m.model)
+    }
+}
+
 impl AdapterCard {
+    /// The errors predictions through this adapter report: its fitted error model, else its σ factors.
+    pub fn errors(&self) -> ErrorModel {
+        self.error_model.as_ref().map_or(ErrorModel::scale_only(self.sigma_scale), |m| m.model)
+    }
+
     /// Row label in evaluation tables: `lora (n=500)`, `zeroshot`.
     pub fn strategy_label(&self) -> String {
         match &self.training {

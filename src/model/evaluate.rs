@@ -140,7 +140,7 @@ fn score_model(
     for (adapter, card) in &strategies {
         let net = Network { base: &base, adapter };
         let outputs = predict_standardized(&net, &test.x, test.n_features, 4096, dev)?;
-        let scale = card.as_ref().map_or(base_card.sigma_scale, |c| c.sigma_scale);
+        let errors = card.as_ref().map_or_else(|| base_card.errors(), |c| c.errors());
         out.push(Scored {
             input: input.kind(),
             strategy: card.as_ref().map_or("zeroshot".to_string(), |c| c.strategy_label()),
@@ -155,7 +155,7 @@ fn score_model(
             key: test_rows.iter().map(|&r| set.key[r]).collect(),
             snr: test_rows.iter().map(|&r| set.snr[r]).collect(),
             reference: test_rows.iter().map(|&r| set.labels[r]).collect(),
-            est: outputs.iter().map(|o| to_physical(o, &base_card.label_scaling, &scale)).collect(),
+            est: outputs.iter().map(|o| to_physical(o, &base_card.label_scaling, &errors)).collect(),
         });
     }
     Ok(out)

@@ -189,6 +189,7 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
         reshead: if let Adapter::ResHead(r) = &adapter { Some(r.config.clone()) } else { None },
         n_trainable_parameters: adapter.trainable().map_or(0, |p| p.values().map(|v| v.elem_count()).sum()),
         sigma_scale: scale,
+        error_model: None,
         test_split: opts.split,
         n_train_requested: opts.n_train,
         training: Some(TrainingRecord {

@@ -6,7 +6,7 @@
 //! whose record matches and redoes the rest (files are written under a temporary name, then
 //! renamed, so a killed run leaves no half-written shard).
 
-use super::card::{AdapterCard, InputSpec, ModelCard};
+use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard};
 use super::data::{SpectraBatch, for_each_input_batch, shard_paths};
 use super::device::ComputeDevice;
 use super::mlp::Mode;
@@ -47,7 +47,8 @@ pub struct Predictor {
     pub original: Option<Mlp>,
     pub card: ModelCard,
     pub adapter_card: Option<AdapterCard>,
-    pub sigma_scale: [f64; 3],
+    /// The adapter's error model when there is an adapter, else the model's.
+    pub errors: ErrorModel,
 }
 
 impl Predictor {
@@ -64,8 +65,8 @@ impl Predictor {
                 }
             }
         };
-        let sigma_scale = adapter_card.as_ref().map_or(card.sigma_scale, |c| c.sigma_scale);
-        Ok(Self { base, adapter, original, card, adapter_card, sigma_scale })
+        let errors = adapter_card.as_ref().map_or_else(|| card.errors(), |c| c.errors());
+        Ok(Self { base, adapter, original, card, adapter_card, errors })
     }
 
     /// Standardised outputs and OOD scores (NaN without an OOD model) of a feature matrix it
@@ -129,6 +130,8 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
             p.card.ood.as_ref().map_or(String::new(), |o| o.threshold_995.to_string()),
         ),
         ("starpipe.infer.model_input".into(), p.card.input.kind().into()),
+        // Part of what a shard was predicted with: a recalibrated card shares the weights' hash.
+        ("starpipe.infer.error_model".into(), serde_json::to_string(&p.errors).unwrap_or_default()),
     ])
 }
 
@@ -175,7 +178,7 @@ fn predict_shard(
             // The read block is one network batch: its feature matrix becomes the input tensor as is.
             let n = b.len();
             let (raw, ood) = p.predict(b.features, b.n_features, dev)?;
-            let est: Vec<_> = raw.iter().map(|o| to_physical(o, &p.card.label_scaling, &p.sigma_scale)).collect();
+            let est: Vec<_> = raw.iter().map(|o| to_physical(o, &p.card.label_scaling, &p.errors)).collect();
             let mut cols: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(b.spectrum_id)),
                 Arc::new(StringArray::from(b.survey)),

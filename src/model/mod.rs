@@ -13,6 +13,7 @@ pub mod calibrate;
 pub mod card;
 pub mod data;
 pub mod device;
+pub mod error_model;
 pub mod evaluate;
 pub mod finetune;
 pub mod fit;

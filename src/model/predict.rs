@@ -1,7 +1,7 @@
 //! Batched prediction: standardised network outputs → physical labels with calibrated 1σ errors.
 
 use super::Result;
-use super::card::LabelScaling;
+use super::card::{ErrorModel, LabelScaling};
 use super::loss::{LOG_SIGMA_MAX, LOG_SIGMA_MIN};
 use super::mlp::{Mlp, Mode, Network};
 use candle_core::{Device, Tensor};
@@ -65,15 +65,21 @@ pub struct Estimate {
     pub error: [f64; 3],
 }
 
-/// Undoes the label standardisation and applies the σ calibration factors.
-pub fn to_physical(raw: &[f32; 6], scaling: &LabelScaling, sigma_scale: &[f64; 3]) -> Estimate {
+/// Undoes the label standardisation and applies the error model (σ factors, and a floor where
+/// one was fitted).
+pub fn to_physical(raw: &[f32; 6], scaling: &LabelScaling, errors: &ErrorModel) -> Estimate {
     let mut e = Estimate { value: [0.0; 3], error: [0.0; 3] };
+    let sigma_net = network_sigma(raw, scaling);
     for p in 0..3 {
         e.value[p] = raw[p] as f64 * scaling.std[p] + scaling.mean[p];
-        let log_sigma = (raw[p + 3] as f64).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX);
-        e.error[p] = log_sigma.exp() * scaling.std[p] * sigma_scale[p];
+        e.error[p] = errors.error(p, sigma_net[p]);
     }
     e
+}
+
+/// The network's own σ in physical units, before any calibration.
+pub fn network_sigma(raw: &[f32; 6], scaling: &LabelScaling) -> [f64; 3] {
+    [0, 1, 2].map(|p| (raw[p + 3] as f64).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp() * scaling.std[p])
 }
 
 #[cfg(test)]
@@ -84,11 +90,21 @@ mod physical_tests {
     fn errors_are_raw_sigma_times_the_label_scale_times_the_calibration_factor() {
         let scaling = LabelScaling { mean: [5000.0, 4.0, -0.3], std: [800.0, 0.9, 0.4] };
         let raw = [0.5f32, -1.0, 0.0, 0.0, (0.5f32).ln(), 1.0];
-        let e = to_physical(&raw, &scaling, &[1.5, 2.0, 1.0]);
+        let e = to_physical(&raw, &scaling, &ErrorModel::scale_only([1.5, 2.0, 1.0]));
         let close = |a: f64, b: f64| (a - b).abs() < 1e-5 * b.abs().max(1.0);
         assert!(close(e.value[0], 5400.0) && close(e.value[1], 3.1) && close(e.value[2], -0.3), "{e:?}");
         assert!(close(e.error[0], 800.0 * 1.5), "{e:?}");
         assert!(close(e.error[1], 0.9 * 0.5 * 2.0), "{e:?}");
         assert!(close(e.error[2], 0.4 * std::f64::consts::E), "{e:?}");
+        // A floor adds in quadrature.
+        let floored = ErrorModel { scale: [1.5, 2.0, 1.0], floor: [900.0, 0.0, 1.0] };
+        let f = to_physical(&raw, &scaling, &floored);
+        assert!(
+            close(f.error[0], 1500.0)
+                && close(f.error[1], 0.9)
+                && close(f.error[2], (0.4f64 * std::f64::consts::E).hypot(1.0)),
+            "{f:?}"
+        );
+        assert_eq!(f.value, e.value);
     }
 }

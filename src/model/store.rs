@@ -44,6 +44,11 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// Copies a file byte for byte, under a temporary name first.
+pub(crate) fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    write_atomic(to, &std::fs::read(from).map_err(|e| ModelError::io(from, e))?)
+}
+
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.into(), source: e })
@@ -172,6 +177,7 @@ mod tests {
             label_scaling: LabelScaling { mean: [5000.0, 3.0, -0.5], std: [800.0, 1.0, 0.4] },
             label_range: LabelRange::of(&[[4000.0, 1.0, -2.5], [7000.0, 5.0, 0.5]]),
             sigma_scale: [1.1, 0.9, 1.3],
+            error_model: None,
             ood: None,
             training: TrainingRecord {
                 source: DataSource::new(
@@ -230,6 +236,7 @@ mod tests {
             reshead: None,
             n_trainable_parameters: 0,
             sigma_scale: [1.0; 3],
+            error_model: None,
             test_split: TestSplit::default(),
             n_train_requested: 10,
             training: None,

@@ -73,7 +73,8 @@ pub(crate) fn physical_metrics(
     n_boot: usize,
     held_out: Option<[f64; 3]>,
 ) -> Vec<ParameterMetrics> {
-    let est: Vec<_> = outputs.iter().map(|o| to_physical(o, scaling, sigma_scale)).collect();
+    let est: Vec<_> =
+        outputs.iter().map(|o| to_physical(o, scaling, &super::card::ErrorModel::scale_only(*sigma_scale))).collect();
     PARAMETERS
         .iter()
         .map(|&p| {
@@ -181,6 +182,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
         label_scaling: scaling,
         label_range: LabelRange::of(&train_labels),
         sigma_scale: scale,
+        error_model: None,
         ood,
         training: TrainingRecord {
             source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),

@@ -19,6 +19,7 @@ pub enum StageCommand {
     Embed,
     Train,
     Finetune,
+    Calibrate,
     Evaluate,
     Infer,
     Catalog,
@@ -26,13 +27,14 @@ pub enum StageCommand {
 }
 
 impl StageCommand {
-    pub const ALL: [StageCommand; 10] = [
+    pub const ALL: [StageCommand; 11] = [
         Self::Mock,
         Self::Ingest,
         Self::TrainEncoder,
         Self::Embed,
         Self::Train,
         Self::Finetune,
+        Self::Calibrate,
         Self::Evaluate,
         Self::Infer,
         Self::Catalog,
@@ -48,6 +50,7 @@ impl StageCommand {
             Self::Embed => "embed",
             Self::Train => "train",
             Self::Finetune => "finetune",
+            Self::Calibrate => "calibrate",
             Self::Evaluate => "evaluate",
             Self::Infer => "infer",
             Self::Catalog => "catalog",

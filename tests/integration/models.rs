@@ -533,3 +533,102 @@ fn calibrated_errors_cover_about_68_percent_of_new_stars() {
         assert!(v.len() > 250 && (0.5..=0.85).contains(&covered), "{p}: {covered:.3} of {} within 1σ", v.len());
     }
 }
+
+/// `calibrate` on another survey's stars: the copy keeps the weights, its card holds the error
+/// model, and predictions through it report σ = √((k·σ_net)² + floor²) with the same values.
+#[test]
+fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cal = tmp.path().join("model-cal");
+    let stdout = ok(run(
+        &["calibrate", "--label-key", "TARGETID"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--labels", &f.p("desi-files/labels.parquet")),
+            ("--model", &f.p("model")),
+            ("--out", &cal),
+        ],
+    ));
+    assert!(stdout.contains("k ") && stdout.contains("floor"), "{stdout}");
+    assert_eq!(
+        std::fs::read(cal.join("model.safetensors")).unwrap(),
+        std::fs::read(f.p("model/model.safetensors")).unwrap()
+    );
+    let c = card(&cal.join("model-card.json"));
+    let em = &c["error_model"];
+    let n_labelled = read_labels(&f.p("desi-files/labels.parquet"), &LabelSpec::new("TARGETID")).unwrap().rows.len();
+    for p in 0..3 {
+        let (k, floor) = (em["scale"][p].as_f64().unwrap(), em["floor"][p].as_f64().unwrap());
+        assert!(k > 0.05 && floor >= 0.0, "parameter {p}: k {k}, floor {floor}");
+        let used = em["n_used"][p].as_u64().unwrap() + em["n_rejected"][p].as_u64().unwrap();
+        assert!(used > 100 && used as usize <= n_labelled, "{used} of {n_labelled}");
+        // On the stars it was fitted on, a Gaussian error model covers about 68 % at 1σ.
+        let cov = em["coverage_1sigma"][p].as_f64().unwrap();
+        assert!((0.58..0.80).contains(&cov), "parameter {p}: coverage {cov}");
+        assert!(em["coverage_2sigma"][p].as_f64().unwrap() > cov);
+    }
+    assert_eq!(em["label_table"], f.p("desi-files/labels.parquet").display().to_string());
+    // The original card is untouched, and calibrating in place is refused.
+    assert!(card(&f.p("model/model-card.json")).get("error_model").is_none());
+    let refused = run(
+        &["calibrate", "--label-key", "TARGETID"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--labels", &f.p("desi-files/labels.parquet")),
+            ("--model", &f.p("model")),
+            ("--out", &f.p("model")),
+        ],
+    );
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("elsewhere"));
+
+    let predict = |model: &Path, out: &Path| -> DataFrame {
+        ok(run(&["infer"], &[("--spectra", &f.p("desi")), ("--model", model), ("--out", out)]));
+        let shard = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        ParquetReader::new(std::fs::File::open(shard).unwrap()).finish().unwrap()
+    };
+    let (plain, calibrated) = (predict(&f.p("model"), &tmp.path().join("p0")), predict(&cal, &tmp.path().join("p1")));
+    let sigma_scale = card(&f.p("model/model-card.json"))["sigma_scale"].clone();
+    for (p, name) in ["teff", "logg", "feh"].iter().enumerate() {
+        let col = |df: &DataFrame, c: &str| -> Vec<f32> {
+            df.column(c).unwrap().f32().unwrap().into_no_null_iter().collect()
+        };
+        assert_eq!(col(&plain, name), col(&calibrated, name), "values do not change");
+        let (k, floor) = (em["scale"][p].as_f64().unwrap(), em["floor"][p].as_f64().unwrap());
+        let s0 = sigma_scale[p].as_f64().unwrap();
+        for (e0, e1) in col(&plain, &format!("{name}_err")).iter().zip(col(&calibrated, &format!("{name}_err"))) {
+            let expected = (k * *e0 as f64 / s0).hypot(floor);
+            assert!((e1 as f64 - expected).abs() < 1e-4 * expected, "{name}: {e1} vs {expected}");
+        }
+    }
+    // An adapter is calibrated the same way, into a copy of the adapter directory.
+    let cal_lora = tmp.path().join("lora-cal");
+    ok(run(
+        &["calibrate", "--label-key", "TARGETID"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--labels", &f.p("desi-files/labels.parquet")),
+            ("--model", &f.p("model")),
+            ("--adapter", &f.p("adapter-lora")),
+            ("--out", &cal_lora),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(cal_lora.join("adapter.safetensors")).unwrap(),
+        std::fs::read(f.p("adapter-lora/adapter.safetensors")).unwrap()
+    );
+    assert!(card(&cal_lora.join("adapter-card.json"))["error_model"]["scale"].is_array());
+    ok(run(
+        &["infer"],
+        &[
+            ("--spectra", &f.p("desi")),
+            ("--model", &f.p("model")),
+            ("--adapter", &cal_lora),
+            ("--out", &tmp.path().join("p2")),
+        ],
+    ));
+}
