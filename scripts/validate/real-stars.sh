@@ -7,8 +7,8 @@
 #   for each fold K of 5 (folds by star, stratified as the emulator fit splits them):
 #     emulator refitted without fold K (scripts/emulator/fit_miles_emulator.py --fold K/5)
 #     → mock LAMOST survey of N_MOCK stars from that emulator → ingest
-#     + (LIBRARY_TRAIN_REPEATS > 0) the MILES stars *outside* fold K rendered that many times as
-#       LAMOST files → ingest → both label tables joined
+#     + (LIBRARY_TRAIN_REPEATS > 0) the MILES stars *outside* fold K and inside the mock's label
+#       domain rendered that many times as LAMOST files → ingest → both label tables joined
 #     → train (--min-snr 20, plus TRAIN_ARGS) → infer + catalogue on the MILES renders and the
 #     DR10 spectra;
 #   → error model: the fold's held-out stars split in two halves by star; `starpipe calibrate` fits
@@ -63,9 +63,17 @@ for k in $folds; do
   train_spectra=("$f/lamost")
   train_labels="$f/lamost-files/labels.parquet"
   if (( library_train_repeats > 0 )); then
+    # Only stars inside the mock's label domain: the training domain stays what the flags say it is.
+    step "fold $k: library stars for training" "$f/train-library-ids.txt" "$PYTHON" -c "
+import csv
+fitted = {int(l) for l in open('$f/emulator/fitted_ids.txt') if l.strip() and not l.startswith('#')}
+rows = [r for r in csv.DictReader(open('$miles/miles_v9.1_params.csv')) if r['teff'] and r['logg'] and r['feh']]
+keep = sorted(int(r['miles_id']) for r in rows if int(r['miles_id']) in fitted
+              and 3800 <= float(r['teff']) <= 8000 and 0.5 <= float(r['logg']) <= 5.2 and -2.5 <= float(r['feh']) <= 0.5)
+open('$f/train-library-ids.txt', 'w').write(''.join(f'{i}\\n' for i in keep))"
     step "fold $k: MILES stars outside the fold as LAMOST ($library_train_repeats per star)" \
       "$f/library-files/labels.parquet" \
-      "$bin" mock --survey lamost --library "$miles" --library-ids "$f/emulator/fitted_ids.txt" \
+      "$bin" mock --survey lamost --library "$miles" --library-ids "$f/train-library-ids.txt" \
         --repeats "$library_train_repeats" --snr-dist loguniform:10:150 --seed "$((seed + 100 + k))" \
         --out "$f/library-files"
     step "fold $k: ingest the library renders" "$f/library/ingest-summary-00000-of-00001.json" \

@@ -47,6 +47,10 @@ def catalogue_rows(catalog_path, labels_path, key, lib_key, truth):
     return out
 
 
+def ids_in(path):
+    return {int(line) for line in path.read_text().split("\n") if line.strip() and not line.startswith("#")}
+
+
 def subset(d, mask):
     return {k: v[mask] for k, v in d.items()}
 
@@ -97,25 +101,30 @@ def main():
         "DESI": ("miles-desi", "TARGETID", "LIBRARY_ID", ("TEFF_TRUE", "LOGG_TRUE", "FEH_TRUE")),
     }
     pooled = {s: [] for s in surveys}
-    dr10 = []
+    calibrated = {s: [] for s in surveys}
+    dr10, dr10_cal = [], []
+    import pyarrow.csv as pacsv
+    dr10_labels = out / "dr10-labels.parquet"
+    pq.write_table(pacsv.read_csv("tests/data/lamost_dr10_pylasp/lamost_dr10_pylasp_labels.csv"), dr10_labels)
     for f in folds:
-        held = {int(line) for line in (f / "emulator" / "held_out_ids.txt").read_text().split("\n")
-                if line.strip() and not line.startswith("#")}
+        held = ids_in(f / "emulator" / "held_out_ids.txt")
+        halves = {h: ids_in(f / f"half-{h}-ids.txt") for h in "AB" if (f / f"half-{h}-ids.txt").exists()}
         for s, (target, key, lib, truth) in surveys.items():
-            cat = f / f"catalog-{target}.parquet"
-            if not cat.exists():
-                continue
-            d = catalogue_rows(cat, out / f"{target}-files" / "labels.parquet", key, lib, truth)
-            d["fold"] = np.full(len(d["source_id"]), int(f.name.split("-")[1]))
-            pooled[s].append(subset(d, np.isin(d["library_id"], list(held))))
-        cat = f / "catalog-dr10.parquet"
-        if cat.exists():
-            labels = Path("tests/data/lamost_dr10_pylasp/lamost_dr10_pylasp_labels.csv")
-            import pyarrow.csv as pacsv
-            tmp = pacsv.read_csv(labels)
-            lab_path = out / "dr10-labels.parquet"
-            pq.write_table(tmp, lab_path)
-            dr10.append(catalogue_rows(cat, lab_path, "obsid", None, ("curvefit_teff", "curvefit_logg", "curvefit_feh")))
+            rows = lambda tag: catalogue_rows(f / f"catalog-{target}{tag}.parquet",
+                                              out / f"{target}-files" / "labels.parquet", key, lib, truth)
+            if (f / f"catalog-{target}.parquet").exists():
+                d = rows("")
+                pooled[s].append(subset(d, np.isin(d["library_id"], list(held))))
+            # Each half scored with the error model fitted on the other half.
+            if len(halves) == 2 and all((f / f"catalog-{target}-cal-{h}.parquet").exists() for h in "AB"):
+                for h, other in (("A", "B"), ("B", "A")):
+                    d = rows(f"-cal-{other}")
+                    calibrated[s].append(subset(d, np.isin(d["library_id"], list(halves[h]))))
+        dr10_truth = ("curvefit_teff", "curvefit_logg", "curvefit_feh")
+        if (f / "catalog-dr10.parquet").exists():
+            dr10.append(catalogue_rows(f / "catalog-dr10.parquet", dr10_labels, "obsid", None, dr10_truth))
+        if (f / "catalog-dr10-cal-A.parquet").exists():
+            dr10_cal.append(catalogue_rows(f / "catalog-dr10-cal-A.parquet", dr10_labels, "obsid", None, dr10_truth))
 
     print(f"# Real-star validation ({len(folds)} fold(s): {', '.join(f.name for f in folds)})\n")
     print("Each fold's model scored on the MILES stars its emulator never saw; rows pooled over folds.")
@@ -132,6 +141,33 @@ def main():
         print(accuracy_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
     for i, d in enumerate(dr10):
         print(accuracy_row(f"LAMOST DR10 (25 real), fold {folds[i].name.split('-')[1]} model", d))
+
+    if any(calibrated.values()):
+        print("\nWith the error model (`starpipe calibrate`, fitted on the LAMOST renders of the other half of the")
+        print("fold's held-out stars; DESI uses the same LAMOST-fitted model): same columns.\n")
+        print(header)
+        for s, parts in calibrated.items():
+            if not parts:
+                continue
+            d = concat(parts)
+            print(accuracy_row(f"{s}, 4000–7000 K", subset(d, core(d))))
+            print(accuracy_row(f"{s}, 4000–7000 K, [Fe/H] < −1", subset(d, core(d) & (d["feh_ref"] < -1))))
+            print(accuracy_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
+        for i, d in enumerate(dr10_cal):
+            print(accuracy_row(f"LAMOST DR10 (25 real), fold {folds[i].name.split('-')[1]} model, error model A", d))
+        print("\nError models fitted (k, floor per parameter):\n")
+        print("| fold | half | k Teff | floor Teff (K) | k log g | floor log g | k [Fe/H] | floor [Fe/H] |")
+        print("|---|---|---|---|---|---|---|---|")
+        import json
+        for f in folds:
+            for h in "AB":
+                card = f / f"model-cal-{h}" / "model-card.json"
+                if card.exists():
+                    em = json.loads(card.read_text())["error_model"]
+                    cells = [f.name, h]
+                    for p in range(3):
+                        cells += [f"{em['scale'][p]:.2f}", f"{em['floor'][p]:.3g}"]
+                    print("| " + " | ".join(cells) + " |")
 
     print("\nFlags: fraction of non-fatal rows with a domain flag (OOD, LABEL_EDGE, LARGE_ERR) / any flag.\n")
     print("| subset | N | domain flag | any flag |\n|---|---:|---|---|")

@@ -80,7 +80,11 @@ impl Flag {
             Flag::FiberWarn => {
                 "fiber_status has a bit outside the informational ones (DESI), or the LAMOST fibre mask is set"
             }
-            Flag::Ood => "ood_score above the model's training-set 99.5th percentile",
+            Flag::Ood => {
+                "ood_score above the model's training-set 99.5th percentile, or the survey's spectral subclass \
+                 (LAMOST SUBCLASS, redrock SUBTYPE) is a type whose Teff lies outside the 0.5-99.5 % range of the \
+                 training labels (O, B, most A, later M) or not a normal star (WD, CV, carbon)"
+            }
             Flag::LabelEdge => "an estimate outside the 0.5-99.5 % range of the training labels",
             Flag::LargeErr => "an error above max_error (Teff K, log g dex, [Fe/H] dex)",
             Flag::HeadDisagree => "pixel and embedding heads differ by more than disagree_sigma combined sigma",
@@ -139,6 +143,8 @@ pub struct RowFacts<'a> {
     /// (value, error) per parameter, None when there is no prediction.
     pub estimate: Option<([f64; 3], [f64; 3])>,
     pub input_class: Option<&'a str>,
+    /// The survey's spectral subclass: LAMOST SUBCLASS (`G7`, `dM2`, `A1IV`), redrock SUBTYPE (`K`).
+    pub input_subclass: Option<&'a str>,
     pub rv_kms: Option<f64>,
     pub rv_err_kms: Option<f64>,
     pub snr: f64,
@@ -176,7 +182,14 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
         }
     });
     set(Flag::FiberWarn, warn_bits != 0);
-    set(Flag::Ood, matches!((f.ood_score, limits.ood_threshold), (Some(s), Some(th)) if s > th));
+    // Out of the training domain by what the network sees, or by what the survey says the star is.
+    let far = matches!((f.ood_score, limits.ood_threshold), (Some(s), Some(th)) if s > th);
+    let unserved = match (f.input_subclass.and_then(subclass_teff), limits.label_p005, limits.label_p995) {
+        (Some(SubclassTeff::NotNormal), _, _) => true,
+        (Some(SubclassTeff::Range(lo, hi)), Some(p005), Some(p995)) => hi < p005[0] || lo > p995[0],
+        _ => false,
+    };
+    set(Flag::Ood, far || (unserved && !fatal));
     if let Some((value, error)) = f.estimate.filter(|_| !fatal) {
         let outside = |p: usize| match (limits.label_p005, limits.label_p995) {
             (Some(lo), Some(hi)) => value[p] < lo[p] || value[p] > hi[p],
@@ -190,6 +203,46 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
     flags
 }
 
+/// What a survey's spectral subclass says about a star's temperature.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SubclassTeff {
+    /// The Teff range (K) of the type, about one subtype either side of its number.
+    Range(f64, f64),
+    /// Not a normal star (white dwarf, cataclysmic variable, carbon star).
+    NotNormal,
+}
+
+/// The MK type of a survey subclass as a Teff range, from a dwarf scale (a guide, not a
+/// measurement: good to a few subtypes, which is what a domain check needs). Prefixes d/g/sd
+/// (LAMOST's dM/gM/sdM) and luminosity classes are ignored; unknown names give None.
+pub fn subclass_teff(subclass: &str) -> Option<SubclassTeff> {
+    let s = subclass.trim();
+    let lower = s.to_ascii_lowercase();
+    if ["wd", "cv", "carbon"].iter().any(|p| lower.starts_with(p)) {
+        return Some(SubclassTeff::NotNormal);
+    }
+    let s = s.strip_prefix("sd").or_else(|| s.strip_prefix('d')).or_else(|| s.strip_prefix('g')).unwrap_or(s);
+    let mut chars = s.chars();
+    // Teff (K) at subtype 0 and at the next type's 0.
+    let (hot, cool) = match chars.next()? {
+        'O' => (50_000.0, 30_000.0),
+        'B' => (30_000.0, 10_000.0),
+        'A' => (10_000.0, 7_300.0),
+        'F' => (7_300.0, 6_000.0),
+        'G' => (6_000.0, 5_300.0),
+        'K' => (5_300.0, 3_900.0),
+        'M' => (3_900.0, 2_400.0),
+        _ => return None,
+    };
+    let digits: String = chars.take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let step = |d: f64| hot * f64::powf(cool / hot, d / 10.0);
+    Some(match digits.parse::<f64>() {
+        Ok(d) if (0.0..10.0).contains(&d) => SubclassTeff::Range(step(d + 1.0), step(d - 1.0)),
+        // A type without a number (redrock's SUBTYPE): the whole type.
+        _ => SubclassTeff::Range(cool, hot),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +252,7 @@ mod tests {
             survey: "desi",
             estimate: Some(([5800.0, 4.4, 0.0], [60.0, 0.1, 0.05])),
             input_class: Some("STAR"),
+            input_subclass: Some("G2"),
             rv_kms: Some(-12.0),
             rv_err_kms: Some(1.5),
             snr: 40.0,
@@ -218,6 +272,26 @@ mod tests {
     }
 
     #[test]
+    fn subclasses_inside_the_training_range_are_served() {
+        let t = Thresholds::default();
+        // Training Teff 3800–7800 K: G, K, F, late A and early M are served, a bare redrock type
+        // that overlaps the range too; unknown names are not a verdict.
+        for served in ["G2", "K5", "F0", "A9", "M0", "gM0", "K", "M", "A", "F7V", "Unknown", "", "Non"] {
+            let mut f = clean();
+            f.input_subclass = Some(served);
+            assert_eq!(flags_of(&f, &limits(), &t), 0, "{served}");
+        }
+        for unserved in ["O", "OB", "B", "A0", "A5", "M2", "sdM3", "CarbonWD", "CV"] {
+            let mut f = clean();
+            f.input_subclass = Some(unserved);
+            assert_eq!(flags_of(&f, &limits(), &t), Flag::Ood.mask(), "{unserved}");
+        }
+        assert!(
+            matches!(subclass_teff("G2"), Some(SubclassTeff::Range(lo, hi)) if lo < 5850.0 && hi > 5850.0 && hi - lo < 200.0)
+        );
+    }
+
+    #[test]
     fn each_condition_sets_exactly_its_bit() {
         let t = Thresholds::default();
         assert_eq!(flags_of(&clean(), &limits(), &t), 0);
@@ -232,6 +306,10 @@ mod tests {
             (Flag::LabelEdge, Box::new(|f| f.estimate = Some(([7900.0, 4.4, 0.0], [60.0, 0.1, 0.05])))),
             (Flag::LargeErr, Box::new(|f| f.estimate = Some(([5800.0, 4.4, 0.0], [60.0, 0.1, 0.31])))),
             (Flag::RvUncertain, Box::new(|f| f.rv_err_kms = None)),
+            (Flag::Ood, Box::new(|f| f.input_subclass = Some("B6"))),
+            (Flag::Ood, Box::new(|f| f.input_subclass = Some("A1IV"))),
+            (Flag::Ood, Box::new(|f| f.input_subclass = Some("dM3"))),
+            (Flag::Ood, Box::new(|f| f.input_subclass = Some("WD"))),
             (Flag::RvUncertain, Box::new(|f| f.rv_err_kms = Some(25.0))),
         ];
         for (flag, change) in cases {

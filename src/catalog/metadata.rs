@@ -62,6 +62,7 @@ pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
                 "ood_threshold_995": h.limits.ood_threshold,
                 "label_p005": h.limits.label_p005,
                 "label_p995": h.limits.label_p995,
+                "error_model": h.error_model,
             })
         })
         .collect();

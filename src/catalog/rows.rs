@@ -21,6 +21,8 @@ const BATCH_ROWS: usize = 8192;
 pub struct Head {
     pub dir: PathBuf,
     pub limits: ModelLimits,
+    /// The error model the head's σ come from (scale and floor per parameter), as infer recorded it.
+    pub error_model: Option<serde_json::Value>,
     /// 'mlp_pixels' or 'mlp_embedding'.
     pub model: String,
 }
@@ -56,6 +58,7 @@ impl Head {
                 embedding_input: embedding,
             },
             model: if embedding { "mlp_embedding" } else { "mlp_pixels" }.into(),
+            error_model: get("starpipe.infer.error_model").and_then(|v| serde_json::from_str(&v).ok()),
         })
     }
 
@@ -74,7 +77,7 @@ fn open_projected<'a>(
         .map_err(|e| CatalogError::Parquet { path: path.to_path_buf(), source: e })
 }
 
-const SPECTRA_COLUMNS: [&str; 16] = [
+const SPECTRA_COLUMNS: [&str; 17] = [
     "spectrum_id",
     "survey",
     "release",
@@ -91,6 +94,7 @@ const SPECTRA_COLUMNS: [&str; 16] = [
     "rv_kms",
     "z_err",
     "rest_frame",
+    "object_subclass",
 ];
 
 /// Feeds the `_healpix_29` of every spectrum to `each_position` (the sky histogram HATS
@@ -320,7 +324,7 @@ fn build_batch(
     // LAMOST carries its fibre mask in column 10, DESI its COADD_FIBERSTATUS in 11.
     let (lamost_fiber, desi_fiber) =
         (b.column(10).as_primitive::<Int32Type>(), b.column(11).as_primitive::<Int32Type>());
-    let class = s(12);
+    let (class, subclass) = (s(12), s(16));
     let f64c = |c: usize| b.column(c).as_primitive::<Float64Type>();
     let (rv, z_err) = (f64c(13), f64c(14));
     let opt32 = |a: &arrow::array::PrimitiveArray<Float32Type>, i: usize| (!a.is_null(i)).then(|| a.value(i));
@@ -342,6 +346,7 @@ fn build_batch(
             survey: survey.value(i),
             estimate: p.est[i],
             input_class: (!class.is_null(i)).then(|| class.value(i)),
+            input_subclass: (!subclass.is_null(i)).then(|| subclass.value(i)),
             rv_kms: opt64(rv, i),
             rv_err_kms: e,
             snr: opt32(snr, i).map_or(f64::NAN, |v| v as f64),

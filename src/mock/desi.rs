@@ -281,6 +281,8 @@ fn make_file(
 
 fn subtype(teff: f64) -> &'static str {
     match teff {
+        t if t >= 30000.0 => "O",
+        t if t >= 10000.0 => "B",
         t if t >= 7300.0 => "A",
         t if t >= 6000.0 => "F",
         t if t >= 5300.0 => "G",
