@@ -76,6 +76,12 @@ enum Command {
     /// Output in --out: a copy of the model (or --adapter) directory whose card holds the error
     /// model; infer, evaluate and the catalogue then report the calibrated errors.
     Calibrate(model_cli::CalibrateArgs),
+    /// Label-free checks of a catalogue: pairs of spectra of one star (repeats; with two
+    /// catalogues, the same star in both surveys), their scatter (x₁ − x₂)/√2 against the errors
+    /// the catalogue reports, and the median offset between surveys.
+    ///
+    /// Output in --out: repeats.parquet (schemas/repeats.toml) and repeats.md.
+    Repeats(model_cli::RepeatsArgs),
     /// Score a model and its adapters on the held-out test stars: bias, σ, robust σ, MAE,
     /// outliers, uncertainty calibration, bootstrap intervals, per parameter and [Fe/H] regime.
     ///
@@ -548,6 +554,7 @@ fn output_of(command: &Command) -> Option<(&std::path::Path, bool)> {
         Command::Finetune(a) => (&a.out, true),
         Command::Evaluate(a) => (&a.out, true),
         Command::Calibrate(a) => (&a.out, true),
+        Command::Repeats(a) => (&a.out, true),
         Command::Infer(a) => (&a.out, true),
         Command::Catalog(a) => (&a.out, false),
         Command::TrainEncoder(a) => (&a.out, true),
@@ -581,6 +588,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Finetune(a) => model_cli::finetune(a),
         Command::Evaluate(a) => model_cli::evaluate(a),
         Command::Calibrate(a) => model_cli::calibrate(a),
+        Command::Repeats(a) => model_cli::repeats(a),
         Command::Infer(a) => model_cli::infer(a),
         Command::Catalog(a) => catalog_cli::catalog(a),
         Command::TrainEncoder(a) => encoder_cli::train_encoder(a),

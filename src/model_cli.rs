@@ -12,6 +12,7 @@ use starpipe::model::finetune::{FinetuneOptions, Strategy, run_finetune};
 use starpipe::model::fit::FitConfig;
 use starpipe::model::infer::{InferOptions, run_infer};
 use starpipe::model::labels::LabelSpec;
+use starpipe::model::repeats::{RepeatsOptions, StarIds, run_repeats};
 use starpipe::model::split::TestSplit;
 use starpipe::model::train::{TrainOptions, run_train};
 use std::path::PathBuf;
@@ -269,6 +270,46 @@ pub struct CalibrateArgs {
     pub(crate) out: PathBuf,
     #[command(flatten)]
     compute: ComputeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RepeatsArgs {
+    /// Catalogue Parquet file or HATS directory (from `starpipe catalog`); give two to compare
+    /// surveys as well.
+    #[arg(long, required = true, num_args = 1..=2)]
+    catalog: Vec<PathBuf>,
+    /// Star-id table per catalogue, in the same order (.parquet or .csv): its key column is the
+    /// catalogue's source_id, --star-id-column the id shared by one star's spectra (Gaia
+    /// source_id, a library id). Without it a star is its source_id.
+    #[arg(long, num_args = 1..=2, requires = "star_id_column")]
+    star_ids: Vec<PathBuf>,
+    /// The column of the star-id tables holding the star id.
+    #[arg(long)]
+    star_id_column: Option<String>,
+    /// The column of the star-id tables holding the catalogue's source_id (default: source_id,
+    /// else obsid, else targetid).
+    #[arg(long)]
+    star_id_key: Option<String>,
+    /// Output directory: repeats.parquet (schemas/repeats.toml) and repeats.md.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+pub fn repeats(a: RepeatsArgs) -> Result<()> {
+    let star_ids = a
+        .star_ids
+        .iter()
+        .map(|table| StarIds {
+            table: table.clone(),
+            key: a.star_id_key.clone(),
+            id_column: a.star_id_column.clone().expect("clap requires --star-id-column"),
+        })
+        .collect();
+    let opts = RepeatsOptions { catalogs: a.catalog, star_ids, out: a.out.clone() };
+    let stats = run_repeats(&opts)?;
+    print!("{}", starpipe::model::repeats::markdown(&stats));
+    println!("  tables: {} and repeats.md beside it", a.out.join("repeats.parquet").display());
+    Ok(())
 }
 
 #[derive(Args, Debug)]

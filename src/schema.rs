@@ -15,6 +15,7 @@ pub const EVALUATION_METRICS_TOML: &str = include_str!("../schemas/evaluation_me
 pub const EMBEDDINGS_TOML: &str = include_str!("../schemas/embeddings.toml");
 pub const CATALOG_TOML: &str = include_str!("../schemas/catalog.toml");
 pub const EVALUATION_PREDICTIONS_TOML: &str = include_str!("../schemas/evaluation_predictions.toml");
+pub const REPEATS_TOML: &str = include_str!("../schemas/repeats.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TableSchema {
@@ -112,6 +113,10 @@ pub fn catalog() -> TableSchema {
     TableSchema::parse(CATALOG_TOML)
 }
 
+pub fn repeats() -> TableSchema {
+    TableSchema::parse(REPEATS_TOML)
+}
+
 pub fn evaluation_predictions() -> TableSchema {
     TableSchema::parse(EVALUATION_PREDICTIONS_TOML)
 }
@@ -132,6 +137,7 @@ mod tests {
             evaluation_predictions(),
             catalog(),
             embeddings(),
+            repeats(),
         ] {
             let arrow = t.to_arrow(10);
             let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();

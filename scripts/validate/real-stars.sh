@@ -14,6 +14,8 @@
 #   → error model: the fold's held-out stars split in two halves by star; `starpipe calibrate` fits
 #     σ = √((k·σ_net)² + floor²) on the LAMOST renders of one half, and the other half is scored
 #     with it (both ways round), so no star is scored by errors fitted on itself;
+#   → `starpipe repeats` (label-free checks) on half B's renders, catalogued with half A's error
+#     model: repeat pairs in each format and LAMOST–DESI pairs of the same star;
 #   → scripts/validate/summarize.py scores each fold's *held-out* MILES stars only (the emulator
 #     never saw them), in both formats, inside and outside the training domain, and the DR10 stars.
 #
@@ -111,6 +113,15 @@ pq.write_table(t.filter(pc.is_in(t['library_id'], value_set=ids)), '$f/labels-ha
           --out '$f/catalog-$target$tag.parquet'"
     done
   done
+  step "fold $k: star ids of half B" "$f/ids-desi-B.parquet" "$PYTHON" -c "
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
+ids = pa.array([int(l) for l in open('$f/half-B-ids.txt')])
+for survey, key, lib in (('lamost', 'obsid', 'library_id'), ('desi', 'TARGETID', 'LIBRARY_ID')):
+    t = pq.read_table('$out/miles-' + survey + '-files/labels.parquet', columns=[key, lib])
+    pq.write_table(t.filter(pc.is_in(t[lib], value_set=ids)), '$f/ids-' + survey + '-B.parquet', compression='zstd')"
+  step "fold $k: label-free checks on half B" "$f/repeats-B/repeats.parquet" \
+    "$bin" repeats --catalog "$f/catalog-miles-lamost-cal-A.parquet" "$f/catalog-miles-desi-cal-A.parquet" \
+      --star-ids "$f/ids-lamost-B.parquet" "$f/ids-desi-B.parquet" --star-id-column library_id --out "$f/repeats-B"
 done
 
 "$PYTHON" scripts/validate/summarize.py "$out" | tee "$out/validation.md"

@@ -80,6 +80,17 @@ def accuracy_row(name, d):
     return "| " + " | ".join(cells) + " |"
 
 
+def accuracy_rows(pooled):
+    """The core, its metal-poor part and the whole training domain, per survey format."""
+    for s, parts in pooled.items():
+        if not parts:
+            continue
+        d = concat(parts)
+        print(accuracy_row(f"{s}, 4000–7000 K", subset(d, core(d))))
+        print(accuracy_row(f"{s}, 4000–7000 K, [Fe/H] < −1", subset(d, core(d) & (d["feh_ref"] < -1))))
+        print(accuracy_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
+
+
 def flag_row(name, d):
     flags = d["flags"].astype(np.int64)
     live = (flags & FATAL_BITS) == 0
@@ -132,13 +143,7 @@ def main():
     header = ("| subset | N | Teff (K) | log g | [Fe/H] | cov Teff | cov log g | cov [Fe/H] |\n"
               "|---|---:|---|---|---|---|---|---|")
     print(header)
-    for s, parts in pooled.items():
-        if not parts:
-            continue
-        d = concat(parts)
-        print(accuracy_row(f"{s}, 4000–7000 K", subset(d, core(d))))
-        print(accuracy_row(f"{s}, 4000–7000 K, [Fe/H] < −1", subset(d, core(d) & (d["feh_ref"] < -1))))
-        print(accuracy_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
+    accuracy_rows(pooled)
     for i, d in enumerate(dr10):
         print(accuracy_row(f"LAMOST DR10 (25 real), fold {folds[i].name.split('-')[1]} model", d))
 
@@ -146,13 +151,7 @@ def main():
         print("\nWith the error model (`starpipe calibrate`, fitted on the LAMOST renders of the other half of the")
         print("fold's held-out stars; DESI uses the same LAMOST-fitted model): same columns.\n")
         print(header)
-        for s, parts in calibrated.items():
-            if not parts:
-                continue
-            d = concat(parts)
-            print(accuracy_row(f"{s}, 4000–7000 K", subset(d, core(d))))
-            print(accuracy_row(f"{s}, 4000–7000 K, [Fe/H] < −1", subset(d, core(d) & (d["feh_ref"] < -1))))
-            print(accuracy_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
+        accuracy_rows(calibrated)
         for i, d in enumerate(dr10_cal):
             print(accuracy_row(f"LAMOST DR10 (25 real), fold {folds[i].name.split('-')[1]} model, error model A", d))
         print("\nError models fitted (k, floor per parameter):\n")

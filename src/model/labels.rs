@@ -122,11 +122,7 @@ pub fn read_labels(path: &Path, spec: &LabelSpec) -> Result<LabelTable> {
     if std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?.len() == 0 {
         return Err(ModelError::bad(path, "empty file (a label table needs a header and rows)"));
     }
-    let batches = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("parquet") => read_parquet(path)?,
-        Some("csv") => read_csv(path)?,
-        _ => return Err(ModelError::bad(path, "label table must be .parquet or .csv")),
-    };
+    let batches = read_table(path)?;
     let mut table = LabelTable {
         path: path.to_path_buf(),
         spec: spec.clone(),
@@ -213,6 +209,15 @@ pub fn read_labels(path: &Path, spec: &LabelSpec) -> Result<LabelTable> {
         return Err(ModelError::bad(path, format!("no row with all three labels ({why})")));
     }
     Ok(table)
+}
+
+/// A whole small table from Parquet or CSV (header row, types inferred).
+pub fn read_table(path: &Path) -> Result<Vec<RecordBatch>> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("parquet") => read_parquet(path),
+        Some("csv") => read_csv(path),
+        _ => Err(ModelError::bad(path, "a table must be .parquet or .csv")),
+    }
 }
 
 fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {

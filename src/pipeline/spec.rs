@@ -23,11 +23,12 @@ pub enum StageCommand {
     Evaluate,
     Infer,
     Catalog,
+    Repeats,
     Report,
 }
 
 impl StageCommand {
-    pub const ALL: [StageCommand; 11] = [
+    pub const ALL: [StageCommand; 12] = [
         Self::Mock,
         Self::Ingest,
         Self::TrainEncoder,
@@ -38,6 +39,7 @@ impl StageCommand {
         Self::Evaluate,
         Self::Infer,
         Self::Catalog,
+        Self::Repeats,
         Self::Report,
     ];
 
@@ -54,6 +56,7 @@ impl StageCommand {
             Self::Evaluate => "evaluate",
             Self::Infer => "infer",
             Self::Catalog => "catalog",
+            Self::Repeats => "repeats",
             Self::Report => "report",
         }
     }

@@ -632,3 +632,64 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
         ],
     ));
 }
+
+/// `repeats` end to end: real MILES stars rendered four times each as LAMOST and as DESI files,
+/// catalogued by the fixture's model; pairs found through the label tables' library ids.
+#[test]
+fn repeats_pairs_spectra_of_one_star_within_and_across_surveys() {
+    use starpipe::mock::{Library, Stars};
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |rel: &str| tmp.path().join(rel);
+    let lib = Library::open(&data("miles_sample")).unwrap();
+    let stars = Stars::Library { library: &lib, repeats: 4 };
+    let snr = SnrDistribution { min: 40.0, max: 80.0 };
+    let rendered = generate_lamost(&p("lamost-files"), stars, 0, 5, snr, 0.0, &|| {}).unwrap();
+    write_label_catalog(&p("lamost-files"), &rendered).unwrap();
+    let rows = generate_desi(&p("desi-files"), stars, 0, 8, 6, snr, 0.0, &|| {}).unwrap();
+    write_desi_labels(&p("desi-files"), &rows).unwrap();
+    for (survey, name) in [(Survey::Lamost, "lamost"), (Survey::Desi, "desi")] {
+        ingest_specclip(survey, &p(&format!("{name}-files")), &p(name));
+        ok(run(
+            &["infer"],
+            &[("--spectra", &p(name)), ("--model", &f.p("model")), ("--out", &p(&format!("pred-{name}")))],
+        ));
+        ok(run(
+            &["catalog", "--format", "parquet"],
+            &[
+                ("--spectra", &p(name)),
+                ("--predictions", &p(&format!("pred-{name}"))),
+                ("--out", &p(&format!("{name}.parquet"))),
+            ],
+        ));
+    }
+    let (ids_lamost, ids_desi) = (p("lamost-files/labels.parquet"), p("desi-files/labels.parquet"));
+    let stdout = ok(run(
+        &[
+            "repeats",
+            "--star-id-column",
+            "library_id",
+            "--star-ids",
+            ids_lamost.to_str().unwrap(),
+            ids_desi.to_str().unwrap(),
+        ],
+        &[("--catalog", &p("lamost.parquet")), ("--catalog", &p("desi.parquet")), ("--out", &p("checks"))],
+    ));
+    assert!(stdout.contains("| repeat |") && stdout.contains("| cross |"), "{stdout}");
+    let df = ParquetReader::new(std::fs::File::open(p("checks/repeats.parquet")).unwrap()).finish().unwrap();
+    let kind = strings(&df, "kind");
+    let n: Vec<i64> = df.column("n_pairs").unwrap().i64().unwrap().into_no_null_iter().collect();
+    // 5 stars × 3 consecutive pairs in each survey (three parameters each), and 5 stars in both.
+    assert_eq!(kind.iter().filter(|k| *k == "repeat").count(), 6);
+    assert_eq!(kind.iter().filter(|k| *k == "cross").count(), 3);
+    for (k, n) in kind.iter().zip(&n) {
+        assert_eq!(*n, if k == "repeat" { 15 } else { 5 }, "{k}");
+    }
+    let scatter: Vec<f64> = df.column("scatter").unwrap().f64().unwrap().into_no_null_iter().collect();
+    let claimed: Vec<f64> = df.column("claimed_error").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert!(scatter.iter().chain(&claimed).all(|v| v.is_finite() && *v >= 0.0) && claimed.iter().all(|c| *c > 0.0));
+    assert!(std::fs::read_to_string(p("checks/repeats.md")).unwrap().contains("median offset"));
+    // Without star ids a LAMOST obsid never repeats: nothing to pair, said plainly.
+    let none = run(&["repeats"], &[("--catalog", &p("lamost.parquet")), ("--out", &p("none"))]);
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no pair of spectra"));
+}

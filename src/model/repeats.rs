@@ -1,0 +1,392 @@
+//! `starpipe repeats`: label-free checks of a catalogue. Most stars of a release have no reference
+//! labels, but some were observed twice, and some by two surveys. For pairs of spectra of one star,
+//! (x₁ − x₂)/√2 should scatter like the reported per-spectrum errors, and two surveys should agree
+//! on average. This is how DESI's MWS and LAMOST validate their errors (repeat pairs, the robust
+//! spread of (x₁ − x₂)/√2 against √((σ₁² + σ₂²)/2)).
+//!
+//! A star is identified by the catalogue's `source_id`, or through a star-id table (`source_id` →
+//! star id: a Gaia id, a library id) given per catalogue. Repeat pairs: consecutive spectra of one
+//! star in one catalogue (by spectrum id), within one head. Cross-survey pairs: the best-S/N
+//! spectrum of a star in each of two catalogues, for every pair of heads. Only rows with
+//! `success` and finite estimates and errors take part.
+
+use super::labels::read_table;
+use super::metrics::{quantile, robust_sigma};
+use super::{ModelError, PARAMETERS, Result};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type, Int64Type};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Where a catalogue's star ids come from.
+#[derive(Debug, Clone)]
+pub struct StarIds {
+    pub table: PathBuf,
+    /// Column holding the catalogue's `source_id` (default: `source_id`, else `obsid`, else
+    /// `targetid`; case-insensitive).
+    pub key: Option<String>,
+    /// Column holding the star id shared by the spectra of one star.
+    pub id_column: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepeatsOptions {
+    /// One catalogue (repeats) or two (repeats in each, and pairs between them).
+    pub catalogs: Vec<PathBuf>,
+    /// None, or one per catalogue.
+    pub star_ids: Vec<StarIds>,
+    /// Directory for repeats.parquet (schemas/repeats.toml) and repeats.md.
+    pub out: PathBuf,
+}
+
+/// One line of the report: one kind of pair, one head (pair), one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairStats {
+    /// `repeat` or `cross`.
+    pub kind: &'static str,
+    pub catalog_a: String,
+    pub catalog_b: String,
+    pub head_a: String,
+    pub head_b: String,
+    pub parameter: &'static str,
+    pub unit: &'static str,
+    pub n_pairs: usize,
+    /// Robust σ (1.4826 MAD) of (x_a − x_b)/√2: the per-spectrum scatter the pairs show.
+    pub scatter: f64,
+    /// Median of √((σ_a² + σ_b²)/2): the per-spectrum error the catalogue claims.
+    pub claimed: f64,
+    /// Robust σ of (x_a − x_b)/√(σ_a² + σ_b²): 1 when errors are right.
+    pub z_sigma: f64,
+    /// Fraction of pairs with |x_a − x_b| < √(σ_a² + σ_b²): 0.68 when errors are right.
+    pub within_1sigma: f64,
+    /// Median of x_b − x_a (between surveys: the offset of b against a).
+    pub median_offset: f64,
+}
+
+/// A catalogue row that takes part.
+#[derive(Debug, Clone)]
+struct Row {
+    spectrum_id: String,
+    snr: f32,
+    value: [f64; 3],
+    error: [f64; 3],
+}
+
+/// Rows per head, then per star id.
+type Stars = BTreeMap<String, BTreeMap<i64, Vec<Row>>>;
+
+/// Catalogue files: the file itself, or every leaf Parquet of a HATS directory.
+fn catalogue_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "parquet")
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('_'))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ModelError::bad(path, "no catalogue Parquet file here (a catalog.parquet or a HATS directory)"));
+    }
+    Ok(files)
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a dyn Array> {
+    b.schema()
+        .fields()
+        .iter()
+        .position(|f| f.name().eq_ignore_ascii_case(name))
+        .map(|i| b.column(i).as_ref())
+        .ok_or_else(|| ModelError::bad(path, format!("no column '{name}'")))
+}
+
+/// source_id → star id from a star-id table.
+fn read_star_ids(s: &StarIds) -> Result<HashMap<i64, i64>> {
+    let batches = read_table(&s.table)?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        let key = match &s.key {
+            Some(k) => column(b, k, &s.table)?,
+            None => ["source_id", "obsid", "targetid"].iter().find_map(|k| column(b, k, &s.table).ok()).ok_or_else(
+                || ModelError::bad(&s.table, "no source_id, obsid or targetid column; name it with --star-id-key"),
+            )?,
+        };
+        let to_i64 = |a: &dyn Array, what: &str| {
+            arrow::compute::cast(a, &DataType::Int64)
+                .map_err(|e| ModelError::bad(&s.table, format!("{what} must hold integers: {e}")))
+        };
+        let key = to_i64(key, "the key column")?;
+        let ids = to_i64(column(b, &s.id_column, &s.table)?, &format!("column '{}'", s.id_column))?;
+        let (key, ids) = (key.as_primitive::<Int64Type>(), ids.as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            if !key.is_null(i) && !ids.is_null(i) {
+                out.insert(key.value(i), ids.value(i));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The rows of a catalogue that take part, by head and star.
+fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars> {
+    const COLUMNS: [&str; 12] = [
+        "source_id",
+        "spectrum_id",
+        "snr",
+        "teff",
+        "teff_err",
+        "logg",
+        "logg_err",
+        "feh",
+        "feh_err",
+        "success",
+        "model",
+        "adapter_hash",
+    ];
+    let mut stars = Stars::new();
+    for file in catalogue_files(path)? {
+        let f = std::fs::File::open(&file).map_err(|e| ModelError::io(&file, e))?;
+        let pq = |e| ModelError::Parquet { path: file.clone(), source: e };
+        for b in crate::ingest::shards::read_columns(f, &COLUMNS, 65_536).map_err(pq)? {
+            let b = b.map_err(|e| ModelError::Arrow { path: file.clone(), source: e })?;
+            let src = b.column(0).as_primitive::<Int64Type>();
+            let (sid, model, adapter) =
+                (b.column(1).as_string::<i32>(), b.column(10).as_string::<i32>(), b.column(11).as_string::<i32>());
+            let f32c = |c: usize| b.column(c).as_primitive::<Float32Type>();
+            let success = b.column(9).as_boolean();
+            let get = |a: &arrow::array::PrimitiveArray<Float32Type>, i: usize| {
+                if a.is_null(i) { f64::NAN } else { a.value(i) as f64 }
+            };
+            for i in 0..b.num_rows() {
+                if !success.value(i) || src.is_null(i) {
+                    continue;
+                }
+                let star = match ids {
+                    Some(map) => match map.get(&src.value(i)) {
+                        Some(s) => *s,
+                        None => continue,
+                    },
+                    None => src.value(i),
+                };
+                let value = [3, 5, 7].map(|c| get(f32c(c), i));
+                let error = [4, 6, 8].map(|c| get(f32c(c), i));
+                if value.iter().chain(&error).any(|v| !v.is_finite()) {
+                    continue;
+                }
+                let head = format!("{} {}", model.value(i), adapter.value(i)).trim().to_string();
+                let row = Row { spectrum_id: sid.value(i).to_string(), snr: f32c(2).value(i), value, error };
+                stars.entry(head).or_default().entry(star).or_default().push(row);
+            }
+        }
+    }
+    for by_star in stars.values_mut() {
+        for rows in by_star.values_mut() {
+            rows.sort_by(|a, b| a.spectrum_id.cmp(&b.spectrum_id));
+        }
+    }
+    Ok(stars)
+}
+
+/// Statistics of pairs (a, b) for one parameter.
+fn pair_stats(pairs: &[(&Row, &Row)], p: usize) -> (f64, f64, f64, f64, f64) {
+    let diff: Vec<f64> = pairs.iter().map(|(a, b)| b.value[p] - a.value[p]).collect();
+    let combined: Vec<f64> = pairs.iter().map(|(a, b)| a.error[p].hypot(b.error[p])).collect();
+    let half: Vec<f64> = diff.iter().map(|d| d / std::f64::consts::SQRT_2).collect();
+    let z: Vec<f64> = diff.iter().zip(&combined).map(|(d, e)| d / e).collect();
+    let mut claimed: Vec<f64> = combined.iter().map(|e| e / std::f64::consts::SQRT_2).collect();
+    let mut offsets = diff.clone();
+    let within = z.iter().filter(|z| z.abs() < 1.0).count() as f64 / z.len() as f64;
+    (robust_sigma(&half), quantile(&mut claimed, 0.5), robust_sigma(&z), within, quantile(&mut offsets, 0.5))
+}
+
+fn stats_rows(kind: &'static str, cats: [&str; 2], heads: [&str; 2], pairs: &[(&Row, &Row)]) -> Vec<PairStats> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    PARAMETERS
+        .iter()
+        .enumerate()
+        .map(|(p, param)| {
+            let (scatter, claimed, z_sigma, within_1sigma, median_offset) = pair_stats(pairs, p);
+            PairStats {
+                kind,
+                catalog_a: cats[0].into(),
+                catalog_b: cats[1].into(),
+                head_a: heads[0].into(),
+                head_b: heads[1].into(),
+                parameter: param.name(),
+                unit: param.unit(),
+                n_pairs: pairs.len(),
+                scatter,
+                claimed,
+                z_sigma,
+                within_1sigma,
+                median_offset,
+            }
+        })
+        .collect()
+}
+
+/// Repeat and cross-survey statistics of the catalogues.
+pub fn pair_statistics(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
+    if opts.catalogs.is_empty() || opts.catalogs.len() > 2 {
+        return Err(ModelError::Invalid("give one catalogue (repeats) or two (repeats and cross-survey pairs)".into()));
+    }
+    if !opts.star_ids.is_empty() && opts.star_ids.len() != opts.catalogs.len() {
+        return Err(ModelError::Invalid(format!(
+            "{} star-id tables for {} catalogues: give one per catalogue, in the same order",
+            opts.star_ids.len(),
+            opts.catalogs.len()
+        )));
+    }
+    let mut catalogues = Vec::new();
+    for (k, path) in opts.catalogs.iter().enumerate() {
+        let ids = opts.star_ids.get(k).map(read_star_ids).transpose()?;
+        catalogues.push((path.display().to_string(), read_catalogue(path, ids.as_ref())?));
+    }
+    let mut out = Vec::new();
+    for (name, stars) in &catalogues {
+        for (head, by_star) in stars {
+            let pairs: Vec<(&Row, &Row)> =
+                by_star.values().flat_map(|rows| rows.windows(2).map(|w| (&w[0], &w[1]))).collect();
+            out.extend(stats_rows("repeat", [name, name], [head, head], &pairs));
+        }
+    }
+    if let [(name_a, a), (name_b, b)] = catalogues.as_slice() {
+        let best = |rows: &[Row]| -> usize {
+            (0..rows.len()).max_by(|&i, &j| rows[i].snr.total_cmp(&rows[j].snr).then(j.cmp(&i))).unwrap_or(0)
+        };
+        for (head_a, stars_a) in a {
+            for (head_b, stars_b) in b {
+                let pairs: Vec<(&Row, &Row)> = stars_a
+                    .iter()
+                    .filter_map(|(star, ra)| stars_b.get(star).map(|rb| (&ra[best(ra)], &rb[best(rb)])))
+                    .collect();
+                out.extend(stats_rows("cross", [name_a, name_b], [head_a, head_b], &pairs));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ModelError::Invalid(
+            "no pair of spectra of one star: no source_id (or star id) occurs twice among successful rows".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs the checks and writes `repeats.parquet` and `repeats.md` into `opts.out`.
+pub fn run_repeats(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
+    let stats = pair_statistics(opts)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+    write_parquet(&opts.out.join("repeats.parquet"), &stats)?;
+    let md = opts.out.join("repeats.md");
+    let tmp = crate::ingest::shards::tmp_path(&md);
+    std::fs::write(&tmp, markdown(&stats)).map_err(|e| ModelError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &md).map_err(|e| ModelError::io(&md, e))?;
+    Ok(stats)
+}
+
+/// The report as a Markdown table.
+pub fn markdown(stats: &[PairStats]) -> String {
+    let mut s = String::from(
+        "| pairs | heads | parameter | N | scatter (x₁−x₂)/√2 | claimed σ | scatter / claimed | σ of z | |z| < 1 | median offset |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in stats {
+        let heads = if r.head_a == r.head_b { r.head_a.clone() } else { format!("{} vs {}", r.head_a, r.head_b) };
+        s += &format!(
+            "| {} | {} | {} ({}) | {} | {:.4} | {:.4} | {:.2} | {:.2} | {:.2} | {:+.4} |\n",
+            r.kind,
+            heads,
+            r.parameter,
+            r.unit,
+            r.n_pairs,
+            r.scatter,
+            r.claimed,
+            r.scatter / r.claimed,
+            r.z_sigma,
+            r.within_1sigma,
+            r.median_offset
+        );
+    }
+    s
+}
+
+fn write_parquet(path: &Path, stats: &[PairStats]) -> Result<()> {
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use std::sync::Arc;
+    let schema = crate::schema::repeats().to_arrow(0);
+    let strings = |f: &dyn Fn(&PairStats) -> &str| -> ArrayRef {
+        Arc::new(stats.iter().map(|r| Some(f(r))).collect::<StringArray>())
+    };
+    let floats = |f: &dyn Fn(&PairStats) -> f64| -> ArrayRef {
+        Arc::new(stats.iter().map(|r| Some(f(r))).collect::<Float64Array>())
+    };
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            "kind" => strings(&|r| r.kind),
+            "catalog_a" => strings(&|r| &r.catalog_a),
+            "catalog_b" => strings(&|r| &r.catalog_b),
+            "head_a" => strings(&|r| &r.head_a),
+            "head_b" => strings(&|r| &r.head_b),
+            "parameter" => strings(&|r| r.parameter),
+            "unit" => strings(&|r| r.unit),
+            "n_pairs" => Arc::new(stats.iter().map(|r| Some(r.n_pairs as i64)).collect::<Int64Array>()),
+            "scatter" => floats(&|r| r.scatter),
+            "claimed_error" => floats(&|r| r.claimed),
+            "z_sigma" => floats(&|r| r.z_sigma),
+            "within_1sigma" => floats(&|r| r.within_1sigma),
+            "median_offset" => floats(&|r| r.median_offset),
+            other => panic!("column '{other}' of schemas/repeats.toml has no writer"),
+        })
+        .collect();
+    let batch =
+        RecordBatch::try_new(schema, columns).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
+    crate::ingest::shards::write_small_table(path, &batch).map_err(|e| ModelError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, snr: f32, value: [f64; 3], error: [f64; 3]) -> Row {
+        Row { spectrum_id: id.into(), snr, value, error }
+    }
+
+    #[test]
+    fn honest_errors_give_unit_z_and_two_thirds_within_one_sigma() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = Normal::new(0.0, 1.0).unwrap();
+        // Spectrum errors of 50 K, 0.1, 0.05 dex; true scatter twice that for [Fe/H].
+        let rows: Vec<(Row, Row)> = (0..5000)
+            .map(|i| {
+                let mut draw =
+                    |k: f64| [50.0 * n.sample(&mut rng), 0.1 * n.sample(&mut rng), k * 0.05 * n.sample(&mut rng)];
+                let (a, b) = (draw(2.0), draw(2.0));
+                let err = [50.0, 0.1, 0.05];
+                (
+                    row(&format!("{i}a"), 30.0, [5000.0 + a[0], 4.0 + a[1], a[2]], err),
+                    row(&format!("{i}b"), 30.0, [5000.0 + b[0], 4.03 + b[1], b[2]], err),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&Row, &Row)> = rows.iter().map(|(a, b)| (a, b)).collect();
+        let (scatter, claimed, z, within, offset) = pair_stats(&pairs, 0);
+        assert!((scatter - 50.0).abs() < 2.5 && (claimed - 50.0).abs() < 1e-9, "{scatter} {claimed}");
+        assert!((z - 1.0).abs() < 0.05 && (within - 0.6827).abs() < 0.02, "{z} {within}");
+        assert!(offset.abs() < 3.0, "offset {offset}");
+        let (_, _, _, _, offset) = pair_stats(&pairs, 1);
+        assert!((offset - 0.03).abs() < 0.005, "log g offset {offset}");
+        let (scatter, _, z, within, _) = pair_stats(&pairs, 2);
+        assert!((scatter - 0.1).abs() < 0.005 && (z - 2.0).abs() < 0.1 && within < 0.45, "{scatter} {z} {within}");
+    }
+}
