@@ -265,21 +265,25 @@ pub fn render_markdown(rows: &[MetricsRow], n_test: usize, split: &TestSplit, la
         s,
         "# Evaluation\n\n{n_test} test spectra (test split: seed {}, fraction {}) against `{}`.\n\
          Δ = predicted − reference; [lo, hi] are bootstrap 68 % intervals; outliers: |Δ| > 300 K, 0.5 dex, 0.3 dex;\n\
-         |Δ|<σ is the fraction inside the predicted 1σ (0.683 when the errors are right).\n",
+         |Δ|<σ and |Δ|<2σ are the fractions inside the predicted 1σ and 2σ (0.683 and 0.954 when the errors\n\
+         are right); σ(Δ/σ) is the robust width of the pull distribution (1 when they are right).\n",
         split.seed,
         split.test_fraction,
         labels.display()
     );
     for p in PARAMETERS {
         let _ = writeln!(s, "## {} ({})\n", p.name(), p.unit());
-        let _ = writeln!(s, "| input | strategy | regime | N | bias | robust σ [68 %] | σ | MAE | outliers | |Δ|<σ |");
-        let _ = writeln!(s, "|---|---|---|---:|---:|---|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| input | strategy | regime | N | bias | robust σ [68 %] | σ | MAE | outliers | |Δ|<σ | |Δ|<2σ | σ(Δ/σ) |"
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
         for r in rows.iter().filter(|r| r.parameter == p) {
             let m = &r.metrics;
             let f = |v| fmt_value(p, v);
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} [{}, {}] | {} | {} | {:.3} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {} [{}, {}] | {} | {} | {:.3} | {:.2} | {:.2} | {:.2} |",
                 r.input,
                 r.strategy,
                 r.regime,
@@ -291,7 +295,9 @@ pub fn render_markdown(rows: &[MetricsRow], n_test: usize, split: &TestSplit, la
                 f(m.sigma),
                 f(m.mae),
                 m.outlier_fraction,
-                m.within_1sigma
+                m.within_1sigma,
+                m.within_2sigma,
+                m.z_robust_sigma
             );
         }
         let _ = writeln!(s);
@@ -336,6 +342,8 @@ pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
     cols.push(m(&|x| x.biweight_scale));
     cols.push(m(&|x| x.outlier_3sigma_fraction));
     cols.push(m(&|x| x.within_1sigma));
+    cols.push(m(&|x| x.within_2sigma));
+    cols.push(m(&|x| x.z_robust_sigma));
     cols.push(m(&|x| x.median_z));
     cols.push(str_col(rows.iter().map(|r| r.model_sha256.as_str())));
     cols.push(str_col(rows.iter().map(|r| r.adapter_sha256.as_str())));

@@ -30,6 +30,10 @@ fn median_in_place(v: &mut [f64]) -> f64 {
 }
 
 /// 1.4826 · median(|Δ − median(Δ)|): the standard deviation for Gaussian Δ, blind to outliers.
+fn nan() -> f64 {
+    f64::NAN
+}
+
 pub fn robust_sigma(d: &[f64]) -> f64 {
     let m = median(d);
     1.4826 * median_in_place(&mut d.iter().map(|x| (x - m).abs()).collect::<Vec<_>>())
@@ -107,6 +111,12 @@ pub struct Metrics {
     /// Fraction with |Δ| < σ_pred (68.27 % when the errors are right).
     #[serde(deserialize_with = "f64_or_nan")]
     pub within_1sigma: f64,
+    /// Fraction with |Δ| < 2 σ_pred (95.45 % when the errors are right and Gaussian).
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+    pub within_2sigma: f64,
+    /// Robust σ (1.4826 MAD) of Δ/σ_pred: the width of the pull distribution, 1 when the errors are right.
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+    pub z_robust_sigma: f64,
     /// Median of Δ/σ_pred.
     #[serde(deserialize_with = "f64_or_nan")]
     pub median_z: f64,
@@ -174,6 +184,8 @@ pub fn compute(delta: &[f64], sigma_pred: &[f64], threshold: f64, n_boot: usize,
         outlier_fraction: c.outlier_fraction,
         outlier_3sigma_fraction: frac(&|i| (delta[i] - med).abs() > 3.0 * rs),
         within_1sigma: frac(&|i| delta[i].abs() < sigma_pred[i]),
+        within_2sigma: frac(&|i| delta[i].abs() < 2.0 * sigma_pred[i]),
+        z_robust_sigma: robust_sigma(&(0..n).map(|i| delta[i] / sigma_pred[i]).collect::<Vec<_>>()),
         median_z: median(&(0..n).map(|i| delta[i] / sigma_pred[i]).collect::<Vec<_>>()),
         bias_ci: take(0, &mut ci),
         sigma_ci: take(1, &mut ci),

@@ -36,6 +36,8 @@ fn bools(a: &dyn Array) -> Vec<bool> {
 pub struct ScoredStar {
     pub reference: [f64; 3],
     pub predicted: [f64; 3],
+    /// The reported 1σ errors.
+    pub error: [f64; 3],
 }
 
 /// The evaluation's per-star predictions grouped by `input/strategy`, in first-seen order.
@@ -52,12 +54,15 @@ pub const PARAMETERS: [(&str, &str); 3] =
 impl Evaluation {
     pub fn read(dir: &Path) -> Result<Evaluation, ReportError> {
         let mut e = Evaluation::default();
-        let cols = ["input", "strategy", "teff_ref", "teff", "logg_ref", "logg", "feh_ref", "feh"];
+        let cols = [
+            "input", "strategy", "teff_ref", "teff", "logg_ref", "logg", "feh_ref", "feh", "teff_err", "logg_err",
+            "feh_err",
+        ];
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         for b in read_all(&dir.join("evaluation-predictions.parquet"), &cols)? {
             let input = strings(b.column(0));
             let strategy = strings(b.column(1));
-            let v: Vec<Vec<f64>> = (2..8).map(|i| floats(b.column(i))).collect();
+            let v: Vec<Vec<f64>> = (2..11).map(|i| floats(b.column(i))).collect();
             for r in 0..b.num_rows() {
                 let name = format!("{}/{}", input[r], strategy[r]);
                 let k = *index.entry(name.clone()).or_insert_with(|| {
@@ -67,6 +72,7 @@ impl Evaluation {
                 e.groups[k].1.push(ScoredStar {
                     reference: [v[0][r], v[2][r], v[4][r]],
                     predicted: [v[1][r], v[3][r], v[5][r]],
+                    error: [v[6][r], v[7][r], v[8][r]],
                 });
             }
         }
@@ -84,6 +90,8 @@ impl Evaluation {
             "mae",
             "outlier_fraction",
             "within_1sigma",
+            "within_2sigma",
+            "z_robust_sigma",
             "median_z",
         ];
         for b in read_all(&dir.join("evaluation.parquet"), &metric_cols)? {

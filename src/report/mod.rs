@@ -175,18 +175,41 @@ fn evaluation_section(
     );
     image(html, summary, p, "residuals against reference [Fe/H]");
 
-    html.push_str("<h3>Metrics</h3>\n<p>bias: median Δ; robust σ: 1.4826 × MAD of Δ; outliers: |Δ| beyond 3 robust σ of the pooled sample; within 1σ: fraction of |Δ| below the predicted error (0.68 if calibrated); median z: median |Δ|/σ.</p>\n");
+    // Are the errors honest? Δ/σ of every group, pooled per parameter, against N(0, 1).
+    html.push_str(
+        "<h3>Pulls Δ/σ</h3>\n<p>Predicted − reference over the reported error, all inputs and strategies together: a unit \
+         Gaussian when the errors are right (68 % within ±1, 95 % within ±2; per-strategy coverage in the tables).</p>\n",
+    );
+    for (k, (param, _)) in PARAMETERS.iter().enumerate() {
+        let pulls: Vec<f64> = e
+            .groups
+            .iter()
+            .flat_map(|(_, stars)| stars.iter().map(move |s| (s.predicted[k] - s.reference[k]) / s.error[k]))
+            .collect();
+        let p = out.join(format!("pulls_{param}.png"));
+        plots::histogram(
+            &p,
+            &format!("Δ/σ of {param}"),
+            "(predicted − reference) / reported σ",
+            &pulls,
+            (-5.0, 5.0),
+            50,
+        )?;
+        image(html, summary, p, &format!("pull distribution of {param}"));
+    }
+
+    html.push_str("<h3>Metrics</h3>\n<p>bias: median Δ; robust σ: 1.4826 × MAD of Δ; outliers: |Δ| beyond 3 robust σ of the pooled sample; within 1σ, 2σ: fraction of |Δ| below once and twice the predicted error (0.68 and 0.95 if calibrated); σ(z): robust width of Δ/σ (1 if calibrated); median z: median Δ/σ.</p>\n");
     for (param, label) in PARAMETERS {
         let _ = writeln!(
             html,
-            "<h4>{}</h4>\n<table><tr><th class=l>input</th><th class=l>strategy</th><th>n train</th><th class=l>regime</th><th>n</th><th>bias</th><th>robust σ</th><th>σ</th><th>MAE</th><th>outliers</th><th>within 1σ</th><th>median z</th></tr>",
+            "<h4>{}</h4>\n<table><tr><th class=l>input</th><th class=l>strategy</th><th>n train</th><th class=l>regime</th><th>n</th><th>bias</th><th>robust σ</th><th>σ</th><th>MAE</th><th>outliers</th><th>within 1σ</th><th>within 2σ</th><th>σ(z)</th><th>median z</th></tr>",
             escape(label)
         );
         for m in e.metrics.iter().filter(|m| m.get("parameter").is_some_and(|p| p == param)) {
             let g = |k: &str| escape(m.get(k).map(String::as_str).unwrap_or(""));
             let _ = writeln!(
                 html,
-                "<tr><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 g("input"),
                 g("strategy"),
                 g("n_train"),
@@ -198,6 +221,8 @@ fn evaluation_section(
                 g("mae"),
                 g("outlier_fraction"),
                 g("within_1sigma"),
+                g("within_2sigma"),
+                g("z_robust_sigma"),
                 g("median_z")
             );
         }

@@ -276,6 +276,21 @@ fn evaluate_scores_every_strategy_per_regime_on_test_stars() {
     for id in per_star.column("source_id").unwrap().i64().unwrap().into_no_null_iter() {
         assert!(split.is_test(id));
     }
+    // Coverage at 1σ and 2σ and the width of the pulls, per row.
+    let col = |c: &str| -> Vec<f64> { df.column(c).unwrap().f64().unwrap().into_no_null_iter().collect() };
+    for ((w1, w2), z) in col("within_1sigma").iter().zip(col("within_2sigma")).zip(col("z_robust_sigma")) {
+        assert!(*w1 <= w2 && w2 <= 1.0 && z > 0.0 && z.is_finite(), "{w1} {w2} {z}");
+    }
+    // The report draws the pull distribution of each parameter.
+    let report = f.p("eval-report");
+    ok(run(&["report"], &[("--evaluation", &out), ("--out", &report)]));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for param in ["teff", "logg", "feh"] {
+        let png = std::fs::read(report.join(format!("pulls_{param}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{param}");
+        assert!(html.contains(&format!("pulls_{param}.png")));
+    }
+    assert!(html.contains("within 2σ"));
 }
 
 #[test]
