@@ -59,7 +59,7 @@ pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
             serde_json::json!({
                 "predictions": h.dir.display().to_string(),
                 "model": h.model,
-                "ood_threshold_995": h.limits.ood_threshold,
+                "ood_threshold": h.limits.ood_threshold,
                 "label_p005": h.limits.label_p005,
                 "label_p995": h.limits.label_p995,
                 "error_model": h.error_model,

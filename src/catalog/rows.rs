@@ -52,7 +52,10 @@ impl Head {
         Ok(Self {
             dir: dir.to_path_buf(),
             limits: ModelLimits {
-                ood_threshold: get("starpipe.infer.ood_threshold_995").and_then(|v| v.parse().ok()),
+                // The threshold real stars set (`calibrate`), else the training 99.5 % one.
+                ood_threshold: get("starpipe.infer.ood_threshold")
+                    .or_else(|| get("starpipe.infer.ood_threshold_995"))
+                    .and_then(|v| v.parse().ok()),
                 label_p005: triple("p005"),
                 label_p995: triple("p995"),
                 embedding_input: embedding,

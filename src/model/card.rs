@@ -205,6 +205,11 @@ pub struct FittedErrorModel {
     pub coverage_1sigma_before: [f64; 3],
     pub coverage_1sigma: [f64; 3],
     pub coverage_2sigma: [f64; 3],
+    /// The OOD threshold these stars set (the 95th percentile of the scores of those inside the
+    /// training labels' 0.5–99.5 % range); replaces the training 99.5 % threshold in the
+    /// catalogue's OOD flag. None with too few such stars.
+    #[serde(default)]
+    pub ood_threshold: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +261,12 @@ pub struct AdapterCard {
 }
 
 impl ModelCard {
+    /// The OOD score above which a spectrum is out of domain: the one real stars set
+    /// (`starpipe calibrate`), else the training set's 99.5th percentile.
+    pub fn ood_threshold(&self) -> Option<f64> {
+        self.error_model.as_ref().and_then(|m| m.ood_threshold).or(self.ood.as_ref().map(|o| o.threshold_995))
+    }
+
     /// The errors this model reports: its fitted error model, else its σ factors.
     pub fn errors(&self) -> ErrorModel {
         self.error_model.as_ref().map_or(ErrorModel::scale_only(self.sigma_scale), |m| m.model)

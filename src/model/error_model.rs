@@ -5,15 +5,24 @@
 //! over-confident on real spectra (coverage 20–25 % instead of 68 % on MILES renders): real stars
 //! differ from the emulator in ways the network's σ cannot know about. Fitted on renders of real
 //! library stars the emulator never saw, the scale k corrects σ by a factor and the floor adds
-//! the systematic part. The fit is maximum likelihood of Δ ~ N(0, (k·σ_net)² + floor²) per
-//! parameter, with |Δ| > 5σ outliers (bad literature labels, broken spectra) rejected and the fit
-//! repeated, so a handful of them cannot set everyone's errors.
+//! the systematic part. The shape (how much is floor, how much is scale) is the maximum likelihood
+//! of Δ ~ N(0, (k·σ_net)² + floor²) per parameter, with |Δ| > 5σ outliers (bad literature labels,
+//! broken spectra) rejected and the fit repeated; the overall size is then set so that exactly
+//! 68.27 % of the stars have |Δ| < σ. Real residuals have heavier tails than a Gaussian, and a
+//! likelihood fit matches their variance, which leaves the 1σ interval covering ~85 % of stars: the
+//! percentile makes "1σ" mean what a user reads it as.
+//!
+//! The same stars also set the catalogue's OOD threshold: the 95th percentile of the OOD scores of
+//! those inside the training labels' 0.5–99.5 % range. Real spectra sit further from the training
+//! set than the mock stars that set the 99.5 % training threshold, so that one lets most real
+//! out-of-domain stars through.
 
 use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, ModelCard, SelectionCuts};
 use super::data::{load_labelled, shard_paths};
 use super::device::ComputeDevice;
 use super::infer::Predictor;
 use super::labels::{LabelSpec, read_labels};
+use super::metrics::quantile;
 use super::predict::{network_sigma, to_physical};
 use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS, copy_atomic, write_json};
 use super::{ModelError, Result};
@@ -23,6 +32,8 @@ use std::path::{Path, PathBuf};
 pub const MIN_STARS: usize = 30;
 /// Rejection threshold, in units of the fitted σ.
 const CLIP_SIGMA: f64 = 5.0;
+/// Quantile of real in-domain stars' OOD scores above which a spectrum is flagged OOD.
+pub const OOD_QUANTILE: f64 = 0.95;
 
 #[derive(Debug, Clone)]
 pub struct CalibrateOptions {
@@ -38,8 +49,9 @@ pub struct CalibrateOptions {
     pub device: ComputeDevice,
 }
 
-/// The maximum-likelihood (scale, floor) of one parameter with outlier rejection; returns it with
-/// the numbers of rows used and rejected. None with fewer than [`MIN_STARS`] finite rows.
+/// (scale, floor) of one parameter: the maximum-likelihood shape with outlier rejection, sized so
+/// that 68.27 % of the finite rows have |Δ| < σ; returned with the numbers of rows used by the
+/// likelihood and rejected from it. None with fewer than [`MIN_STARS`] finite rows.
 pub fn fit_parameter(delta: &[f64], sigma_net: &[f64]) -> Option<(f64, f64, usize, usize)> {
     let finite: Vec<usize> =
         (0..delta.len()).filter(|&i| delta[i].is_finite() && sigma_net[i].is_finite() && sigma_net[i] > 0.0).collect();
@@ -57,7 +69,10 @@ pub fn fit_parameter(delta: &[f64], sigma_net: &[f64]) -> Option<(f64, f64, usiz
         }
         keep = next;
     }
-    Some((best.0, best.1, keep.len(), finite.len() - keep.len()))
+    let mut pulls: Vec<f64> = finite.iter().map(|&i| delta[i].abs() / (best.0 * sigma_net[i]).hypot(best.1)).collect();
+    let size = quantile(&mut pulls, 0.6827);
+    let size = if size.is_finite() && size > 0.0 { size } else { 1.0 };
+    Some((best.0 * size, best.1 * size, keep.len(), finite.len() - keep.len()))
 }
 
 /// Grid search of the Gaussian likelihood over the scale (0.1–100, log steps of 2 %) and the floor
@@ -72,7 +87,7 @@ fn likeliest(rows: &[(f64, f64)]) -> (f64, f64) {
             .sum()
     };
     let mut abs: Vec<f64> = rows.iter().map(|(d, _)| d.abs()).collect();
-    let spread = 1.4826 * super::metrics::quantile(&mut abs, 0.5).max(f64::MIN_POSITIVE);
+    let spread = 1.4826 * quantile(&mut abs, 0.5).max(f64::MIN_POSITIVE);
     let search = |k_lo: f64, k_hi: f64, f_lo: f64, f_hi: f64| -> (f64, f64) {
         let mut best = (f64::INFINITY, 1.0, 0.0);
         for a in 0..=60 {
@@ -113,11 +128,21 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
             format!("only {} labelled spectra in --spectra; an error model needs at least {MIN_STARS}", set.len()),
         ));
     }
-    let mut raw = Vec::with_capacity(set.len());
+    let (mut raw, mut ood) = (Vec::with_capacity(set.len()), Vec::with_capacity(set.len()));
     for rows in (0..set.len()).collect::<Vec<_>>().chunks(4096) {
         let x = set.x[rows[0] * set.n_features..(rows[rows.len() - 1] + 1) * set.n_features].to_vec();
-        raw.extend(predictor.predict(x, set.n_features, &dev)?.0);
+        let (r, o) = predictor.predict(x, set.n_features, &dev)?;
+        raw.extend(r);
+        ood.extend(o);
     }
+    let range = &predictor.card.label_range;
+    let mut in_domain: Vec<f64> = ood
+        .iter()
+        .zip(&set.labels)
+        .filter(|(o, l)| o.is_finite() && (0..3).all(|p| l[p] >= range.p005[p] && l[p] <= range.p995[p]))
+        .map(|(o, _)| *o)
+        .collect();
+    let ood_threshold = (in_domain.len() >= MIN_STARS).then(|| quantile(&mut in_domain, OOD_QUANTILE));
     let scaling = &predictor.card.label_scaling;
     let before: Vec<_> = raw.iter().map(|o| to_physical(o, scaling, &predictor.errors)).collect();
     let sigma_net: Vec<[f64; 3]> = raw.iter().map(|o| network_sigma(o, scaling)).collect();
@@ -152,6 +177,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         coverage_1sigma_before: coverage(&predictor.errors, 1.0),
         coverage_1sigma: coverage(&model, 1.0),
         coverage_2sigma: coverage(&model, 2.0),
+        ood_threshold,
     };
     write_copy(opts, &predictor, &fitted)?;
     Ok(fitted)

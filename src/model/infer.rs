@@ -97,6 +97,15 @@ impl Predictor {
         Ok((raw, ood))
     }
 
+    /// The OOD threshold the catalogue flags by: the adapter's calibrated one, else the model's.
+    pub fn ood_threshold(&self) -> Option<f64> {
+        self.adapter_card
+            .as_ref()
+            .and_then(|c| c.error_model.as_ref())
+            .and_then(|m| m.ood_threshold)
+            .or_else(|| self.card.ood_threshold())
+    }
+
     pub fn network(&self) -> Network<'_> {
         Network { base: &self.base, adapter: &self.adapter }
     }
@@ -129,6 +138,7 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
             "starpipe.infer.ood_threshold_995".into(),
             p.card.ood.as_ref().map_or(String::new(), |o| o.threshold_995.to_string()),
         ),
+        ("starpipe.infer.ood_threshold".into(), p.ood_threshold().map_or(String::new(), |t| t.to_string())),
         ("starpipe.infer.model_input".into(), p.card.input.kind().into()),
         // Part of what a shard was predicted with: a recalibrated card shares the weights' hash.
         ("starpipe.infer.error_model".into(), serde_json::to_string(&p.errors).unwrap_or_default()),

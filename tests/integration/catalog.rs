@@ -93,7 +93,7 @@ fn catalog_rows_columns_flags_and_metadata() {
     let meta: serde_json::Value = serde_json::from_str(&get("starpipe")).unwrap();
     assert_eq!(meta["flag_bits"]["LARGE_ERR"]["bit"], 7);
     assert_eq!(meta["thresholds"]["min_snr"], 10.0);
-    assert!(meta["heads"][0]["ood_threshold_995"].as_f64().unwrap() > 0.0);
+    assert!(meta["heads"][0]["ood_threshold"].as_f64().unwrap() > 0.0);
     // The same in the Arrow schema's metadata, which pyarrow and Polars show.
     let in_schema = builder.schema().metadata().get("starpipe").cloned().unwrap_or_default();
     assert_eq!(in_schema, get("starpipe"), "flag bits in the Arrow schema metadata too");
