@@ -81,9 +81,11 @@ impl Flag {
                 "fiber_status has a bit outside the informational ones (DESI), or the LAMOST fibre mask is set"
             }
             Flag::Ood => {
-                "ood_score above the model's training-set 99.5th percentile, or the survey's spectral subclass \
-                 (LAMOST SUBCLASS, redrock SUBTYPE) is a type whose Teff lies outside the 0.5-99.5 % range of the \
-                 training labels (O, B, most A, later M) or not a normal star (WD, CV, carbon)"
+                "out of the training domain: ood_score above the head's threshold (real in-domain stars' 95th \
+                 percentile after `starpipe calibrate`, else the training set's 99.5th), chi2_red above the \
+                 calibrated threshold (the emulator at the estimates does not fit the spectrum), or the survey's \
+                 spectral subclass (LAMOST SUBCLASS, redrock SUBTYPE) is a type whose Teff lies outside the \
+                 0.5-99.5 % range of the training labels (O, B, most A, later M) or not a normal star (WD, CV, carbon)"
             }
             Flag::LabelEdge => "an estimate outside the 0.5-99.5 % range of the training labels",
             Flag::LargeErr => "an error above max_error (Teff K, log g dex, [Fe/H] dex)",
@@ -131,6 +133,8 @@ impl Default for Thresholds {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ModelLimits {
     pub ood_threshold: Option<f64>,
+    /// Reconstruction χ² above which the star is out of domain (set by `starpipe calibrate`).
+    pub chi2_threshold: Option<f64>,
     pub label_p005: Option<[f64; 3]>,
     pub label_p995: Option<[f64; 3]>,
     pub embedding_input: bool,
@@ -151,6 +155,7 @@ pub struct RowFacts<'a> {
     pub frac_masked: f64,
     pub fiber_status: Option<i32>,
     pub ood_score: Option<f64>,
+    pub chi2_red: Option<f64>,
 }
 
 pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
@@ -189,7 +194,8 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
         (Some(SubclassTeff::Range(lo, hi)), Some(p005), Some(p995)) => hi < p005[0] || lo > p995[0],
         _ => false,
     };
-    set(Flag::Ood, far || (unserved && !fatal));
+    let misfit = matches!((f.chi2_red, limits.chi2_threshold), (Some(c), Some(th)) if c > th);
+    set(Flag::Ood, far || ((unserved || misfit) && !fatal));
     if let Some((value, error)) = f.estimate.filter(|_| !fatal) {
         let outside = |p: usize| match (limits.label_p005, limits.label_p995) {
             (Some(lo), Some(hi)) => value[p] < lo[p] || value[p] > hi[p],
@@ -259,12 +265,14 @@ mod tests {
             frac_masked: 0.01,
             fiber_status: Some(1 << 3),
             ood_score: Some(8.0),
+            chi2_red: Some(1.2),
         }
     }
 
     fn limits() -> ModelLimits {
         ModelLimits {
             ood_threshold: Some(12.0),
+            chi2_threshold: Some(3.0),
             label_p005: Some([3800.0, 1.0, -2.3]),
             label_p995: Some([7800.0, 4.9, 0.45]),
             embedding_input: false,
@@ -306,6 +314,7 @@ mod tests {
             (Flag::LabelEdge, Box::new(|f| f.estimate = Some(([7900.0, 4.4, 0.0], [60.0, 0.1, 0.05])))),
             (Flag::LargeErr, Box::new(|f| f.estimate = Some(([5800.0, 4.4, 0.0], [60.0, 0.1, 0.31])))),
             (Flag::RvUncertain, Box::new(|f| f.rv_err_kms = None)),
+            (Flag::Ood, Box::new(|f| f.chi2_red = Some(3.5))),
             (Flag::Ood, Box::new(|f| f.input_subclass = Some("B6"))),
             (Flag::Ood, Box::new(|f| f.input_subclass = Some("A1IV"))),
             (Flag::Ood, Box::new(|f| f.input_subclass = Some("dM3"))),

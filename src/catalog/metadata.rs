@@ -60,6 +60,7 @@ pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
                 "predictions": h.dir.display().to_string(),
                 "model": h.model,
                 "ood_threshold": h.limits.ood_threshold,
+                "chi2_threshold": h.limits.chi2_threshold,
                 "label_p005": h.limits.label_p005,
                 "label_p995": h.limits.label_p995,
                 "error_model": h.error_model,

@@ -56,6 +56,7 @@ impl Head {
                 ood_threshold: get("starpipe.infer.ood_threshold")
                     .or_else(|| get("starpipe.infer.ood_threshold_995"))
                     .and_then(|v| v.parse().ok()),
+                chi2_threshold: get("starpipe.infer.chi2_threshold").and_then(|v| v.parse().ok()),
                 label_p005: triple("p005"),
                 label_p995: triple("p995"),
                 embedding_input: embedding,
@@ -188,6 +189,7 @@ pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path)
 struct Predicted {
     est: Vec<Option<([f64; 3], [f64; 3])>>,
     ood: Vec<Option<f64>>,
+    chi2: Vec<Option<f64>>,
     adapter: Vec<String>,
     model_hash: Vec<String>,
     adapter_hash: Vec<String>,
@@ -236,6 +238,7 @@ fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
         "model_sha256",
         "adapter_kind",
         "adapter_sha256",
+        "chi2_red",
     ];
     let batches = open_projected(path, &cols)?
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -263,8 +266,14 @@ pub fn shard_rows(
         for b in open_projected(shard, &SPECTRA_COLUMNS)? {
             let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
             let ids = b.column(0).as_string::<i32>();
-            let mut p =
-                Predicted { est: vec![], ood: vec![], adapter: vec![], model_hash: vec![], adapter_hash: vec![] };
+            let mut p = Predicted {
+                est: vec![],
+                ood: vec![],
+                chi2: vec![],
+                adapter: vec![],
+                model_hash: vec![],
+                adapter_hash: vec![],
+            };
             for i in 0..b.num_rows() {
                 match pred_rows.next() {
                     Some((pb, j)) => {
@@ -284,6 +293,9 @@ pub fn shard_rows(
                         p.est.push(Some(([f(1), f(3), f(5)], [f(2), f(4), f(6)])));
                         let ood = pb.column(7).as_primitive::<Float32Type>();
                         p.ood.push((!ood.is_null(j)).then(|| ood.value(j) as f64));
+                        // Absent from prediction shards of older versions.
+                        let chi2 = pb.column_by_name("chi2_red").map(|c| c.as_primitive::<Float32Type>());
+                        p.chi2.push(chi2.filter(|c| !c.is_null(j)).map(|c| c.value(j) as f64));
                         p.model_hash.push(pb.column(8).as_string::<i32>().value(j).to_string());
                         p.adapter.push(pb.column(9).as_string::<i32>().value(j).to_string());
                         p.adapter_hash.push(pb.column(10).as_string::<i32>().value(j).to_string());
@@ -294,6 +306,7 @@ pub fn shard_rows(
                         }
                         p.est.push(None);
                         p.ood.push(None);
+                        p.chi2.push(None);
                         p.model_hash.push(String::new());
                         p.adapter.push(String::new());
                         p.adapter_hash.push(String::new());
@@ -356,6 +369,7 @@ fn build_batch(
             frac_masked: opt32(masked, i).map_or(1.0, |v| v as f64),
             fiber_status: fiber_i,
             ood_score: p.ood[i],
+            chi2_red: p.chi2[i],
         };
         flags.push(flags_of(&facts, &head.limits, t));
     }
@@ -389,6 +403,7 @@ fn build_batch(
         est(2, false),
         est(2, true),
         Arc::new(Float32Array::from_iter(p.ood.iter().map(|o| o.map(|v| v as f32)))),
+        Arc::new(Float32Array::from_iter(p.chi2.iter().map(|o| o.map(|v| v as f32)))),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(head.model.as_str(), n))),
         Arc::new(StringArray::from_iter_values(p.adapter.iter())),
         Arc::new(StringArray::from_iter_values(p.model_hash.iter())),

@@ -25,6 +25,16 @@ pub struct RestSpectrum {
 }
 
 impl RestSpectrum {
+    /// The emulated star at MILES resolution over [`lo`, `hi`] Å only (within MILES' range: no
+    /// red continuation), for checks that need a window, not a survey's whole range.
+    pub fn emulated_window(emulator: &Emulator, star: &StarLabels, lo: f64, hi: f64) -> Self {
+        let wave = emulator.wave_vacuum();
+        let first = wave.partition_point(|w| *w < lo).saturating_sub(1);
+        let last = wave.partition_point(|w| *w <= hi).min(wave.len());
+        let flux = emulator.spectrum_pixels(star.teff, star.logg, star.feh, first..last);
+        Self { wave: wave[first..last].to_vec(), flux, fwhm_angstrom: MILES_FWHM_ANGSTROM }
+    }
+
     /// The emulated star at MILES resolution, continued to the red up to `end` Å.
     pub fn emulated(emulator: &Emulator, star: &StarLabels, end: f64) -> Self {
         let flux = emulator.spectrum(star.teff, star.logg, star.feh);

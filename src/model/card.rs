@@ -210,6 +210,10 @@ pub struct FittedErrorModel {
     /// catalogue's OOD flag. None with too few such stars.
     #[serde(default)]
     pub ood_threshold: Option<f64>,
+    /// The reconstruction χ² threshold these stars set (95th percentile over the same stars; see
+    /// `reconstruction`): above it the catalogue flags OOD. None for embedding models or too few stars.
+    #[serde(default)]
+    pub chi2_threshold: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

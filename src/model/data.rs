@@ -81,6 +81,10 @@ pub struct SpectraBatch {
     /// rows × n_features, row-major.
     pub features: Vec<f32>,
     pub n_features: usize,
+    /// Pixel inputs: the window's normalised flux and ivar (rows × n_features), for the
+    /// reconstruction check; empty for embeddings.
+    pub flux: Vec<f32>,
+    pub ivar: Vec<f32>,
 }
 
 impl SpectraBatch {
@@ -147,9 +151,12 @@ fn decode_batch(path: &Path, b: &RecordBatch, npix: usize, offset: usize, n: usi
     let ivar = ivar_list.values().as_primitive::<Float32Type>().values();
     let rows = b.num_rows();
     let mut features = vec![0f32; rows * n];
+    let (mut window_flux, mut window_ivar) = (Vec::with_capacity(rows * n), Vec::with_capacity(rows * n));
     for r in 0..rows {
         let at = (flux_list.offset() + r) * npix + offset;
         pixel_features(&flux[at..at + n], &ivar[at..at + n], &mut features[r * n..(r + 1) * n]);
+        window_flux.extend_from_slice(&flux[at..at + n]);
+        window_ivar.extend_from_slice(&ivar[at..at + n]);
     }
     Ok(SpectraBatch {
         spectrum_id: strings("spectrum_id")?,
@@ -158,6 +165,8 @@ fn decode_batch(path: &Path, b: &RecordBatch, npix: usize, offset: usize, n: usi
         snr: col("snr_grid")?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
         features,
         n_features: n,
+        flux: window_flux,
+        ivar: window_ivar,
     })
 }
 
@@ -258,6 +267,8 @@ fn for_each_embedding_batch(
             snr: col("snr_grid")?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
             features,
             n_features: dim,
+            flux: Vec::new(),
+            ivar: Vec::new(),
         })?;
     }
     Ok(())

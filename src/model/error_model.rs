@@ -12,20 +12,24 @@
 //! likelihood fit matches their variance, which leaves the 1σ interval covering ~85 % of stars: the
 //! percentile makes "1σ" mean what a user reads it as.
 //!
-//! The same stars also set the catalogue's OOD threshold: the 95th percentile of the OOD scores of
-//! those inside the training labels' 0.5–99.5 % range. Real spectra sit further from the training
+//! The same stars also set the catalogue's OOD thresholds: the 95th percentile of the OOD scores,
+//! and of the reconstruction χ² (`reconstruction`), of those inside the training labels' 0.5–99.5 %
+//! range. Real spectra sit further from the training
 //! set than the mock stars that set the 99.5 % training threshold, so that one lets most real
 //! out-of-domain stars through.
 
-use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, ModelCard, SelectionCuts};
-use super::data::{load_labelled, shard_paths};
+use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
+use super::data::{LabelledSet, READ_BATCH_ROWS, for_each_batch, load_labelled, shard_paths};
 use super::device::ComputeDevice;
 use super::infer::Predictor;
+use super::infer::degraded_to_r;
 use super::labels::{LabelSpec, read_labels};
 use super::metrics::quantile;
 use super::predict::{network_sigma, to_physical};
+use super::reconstruction::Reconstruction;
 use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS, copy_atomic, write_json};
 use super::{ModelError, Result};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Stars needed per parameter: two numbers from fewer would be noise.
@@ -143,6 +147,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         .map(|(o, _)| *o)
         .collect();
     let ood_threshold = (in_domain.len() >= MIN_STARS).then(|| quantile(&mut in_domain, OOD_QUANTILE));
+    let chi2_threshold = chi2_threshold(&shards, &input, &set, &raw, &predictor)?;
     let scaling = &predictor.card.label_scaling;
     let before: Vec<_> = raw.iter().map(|o| to_physical(o, scaling, &predictor.errors)).collect();
     let sigma_net: Vec<[f64; 3]> = raw.iter().map(|o| network_sigma(o, scaling)).collect();
@@ -178,9 +183,49 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         coverage_1sigma: coverage(&model, 1.0),
         coverage_2sigma: coverage(&model, 2.0),
         ood_threshold,
+        chi2_threshold,
     };
     write_copy(opts, &predictor, &fitted)?;
     Ok(fitted)
+}
+
+/// The reconstruction χ² threshold the calibration stars set: the [`OOD_QUANTILE`] of the χ² of
+/// those inside the training labels' range. None for embedding models or too few stars.
+fn chi2_threshold(
+    shards: &[PathBuf],
+    input: &InputSpec,
+    set: &LabelledSet,
+    raw: &[[f32; 6]],
+    p: &Predictor,
+) -> Result<Option<f64>> {
+    let InputSpec::Pixels { window } = input else { return Ok(None) };
+    let range = &p.card.label_range;
+    let inside = |l: &[f64; 3]| (0..3).all(|k| l[k] >= range.p005[k] && l[k] <= range.p995[k]);
+    // Predicted labels of the in-domain calibration spectra, by spectrum id.
+    let wanted: HashMap<&str, [f64; 3]> = (0..set.len())
+        .filter(|&i| inside(&set.labels[i]))
+        .map(|i| (set.spectrum_id[i].as_str(), to_physical(&raw[i], &p.card.label_scaling, &p.errors).value))
+        .collect();
+    let mut chi2 = Vec::new();
+    for shard in shards {
+        let check = Reconstruction::new(window, degraded_to_r(shard)?);
+        for_each_batch(shard, window, READ_BATCH_ROWS, |b| {
+            let n = b.n_features;
+            for i in 0..b.len() {
+                if let Some(labels) = wanted.get(b.spectrum_id[i].as_str()) {
+                    chi2.push(check.chi2(
+                        *labels,
+                        &b.survey[i],
+                        &b.flux[i * n..(i + 1) * n],
+                        &b.ivar[i * n..(i + 1) * n],
+                    ));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    chi2.retain(|c| c.is_finite());
+    Ok((chi2.len() >= MIN_STARS).then(|| quantile(&mut chi2, OOD_QUANTILE)))
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

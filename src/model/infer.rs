@@ -13,6 +13,7 @@ use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
 use super::per_shard::{input_record, run_per_shard};
 use super::predict::{output_rows, to_physical};
+use super::reconstruction::Reconstruction;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
 use crate::ingest::shards::tmp_path;
@@ -97,6 +98,12 @@ impl Predictor {
         Ok((raw, ood))
     }
 
+    /// The reconstruction χ² above which the catalogue flags OOD (set by `calibrate` only).
+    pub fn chi2_threshold(&self) -> Option<f64> {
+        let fitted = |m: &Option<super::card::FittedErrorModel>| m.as_ref().and_then(|m| m.chi2_threshold);
+        self.adapter_card.as_ref().and_then(|c| fitted(&c.error_model)).or_else(|| fitted(&self.card.error_model))
+    }
+
     /// The OOD threshold the catalogue flags by: the adapter's calibrated one, else the model's.
     pub fn ood_threshold(&self) -> Option<f64> {
         self.adapter_card
@@ -139,10 +146,21 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
             p.card.ood.as_ref().map_or(String::new(), |o| o.threshold_995.to_string()),
         ),
         ("starpipe.infer.ood_threshold".into(), p.ood_threshold().map_or(String::new(), |t| t.to_string())),
+        ("starpipe.infer.chi2_threshold".into(), p.chi2_threshold().map_or(String::new(), |t| t.to_string())),
         ("starpipe.infer.model_input".into(), p.card.input.kind().into()),
         // Part of what a shard was predicted with: a recalibrated card shares the weights' hash.
         ("starpipe.infer.error_model".into(), serde_json::to_string(&p.errors).unwrap_or_default()),
     ])
+}
+
+/// The resolving power ingest degraded a shard's spectra to (its `starpipe.preprocess` record).
+pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
+    let kv = crate::ingest::shards::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
+    Ok(kv
+        .iter()
+        .find(|(k, _)| k == "starpipe.preprocess")
+        .and_then(|(_, v)| serde_json::from_str::<crate::preprocess::PreprocessConfig>(v).ok())
+        .and_then(|c| c.degrade_to_r))
 }
 
 pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<InferSummary> {
@@ -173,6 +191,10 @@ fn predict_shard(
     let tmp = tmp_path(out);
     let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
     let mut writer = crate::model::per_shard::shard_writer(&tmp, schema.clone(), meta, 65_536)?;
+    let reconstruction = match input {
+        InputSpec::Pixels { window } => Some(Reconstruction::new(window, degraded_to_r(shard)?)),
+        InputSpec::Embeddings { .. } => None,
+    };
     let model_sha = p.card.weights_sha256.as_str();
     let (kind, adapter_sha) = (p.adapter_kind(), p.adapter_sha256());
     let mut rows = 0;
@@ -189,6 +211,20 @@ fn predict_shard(
             let n = b.len();
             let (raw, ood) = p.predict(b.features, b.n_features, dev)?;
             let est: Vec<_> = raw.iter().map(|o| to_physical(o, &p.card.label_scaling, &p.errors)).collect();
+            let chi2: Vec<f64> = match &reconstruction {
+                Some(r) => {
+                    use rayon::prelude::*;
+                    let nf = b.n_features;
+                    (0..n)
+                        .into_par_iter()
+                        .map(|i| {
+                            let w = i * nf..(i + 1) * nf;
+                            r.chi2(est[i].value, &b.survey[i], &b.flux[w.clone()], &b.ivar[w])
+                        })
+                        .collect()
+                }
+                None => vec![f64::NAN; n],
+            };
             let mut cols: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(b.spectrum_id)),
                 Arc::new(StringArray::from(b.survey)),
@@ -199,6 +235,7 @@ fn predict_shard(
                 cols.push(Arc::new(Float32Array::from_iter_values(est.iter().map(|e| e.error[k] as f32))));
             }
             cols.push(Arc::new(Float32Array::from_iter(ood.iter().map(|&d| d.is_finite().then_some(d as f32)))));
+            cols.push(Arc::new(Float32Array::from_iter(chi2.iter().map(|&c| c.is_finite().then_some(c as f32)))));
             for s in [model_sha, kind, adapter_sha] {
                 cols.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n))));
             }

@@ -26,6 +26,7 @@ pub mod ood;
 pub mod params;
 pub mod per_shard;
 pub mod predict;
+pub mod reconstruction;
 pub mod repeats;
 pub mod split;
 pub mod store;

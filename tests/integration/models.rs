@@ -618,6 +618,18 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
     let kv = starpipe::ingest::shards::read_key_value_metadata(&shard).unwrap();
     let recorded = kv.iter().find(|(k, _)| k == "starpipe.infer.ood_threshold").map(|(_, v)| v.parse::<f64>().unwrap());
     assert_eq!(recorded, Some(threshold));
+    // The reconstruction χ²: computed for every spectrum of a pixel model, near 1 for the mock
+    // stars (drawn from the same emulator), its calibrated threshold recorded for the catalogue.
+    let chi2: Vec<f32> = calibrated.column("chi2_red").unwrap().f32().unwrap().into_no_null_iter().collect();
+    assert_eq!(chi2.len(), calibrated.height());
+    let mut sorted = chi2.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    assert!((0.2..3.0).contains(&median), "median χ² {median}");
+    let chi2_threshold = em["chi2_threshold"].as_f64().unwrap();
+    let recorded =
+        kv.iter().find(|(k, _)| k == "starpipe.infer.chi2_threshold").map(|(_, v)| v.parse::<f64>().unwrap());
+    assert_eq!(recorded, Some(chi2_threshold));
     let sigma_scale = card(&f.p("model/model-card.json"))["sigma_scale"].clone();
     for (p, name) in ["teff", "logg", "feh"].iter().enumerate() {
         let col = |df: &DataFrame, c: &str| -> Vec<f32> {

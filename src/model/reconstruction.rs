@@ -1,0 +1,156 @@
+//! The reconstruction check: does the star look like what the model says it is? The MILES
+//! emulator at the predicted labels, seen at the spectrum's resolution on the model's window, is
+//! compared with the observed normalised spectrum; the reduced χ² says how well it fits.
+//!
+//! A regressor has no χ² of its own (forward-model pipelines such as RVSpecFit, FERRE and The
+//! Payne flag misfits by theirs): a star unlike anything in training still gets labels, and only a
+//! check of the spectrum against those labels shows that they describe something else. Both
+//! spectra are brought to one continuum by a quadratic in wavelength fitted to their ratio (the
+//! normalisations of ingest and of the emulator differ smoothly, real spectra carry calibration
+//! errors), so χ² measures lines. Each pixel's variance adds a model error of
+//! [`MODEL_ERROR`] × flux (the emulator's held-out line residuals are 2–5 %), so a good fit
+//! at any S/N gives χ² ≈ 1 and bright stars are not flagged for the emulator's own limits.
+//! The threshold that flags comes from real stars (`starpipe calibrate`); mock stars are drawn from
+//! the emulator itself and cannot set it.
+
+use crate::grid::LogGrid;
+use crate::mock::Emulator;
+use crate::mock::labels::StarLabels;
+use crate::mock::render::{RestSpectrum, instrument_sample, rest_frame_end};
+
+/// Relative model error per pixel added in quadrature to the noise.
+pub const MODEL_ERROR: f64 = 0.03;
+/// LAMOST's resolving power: what a LAMOST row is seen at (other surveys: at the emulator's own
+/// 2.5 Å unless ingest degraded them).
+const LAMOST_R: f64 = 1800.0;
+/// Model pixels kept either side of the window, Å: several LSF widths at R = 1800.
+const MARGIN: f64 = 30.0;
+/// Where the emulator is defined (MILES' label coverage); predictions are clamped into it.
+const TEFF_RANGE: (f64, f64) = (2800.0, 40000.0);
+const LOGG_RANGE: (f64, f64) = (-0.5, 6.0);
+const FEH_RANGE: (f64, f64) = (-3.0, 1.0);
+
+/// The check for one model window.
+pub struct Reconstruction {
+    edges: Vec<f64>,
+    wave: Vec<f64>,
+    /// Resolving power the shards were degraded to by ingest, if any.
+    degraded_to_r: Option<f64>,
+}
+
+impl Reconstruction {
+    pub fn new(window: &LogGrid, degraded_to_r: Option<f64>) -> Self {
+        Self { edges: window.edges(), wave: window.wavelengths(), degraded_to_r }
+    }
+
+    /// The emulated spectrum at `labels` on the window, at the resolution a `survey` row has.
+    fn model(&self, labels: [f64; 3], survey: &str) -> Vec<f32> {
+        let star = StarLabels {
+            teff: labels[0].clamp(TEFF_RANGE.0, TEFF_RANGE.1),
+            logg: labels[1].clamp(LOGG_RANGE.0, LOGG_RANGE.1),
+            feh: labels[2].clamp(FEH_RANGE.0, FEH_RANGE.1),
+        };
+        // The window and the line-spread function's reach beyond it (MILES ends at 7411 Å, past
+        // every model window; a window beyond it would be covered by no pixel and give NaN).
+        let (lo, hi) = (self.edges[0] - MARGIN, self.edges[self.edges.len() - 1] + MARGIN);
+        let rest = if hi < Emulator::builtin().wave_vacuum().last().copied().unwrap_or(0.0) {
+            RestSpectrum::emulated_window(Emulator::builtin(), &star, lo, hi)
+        } else {
+            RestSpectrum::emulated(Emulator::builtin(), &star, rest_frame_end(hi))
+        };
+        let r = self.degraded_to_r.unwrap_or(if survey == "lamost" { LAMOST_R } else { f64::INFINITY });
+        instrument_sample(&rest, 0.0, r, &self.edges)
+    }
+
+    /// Reduced χ² of the observed window (normalised flux and ivar) against the emulator at
+    /// `labels`; NaN with fewer than 50 usable pixels or non-finite labels.
+    pub fn chi2(&self, labels: [f64; 3], survey: &str, flux: &[f32], ivar: &[f32]) -> f64 {
+        if labels.iter().any(|v| !v.is_finite()) {
+            return f64::NAN;
+        }
+        let model = self.model(labels, survey);
+        let usable: Vec<usize> = (0..flux.len())
+            .filter(|&i| ivar[i] > 0.0 && flux[i].is_finite() && model[i] > 0.0 && model[i].is_finite())
+            .collect();
+        if usable.len() < 50 {
+            return f64::NAN;
+        }
+        // obs ≈ model · (c0 + c1 x + c2 x²): weighted linear least squares in c.
+        let (lo, hi) = (self.wave[0], self.wave[self.wave.len() - 1]);
+        let x = |i: usize| 2.0 * (self.wave[i] - lo) / (hi - lo) - 1.0;
+        let weight = |i: usize, m: f64| 1.0 / (1.0 / ivar[i] as f64 + (MODEL_ERROR * m).powi(2));
+        let mut ata = [[0.0f64; 3]; 3];
+        let mut atb = [0.0f64; 3];
+        for &i in &usable {
+            let m = model[i] as f64;
+            let basis = [m, m * x(i), m * x(i) * x(i)];
+            let w = weight(i, m);
+            for a in 0..3 {
+                atb[a] += w * basis[a] * flux[i] as f64;
+                for b in 0..3 {
+                    ata[a][b] += w * basis[a] * basis[b];
+                }
+            }
+        }
+        let Some(c) = solve3(ata, atb) else { return f64::NAN };
+        let chi2: f64 = usable
+            .iter()
+            .map(|&i| {
+                let fitted = model[i] as f64 * (c[0] + c[1] * x(i) + c[2] * x(i) * x(i));
+                weight(i, fitted) * (flux[i] as f64 - fitted).powi(2)
+            })
+            .sum();
+        chi2 / (usable.len() - 3) as f64
+    }
+}
+
+/// Solves a 3×3 system by Cramer's rule (None when singular).
+fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(a);
+    if !(d.abs() > 1e-300) {
+        return None;
+    }
+    Some([0, 1, 2].map(|k| {
+        let mut m = a;
+        for r in 0..3 {
+            m[r][k] = b[r];
+        }
+        det(m) / d
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::GridPreset;
+
+    #[test]
+    fn the_emulator_fits_itself_and_not_another_star() {
+        let window = LogGrid::preset(GridPreset::Specclip);
+        let r = Reconstruction::new(&window, None);
+        let sun = [5777.0, 4.44, 0.0];
+        // The model itself, as a normalised spectrum with a tilt, at S/N 50 per pixel.
+        let model = r.model(sun, "lamost");
+        let mean = model.iter().map(|v| *v as f64).sum::<f64>() / model.len() as f64;
+        let n = model.len();
+        let flux: Vec<f32> = model
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (*m as f64 / mean * (1.0 + 0.1 * i as f64 / n as f64)) as f32)
+            .collect();
+        let ivar: Vec<f32> = flux.iter().map(|f| (2500.0 / (*f as f64).powi(2)) as f32).collect();
+        let good = r.chi2(sun, "lamost", &flux, &ivar);
+        assert!(good < 0.1, "noise-free self-fit χ² {good}");
+        // The same spectrum against labels 1500 K off, or against an M giant's: a poor fit.
+        let hotter = r.chi2([7277.0, 4.44, 0.0], "lamost", &flux, &ivar);
+        let m_giant = r.chi2([3600.0, 1.0, 0.0], "lamost", &flux, &ivar);
+        assert!(hotter > 20.0 * good.max(0.05) && m_giant > 20.0 * good.max(0.05), "{good} {hotter} {m_giant}");
+        // Too few usable pixels, or no labels: no verdict.
+        assert!(r.chi2(sun, "lamost", &flux, &vec![0.0; n]).is_nan());
+        assert!(r.chi2([f64::NAN, 4.4, 0.0], "lamost", &flux, &ivar).is_nan());
+    }
+}
