@@ -75,9 +75,13 @@ pub struct FitArgs {
     /// Stop after this many epochs without a better validation loss (default: train 10, finetune 20).
     #[arg(long, value_parser = at_least_one)]
     patience: Option<usize>,
-    /// Seed of weight initialisation, batch order and dropout.
+    /// Seed of weight initialisation, batch order, dropout and augmentation.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Augment pixel inputs in every batch: RV residual, resolution jitter, smooth continuum
+    /// distortion, re-drawn noise, masked segments (model::augment; seeded). Pixel models only.
+    #[arg(long)]
+    augment: bool,
 }
 
 impl FitArgs {
@@ -88,6 +92,7 @@ impl FitArgs {
         cfg.max_epochs = self.max_epochs.unwrap_or(cfg.max_epochs);
         cfg.patience = self.patience.unwrap_or(cfg.patience);
         cfg.seed = self.seed;
+        cfg.augment = self.augment.then(starpipe::model::augment::Augmentation::default);
         if !(cfg.learning_rate > 0.0 && cfg.learning_rate.is_finite()) || cfg.weight_decay < 0.0 {
             bail!("--lr must be positive and --weight-decay non-negative");
         }

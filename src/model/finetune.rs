@@ -89,6 +89,7 @@ impl FinetuneOptions {
                 max_epochs: 300,
                 patience: 20,
                 seed: 1,
+                augment: None,
             },
             device: ComputeDevice::Cpu,
         }
@@ -104,6 +105,11 @@ pub struct FinetuneSummary {
 pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -> Result<FinetuneSummary> {
     let dev = opts.device.open()?;
     let (base, base_card) = load_model(&opts.model, &dev)?;
+    if opts.fit.augment.is_some() && !matches!(base_card.input, super::card::InputSpec::Pixels { .. }) {
+        return Err(ModelError::Invalid(
+            "--augment perturbs spectra: it applies to pixel models, not embeddings".into(),
+        ));
+    }
     // The adapter first: a bad --lora-layers is refused before any data is read.
     let seed = opts.fit.seed;
     let adapter = match opts.strategy {

@@ -22,12 +22,23 @@ pub struct FitConfig {
     /// Epochs without a better validation loss before stopping.
     pub patience: usize,
     pub seed: u64,
+    /// Augment pixel inputs in every batch (`augment`); None leaves them as read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<super::augment::Augmentation>,
 }
 
 impl FitConfig {
     /// science.md §1.1: AdamW lr 1e-3, weight decay 1e-4, batch 512, patience 10.
     pub fn pretraining() -> Self {
-        Self { learning_rate: 1e-3, weight_decay: 1e-4, batch_size: 512, max_epochs: 200, patience: 10, seed: 1 }
+        Self {
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            batch_size: 512,
+            max_epochs: 200,
+            patience: 10,
+            seed: 1,
+            augment: None,
+        }
     }
 }
 
@@ -91,6 +102,7 @@ pub fn fit(
     )?;
     let mut order_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut dropout_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xD0);
+    let mut augment_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xA6);
     let mut report = FitReport::default();
     let has_val = !val.is_empty();
     let mut best = if has_val { Some(mean_loss(net, val, dev)?) } else { None };
@@ -104,7 +116,20 @@ pub fn fit(
         order.shuffle(&mut order_rng);
         let mut epoch_loss = 0.0;
         for batch in order.chunks(cfg.batch_size.max(1)) {
-            let x = rows_tensor(&train.x, train.n_features, batch, dev)?;
+            let x = match &cfg.augment {
+                Some(a) => {
+                    let n = train.n_features;
+                    let mut buf = Vec::with_capacity(batch.len() * n);
+                    for &r in batch {
+                        buf.extend_from_slice(&train.x[r * n..(r + 1) * n]);
+                    }
+                    for row in buf.chunks_exact_mut(n) {
+                        a.apply(row, &mut augment_rng);
+                    }
+                    candle_core::Tensor::from_vec(buf, (batch.len(), n), dev)?
+                }
+                None => rows_tensor(&train.x, train.n_features, batch, dev)?,
+            };
             let y = rows_tensor(&train.y, 3, batch, dev)?;
             let loss = gaussian_nll(&net.forward(&x, &mut Mode::Train(&mut dropout_rng))?, &y)?;
             opt.backward_step(&loss)?;

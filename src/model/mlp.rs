@@ -466,8 +466,15 @@ mod tests {
         let dev = Device::Cpu;
         let base = tiny(&dev);
         let before = bits(&base.params);
-        let cfg =
-            FitConfig { learning_rate: 1e-2, weight_decay: 1e-4, batch_size: 32, max_epochs: 3, patience: 5, seed: 1 };
+        let cfg = FitConfig {
+            learning_rate: 1e-2,
+            weight_decay: 1e-4,
+            batch_size: 32,
+            max_epochs: 3,
+            patience: 5,
+            seed: 1,
+            augment: None,
+        };
         let bar = indicatif::ProgressBar::hidden();
         for a in adapters(&base, &dev) {
             let trainable = a.trainable().unwrap();
@@ -546,8 +553,15 @@ mod tests {
         let cfg = MlpConfig { n_in: 12, hidden: vec![32], layer_norm: false, dropout: 0.0 };
         let model = Mlp::init(cfg, 1, &dev).unwrap();
         let (train, val) = (synthetic(2000, 11), synthetic(300, 12));
-        let fit_cfg =
-            FitConfig { learning_rate: 3e-3, weight_decay: 0.0, batch_size: 64, max_epochs: 60, patience: 10, seed: 2 };
+        let fit_cfg = FitConfig {
+            learning_rate: 3e-3,
+            weight_decay: 0.0,
+            batch_size: 64,
+            max_epochs: 60,
+            patience: 10,
+            seed: 2,
+            augment: None,
+        };
         let trained = Adapter::Full(model.clone());
         let net = Network { base: &model, adapter: &trained };
         let report = fit(&net, &model.params, &train, &val, &fit_cfg, &dev, &indicatif::ProgressBar::hidden()).unwrap();

@@ -9,6 +9,7 @@
 //! `metrics` (bias, scatter, bootstrap intervals).
 
 pub mod adamw;
+pub mod augment;
 pub mod calibrate;
 pub mod card;
 pub mod data;

@@ -116,6 +116,11 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
         let (encoder_sha256, dim) = embedding_shard_info(&shards[0])?;
         InputSpec::Embeddings { encoder_sha256, dim, mean: vec![0.0; dim], std: vec![1.0; dim] }
     };
+    if opts.fit.augment.is_some() && !matches!(input, InputSpec::Pixels { .. }) {
+        return Err(ModelError::Invalid(
+            "--augment perturbs spectra: it applies to pixel models, not embeddings".into(),
+        ));
+    }
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
     tracing::info!(shards = shards.len(), labels = labels.rows.len(), input = input.kind(), "reading labelled inputs");
     let mut set = load_labelled(&shards, &input, &labels, &opts.selection)?;

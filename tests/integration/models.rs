@@ -731,3 +731,29 @@ fn repeats_pairs_spectra_of_one_star_within_and_across_surveys() {
     let none = run(&["repeats"], &[("--catalog", &p("lamost.parquet")), ("--out", &p("none"))]);
     assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no pair of spectra"));
 }
+
+/// `--augment`: seeded, so the same seed trains the same weights, recorded in the card, and not
+/// the weights of plain training; refused for embedding models.
+#[test]
+fn augmented_training_is_reproducible_and_recorded() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |out: &Path, augment: bool| {
+        let mut args = vec!["train", "--hidden", "32,8", "--max-epochs", "2", "--batch-size", "64", "--seed", "5"];
+        if augment {
+            args.push("--augment");
+        }
+        ok(run(
+            &args,
+            &[("--spectra", &f.p("lamost")), ("--labels", &f.p("lamost-files/labels.parquet")), ("--out", out)],
+        ));
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    let (a, b, plain) =
+        (train(&tmp.path().join("a"), true), train(&tmp.path().join("b"), true), train(&tmp.path().join("c"), false));
+    assert_eq!(a, b, "same seed, same augmented weights");
+    assert_ne!(a, plain);
+    let c = card(&tmp.path().join("a/model-card.json"));
+    assert!(c["training"]["fit"]["augment"]["noise"].as_f64().unwrap() > 0.0, "{}", c["training"]["fit"]);
+    assert!(card(&tmp.path().join("c/model-card.json"))["training"]["fit"].get("augment").is_none());
+}
