@@ -82,6 +82,10 @@ pub struct FitArgs {
     /// distortion, re-drawn noise, masked segments (model::augment; seeded). Pixel models only.
     #[arg(long)]
     augment: bool,
+    /// Label-balanced sampling in [Fe/H]: stars of sparse [Fe/H] bins are drawn up to 8 times per
+    /// epoch, against the pull of metal-poor estimates toward the metal-rich mean.
+    #[arg(long)]
+    balance_feh: bool,
 }
 
 impl FitArgs {
@@ -93,6 +97,7 @@ impl FitArgs {
         cfg.patience = self.patience.unwrap_or(cfg.patience);
         cfg.seed = self.seed;
         cfg.augment = self.augment.then(starpipe::model::augment::Augmentation::default);
+        cfg.balance_feh = self.balance_feh;
         if !(cfg.learning_rate > 0.0 && cfg.learning_rate.is_finite()) || cfg.weight_decay < 0.0 {
             bail!("--lr must be positive and --weight-decay non-negative");
         }

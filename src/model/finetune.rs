@@ -90,6 +90,7 @@ impl FinetuneOptions {
                 patience: 20,
                 seed: 1,
                 augment: None,
+                balance_feh: false,
             },
             device: ComputeDevice::Cpu,
         }

@@ -25,6 +25,10 @@ pub struct FitConfig {
     /// Augment pixel inputs in every batch (`augment`); None leaves them as read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<super::augment::Augmentation>,
+    /// Label-balanced sampling in [Fe/H]: stars of sparse [Fe/H] bins are drawn several times per
+    /// epoch (`feh_repeats`), against the pull of the metal-rich majority.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub balance_feh: bool,
 }
 
 impl FitConfig {
@@ -38,6 +42,7 @@ impl FitConfig {
             patience: 10,
             seed: 1,
             augment: None,
+            balance_feh: false,
         }
     }
 }
@@ -87,6 +92,25 @@ pub fn mean_loss(net: &Network, data: &Dataset, dev: &Device) -> Result<f64> {
 
 /// Trains `trainable` (which `net` must use) and leaves it at the best validation epoch.
 /// Without a validation set it runs `max_epochs` and keeps the last weights.
+/// Most draws per epoch of one star under [`FitConfig::balance_feh`].
+pub const MAX_FEH_REPEATS: usize = 8;
+
+/// Draws per epoch of each training star so that every [Fe/H] bin (half a standard deviation of
+/// the standardised label wide) weighs about as much as the median bin, at most
+/// [`MAX_FEH_REPEATS`] times a star: the metal-poor tail, a tenth of a Milky Way sample, is then
+/// not averaged away towards the metal-rich mean.
+pub fn feh_repeats(train: &Dataset) -> Vec<usize> {
+    let bin = |i: usize| (train.y[i * 3 + 2] / 0.5).floor() as i64;
+    let mut counts: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+    for i in 0..train.len() {
+        *counts.entry(bin(i)).or_default() += 1;
+    }
+    let mut sizes: Vec<usize> = counts.values().copied().collect();
+    sizes.sort_unstable();
+    let median = sizes.get(sizes.len() / 2).copied().unwrap_or(1) as f64;
+    (0..train.len()).map(|i| ((median / counts[&bin(i)] as f64).round() as usize).clamp(1, MAX_FEH_REPEATS)).collect()
+}
+
 pub fn fit(
     net: &Network,
     trainable: &Params,
@@ -109,7 +133,11 @@ pub fn fit(
     report.initial_val_loss = best;
     let mut best_weights = snapshot(trainable)?;
     let mut since_best = 0;
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut order: Vec<usize> = if cfg.balance_feh {
+        feh_repeats(train).iter().enumerate().flat_map(|(i, &r)| std::iter::repeat_n(i, r)).collect()
+    } else {
+        (0..train.len()).collect()
+    };
     progress.set_length(cfg.max_epochs as u64);
     let mut heartbeat = crate::progress::Heartbeat::default();
     for epoch in 1..=cfg.max_epochs {
@@ -166,4 +194,29 @@ pub fn fit(
     }
     report.best_val_loss = best;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_feh_bins_are_drawn_more_often() {
+        // 900 metal-rich stars around 0, 60 at −1.5σ, 10 at −3σ (standardised [Fe/H]).
+        let mut y = Vec::new();
+        for i in 0..970 {
+            let feh = if i < 900 {
+                0.1 * ((i % 7) as f32 - 3.0) / 3.0
+            } else if i < 960 {
+                -1.5
+            } else {
+                -3.0
+            };
+            y.extend([0.0, 0.0, feh]);
+        }
+        let data = Dataset { x: vec![0.0; 970], y, n_features: 1 };
+        let r = feh_repeats(&data);
+        assert!(r[..900].iter().all(|&k| k == 1));
+        assert!(r[900] > 1 && r[969] >= r[900] && r[969] <= MAX_FEH_REPEATS, "{} {}", r[900], r[969]);
+    }
 }

@@ -474,6 +474,7 @@ mod tests {
             patience: 5,
             seed: 1,
             augment: None,
+            balance_feh: false,
         };
         let bar = indicatif::ProgressBar::hidden();
         for a in adapters(&base, &dev) {
@@ -561,6 +562,7 @@ mod tests {
             patience: 10,
             seed: 2,
             augment: None,
+            balance_feh: false,
         };
         let trained = Adapter::Full(model.clone());
         let net = Network { base: &model, adapter: &trained };
