@@ -557,6 +557,7 @@ pub fn coadds_needed(stars: Stars, n_stars: usize, rows_per_file: usize) -> usiz
 /// ~62 % of them good stars; a library mock: `stars.count(n_stars)` renders, every row a star) and
 /// returns every row, file by file. `on_file` is called after each coadd + redrock pair is
 /// written (for progress reporting).
+#[allow(clippy::too_many_arguments)]
 pub fn generate_desi(
     dir: &Path,
     stars: Stars,

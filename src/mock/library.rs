@@ -116,7 +116,7 @@ fn read_npz(path: &Path) -> Result<NpzFile, LibraryError> {
     if !(fwhm.is_finite() && fwhm > 0.0) {
         return Err(bad(path, format!("'fwhm_angstrom' must be a positive number of Å, got {fwhm}")));
     }
-    if wave.len() < 2 || wave.windows(2).any(|w| !(w[1] > w[0])) {
+    if wave.len() < 2 || wave.windows(2).any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater)) {
         return Err(bad(path, "the wavelengths must increase"));
     }
     Ok(NpzFile { id_name: id_name.clone(), ids, flux, wave, air, fwhm })
@@ -147,9 +147,9 @@ fn normalise(wave: &[f64], flux: &[f32]) -> Option<(usize, Vec<f32>)> {
         }
         let end = (k..out.len()).find(|&j| usable(out[j])).expect("the last pixel is usable");
         let (a, b) = (out[k - 1], out[end]);
-        for j in k..end {
-            let t = (j - k + 1) as f32 / (end - k + 1) as f32;
-            out[j] = a + t * (b - a);
+        for (step, v) in out[k..end].iter_mut().enumerate() {
+            let t = (step + 1) as f32 / (end - k + 1) as f32;
+            *v = a + t * (b - a);
         }
         k = end;
     }

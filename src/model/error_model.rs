@@ -278,7 +278,7 @@ mod tests {
         let (k, f, used, rejected) = fit_parameter(&delta, &sigma).unwrap();
         assert!((k - 2.0).abs() < 0.1, "scale {k}");
         assert!((f - 0.08).abs() < 0.015, "floor {f}");
-        assert!(rejected >= 80 && rejected < 100, "rejected {rejected}");
+        assert!((80..100).contains(&rejected), "rejected {rejected}");
         assert_eq!(used + rejected, 4000);
         // Without any floor in the data the floor comes out near zero.
         let clean: Vec<f64> = sigma

@@ -111,7 +111,8 @@ fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
             + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
     };
     let d = det(a);
-    if !(d.abs() > 1e-300) {
+    // Also refuses NaN.
+    if d.abs().partial_cmp(&1e-300) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     Some([0, 1, 2].map(|k| {
