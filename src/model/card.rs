@@ -198,10 +198,14 @@ pub struct FittedErrorModel {
     pub model: ErrorModel,
     #[serde(flatten)]
     pub source: DataSource,
-    /// Stars used per parameter (after rejecting |Δ| > 5σ outliers) and rejected.
+    /// Stars used per parameter (after rejecting |Δ| > 5σ outliers) and rejected, among those
+    /// inside the training labels' 0.5–99.5 % range.
     pub n_used: [usize; 3],
     pub n_rejected: [usize; 3],
-    /// Fraction of the fitting stars with |Δ| < σ and < 2σ, with the errors before and after.
+    /// Labelled stars left out for lying outside that range (the OOD flag is theirs).
+    #[serde(default)]
+    pub n_outside_training_range: usize,
+    /// Fraction of the stars inside the range with |Δ| < σ and < 2σ, with the errors before and after.
     pub coverage_1sigma_before: [f64; 3],
     pub coverage_1sigma: [f64; 3],
     pub coverage_2sigma: [f64; 3],

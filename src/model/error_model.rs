@@ -5,7 +5,8 @@
 //! over-confident on real spectra (coverage 20–25 % instead of 68 % on MILES renders): real stars
 //! differ from the emulator in ways the network's σ cannot know about. Fitted on renders of real
 //! library stars the emulator never saw, the scale k corrects σ by a factor and the floor adds
-//! the systematic part. The shape (how much is floor, how much is scale) is the maximum likelihood
+//! the systematic part. Only stars inside the training labels' 0.5–99.5 % range count: the others
+//! are flagged OOD, and their residuals would inflate everyone's σ. The shape (how much is floor, how much is scale) is the maximum likelihood
 //! of Δ ~ N(0, (k·σ_net)² + floor²) per parameter, with |Δ| > 5σ outliers (bad literature labels,
 //! broken spectra) rejected and the fit repeated; the overall size is then set so that exactly
 //! 68.27 % of the stars have |Δ| < σ. Real residuals have heavier tails than a Gaussian, and a
@@ -139,13 +140,23 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         raw.extend(r);
         ood.extend(o);
     }
+    // Errors and thresholds are for the stars the model serves: those outside the training labels'
+    // range get the OOD flag, and their large residuals would inflate everyone's σ.
     let range = &predictor.card.label_range;
-    let mut in_domain: Vec<f64> = ood
-        .iter()
-        .zip(&set.labels)
-        .filter(|(o, l)| o.is_finite() && (0..3).all(|p| l[p] >= range.p005[p] && l[p] <= range.p995[p]))
-        .map(|(o, _)| *o)
+    let served: Vec<usize> = (0..set.len())
+        .filter(|&i| (0..3).all(|p| set.labels[i][p] >= range.p005[p] && set.labels[i][p] <= range.p995[p]))
         .collect();
+    if served.len() < MIN_STARS {
+        return Err(ModelError::bad(
+            &opts.labels,
+            format!(
+                "only {} of {} labelled spectra lie inside the training labels' 0.5–99.5 % range; an error model needs {MIN_STARS}",
+                served.len(),
+                set.len()
+            ),
+        ));
+    }
+    let mut in_domain: Vec<f64> = served.iter().map(|&i| ood[i]).filter(|o| o.is_finite()).collect();
     let ood_threshold = (in_domain.len() >= MIN_STARS).then(|| quantile(&mut in_domain, OOD_QUANTILE));
     let chi2_threshold = chi2_threshold(&shards, &input, &set, &raw, &predictor)?;
     let scaling = &predictor.card.label_scaling;
@@ -154,8 +165,8 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
     let mut model = ErrorModel { scale: [1.0; 3], floor: [0.0; 3] };
     let (mut n_used, mut n_rejected) = ([0; 3], [0; 3]);
     for p in 0..3 {
-        let delta: Vec<f64> = before.iter().zip(&set.labels).map(|(e, l)| e.value[p] - l[p]).collect();
-        let sigma: Vec<f64> = sigma_net.iter().map(|s| s[p]).collect();
+        let delta: Vec<f64> = served.iter().map(|&i| before[i].value[p] - set.labels[i][p]).collect();
+        let sigma: Vec<f64> = served.iter().map(|&i| sigma_net[i][p]).collect();
         let (k, f, used, rejected) = fit_parameter(&delta, &sigma).ok_or_else(|| {
             ModelError::bad(&opts.labels, format!("fewer than {MIN_STARS} usable stars for parameter {p}"))
         })?;
@@ -163,15 +174,14 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
     }
     let coverage = |errors: &ErrorModel, width: f64| -> [f64; 3] {
         [0, 1, 2].map(|p| {
-            let hits = raw
+            let hits = served
                 .iter()
-                .zip(&set.labels)
-                .filter(|(o, l)| {
-                    let e = to_physical(o, scaling, errors);
-                    (e.value[p] - l[p]).abs() < width * e.error[p]
+                .filter(|&&i| {
+                    let e = to_physical(&raw[i], scaling, errors);
+                    (e.value[p] - set.labels[i][p]).abs() < width * e.error[p]
                 })
                 .count();
-            hits as f64 / raw.len() as f64
+            hits as f64 / served.len() as f64
         })
     };
     let fitted = FittedErrorModel {
@@ -179,6 +189,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),
         n_used,
         n_rejected,
+        n_outside_training_range: set.len() - served.len(),
         coverage_1sigma_before: coverage(&predictor.errors, 1.0),
         coverage_1sigma: coverage(&model, 1.0),
         coverage_2sigma: coverage(&model, 2.0),
