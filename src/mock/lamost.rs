@@ -308,8 +308,11 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
     use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
     use std::sync::Arc;
     let schema = crate::schema::mock_lamost_labels().to_arrow(0);
-    // NaN (a library star's unknown catalogue error) is written as null.
     let f64s = |f: &dyn Fn(&MockStar) -> f64| -> ArrayRef {
+        Arc::new(stars.iter().map(|s| Some(f(s))).collect::<Float64Array>())
+    };
+    // A library star's catalogue error is unknown (NaN): written as null.
+    let errors = |f: &dyn Fn(&MockStar) -> f64| -> ArrayRef {
         Arc::new(stars.iter().map(|s| Some(f(s)).filter(|v| !v.is_nan())).collect::<Float64Array>())
     };
     let columns: Vec<ArrayRef> = schema
@@ -329,9 +332,9 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
                 "teff" => f64s(&|s| s.catalog.teff),
                 "logg" => f64s(&|s| s.catalog.logg),
                 "feh" => f64s(&|s| s.catalog.feh),
-                "teff_err" => f64s(&|s| s.catalog_err.teff),
-                "logg_err" => f64s(&|s| s.catalog_err.logg),
-                "feh_err" => f64s(&|s| s.catalog_err.feh),
+                "teff_err" => errors(&|s| s.catalog_err.teff),
+                "logg_err" => errors(&|s| s.catalog_err.logg),
+                "feh_err" => errors(&|s| s.catalog_err.feh),
                 "rv_kms" => f64s(&|s| s.rv_kms),
                 "snr_g" => f64s(&|s| s.snr_g),
                 "corruption" => {
