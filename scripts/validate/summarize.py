@@ -168,18 +168,20 @@ def main():
                         cells += [f"{em['scale'][p]:.2f}", f"{em['floor'][p]:.3g}"]
                     print("| " + " | ".join(cells) + " |")
 
-    print("\nFlags: fraction of non-fatal rows with a domain flag (OOD, LABEL_EDGE, LARGE_ERR) / any flag.\n")
+    print("\nFlags: fraction of non-fatal rows with a domain flag (OOD, LABEL_EDGE, LARGE_ERR) / any flag;")
+    print("'calibrated' = thresholds from `starpipe calibrate` on the other half (as the recipe runs).\n")
     print("| subset | N | domain flag | any flag |\n|---|---:|---|---|")
-    for s, parts in pooled.items():
-        if not parts:
-            continue
-        d = concat(parts)
-        print(flag_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
-        print(flag_row(f"{s}, outside training domain", subset(d, ~inside_domain(d))))
-        hot = ~inside_domain(d) & (d["teff_ref"] > 8000)
-        cool = ~inside_domain(d) & (d["teff_ref"] < 3800)
-        print(flag_row(f"{s}, outside: hotter than 8000 K", subset(d, hot)))
-        print(flag_row(f"{s}, outside: cooler than 3800 K", subset(d, cool)))
+    for label, sets in (("", pooled), ("calibrated, ", calibrated)):
+        for s, parts in sets.items():
+            if not parts:
+                continue
+            d = concat(parts)
+            print(flag_row(f"{s}, {label}inside training domain", subset(d, inside_domain(d))))
+            print(flag_row(f"{s}, {label}outside training domain", subset(d, ~inside_domain(d))))
+            hot = ~inside_domain(d) & (d["teff_ref"] > 8000)
+            cool = ~inside_domain(d) & (d["teff_ref"] < 3800)
+            print(flag_row(f"{s}, {label}outside: hotter than 8000 K", subset(d, hot)))
+            print(flag_row(f"{s}, {label}outside: cooler than 3800 K", subset(d, cool)))
 
     if pooled["LAMOST"] and pooled["DESI"]:
         la, de = concat(pooled["LAMOST"]), concat(pooled["DESI"])
@@ -203,6 +205,14 @@ def main():
             delta = de[p][idd][sel] - la[p][il][sel]
             cells.append(f"{fmt.format(robust_sigma(delta))} / {fmt.format(np.median(delta))}")
         print("| " + " | ".join(cells) + " |")
+
+
+
+    reports = [f / "repeats-B" / "repeats.md" for f in folds if (f / "repeats-B" / "repeats.md").exists()]
+    if reports:
+        print(f"\nLabel-free checks (`starpipe repeats`) on half B of {folds[0].name}, catalogued with half A's")
+        print("error model: repeat renders within each format, and LAMOST vs DESI renders of one star.\n")
+        print(reports[0].read_text().rstrip())
 
 
 if __name__ == "__main__":

@@ -299,9 +299,14 @@ pub fn markdown(stats: &[PairStats]) -> String {
     );
     for r in stats {
         let heads = if r.head_a == r.head_b { r.head_a.clone() } else { format!("{} vs {}", r.head_a, r.head_b) };
+        let name = |p: &str| Path::new(p).file_name().map_or(p.to_string(), |n| n.to_string_lossy().into_owned());
+        let pairs = match r.kind {
+            "cross" => format!("cross {} → {}", name(&r.catalog_a), name(&r.catalog_b)),
+            kind => format!("{kind} {}", name(&r.catalog_a)),
+        };
         s += &format!(
             "| {} | {} | {} ({}) | {} | {:.4} | {:.4} | {:.2} | {:.2} | {:.2} | {:+.4} |\n",
-            r.kind,
+            pairs,
             heads,
             r.parameter,
             r.unit,

@@ -713,7 +713,10 @@ fn repeats_pairs_spectra_of_one_star_within_and_across_surveys() {
         ],
         &[("--catalog", &p("lamost.parquet")), ("--catalog", &p("desi.parquet")), ("--out", &p("checks"))],
     ));
-    assert!(stdout.contains("| repeat |") && stdout.contains("| cross |"), "{stdout}");
+    assert!(
+        stdout.contains("| repeat lamost.parquet |") && stdout.contains("| cross lamost.parquet → desi.parquet |"),
+        "{stdout}"
+    );
     let df = ParquetReader::new(std::fs::File::open(p("checks/repeats.parquet")).unwrap()).finish().unwrap();
     let kind = strings(&df, "kind");
     let n: Vec<i64> = df.column("n_pairs").unwrap().i64().unwrap().into_no_null_iter().collect();
