@@ -81,7 +81,7 @@ impl Flag {
                 "fiber_status has a bit outside the informational ones (DESI), or the LAMOST fibre mask is set"
             }
             Flag::Ood => {
-                "out of the training domain: ood_score above the head's threshold (real in-domain stars' 95th \
+                "out of the training domain: ood_score above the head's threshold (real in-domain stars' 97.5th \
                  percentile after `starpipe calibrate`, else the training set's 99.5th), chi2_red above the \
                  calibrated threshold (the emulator at the estimates does not fit the spectrum), or the survey's \
                  spectral subclass (LAMOST SUBCLASS, redrock SUBTYPE) is a type whose Teff lies outside the \
