@@ -14,6 +14,8 @@
 #   → error model: the fold's held-out stars split in two halves by star; `starpipe calibrate` fits
 #     σ = √((k·σ_net)² + floor²) on the LAMOST renders of one half, and the other half is scored
 #     with it (both ways round), so no star is scored by errors fitted on itself;
+#   → the same for DESI with DESI's own calibration: the zero-shot adapter calibrated on the other
+#     half's DESI renders (`calibrate --adapter`);
 #   → `starpipe repeats` (label-free checks) on half B's renders, catalogued with half A's error
 #     model: repeat pairs in each format and LAMOST–DESI pairs of the same star;
 #   → scripts/validate/summarize.py scores each fold's *held-out* MILES stars only (the emulator
@@ -112,6 +114,25 @@ pq.write_table(t.filter(pc.is_in(t['library_id'], value_set=ids)), '$f/labels-ha
         '$bin' catalog --spectra '$out/$target' --predictions '$f/pred-$target$tag' --format parquet \
           --out '$f/catalog-$target$tag.parquet'"
     done
+  done
+  # DESI's own calibration: the zero-shot adapter calibrated on the other half's DESI renders.
+  step "fold $k: zero-shot adapter" "$f/adapter-zeroshot/adapter-card.json" \
+    "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/miles-desi" \
+      --labels "$out/miles-desi-files/labels.parquet" --label-key TARGETID --model "$f/model" --out "$f/adapter-zeroshot"
+  for half in A B; do
+    step "fold $k: DESI labels of half $half" "$f/labels-desi-half-$half.parquet" "$PYTHON" -c "
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
+ids = pa.array([int(l) for l in open('$f/half-$half-ids.txt')])
+t = pq.read_table('$out/miles-desi-files/labels.parquet')
+pq.write_table(t.filter(pc.is_in(t['LIBRARY_ID'], value_set=ids)), '$f/labels-desi-half-$half.parquet', compression='zstd')"
+    step "fold $k: DESI error model on half $half" "$f/adapter-cal-$half/adapter-card.json" \
+      "$bin" calibrate --model "$f/model" --adapter "$f/adapter-zeroshot" --spectra "$out/miles-desi" \
+        --labels "$f/labels-desi-half-$half.parquet" --label-key TARGETID --out "$f/adapter-cal-$half"
+    step "fold $k: infer + catalogue miles-desi (adapter-cal-$half)" "$f/catalog-miles-desi-adapter-cal-$half.parquet" bash -c "
+      '$bin' infer --spectra '$out/miles-desi' --model '$f/model' --adapter '$f/adapter-cal-$half' \
+        --out '$f/pred-miles-desi-adapter-cal-$half' &&
+      '$bin' catalog --spectra '$out/miles-desi' --predictions '$f/pred-miles-desi-adapter-cal-$half' \
+        --format parquet --out '$f/catalog-miles-desi-adapter-cal-$half.parquet'"
   done
   step "fold $k: star ids of half B" "$f/ids-desi-B.parquet" "$PYTHON" -c "
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
