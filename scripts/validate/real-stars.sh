@@ -45,6 +45,17 @@ fi
 source scripts/steps.sh
 mkdir -p "$out"
 
+# only_stars LABELS IDS OUT: the rows of a label table whose library id IDS lists.
+only_stars() { "$PYTHON" scripts/validate/only_stars.py "$@"; }
+# catalogue TARGET TAG INFER_ARGS…: predict the renders $out/TARGET, then catalogue them as
+# $f/catalog-TARGET-TAG.parquet (TAG empty for the plain model).
+catalogue() {
+  local target="$1" tag="$2"; shift 2
+  "$bin" infer --spectra "$out/$target" "$@" --out "$f/pred-$target$tag" &&
+    "$bin" catalog --spectra "$out/$target" --predictions "$f/pred-$target$tag" --format parquet \
+      --out "$f/catalog-$target$tag.parquet"
+}
+
 for survey in lamost desi; do
   step "MILES rendered as $survey ($repeats per star)" "$out/miles-$survey-files/labels.parquet" \
     "$bin" mock --survey "$survey" --library "$miles" --repeats "$repeats" --snr-dist "$library_snr" \
@@ -97,11 +108,8 @@ ids = [int(l) for l in open('$f/emulator/held_out_ids.txt') if l.strip() and not
 open('$f/half-A-ids.txt', 'w').write(''.join(f'{i}\\n' for i in ids[0::2]))
 open('$f/half-B-ids.txt', 'w').write(''.join(f'{i}\\n' for i in ids[1::2]))"
   for half in A B; do
-    step "fold $k: labels of half $half" "$f/labels-half-$half.parquet" "$PYTHON" -c "
-import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
-ids = pa.array([int(l) for l in open('$f/half-$half-ids.txt')])
-t = pq.read_table('$out/miles-lamost-files/labels.parquet')
-pq.write_table(t.filter(pc.is_in(t['library_id'], value_set=ids)), '$f/labels-half-$half.parquet', compression='zstd')"
+    step "fold $k: labels of half $half" "$f/labels-half-$half.parquet" \
+      only_stars "$out/miles-lamost-files/labels.parquet" "$f/half-$half-ids.txt" "$f/labels-half-$half.parquet"
     step "fold $k: error model on half $half" "$f/model-cal-$half/model-card.json" \
       "$bin" calibrate --model "$f/model" --spectra "$out/miles-lamost" --labels "$f/labels-half-$half.parquet" \
         --out "$f/model-cal-$half"
@@ -109,10 +117,8 @@ pq.write_table(t.filter(pc.is_in(t['library_id'], value_set=ids)), '$f/labels-ha
   for target in miles-lamost miles-desi dr10; do
     for m in model model-cal-A model-cal-B; do
       tag="${m#model}"
-      step "fold $k: infer + catalogue $target ($m)" "$f/catalog-$target$tag.parquet" bash -c "
-        '$bin' infer --spectra '$out/$target' --model '$f/$m' --out '$f/pred-$target$tag' &&
-        '$bin' catalog --spectra '$out/$target' --predictions '$f/pred-$target$tag' --format parquet \
-          --out '$f/catalog-$target$tag.parquet'"
+      step "fold $k: infer + catalogue $target ($m)" "$f/catalog-$target$tag.parquet" \
+        catalogue "$target" "$tag" --model "$f/$m"
     done
   done
   # DESI's own calibration: the zero-shot adapter calibrated on the other half's DESI renders.
@@ -120,26 +126,19 @@ pq.write_table(t.filter(pc.is_in(t['library_id'], value_set=ids)), '$f/labels-ha
     "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/miles-desi" \
       --labels "$out/miles-desi-files/labels.parquet" --label-key TARGETID --model "$f/model" --out "$f/adapter-zeroshot"
   for half in A B; do
-    step "fold $k: DESI labels of half $half" "$f/labels-desi-half-$half.parquet" "$PYTHON" -c "
-import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
-ids = pa.array([int(l) for l in open('$f/half-$half-ids.txt')])
-t = pq.read_table('$out/miles-desi-files/labels.parquet')
-pq.write_table(t.filter(pc.is_in(t['LIBRARY_ID'], value_set=ids)), '$f/labels-desi-half-$half.parquet', compression='zstd')"
+    step "fold $k: DESI labels of half $half" "$f/labels-desi-half-$half.parquet" \
+      only_stars "$out/miles-desi-files/labels.parquet" "$f/half-$half-ids.txt" "$f/labels-desi-half-$half.parquet"
     step "fold $k: DESI error model on half $half" "$f/adapter-cal-$half/adapter-card.json" \
       "$bin" calibrate --model "$f/model" --adapter "$f/adapter-zeroshot" --spectra "$out/miles-desi" \
         --labels "$f/labels-desi-half-$half.parquet" --label-key TARGETID --out "$f/adapter-cal-$half"
-    step "fold $k: infer + catalogue miles-desi (adapter-cal-$half)" "$f/catalog-miles-desi-adapter-cal-$half.parquet" bash -c "
-      '$bin' infer --spectra '$out/miles-desi' --model '$f/model' --adapter '$f/adapter-cal-$half' \
-        --out '$f/pred-miles-desi-adapter-cal-$half' &&
-      '$bin' catalog --spectra '$out/miles-desi' --predictions '$f/pred-miles-desi-adapter-cal-$half' \
-        --format parquet --out '$f/catalog-miles-desi-adapter-cal-$half.parquet'"
+    step "fold $k: infer + catalogue miles-desi (adapter-cal-$half)" \
+      "$f/catalog-miles-desi-adapter-cal-$half.parquet" \
+      catalogue miles-desi "-adapter-cal-$half" --model "$f/model" --adapter "$f/adapter-cal-$half"
   done
-  step "fold $k: star ids of half B" "$f/ids-desi-B.parquet" "$PYTHON" -c "
-import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
-ids = pa.array([int(l) for l in open('$f/half-B-ids.txt')])
-for survey, key, lib in (('lamost', 'obsid', 'library_id'), ('desi', 'TARGETID', 'LIBRARY_ID')):
-    t = pq.read_table('$out/miles-' + survey + '-files/labels.parquet', columns=[key, lib])
-    pq.write_table(t.filter(pc.is_in(t[lib], value_set=ids)), '$f/ids-' + survey + '-B.parquet', compression='zstd')"
+  for survey in lamost desi; do
+    step "fold $k: $survey star ids of half B" "$f/ids-$survey-B.parquet" \
+      only_stars "$out/miles-$survey-files/labels.parquet" "$f/half-B-ids.txt" "$f/ids-$survey-B.parquet"
+  done
   step "fold $k: label-free checks on half B" "$f/repeats-B/repeats.parquet" \
     "$bin" repeats --catalog "$f/catalog-miles-lamost-cal-A.parquet" "$f/catalog-miles-desi-cal-A.parquet" \
       --star-ids "$f/ids-lamost-B.parquet" "$f/ids-desi-B.parquet" --star-id-column library_id --out "$f/repeats-B"

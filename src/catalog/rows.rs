@@ -293,9 +293,8 @@ pub fn shard_rows(
                         p.est.push(Some(([f(1), f(3), f(5)], [f(2), f(4), f(6)])));
                         let ood = pb.column(7).as_primitive::<Float32Type>();
                         p.ood.push((!ood.is_null(j)).then(|| ood.value(j) as f64));
-                        // Absent from prediction shards of older versions.
-                        let chi2 = pb.column_by_name("chi2_red").map(|c| c.as_primitive::<Float32Type>());
-                        p.chi2.push(chi2.filter(|c| !c.is_null(j)).map(|c| c.value(j) as f64));
+                        let chi2 = pb.column(11).as_primitive::<Float32Type>();
+                        p.chi2.push((!chi2.is_null(j)).then(|| chi2.value(j) as f64));
                         p.model_hash.push(pb.column(8).as_string::<i32>().value(j).to_string());
                         p.adapter.push(pb.column(9).as_string::<i32>().value(j).to_string());
                         p.adapter_hash.push(pb.column(10).as_string::<i32>().value(j).to_string());

@@ -8,7 +8,7 @@ use super::network::Encoder;
 use super::tokens::TokenLayout;
 use super::train::{load_encoder, tokens_tensor};
 use crate::ingest::shards::tmp_path;
-use crate::model::data::{for_each_batch, shard_paths};
+use crate::model::data::{RawPixels, for_each_batch, shard_paths};
 use crate::model::device::ComputeDevice;
 use crate::model::per_shard::{input_record, run_per_shard};
 use crate::model::{ModelError, Result};
@@ -81,7 +81,7 @@ fn embed_shard(
     let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
     let mut writer = crate::model::per_shard::shard_writer(&tmp, schema.clone(), meta, 16_384)?;
     let mut rows = 0;
-    for_each_batch(shard, &card.window, batch_size, |b| {
+    for_each_batch(shard, &card.window, batch_size, RawPixels::Drop, |b| {
         let n = b.len();
         let e = embed_features(enc, &card.tokens, &b.features, dev)?;
         let list =

@@ -9,7 +9,7 @@ use super::network::{Encoder, EncoderConfig, EncoderPreset, random_mask};
 use super::tokens::TokenLayout;
 use crate::grid::{GridPreset, LogGrid};
 use crate::model::adamw::{AdamW, AdamWParams};
-use crate::model::data::{for_each_batch, shard_paths};
+use crate::model::data::{RawPixels, for_each_batch, shard_paths};
 use crate::model::device::ComputeDevice;
 use crate::model::mlp::{restore, snapshot, vars};
 use crate::model::store::{load_tensors, read_json, read_tensors, save_params, write_json};
@@ -132,7 +132,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
     let mut ids = Vec::new();
     let mut features = Vec::new();
     for s in &shards {
-        for_each_batch(s, &opts.window, 2048, |b| {
+        for_each_batch(s, &opts.window, 2048, RawPixels::Drop, |b| {
             ids.extend(b.spectrum_id);
             features.extend(b.features);
             Ok(())

@@ -269,12 +269,6 @@ pub struct AdapterCard {
 }
 
 impl ModelCard {
-    /// The OOD score above which a spectrum is out of domain: the one real stars set
-    /// (`starpipe calibrate`), else the training set's 99.5th percentile.
-    pub fn ood_threshold(&self) -> Option<f64> {
-        self.error_model.as_ref().and_then(|m| m.ood_threshold).or(self.ood.as_ref().map(|o| o.threshold_995))
-    }
-
     /// The errors this model reports: its fitted error model, else its σ factors.
     pub fn errors(&self) -> ErrorModel {
         self.error_model.as_ref().map_or(ErrorModel::scale_only(self.sigma_scale), |m| m.model)

@@ -99,12 +99,21 @@ impl SpectraBatch {
     }
 }
 
+/// Whether a block also carries the window's normalised flux and ivar: only the reconstruction
+/// check needs them, and training would copy them for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawPixels {
+    Keep,
+    Drop,
+}
+
 /// Streams a shard in blocks of at most `batch_rows` rows, turning the pixels of `window` into
 /// features. Memory is bounded by one block.
 pub fn for_each_batch(
     path: &Path,
     window: &LogGrid,
     batch_rows: usize,
+    raw: RawPixels,
     mut f: impl FnMut(SpectraBatch) -> Result<()>,
 ) -> Result<()> {
     let grid = shard_grid(path)?;
@@ -126,12 +135,19 @@ pub fn for_each_batch(
         .map_err(|e| ModelError::Parquet { path: path.to_path_buf(), source: e })?;
     for batch in reader {
         let batch = batch.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;
-        f(decode_batch(path, &batch, grid.npix, offset, window.npix)?)?;
+        f(decode_batch(path, &batch, grid.npix, offset, window.npix, raw)?)?;
     }
     Ok(())
 }
 
-fn decode_batch(path: &Path, b: &RecordBatch, npix: usize, offset: usize, n: usize) -> Result<SpectraBatch> {
+fn decode_batch(
+    path: &Path,
+    b: &RecordBatch,
+    npix: usize,
+    offset: usize,
+    n: usize,
+    raw: RawPixels,
+) -> Result<SpectraBatch> {
     let col = |name: &str| b.column_by_name(name).ok_or_else(|| ModelError::bad(path, format!("no column {name}")));
     let strings = |name: &str| -> Result<Vec<String>> {
         Ok(col(name)?.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect())
@@ -151,12 +167,14 @@ fn decode_batch(path: &Path, b: &RecordBatch, npix: usize, offset: usize, n: usi
     let ivar = ivar_list.values().as_primitive::<Float32Type>().values();
     let rows = b.num_rows();
     let mut features = vec![0f32; rows * n];
-    let (mut window_flux, mut window_ivar) = (Vec::with_capacity(rows * n), Vec::with_capacity(rows * n));
+    let (mut window_flux, mut window_ivar) = (Vec::new(), Vec::new());
     for r in 0..rows {
         let at = (flux_list.offset() + r) * npix + offset;
         pixel_features(&flux[at..at + n], &ivar[at..at + n], &mut features[r * n..(r + 1) * n]);
-        window_flux.extend_from_slice(&flux[at..at + n]);
-        window_ivar.extend_from_slice(&ivar[at..at + n]);
+        if raw == RawPixels::Keep {
+            window_flux.extend_from_slice(&flux[at..at + n]);
+            window_ivar.extend_from_slice(&ivar[at..at + n]);
+        }
     }
     Ok(SpectraBatch {
         spectrum_id: strings("spectrum_id")?,
@@ -197,15 +215,16 @@ pub fn detect_prefix(inputs: &[PathBuf]) -> Result<&'static str> {
 }
 
 /// Streams a shard of the model's input kind as feature blocks: pixels of the window for spectra
-/// shards, standardised embeddings for embedding shards.
+/// shards (with their raw pixels when `raw` says so), standardised embeddings for embedding shards.
 pub fn for_each_input_batch(
     path: &Path,
     input: &super::card::InputSpec,
     batch_rows: usize,
+    raw: RawPixels,
     f: impl FnMut(SpectraBatch) -> Result<()>,
 ) -> Result<()> {
     match input {
-        super::card::InputSpec::Pixels { window } => for_each_batch(path, window, batch_rows, f),
+        super::card::InputSpec::Pixels { window } => for_each_batch(path, window, batch_rows, raw, f),
         super::card::InputSpec::Embeddings { encoder_sha256, dim, mean, std } => {
             for_each_embedding_batch(path, encoder_sha256, *dim, mean, std, batch_rows, f)
         }
@@ -344,7 +363,7 @@ pub fn load_labelled(
 ) -> Result<LabelledSet> {
     let mut set = LabelledSet { n_features: input.n_features(), ..Default::default() };
     for shard in shards {
-        for_each_input_batch(shard, input, READ_BATCH_ROWS, |b| {
+        for_each_input_batch(shard, input, READ_BATCH_ROWS, RawPixels::Drop, |b| {
             for i in 0..b.len() {
                 set.counts.spectra_read += 1;
                 let Some(l) = labels.get(b.source_id[i]) else {

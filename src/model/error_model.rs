@@ -21,7 +21,7 @@
 //! flagged (two thresholds, each flagging its 5 %); with 97.5 %, 9 %, and 91 % of out-of-domain ones.
 
 use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
-use super::data::{LabelledSet, READ_BATCH_ROWS, for_each_batch, load_labelled, shard_paths};
+use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled, shard_paths};
 use super::device::ComputeDevice;
 use super::infer::Predictor;
 use super::infer::degraded_to_r;
@@ -222,7 +222,7 @@ fn chi2_threshold(
     let mut chi2 = Vec::new();
     for shard in shards {
         let check = Reconstruction::new(window, degraded_to_r(shard)?);
-        for_each_batch(shard, window, READ_BATCH_ROWS, |b| {
+        for_each_batch(shard, window, READ_BATCH_ROWS, RawPixels::Keep, |b| {
             let n = b.n_features;
             for i in 0..b.len() {
                 if let Some(labels) = wanted.get(b.spectrum_id[i].as_str()) {

@@ -7,7 +7,7 @@
 //! renamed, so a killed run leaves no half-written shard).
 
 use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard};
-use super::data::{SpectraBatch, for_each_input_batch, shard_paths};
+use super::data::{RawPixels, SpectraBatch, for_each_input_batch, shard_paths};
 use super::device::ComputeDevice;
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
@@ -98,19 +98,20 @@ impl Predictor {
         Ok((raw, ood))
     }
 
-    /// The reconstruction χ² above which the catalogue flags OOD (set by `calibrate` only).
-    pub fn chi2_threshold(&self) -> Option<f64> {
-        let fitted = |m: &Option<super::card::FittedErrorModel>| m.as_ref().and_then(|m| m.chi2_threshold);
-        self.adapter_card.as_ref().and_then(|c| fitted(&c.error_model)).or_else(|| fitted(&self.card.error_model))
+    /// The error model `calibrate` fitted that is in force: the adapter's, else the model's.
+    fn fitted(&self) -> Option<&super::card::FittedErrorModel> {
+        self.adapter_card.as_ref().and_then(|c| c.error_model.as_ref()).or(self.card.error_model.as_ref())
     }
 
-    /// The OOD threshold the catalogue flags by: the adapter's calibrated one, else the model's.
+    /// The reconstruction χ² above which the catalogue flags OOD (set by `calibrate` only).
+    pub fn chi2_threshold(&self) -> Option<f64> {
+        self.fitted().and_then(|m| m.chi2_threshold)
+    }
+
+    /// The OOD score above which the catalogue flags OOD: the one real stars set (`calibrate`),
+    /// else the training set's 99.5th percentile.
     pub fn ood_threshold(&self) -> Option<f64> {
-        self.adapter_card
-            .as_ref()
-            .and_then(|c| c.error_model.as_ref())
-            .and_then(|m| m.ood_threshold)
-            .or_else(|| self.card.ood_threshold())
+        self.fitted().and_then(|m| m.ood_threshold).or(self.card.ood.as_ref().map(|o| o.threshold_995))
     }
 
     pub fn network(&self) -> Network<'_> {
@@ -204,8 +205,9 @@ fn predict_shard(
     std::thread::scope(|scope| -> Result<()> {
         // A failed send means the consumer stopped on an error: stop reading too.
         let stopped = || ModelError::Invalid("prediction stopped".into());
-        let reader =
-            scope.spawn(move || for_each_input_batch(shard, input, batch_size, |b| tx.send(b).map_err(|_| stopped())));
+        let reader = scope.spawn(move || {
+            for_each_input_batch(shard, input, batch_size, RawPixels::Keep, |b| tx.send(b).map_err(|_| stopped()))
+        });
         for b in rx {
             // The read block is one network batch: its feature matrix becomes the input tensor as is.
             let n = b.len();
