@@ -24,6 +24,11 @@ pub struct CatalogArgs {
     /// TOPCAT (small runs).
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     format: Format,
+    /// Write the per-star table (schemas/catalog_stars.toml) instead: one row per star (DESI
+    /// TARGETID, LAMOST designation) and head, the inverse-variance mean of its good spectra with
+    /// its error, the scatter between them, the number used, combined flags and the best spectrum.
+    #[arg(long)]
+    per_star: bool,
     /// HATS: most rows per partition.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rows: u64,
@@ -59,6 +64,7 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
     let mut opts = CatalogOptions::new(a.spectra, a.predictions, a.out.clone(), a.format);
     opts.max_rows = a.max_rows;
     opts.collection = a.collection;
+    opts.per_star = a.per_star;
     opts.thresholds.min_snr = a.min_snr;
     opts.thresholds.high_mask_fraction = a.high_mask_fraction;
     opts.thresholds.disagree_sigma = a.disagree_sigma;
@@ -66,7 +72,24 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
     opts.thresholds.max_abs_rv_kms = a.max_abs_rv;
     opts.thresholds.max_rv_err_kms = a.max_rv_err;
     let s = run_catalog(&opts)?;
-    println!("catalog: {} rows ({} success) in {} partition(s): {}", s.rows, s.success, s.partitions, a.out.display());
+    if a.per_star {
+        println!(
+            "catalog --per-star: {} star rows from {} spectrum rows ({} success) in {} partition(s): {}",
+            s.written,
+            s.rows,
+            s.success,
+            s.partitions,
+            a.out.display()
+        );
+    } else {
+        println!(
+            "catalog: {} rows ({} success) in {} partition(s): {}",
+            s.rows,
+            s.success,
+            s.partitions,
+            a.out.display()
+        );
+    }
     for (name, n) in s.flag_counts.iter().filter(|(_, n)| *n > 0) {
         println!("  {n:>9}  {name}");
     }

@@ -155,6 +155,10 @@ struct MockArgs {
     /// star id. DESI: every FIBERMAP row is a star. --n is then the library size × --repeats.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["emulator", "n"])]
     library: Option<PathBuf>,
+    /// DESI: observe this fraction of the pixels a second time, in the dark program: repeat spectra
+    /// of the same TARGETIDs (own S/N, calibration and noise), as a release has them.
+    #[arg(long, default_value_t = 0.0, conflicts_with = "library", value_parser = arg_values::fraction)]
+    revisit_fraction: f64,
     /// With --library: render each star this many times (own S/N, radial velocity, calibration).
     #[arg(long, default_value_t = 1, value_parser = at_least_one, requires = "library")]
     repeats: usize,
@@ -412,6 +416,7 @@ fn mock(a: MockArgs) -> Result<()> {
             Survey::Desi => {
                 let start = std::time::Instant::now();
                 let coadds = starpipe::mock::desi::coadds_needed(stars, a.n, a.rows_per_coadd);
+                let coadds = coadds + starpipe::mock::desi::revisits_needed(coadds, a.revisit_fraction);
                 let bar = progress_bar(coadds as u64, "mock", "coadds");
                 let rows = starpipe::mock::desi::generate_desi(
                     &out,
@@ -421,6 +426,7 @@ fn mock(a: MockArgs) -> Result<()> {
                     a.seed,
                     a.snr_dist,
                     a.corrupt_frac,
+                    a.revisit_fraction,
                     &|| bar.inc(1),
                 )?;
                 bar.finish_and_clear();

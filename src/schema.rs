@@ -14,6 +14,7 @@ pub const PREDICTIONS_TOML: &str = include_str!("../schemas/predictions.toml");
 pub const EVALUATION_METRICS_TOML: &str = include_str!("../schemas/evaluation_metrics.toml");
 pub const EMBEDDINGS_TOML: &str = include_str!("../schemas/embeddings.toml");
 pub const CATALOG_TOML: &str = include_str!("../schemas/catalog.toml");
+pub const CATALOG_STARS_TOML: &str = include_str!("../schemas/catalog_stars.toml");
 pub const EVALUATION_PREDICTIONS_TOML: &str = include_str!("../schemas/evaluation_predictions.toml");
 pub const REPEATS_TOML: &str = include_str!("../schemas/repeats.toml");
 
@@ -111,6 +112,10 @@ pub fn embeddings() -> TableSchema {
 
 pub fn catalog() -> TableSchema {
     TableSchema::parse(CATALOG_TOML)
+}
+
+pub fn catalog_stars() -> TableSchema {
+    TableSchema::parse(CATALOG_STARS_TOML)
 }
 
 pub fn repeats() -> TableSchema {

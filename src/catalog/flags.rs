@@ -19,9 +19,10 @@ pub enum Flag {
     MetalPoorEmbed = 9,
     RvUncertain = 10,
     NoClass = 11,
+    RepeatsDisagree = 12,
 }
 
-pub const ALL: [Flag; 12] = [
+pub const ALL: [Flag; 13] = [
     Flag::BadInput,
     Flag::NotStar,
     Flag::LowSnr,
@@ -34,6 +35,7 @@ pub const ALL: [Flag; 12] = [
     Flag::MetalPoorEmbed,
     Flag::RvUncertain,
     Flag::NoClass,
+    Flag::RepeatsDisagree,
 ];
 
 /// Bits that make a row unusable: its estimates are null and `success` is false.
@@ -60,12 +62,15 @@ impl Flag {
             Flag::MetalPoorEmbed => "METAL_POOR_EMBED",
             Flag::RvUncertain => "RV_UNCERTAIN",
             Flag::NoClass => "NO_CLASS",
+            Flag::RepeatsDisagree => "REPEATS_DISAGREE",
         }
     }
     pub fn class(self) -> &'static str {
         match self {
             Flag::BadInput | Flag::NotStar => "fatal",
-            Flag::HeadDisagree | Flag::MetalPoorEmbed | Flag::RvUncertain | Flag::NoClass => "info",
+            Flag::HeadDisagree | Flag::MetalPoorEmbed | Flag::RvUncertain | Flag::NoClass | Flag::RepeatsDisagree => {
+                "info"
+            }
             _ => "quality",
         }
     }
@@ -94,6 +99,10 @@ impl Flag {
             Flag::RvUncertain => "no input RV error, or it exceeds max_rv_err_kms (rest-framing unreliable)",
             Flag::NoClass => {
                 "the survey gave no classification (DESI without a redrock file: selected by MWS targeting bits)"
+            }
+            Flag::RepeatsDisagree => {
+                "per-star table only: a spectrum combined into the star's mean lies more than disagree_sigma of \
+                 its sigma from the mean in some parameter (variable star, blend or bad spectrum)"
             }
         }
     }

@@ -10,6 +10,7 @@
 pub mod fits;
 pub mod flags;
 pub mod metadata;
+pub mod per_star;
 pub mod rows;
 pub mod sky;
 pub mod write;
@@ -68,6 +69,8 @@ pub struct CatalogOptions {
     pub histogram_order: u8,
     /// HATS `obs_collection`.
     pub collection: String,
+    /// Write the per-star table (`schemas/catalog_stars.toml`) instead of one row per spectrum.
+    pub per_star: bool,
 }
 
 impl CatalogOptions {
@@ -81,13 +84,17 @@ impl CatalogOptions {
             max_rows: 1_000_000,
             histogram_order: 10,
             collection: "starpipe_catalog".into(),
+            per_star: false,
         }
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct CatalogSummary {
+    /// Per-spectrum rows (spectra × heads) joined and flagged.
     pub rows: u64,
+    /// Rows written: `rows` for the per-spectrum catalogue, stars × heads for the per-star table.
+    pub written: u64,
     pub success: u64,
     pub partitions: usize,
     /// Rows per flag name.
@@ -141,13 +148,25 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     }
     refuse_same_shard_names(&shards)?;
     let heads = opts.predictions.iter().map(|d| Head::open(d)).collect::<Result<Vec<_>>>()?;
-    let table = crate::schema::catalog();
+    let table = if opts.per_star { crate::schema::catalog_stars() } else { crate::schema::catalog() };
     let kv = metadata::key_values(&table, &opts.thresholds, &heads);
     // The flag bits, thresholds and heads also in the Arrow schema's metadata: what
     // `pq.read_schema()`, `pq.read_table().schema` and Polars show, not only the file's key-values.
     let starpipe: std::collections::HashMap<String, String> =
         kv.iter().filter(|(k, _)| k == "starpipe").cloned().collect();
-    let schema = std::sync::Arc::new(table.to_arrow(0).as_ref().clone().with_metadata(starpipe));
+    let with_metadata = |t: &crate::schema::TableSchema| {
+        std::sync::Arc::new(t.to_arrow(0).as_ref().clone().with_metadata(starpipe.clone()))
+    };
+    // Rows are joined and flagged per spectrum; the per-star table combines them per partition.
+    let schema = with_metadata(&crate::schema::catalog());
+    let out_schema = with_metadata(&table);
+    let output = if opts.per_star {
+        let floors =
+            heads.iter().map(|h| ((h.model_sha256.clone(), h.adapter_sha256.clone()), h.error_floor())).collect();
+        write::Table::Stars { schema: out_schema.clone(), floors }
+    } else {
+        write::Table::Spectra
+    };
     let mut hist = Histogram::new(opts.histogram_order);
     tracing::info!(shards = shards.len(), heads = heads.len(), "scanning spectra for primaries and sky coverage");
     // Every spectrum gives one row per head, all at its position.
@@ -169,9 +188,11 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 })?;
             }
             if opts.format == Format::Parquet {
-                write::write_sorted(&tmp, &schema, batches, opts.thresholds.disagree_sigma, &kv)?;
+                summary.written =
+                    write::write_sorted(&tmp, &schema, batches, opts.thresholds.disagree_sigma, &output, &kv)?;
             } else {
-                let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &tmp)?;
+                let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &output, &tmp)?;
+                summary.written = sorted.num_rows() as u64;
                 fits::write_fits(&tmp, &sorted, &table, &opts.thresholds)?;
             }
             summary.partitions = 1;
@@ -185,11 +206,12 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 })?;
             }
             let parts = spill.partitions().to_vec();
-            let leaves = spill.write_leaves(&tmp, opts.thresholds.disagree_sigma, &kv)?;
+            let leaves = spill.write_leaves(&tmp, opts.thresholds.disagree_sigma, &output, &kv)?;
             std::fs::remove_dir_all(tmp.join("spill")).map_err(|e| CatalogError::io(&tmp, e))?;
-            write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &schema, &kv)?;
+            summary.written = leaves.iter().map(|(_, md)| md.file_metadata().num_rows() as u64).sum();
+            write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &out_schema, &kv)?;
             write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;
-            write::write_hats_index(&tmp, &parts, &opts.collection, opts.max_rows)?;
+            write::write_hats_index(&tmp, &parts, summary.written, &opts.collection, opts.max_rows)?;
             summary.partitions = parts.len();
         }
     }

@@ -25,6 +25,9 @@ pub struct Head {
     pub error_model: Option<serde_json::Value>,
     /// 'mlp_pixels' or 'mlp_embedding'.
     pub model: String,
+    /// The weights' and adapter's hashes, as the rows carry them (`model_hash`, `adapter_hash`).
+    pub model_sha256: String,
+    pub adapter_sha256: String,
 }
 
 impl Head {
@@ -63,7 +66,15 @@ impl Head {
             },
             model: if embedding { "mlp_embedding" } else { "mlp_pixels" }.into(),
             error_model: get("starpipe.infer.error_model").and_then(|v| serde_json::from_str(&v).ok()),
+            model_sha256: get("starpipe.infer.model_sha256").unwrap_or_default(),
+            adapter_sha256: get("starpipe.infer.adapter_sha256").unwrap_or_default(),
         })
+    }
+
+    /// The head's calibrated error floor per parameter (zero without one).
+    pub fn error_floor(&self) -> [f64; 3] {
+        let floor = |p: usize| self.error_model.as_ref().and_then(|m| m.get("floor")?.get(p)?.as_f64()).unwrap_or(0.0);
+        [floor(0), floor(1), floor(2)]
     }
 
     fn predictions_for(&self, spectra_shard: &Path) -> PathBuf {
@@ -81,7 +92,27 @@ fn open_projected<'a>(
         .map_err(|e| CatalogError::Parquet { path: path.to_path_buf(), source: e })
 }
 
-const SPECTRA_COLUMNS: [&str; 17] = [
+/// Identifier columns copied unchanged from the spectra shards into the catalogue, in catalogue
+/// order (after `_healpix_29`).
+pub const PASSED_IDS: [&str; 15] = [
+    "gaia_source_id",
+    "ref_id",
+    "ref_cat",
+    "gaia_phot_g_mean_mag",
+    "gaia_phot_bp_mean_mag",
+    "gaia_phot_rp_mean_mag",
+    "desi_survey",
+    "desi_program",
+    "healpix",
+    "tileid",
+    "designation",
+    "lmjd",
+    "planid",
+    "spid",
+    "fiberid",
+];
+
+const SPECTRA_COLUMNS: [&str; 18] = [
     "spectrum_id",
     "survey",
     "release",
@@ -99,6 +130,7 @@ const SPECTRA_COLUMNS: [&str; 17] = [
     "z_err",
     "rest_frame",
     "object_subclass",
+    "star_id",
 ];
 
 /// Feeds the `_healpix_29` of every spectrum to `each_position` (the sky histogram HATS
@@ -116,17 +148,17 @@ pub fn scan_positions(shards: &[PathBuf], mut each_position: impl FnMut(i64)) ->
     Ok(())
 }
 
-/// Sets `is_primary` on rows sorted by `_healpix_29`: per (survey, source_id), the spectrum with
+/// Sets `is_primary` on rows sorted by `_healpix_29`: per (survey, star_id), the spectrum with
 /// the highest S/N (ties to the smaller spectrum id) is primary, for every head. Repeat spectra of
-/// a source share its catalogue position, so they meet in one partition and one call suffices,
+/// a star share its catalogue position, so they meet in one partition and one call suffices,
 /// with memory bounded by the partition.
 pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     let col = |n: &str| batch.column_by_name(n).expect("catalogue schema");
     let survey = col("survey").as_string::<i32>();
-    let src = col("source_id").as_primitive::<Int64Type>();
+    let src = col("star_id").as_string::<i32>();
     let ids = col("spectrum_id").as_string::<i32>();
     let snr = col("snr").as_primitive::<Float32Type>();
-    let mut best: HashMap<(&str, i64), (f32, &str)> = HashMap::new();
+    let mut best: HashMap<(&str, &str), (f32, &str)> = HashMap::new();
     for i in 0..batch.num_rows() {
         let s = if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
         let entry = best.entry((survey.value(i), src.value(i))).or_insert((s, ids.value(i)));
@@ -263,7 +295,8 @@ pub fn shard_rows(
             tracing::warn!(shard = %shard.display(), head = %head.dir.display(), "no prediction shard: rows flagged BAD_INPUT");
         }
         let mut pred_rows = predicted.iter().flatten().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
-        for b in open_projected(shard, &SPECTRA_COLUMNS)? {
+        let columns: Vec<&str> = SPECTRA_COLUMNS.iter().chain(&PASSED_IDS).copied().collect();
+        for b in open_projected(shard, &columns)? {
             let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
             let ids = b.column(0).as_string::<i32>();
             let mut p = Predicted {
@@ -339,7 +372,7 @@ fn build_batch(
     // LAMOST carries its fibre mask in column 10, DESI its COADD_FIBERSTATUS in 11.
     let (lamost_fiber, desi_fiber) =
         (b.column(10).as_primitive::<Int32Type>(), b.column(11).as_primitive::<Int32Type>());
-    let (class, subclass) = (s(12), s(16));
+    let (class, subclass, star_id) = (s(12), s(16), s(17));
     let f64c = |c: usize| b.column(c).as_primitive::<Float64Type>();
     let (rv, z_err) = (f64c(13), f64c(14));
     let opt32 = |a: &arrow::array::PrimitiveArray<Float32Type>, i: usize| (!a.is_null(i)).then(|| a.value(i));
@@ -378,16 +411,30 @@ fn build_batch(
             (0..n).map(|i| p.est[i].filter(|_| !fatal(i)).map(|(v, e)| if err { e[k] as f32 } else { v[k] as f32 })),
         ))
     };
-    let cols: Vec<ArrayRef> = vec![
+    let mut cols: Vec<ArrayRef> = vec![
         Arc::new(survey.clone()),
         Arc::new(release.clone()),
         Arc::new(src.clone()),
         Arc::new(ids.clone()),
+        Arc::new(star_id.clone()),
         // Decided per partition once rows are sorted (mark_primaries).
         Arc::new(BooleanArray::from(vec![false; n])),
         Arc::new(ra.clone()),
         Arc::new(dec.clone()),
         Arc::new(Int64Array::from_iter_values((0..n).map(|i| healpix_29(ra.value(i), dec.value(i))))),
+    ];
+    // The spectra block holds PASSED_IDS right after SPECTRA_COLUMNS, in catalogue order. Strings
+    // that do not apply are empty, not null: astropy's Parquet reader fails on null strings.
+    cols.extend((0..PASSED_IDS.len()).map(|k| {
+        let c = b.column(SPECTRA_COLUMNS.len() + k);
+        match c.as_string_opt::<i32>() {
+            Some(s) if s.null_count() > 0 => {
+                Arc::new(StringArray::from_iter_values(s.iter().map(|v| v.unwrap_or("")))) as ArrayRef
+            }
+            _ => c.clone(),
+        }
+    }));
+    cols.extend::<Vec<ArrayRef>>(vec![
         Arc::new(snr.clone()),
         Arc::new(Float32Array::from(snr_survey)),
         Arc::new(masked.clone()),
@@ -410,7 +457,7 @@ fn build_batch(
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(crate::VERSION, n))),
         Arc::new(UInt32Array::from(flags.clone())),
         Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(!fatal(i))))),
-    ];
+    ]);
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })
 }
 
@@ -423,7 +470,7 @@ mod tests {
     fn the_best_snr_spectrum_of_each_source_is_primary_for_every_head() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("survey", DataType::Utf8, false),
-            Field::new("source_id", DataType::Int64, false),
+            Field::new("star_id", DataType::Utf8, false),
             Field::new("spectrum_id", DataType::Utf8, false),
             Field::new("snr", DataType::Float32, true),
             Field::new("is_primary", DataType::Boolean, false),
@@ -440,7 +487,7 @@ mod tests {
             schema,
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.to_string()))),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
                 Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.3))),
                 Arc::new(BooleanArray::from(vec![false; rows.len()])),

@@ -44,12 +44,23 @@ pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     take_record_batch(batch, &idx).map_err(arrow_err(path))
 }
 
-/// All rows in catalogue order with primaries and head disagreements marked. Peak memory is two
+/// Which table a catalogue file holds.
+#[derive(Debug, Clone)]
+pub enum Table {
+    /// One row per spectrum and head (`schemas/catalog.toml`).
+    Spectra,
+    /// One row per star and head (`schemas/catalog_stars.toml`), with each head's error floor.
+    Stars { schema: SchemaRef, floors: super::per_star::Floors },
+}
+
+/// The rows of a file of `table` from per-spectrum rows: in catalogue order with primaries and
+/// head disagreements marked, then combined per star for the per-star table. Peak memory is two
 /// copies of the rows: each is freed as soon as the next exists.
 pub fn sorted_rows(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     disagree_sigma: f64,
+    table: &Table,
     path: &Path,
 ) -> Result<RecordBatch> {
     let all = concat_batches(schema, &batches).map_err(arrow_err(path))?;
@@ -57,21 +68,29 @@ pub fn sorted_rows(
     let sorted = sort_rows(&all, path)?;
     drop(all);
     let marked = super::rows::mark_primaries(&sorted, path)?;
-    super::rows::mark_disagreements(&marked, disagree_sigma, path)
+    let marked = super::rows::mark_disagreements(&marked, disagree_sigma, path)?;
+    match table {
+        Table::Spectra => Ok(marked),
+        Table::Stars { schema, floors } => {
+            super::per_star::combine_stars(&marked, schema, floors, disagree_sigma, path)
+        }
+    }
 }
 
-/// Writes batches (sorted first) to one Parquet file under a temporary name, then renames it.
+/// Writes batches (sorted, and combined for the per-star table) to one Parquet file under a
+/// temporary name, then renames it; returns the rows written.
 pub fn write_sorted(
     path: &Path,
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     disagree_sigma: f64,
+    table: &Table,
     kv: &[(String, String)],
 ) -> Result<u64> {
-    let sorted = sorted_rows(schema, batches, disagree_sigma, path)?;
+    let sorted = sorted_rows(schema, batches, disagree_sigma, table, path)?;
     let tmp = crate::ingest::shards::tmp_path(path);
     let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(kv))).map_err(pq_err(&tmp))?;
+    let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(props(kv))).map_err(pq_err(&tmp))?;
     for start in (0..sorted.num_rows()).step_by(ROW_GROUP_ROWS) {
         let len = ROW_GROUP_ROWS.min(sorted.num_rows() - start);
         w.write(&sorted.slice(start, len)).map_err(pq_err(&tmp))?;
@@ -142,6 +161,7 @@ impl Spill {
         mut self,
         root: &Path,
         disagree_sigma: f64,
+        table: &Table,
         kv: &[(String, String)],
     ) -> Result<Vec<(Partition, ParquetMetaData)>> {
         let mut out = Vec::new();
@@ -157,8 +177,8 @@ impl Spill {
             let leaf = root.join(part.path());
             let dir = leaf.parent().expect("leaf paths have directories");
             std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
-            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, kv)?;
-            debug_assert_eq!(rows, part.rows);
+            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, table, kv)?;
+            debug_assert!(rows <= part.rows);
             std::fs::remove_file(&path).map_err(|e| CatalogError::io(&path, e))?;
             out.push((part, footer(&leaf)?));
         }
@@ -212,7 +232,7 @@ pub fn write_metadata(path: &Path, leaves: &[(Partition, ParquetMetaData)]) -> R
 }
 
 /// `partition_info.csv` and `hats.properties`.
-pub fn write_hats_index(root: &Path, parts: &[Partition], collection: &str, max_rows: u64) -> Result<()> {
+pub fn write_hats_index(root: &Path, parts: &[Partition], rows: u64, collection: &str, max_rows: u64) -> Result<()> {
     let mut csv = String::from("Norder,Npix\n");
     let mut sorted = parts.to_vec();
     sorted.sort_by_key(|p| (p.order, p.pixel));
@@ -227,7 +247,7 @@ pub fn write_hats_index(root: &Path, parts: &[Partition], collection: &str, max_
          hats_col_healpix=_healpix_29\nhats_col_healpix_order=29\nhats_npix_suffix=.parquet\nhats_max_rows={max_rows}\n\
          hats_order={}\nhats_estsize={size_kib}\nhats_version=v1.0\nhats_builder=starpipe {}\n\
          default_columns=source_id ra dec teff teff_err logg logg_err feh feh_err flags success\n",
-        parts.iter().map(|p| p.rows).sum::<u64>(),
+        rows,
         parts.iter().map(|p| p.order).max().unwrap_or(0),
         crate::VERSION
     );

@@ -5,7 +5,7 @@
 use super::cfitsio;
 use super::error::ReadError;
 use super::fits_header::{FitsHeader, column_names, image_shape, open_fits, read_checked, table_rows};
-use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
+use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status, SurveyIds};
 use super::select::{RedrockRow, SelectionMethod, SelectionRules, TargetRow};
 use crate::preprocess::Preprocessor;
 use crate::spectrum::Arm;
@@ -26,6 +26,8 @@ pub struct DesiFileInfo {
     pub program: String,
     pub spgrp: String,
     pub spgrpval: String,
+    /// TILEID of a tile coadd.
+    pub tileid: Option<i32>,
     /// Per-exposure `spectra-*` file (rows are exposures, FIBERSTATUS instead of COADD_FIBERSTATUS).
     pub per_exposure: bool,
 }
@@ -54,6 +56,7 @@ fn read_info(h: &FitsHeader, per_exposure: bool) -> DesiFileInfo {
         program: or_unknown("PROGRAM"),
         spgrp: or_unknown("SPGRP"),
         spgrpval: h.string("SPGRPVAL").or_else(|| h.string("TILEID")).unwrap_or_else(|| "0".into()),
+        tileid: h.i64("TILEID").and_then(|t| i32::try_from(t).ok()),
         per_exposure,
     }
 }
@@ -90,6 +93,10 @@ struct Fibermap {
     bgs_target: Vec<Option<i64>>,
     scnd_target: Vec<Option<i64>>,
     expid: Vec<Option<i64>>,
+    ref_id: Vec<Option<i64>>,
+    ref_cat: Vec<Option<String>>,
+    /// Gaia G, BP, RP mean magnitudes per row.
+    gaia_mags: Vec<[Option<f32>; 3]>,
 }
 
 /// HDUs of one file by EXTNAME (see [`cfitsio::hdu_names`]).
@@ -135,7 +142,24 @@ fn read_fibermap(f: &mut FitsFile, hdus: &HduIndex, info: &DesiFileInfo) -> Resu
         (true, Some(v)) => v.into_iter().map(Some).collect(),
         _ => vec![None; n],
     };
-    let lens = [targetid.len(), ra.len(), dec.len(), objtype.len(), fiber_status.len()];
+    // Cross-match keys; DESI writes 0 / blank where a target has no reference-catalogue match.
+    let ref_id: Vec<Option<i64>> = match opt_col::<i64>(f, &hdu, &cols, "REF_ID")? {
+        Some(v) => v.into_iter().map(|id| (id > 0).then_some(id)).collect(),
+        None => vec![None; n],
+    };
+    let ref_cat: Vec<Option<String>> = match opt_col::<String>(f, &hdu, &cols, "REF_CAT")? {
+        Some(v) => v.into_iter().map(|c| Some(c.trim().to_string()).filter(|c| !c.is_empty())).collect(),
+        None => vec![None; n],
+    };
+    let mut gaia_mags = vec![[None; 3]; n];
+    for (k, band) in ["G", "BP", "RP"].iter().enumerate() {
+        if let Some(v) = opt_col::<f32>(f, &hdu, &cols, &format!("GAIA_PHOT_{band}_MEAN_MAG"))? {
+            for (row, m) in gaia_mags.iter_mut().zip(v) {
+                row[k] = (m.is_finite() && m > 0.0).then_some(m);
+            }
+        }
+    }
+    let lens = [targetid.len(), ra.len(), dec.len(), objtype.len(), fiber_status.len(), ref_id.len(), ref_cat.len()];
     if lens.iter().any(|&l| l != n) {
         return Err(ReadError::Shape(format!("FIBERMAP columns have lengths {lens:?}, expected {n} rows")));
     }
@@ -148,7 +172,7 @@ fn read_fibermap(f: &mut FitsFile, hdus: &HduIndex, info: &DesiFileInfo) -> Resu
             mws_target: mws_target[i],
         })
         .collect();
-    Ok(Fibermap { rows, ra, dec, bgs_target, scnd_target, expid })
+    Ok(Fibermap { rows, ra, dec, bgs_target, scnd_target, expid, ref_id, ref_cat, gaia_mags })
 }
 
 /// SCORES MEDIAN_COADD_SNR_{B,R,Z}, when present.
@@ -270,6 +294,11 @@ fn read_arm_row(f: &mut FitsFile, a: &ArmHdus, row: usize) -> Result<Arm, ReadEr
         mask,
         lsf_fwhm_angstrom: Some(a.lsf_fwhm),
     })
+}
+
+/// A header value, unless read_info had to write "unknown" for it.
+fn known(v: &str) -> Option<String> {
+    (v != "unknown").then(|| v.to_string())
 }
 
 /// Options for reading DESI files.
@@ -428,6 +457,21 @@ fn ingest_desi_inner(
                     scnd_target: fibermap.scnd_target[row],
                     snr_ugriz: [None; 5],
                     snr_arm_brz: [scores[0][row], scores[1][row], scores[2][row]],
+                    ids: SurveyIds {
+                        star_id: t.targetid.to_string(),
+                        gaia_source_id: SurveyIds::gaia_from_ref(
+                            fibermap.ref_id[row],
+                            fibermap.ref_cat[row].as_deref(),
+                        ),
+                        ref_id: fibermap.ref_id[row],
+                        ref_cat: fibermap.ref_cat[row].clone(),
+                        gaia_mags: fibermap.gaia_mags[row],
+                        desi_survey: known(&info.survey),
+                        desi_program: known(&info.program),
+                        healpix: (info.spgrp == "healpix").then(|| info.spgrpval.parse().ok()).flatten(),
+                        tileid: info.tileid,
+                        ..Default::default()
+                    },
                 };
                 spectra.push(SpectrumRecord { meta, prepared });
             }

@@ -6,7 +6,7 @@
 use super::cfitsio;
 use super::error::ReadError;
 use super::fits_header::{FitsHeader, OpenedFits, open_fits, read_checked};
-use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status};
+use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status, SurveyIds};
 use crate::preprocess::Preprocessor;
 use crate::spectrum::Arm;
 use std::path::Path;
@@ -89,6 +89,17 @@ fn read_layout_and_header(
     let fiber_mask = h.i64("FIBERMAS").or_else(|| h.i64("FIB_MASK")).map(|v| v as i32);
     let snr = ["SNRU", "SNRG", "SNRR", "SNRI", "SNRZ"].map(|k| h.f64(k).map(|v| v as f32));
     let release_tag = release.trim_start_matches("LAMOST").trim().replace(' ', "_");
+    let designation = h.string("DESIG");
+    let int32 = |k: &str| h.i64(k).and_then(|v| i32::try_from(v).ok());
+    let ids = SurveyIds {
+        star_id: SurveyIds::lamost_star_id(designation.as_deref(), obsid),
+        lmjd: int32("LMJD"),
+        planid: h.string("PLANID"),
+        spid: int32("SPID"),
+        fiberid: int32("FIBERID"),
+        designation,
+        ..Default::default()
+    };
     let meta = SpectrumMeta {
         spectrum_id: format!(
             "lamost-{}-{}",
@@ -112,6 +123,7 @@ fn read_layout_and_header(
         selection_method: "lamost_class",
         fiber_mask,
         snr_ugriz: snr,
+        ids,
         ..Default::default()
     };
     let mask = ormask.iter().map(|&m| if m.is_finite() { m as u32 } else { u32::MAX }).collect();

@@ -32,6 +32,44 @@ pub struct SpectrumMeta {
     pub snr_ugriz: [Option<f32>; 5],
     /// DESI MEDIAN_COADD_SNR_B/R/Z.
     pub snr_arm_brz: [Option<f32>; 3],
+    pub ids: SurveyIds,
+}
+
+/// The keys users join a catalogue on: the star across repeats, Gaia, the survey's own
+/// observation keys (column meanings: `schemas/normalized_spectra.toml`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SurveyIds {
+    pub star_id: String,
+    pub gaia_source_id: Option<i64>,
+    pub ref_id: Option<i64>,
+    pub ref_cat: Option<String>,
+    /// Gaia G, BP, RP mean magnitudes.
+    pub gaia_mags: [Option<f32>; 3],
+    pub desi_survey: Option<String>,
+    pub desi_program: Option<String>,
+    pub healpix: Option<i32>,
+    pub tileid: Option<i32>,
+    pub designation: Option<String>,
+    pub lmjd: Option<i32>,
+    pub planid: Option<String>,
+    pub spid: Option<i32>,
+    pub fiberid: Option<i32>,
+}
+
+impl SurveyIds {
+    /// A LAMOST star's key: its designation without the survey prefix (repeat observations of a
+    /// target share it), else the spectrum's own OBSID.
+    pub fn lamost_star_id(designation: Option<&str>, obsid: Option<i64>) -> String {
+        match designation.map(|d| d.trim().trim_start_matches("LAMOST").trim()).filter(|d| !d.is_empty()) {
+            Some(d) => d.to_string(),
+            None => format!("obsid-{}", obsid.unwrap_or(-1)),
+        }
+    }
+
+    /// Gaia's source_id when DESI's reference catalogue is a Gaia release (REF_CAT G2, G3, GE…).
+    pub fn gaia_from_ref(ref_id: Option<i64>, ref_cat: Option<&str>) -> Option<i64> {
+        ref_id.filter(|_| ref_cat.is_some_and(|c| c.starts_with('G')))
+    }
 }
 
 /// One spectrum ready for a shard.

@@ -222,6 +222,8 @@ fn fingerprint_for(opts: &IngestOptions, version: &str) -> String {
     let mut h = Sha256::new();
     let settings = serde_json::json!({
         "version": version,
+        // Shards written with another column set are not this run's shards, whatever the version.
+        "schema": format!("{:x}", Sha256::digest(crate::schema::NORMALIZED_SPECTRA_TOML.as_bytes())),
         "survey": opts.survey,
         "preprocess": opts.preprocess,
         "desi_rules": {

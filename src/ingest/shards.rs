@@ -178,6 +178,9 @@ fn spectra_batch(
             let s = |f: &dyn Fn(&SpectrumRecord) -> String| -> ArrayRef {
                 Arc::new(recs.iter().map(f).map(Some).collect::<StringArray>())
             };
+            let opt_s = |f: &dyn Fn(&SpectrumRecord) -> Option<&str>| -> ArrayRef {
+                Arc::new(recs.iter().map(f).collect::<StringArray>())
+            };
             let i64s = |f: &dyn Fn(&SpectrumRecord) -> Option<i64>| -> ArrayRef {
                 Arc::new(recs.iter().map(f).collect::<Int64Array>())
             };
@@ -199,9 +202,7 @@ fn spectra_batch(
                 "source_path" => s(&|r| r.meta.source_path.clone()),
                 "source_row" => i32s(&|r| Some(r.meta.source_row)),
                 "object_class" => s(&|r| r.meta.object_class.clone()),
-                "object_subclass" => {
-                    Arc::new(recs.iter().map(|r| r.meta.object_subclass.clone()).collect::<StringArray>())
-                }
+                "object_subclass" => opt_s(&|r| r.meta.object_subclass.as_deref()),
                 "z" => f64s(&|r| r.meta.z),
                 "z_err" => f64s(&|r| r.meta.z_err),
                 "rv_kms" => f64s(&|r| r.meta.z.map(|z| z * crate::preprocess::C_KMS)),
@@ -216,6 +217,22 @@ fn spectra_batch(
                 "bgs_target" => i64s(&|r| r.meta.bgs_target),
                 "mws_target" => i64s(&|r| r.meta.mws_target),
                 "scnd_target" => i64s(&|r| r.meta.scnd_target),
+                "star_id" => s(&|r| r.meta.ids.star_id.clone()),
+                "gaia_source_id" => i64s(&|r| r.meta.ids.gaia_source_id),
+                "ref_id" => i64s(&|r| r.meta.ids.ref_id),
+                "ref_cat" => opt_s(&|r| r.meta.ids.ref_cat.as_deref()),
+                "gaia_phot_g_mean_mag" => m(&|r| r.meta.ids.gaia_mags[0]),
+                "gaia_phot_bp_mean_mag" => m(&|r| r.meta.ids.gaia_mags[1]),
+                "gaia_phot_rp_mean_mag" => m(&|r| r.meta.ids.gaia_mags[2]),
+                "desi_survey" => opt_s(&|r| r.meta.ids.desi_survey.as_deref()),
+                "desi_program" => opt_s(&|r| r.meta.ids.desi_program.as_deref()),
+                "healpix" => i32s(&|r| r.meta.ids.healpix),
+                "tileid" => i32s(&|r| r.meta.ids.tileid),
+                "designation" => opt_s(&|r| r.meta.ids.designation.as_deref()),
+                "lmjd" => i32s(&|r| r.meta.ids.lmjd),
+                "planid" => opt_s(&|r| r.meta.ids.planid.as_deref()),
+                "spid" => i32s(&|r| r.meta.ids.spid),
+                "fiberid" => i32s(&|r| r.meta.ids.fiberid),
                 "snr_u" => m(&|r| r.meta.snr_ugriz[0]),
                 "snr_g" => m(&|r| r.meta.snr_ugriz[1]),
                 "snr_r" => m(&|r| r.meta.snr_ugriz[2]),

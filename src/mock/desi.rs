@@ -73,6 +73,8 @@ pub struct DesiMockRow {
     pub z: f64,
     pub snr_r: f64,
     pub corruption: Option<Corruption>,
+    /// DESI PROGRAM of the coadd: "bright", or "dark" for a revisit of the pixel.
+    pub program: &'static str,
 }
 
 fn arm_grid(lo: f64, hi: f64) -> Vec<f64> {
@@ -200,49 +202,7 @@ fn make_file(
             RowKind::Qso => (None, None, 0.8 + 1.7 * rng.random::<f64>(), None),
             _ => (None, None, 0.0, None),
         };
-        let brightness = 8.0 * 10f64.powf(rng.random_range(-0.4..0.6));
-        let arms: Vec<ArmData> = grids
-            .iter()
-            .enumerate()
-            .map(|(a, wave)| {
-                let n = wave.len();
-                if kind == RowKind::Unassigned {
-                    return ArmData { flux: vec![0.0; n], ivar: vec![0.0; n], mask: vec![1 << 8; n] }; // NODATA
-                }
-                let clean: Vec<f32> = match (&model, kind) {
-                    // Pixels the star's spectrum does not cover carry no light (masked by add_noise).
-                    (Some(m), _) => {
-                        let g = resample(m, &edges(wave), 0.5);
-                        g.flux.iter().zip(&g.ivar).map(|(f, iv)| if *iv > 0.0 { *f } else { 0.0 }).collect()
-                    }
-                    (None, RowKind::Galaxy | RowKind::Qso) => contaminant(kind, z, wave),
-                    _ => vec![0.0; n],
-                };
-                let response = calibration_error(&mut rng, wave, 0.03);
-                let flux: Vec<f32> =
-                    clean.iter().zip(&response).map(|(f, r)| (*f as f64 * r * brightness) as f32).collect();
-                let arm_snr = snr_r * [0.75, 1.0, 0.9][a];
-                let (mut f, mut iv) = if kind == RowKind::Sky {
-                    let sigma = 0.5;
-                    (
-                        (0..n).map(|_| (sigma * normal(&mut rng)) as f32).collect(),
-                        vec![(1.0 / (sigma * sigma)) as f32; n],
-                    )
-                } else {
-                    add_noise(&mut rng, &flux, &vec![arm_snr; n], 0.02 * brightness)
-                };
-                let mut mask = vec![0i64; n];
-                for _ in 0..rng.random_range(0..6) {
-                    let j = rng.random_range(0..n);
-                    mask[j] = 1 << 2; // COSMIC
-                    iv[j] = 0.0;
-                }
-                if corruption == Some(Corruption::NanFlux) && model.is_some() {
-                    f.iter_mut().for_each(|x| *x = f32::NAN);
-                }
-                ArmData { flux: f, ivar: iv, mask }
-            })
-            .collect();
+        let arms = observe(&mut rng, &grids, kind, model.as_ref(), z, snr_r, corruption);
         let (catalog, catalog_err) = match truth {
             // A library star's labels are the literature's, with no stated error.
             Some(t) if library_id.is_some() => (Some(t), None),
@@ -272,11 +232,98 @@ fn make_file(
             z,
             snr_r,
             corruption,
+            program: "bright",
         });
         let [b, r_, zarm]: [ArmData; 3] = arms.try_into().ok().expect("three arms");
         spectra.push([b, r_, zarm]);
     }
     (out_rows, spectra, healpix)
+}
+
+/// A second visit of a mock pixel, in the dark program: the same targets (ids, positions, labels,
+/// catalogue labels, redshifts), observed again with their own S/N, calibration and noise, so
+/// repeat spectra of one TARGETID sit in two coadds as they do in a DESI release.
+fn revisit_file(
+    stars: Stars,
+    seed: u64,
+    file_index: usize,
+    first: &[DesiMockRow],
+    snr: SnrDistribution,
+) -> (Vec<DesiMockRow>, Vec<[ArmData; 3]>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00da_7c00);
+    rng.set_stream(file_index as u64);
+    let grids: Vec<Vec<f64>> = DESI_ARMS.iter().map(|(_, lo, hi)| arm_grid(*lo, *hi)).collect();
+    let healpix = first[0].healpix;
+    let file = format!("main/dark/{}/{healpix}/coadd-main-dark-{healpix}.fits", healpix / 100);
+    let mut rows = Vec::with_capacity(first.len());
+    let mut spectra = Vec::with_capacity(first.len());
+    for (r, row) in first.iter().enumerate() {
+        let snr_r = snr.draw(&mut rng);
+        let model = row.truth.map(|t| {
+            let rest = stars.rest_spectrum(r, &t, EXTENSION_END_VACUUM);
+            observed_frame_spectrum(rest, row.z * C_KMS)
+        });
+        // A file damaged on its first visit is not damaged again.
+        let arms = observe(&mut rng, &grids, row.kind, model.as_ref(), row.z, snr_r, None);
+        rows.push(DesiMockRow { file: file.clone(), snr_r, corruption: None, program: "dark", ..row.clone() });
+        let [b, r_, zarm]: [ArmData; 3] = arms.try_into().ok().expect("three arms");
+        spectra.push([b, r_, zarm]);
+    }
+    (rows, spectra)
+}
+
+/// The three arms of one FIBERMAP row as observed: the model (a star, in the observed frame) or a
+/// contaminant, times a brightness and a calibration error, with noise, cosmics and, for unassigned
+/// fibres, NODATA.
+fn observe(
+    rng: &mut ChaCha8Rng,
+    grids: &[Vec<f64>],
+    kind: RowKind,
+    model: Option<&Arm>,
+    z: f64,
+    snr_r: f64,
+    corruption: Option<Corruption>,
+) -> Vec<ArmData> {
+    let brightness = 8.0 * 10f64.powf(rng.random_range(-0.4..0.6));
+    grids
+        .iter()
+        .enumerate()
+        .map(|(a, wave)| {
+            let n = wave.len();
+            if kind == RowKind::Unassigned {
+                return ArmData { flux: vec![0.0; n], ivar: vec![0.0; n], mask: vec![1 << 8; n] }; // NODATA
+            }
+            let clean: Vec<f32> = match (model, kind) {
+                // Pixels the star's spectrum does not cover carry no light (masked by add_noise).
+                (Some(m), _) => {
+                    let g = resample(m, &edges(wave), 0.5);
+                    g.flux.iter().zip(&g.ivar).map(|(f, iv)| if *iv > 0.0 { *f } else { 0.0 }).collect()
+                }
+                (None, RowKind::Galaxy | RowKind::Qso) => contaminant(kind, z, wave),
+                _ => vec![0.0; n],
+            };
+            let response = calibration_error(rng, wave, 0.03);
+            let flux: Vec<f32> =
+                clean.iter().zip(&response).map(|(f, r)| (*f as f64 * r * brightness) as f32).collect();
+            let arm_snr = snr_r * [0.75, 1.0, 0.9][a];
+            let (mut f, mut iv) = if kind == RowKind::Sky {
+                let sigma = 0.5;
+                ((0..n).map(|_| (sigma * normal(rng)) as f32).collect(), vec![(1.0 / (sigma * sigma)) as f32; n])
+            } else {
+                add_noise(rng, &flux, &vec![arm_snr; n], 0.02 * brightness)
+            };
+            let mut mask = vec![0i64; n];
+            for _ in 0..rng.random_range(0..6) {
+                let j = rng.random_range(0..n);
+                mask[j] = 1 << 2; // COSMIC
+                iv[j] = 0.0;
+            }
+            if corruption == Some(Corruption::NanFlux) && model.is_some() {
+                f.iter_mut().for_each(|x| *x = f32::NAN);
+            }
+            ArmData { flux: f, ivar: iv, mask }
+        })
+        .collect()
 }
 
 fn subtype(teff: f64) -> &'static str {
@@ -321,6 +368,12 @@ fn fibermap_values(rows: &[DesiMockRow]) -> HashMap<&'static str, Column> {
         })
         .collect();
     let mws = rows.iter().map(|r| i64::from(matches!(r.kind, RowKind::Star | RowKind::BadFiberStar))).collect();
+    // Stars are Gaia sources (REF_CAT G2, a mock source_id of their own); other rows have no
+    // reference-catalogue match, written as DESI does (0, blank, magnitude 0).
+    let gaia = |r: &DesiMockRow| r.truth.map(|t| (mock_gaia_source_id(r.targetid), mock_gaia_mags(t.teff, r.snr_r)));
+    let ref_id = rows.iter().map(|r| gaia(r).map_or(0, |g| g.0)).collect();
+    let ref_cat = rows.iter().map(|r| if gaia(r).is_some() { "G2" } else { "" }.to_string()).collect();
+    let mag = |k: usize| Column::F32(rows.iter().map(|r| gaia(r).map_or(0.0, |g| g.1[k])).collect());
     HashMap::from([
         ("TARGETID", Column::I64(rows.iter().map(|r| r.targetid).collect())),
         ("TARGET_RA", Column::F64(rows.iter().map(|r| r.ra).collect())),
@@ -329,9 +382,27 @@ fn fibermap_values(rows: &[DesiMockRow]) -> HashMap<&'static str, Column> {
         ("COADD_FIBERSTATUS", Column::I32(status)),
         ("DESI_TARGET", Column::I64(desi_target)),
         ("MWS_TARGET", Column::I64(mws)),
+        ("REF_ID", Column::I64(ref_id)),
+        ("REF_CAT", Column::Str(ref_cat)),
+        ("GAIA_PHOT_G_MEAN_MAG", mag(0)),
+        ("GAIA_PHOT_BP_MEAN_MAG", mag(1)),
+        ("GAIA_PHOT_RP_MEAN_MAG", mag(2)),
         ("COADD_NUMEXP", Column::I32(vec![1; rows.len()])),
         ("COADD_EXPTIME", Column::F32(vec![900.0; rows.len()])),
     ])
+}
+
+/// The mock Gaia source_id of a mock star: unique per TARGETID, in Gaia's 64-bit range.
+pub fn mock_gaia_source_id(targetid: i64) -> i64 {
+    4_000_000_000_000_000_000 + targetid.rem_euclid(1_000_000_000_000_000)
+}
+
+/// Mock Gaia G, BP, RP (mag): G from the S/N (brighter stars have more signal), BP − RP from Teff.
+/// Plausible, not photometry: enough to test that magnitudes travel to the catalogue.
+fn mock_gaia_mags(teff: f64, snr_r: f64) -> [f32; 3] {
+    let g = 19.5 - 2.5 * (snr_r.max(1.0) / 5.0).log10();
+    let bp_rp = (1.6 * 5040.0 / teff - 0.55).clamp(-0.3, 4.0);
+    [g as f32, (g + 0.45 * bp_rp) as f32, (g - 0.55 * bp_rp) as f32]
 }
 
 fn write_image_f32(
@@ -370,7 +441,7 @@ fn write_coadd(
             card("HPXNSIDE", CardValue::Int(64)),
             card("HPXNEST", CardValue::Str("True".into())),
             card("SURVEY", CardValue::Str("main".into())),
-            card("PROGRAM", CardValue::Str("bright".into())),
+            card("PROGRAM", CardValue::Str(rows[0].program.into())),
             card("DEPNAM00", CardValue::Str("SPECPROD".into())),
             card("DEPVER00", CardValue::Str("mock".into())),
             card("DEPNAM01", CardValue::Str("starpipe".into())),
@@ -523,7 +594,7 @@ fn write_pixel(
     let folder = coadd.parent().expect("nested path").to_path_buf();
     let err = |p: &PathBuf, m: String| MockError::Write { path: p.clone(), message: m };
     std::fs::create_dir_all(&folder).map_err(|e| err(&folder, e.to_string()))?;
-    let redrock = folder.join(format!("redrock-main-bright-{healpix}.fits"));
+    let redrock = folder.join(format!("redrock-main-{}-{healpix}.fits", rows[0].program));
     for (path, write) in [
         (&coadd, &(|p: &Path| write_coadd(p, rows, spectra, healpix, seed)) as &dyn Fn(&Path) -> Result<(), String>),
         (&redrock, &|p: &Path| write_redrock(p, rows)),
@@ -553,10 +624,16 @@ pub fn coadds_needed(stars: Stars, n_stars: usize, rows_per_file: usize) -> usiz
     }
 }
 
+/// Number of pixels a mock of `coadds` bright-program coadds revisits in the dark program.
+pub fn revisits_needed(coadds: usize, revisit_fraction: f64) -> usize {
+    (coadds as f64 * revisit_fraction).round() as usize
+}
+
 /// Generates a mock DESI survey with about `n_stars` stars (files of `rows_per_file` FIBERMAP rows,
 /// ~62 % of them good stars; a library mock: `stars.count(n_stars)` renders, every row a star) and
-/// returns every row, file by file. `on_file` is called after each coadd + redrock pair is
-/// written (for progress reporting).
+/// returns every row, file by file. With `revisit_fraction` > 0 (emulated stars), that fraction of
+/// the pixels is observed again in the dark program: repeat spectra of the same TARGETIDs.
+/// `on_file` is called after each coadd + redrock pair is written (for progress reporting).
 #[allow(clippy::too_many_arguments)]
 pub fn generate_desi(
     dir: &Path,
@@ -566,19 +643,29 @@ pub fn generate_desi(
     seed: u64,
     snr: SnrDistribution,
     corrupt_frac: f64,
+    revisit_fraction: f64,
     on_file: &(dyn Fn() + Sync),
 ) -> Result<Vec<DesiMockRow>, MockError> {
     use rayon::prelude::*;
     let renders = stars.count(n_stars);
     let files = coadds_needed(stars, n_stars, rows_per_file);
+    // Revisits are spread over the sky: every k-th pixel.
+    let revisits = if stars.is_library() { 0 } else { revisits_needed(files, revisit_fraction) };
+    let revisited = |i: usize| revisits > 0 && i % files.div_ceil(revisits) == 0;
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
         .into_par_iter()
         .map(|i| {
             let first = i * rows_per_file;
             let rows = if stars.is_library() { rows_per_file.min(renders - first) } else { rows_per_file };
-            let (rows, spectra, healpix) = make_file(stars, seed, i, first, rows, snr, corrupt_frac);
+            let (mut rows, spectra, healpix) = make_file(stars, seed, i, first, rows, snr, corrupt_frac);
             write_pixel(dir, &rows, &spectra, healpix, seed)?;
             on_file();
+            if revisited(i) {
+                let (again, spectra) = revisit_file(stars, seed, i, &rows, snr);
+                write_pixel(dir, &again, &spectra, healpix, seed)?;
+                on_file();
+                rows.extend(again);
+            }
             Ok(rows)
         })
         .collect::<Result<_, MockError>>()?;

@@ -250,3 +250,111 @@ fn input_order_does_not_change_the_bytes_and_repeats_have_one_primary() {
     let singles = (0..df.height()).filter(|&k| src[k] != 101005);
     assert!(singles.clone().all(|k| primary[k]) && singles.count() > 0);
 }
+
+/// The per-star table on a mock release whose pixels are partly observed twice (bright and dark
+/// programs): one row per TARGETID and head, the mean and error recomputed here from the
+/// per-spectrum rows, identifiers carried from the FIBERMAP, the same stars in every format, and
+/// the same bytes whatever the order of the inputs.
+#[test]
+fn per_star_table_combines_repeat_spectra_and_carries_identifiers() {
+    use starpipe::mock::desi::{generate_desi, mock_gaia_source_id, write_desi_labels};
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let snr = starpipe::mock::lamost::SnrDistribution { min: 15.0, max: 80.0 };
+    let rows = generate_desi(&p("files"), starpipe::mock::Stars::builtin(), 40, 16, 9, snr, 0.0, 0.5, &|| {}).unwrap();
+    write_desi_labels(&p("files"), &rows).unwrap();
+    ok(run(
+        &["ingest", "--survey", "desi", "--grid", "specclip", "--shard-size", "20", "--no-progress"],
+        &[("--input", &p("files")), ("--out", &p("spectra"))],
+    ));
+    ok(run(&["infer"], &[("--spectra", &p("spectra")), ("--model", &f.p("model")), ("--out", &p("pred"))]));
+    catalog(&p("spectra.parquet"), &[], &p("spectra"), &[&p("pred")]);
+    let stdout = catalog(&p("stars.parquet"), &["--per-star"], &p("spectra"), &[&p("pred")]);
+    assert!(stdout.contains("star rows from"), "{stdout}");
+    let spectra = read(&p("spectra.parquet"));
+    let stars = read(&p("stars.parquet"));
+    let names: Vec<String> = stars.get_column_names().iter().map(|s| s.to_string()).collect();
+    let schema = starpipe::schema::catalog_stars();
+    assert_eq!(names, schema.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+
+    // Identifiers in the per-spectrum catalogue: the mock's Gaia ids, survey, program and pixel.
+    let tid: Vec<i64> = spectra.column("source_id").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let gaia: Vec<Option<i64>> = spectra.column("gaia_source_id").unwrap().i64().unwrap().iter().collect();
+    assert!(tid.iter().zip(&gaia).all(|(t, g)| *g == Some(mock_gaia_source_id(*t))));
+    assert!(strings(&spectra, "ref_cat").iter().all(|c| c == "G2"));
+    assert!(strings(&spectra, "desi_survey").iter().all(|c| c == "main"));
+    let programs = strings(&spectra, "desi_program");
+    assert!(programs.iter().any(|c| c == "dark") && programs.iter().any(|c| c == "bright"), "both visits ingested");
+    let hpx: Vec<i32> = spectra.column("healpix").unwrap().i32().unwrap().into_no_null_iter().collect();
+    let label_hpx: std::collections::HashMap<i64, u64> = rows.iter().map(|r| (r.targetid, r.healpix)).collect();
+    assert!(tid.iter().zip(&hpx).all(|(t, h)| label_hpx[t] == *h as u64));
+
+    // One row per star; repeats have one primary each.
+    let ids = strings(&spectra, "star_id");
+    let mut per_star: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, id) in ids.iter().enumerate() {
+        per_star.entry(id).or_default().push(i);
+    }
+    assert_eq!(stars.height(), per_star.len());
+    assert!(per_star.values().any(|v| v.len() == 2), "revisited pixels give repeat spectra");
+    let primary: Vec<bool> =
+        spectra.column("is_primary").unwrap().bool().unwrap().iter().map(|b| b == Some(true)).collect();
+    assert!(per_star.values().all(|v| v.iter().filter(|&&i| primary[i]).count() == 1));
+
+    // The combined estimate, recomputed from the per-spectrum rows (this head has no error floor:
+    // a plain inverse-variance mean over the good spectra, or the best one when none is good).
+    let f32s = |df: &DataFrame, c: &str| -> Vec<Option<f32>> { df.column(c).unwrap().f32().unwrap().iter().collect() };
+    let (teff, teff_err, snr) = (f32s(&spectra, "teff"), f32s(&spectra, "teff_err"), f32s(&spectra, "snr"));
+    let flags: Vec<u32> = spectra.column("flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+    let star_ids = strings(&stars, "star_id");
+    let n_used: Vec<i32> = stars.column("n_used").unwrap().i32().unwrap().into_no_null_iter().collect();
+    let n_spectra: Vec<i32> = stars.column("n_spectra").unwrap().i32().unwrap().into_no_null_iter().collect();
+    let (s_teff, s_err) = (f32s(&stars, "teff"), f32s(&stars, "teff_err"));
+    let best_ids = strings(&stars, "best_spectrum_id");
+    let spectrum_ids = strings(&spectra, "spectrum_id");
+    let mut checked_means = 0;
+    for (k, id) in star_ids.iter().enumerate() {
+        let members = &per_star[id.as_str()];
+        assert_eq!(n_spectra[k] as usize, members.len());
+        let good: Vec<usize> = members.iter().copied().filter(|&i| flags[i] & 0xff == 0).collect();
+        let best = *members.iter().max_by(|&&a, &&b| snr[a].unwrap().total_cmp(&snr[b].unwrap())).unwrap();
+        assert_eq!(best_ids[k], spectrum_ids[best]);
+        let used = if good.is_empty() { vec![best] } else { good };
+        assert_eq!(n_used[k] as usize, used.len(), "star {id}");
+        let w: Vec<f64> = used.iter().map(|&i| 1.0 / (teff_err[i].unwrap() as f64).powi(2)).collect();
+        let mean = used.iter().zip(&w).map(|(&i, w)| teff[i].unwrap() as f64 * w).sum::<f64>() / w.iter().sum::<f64>();
+        let err = (1.0 / w.iter().sum::<f64>()).sqrt();
+        assert!((s_teff[k].unwrap() as f64 - mean).abs() < 0.05, "star {id}: {:?} vs {mean}", s_teff[k]);
+        assert!((s_err[k].unwrap() as f64 - err).abs() < 0.05, "star {id}: {:?} vs {err}", s_err[k]);
+        checked_means += usize::from(used.len() == 2);
+    }
+    assert!(checked_means > 0, "some stars combine two good spectra");
+
+    // HATS and FITS hold the same stars; the bytes do not depend on the input order.
+    let hats = p("stars-hats");
+    catalog(&hats, &["--per-star", "--format", "hats", "--max-rows", "20"], &p("spectra"), &[&p("pred")]);
+    let leaves: usize = walkdir::WalkDir::new(hats.join("dataset"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("Npix="))
+        .map(|e| read(e.path()).height())
+        .sum();
+    assert_eq!(leaves, stars.height());
+    let props = std::fs::read_to_string(hats.join("hats.properties")).unwrap();
+    assert!(props.contains(&format!("hats_nrows={}\n", stars.height())), "{props}");
+    catalog(&p("stars.fits"), &["--per-star", "--format", "fits"], &p("spectra"), &[&p("pred")]);
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(p("spectra"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
+        .collect();
+    shards.sort();
+    shards.reverse();
+    assert!(shards.len() >= 2);
+    let (again, pred) = (p("again.parquet"), p("pred"));
+    let mut args: Vec<(&str, &Path)> = shards.iter().map(|s| ("--spectra", s.as_path())).collect();
+    args.extend([("--predictions", pred.as_path()), ("--out", again.as_path())]);
+    ok(run(&["catalog", "--per-star"], &args));
+    assert!(std::fs::read(p("stars.parquet")).unwrap() == std::fs::read(&again).unwrap(), "input order changed bytes");
+}

@@ -26,6 +26,23 @@ fn pristine_coadd_yields_its_mws_star_by_targeting_bits() {
     assert!((snr_r[0].unwrap() - 25.3).abs() < 0.1, "MEDIAN_COADD_SNR_R {:?}", snr_r);
     let rest: Vec<Option<bool>> = df.column("rest_frame").unwrap().bool().unwrap().iter().collect();
     assert_eq!(rest, vec![Some(false)], "no redrock, so no redshift to shift by");
+    // Cross-match keys as the real FIBERMAP and header hold them.
+    let i64s = |c: &str| -> Vec<Option<i64>> { df.column(c).unwrap().i64().unwrap().iter().collect() };
+    assert_eq!(i64s("gaia_source_id"), vec![Some(1427922286271436032)], "REF_ID with REF_CAT G2");
+    assert_eq!(i64s("ref_id"), vec![Some(1427922286271436032)]);
+    assert_eq!(strings(&df, "ref_cat"), vec!["G2"]);
+    let mags: Vec<f32> = ["gaia_phot_g_mean_mag", "gaia_phot_bp_mean_mag", "gaia_phot_rp_mean_mag"]
+        .iter()
+        .map(|c| df.column(c).unwrap().f32().unwrap().get(0).unwrap())
+        .collect();
+    assert_eq!(mags, vec![17.009699, 17.966927, 16.030994]);
+    assert_eq!(strings(&df, "star_id"), vec![MWS_STAR.to_string()]);
+    assert_eq!(strings(&df, "desi_survey"), vec!["sv3"]);
+    assert_eq!(strings(&df, "desi_program"), vec!["bright"]);
+    let i32s = |c: &str| -> Vec<Option<i32>> { df.column(c).unwrap().i32().unwrap().iter().collect() };
+    assert_eq!(i32s("healpix"), vec![Some(10145)]);
+    assert_eq!(i32s("tileid"), vec![None], "a healpix coadd has no tile");
+    assert_eq!(df.column("designation").unwrap().null_count(), 1, "LAMOST keys are null for DESI");
 
     let report = read_report(&out);
     let targets: Vec<&Report> = report.iter().filter(|r| r.level == "target").collect();

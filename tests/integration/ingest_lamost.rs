@@ -21,6 +21,14 @@ fn old_image_layout_header_is_parsed_exactly() {
     assert_eq!(s.meta.fiber_mask, Some(0));
     assert_eq!(s.meta.release, "LAMOST DR5");
     assert_eq!(s.arm.len(), 3908, "npix comes from the header, not a constant");
+    let ids = &s.meta.ids;
+    assert_eq!(ids.designation.as_deref(), Some("LAMOST J221008.50-020659.1"));
+    assert_eq!(ids.star_id, "J221008.50-020659.1", "repeats of a target share its designation");
+    assert_eq!(
+        (ids.lmjd, ids.planid.as_deref(), ids.spid, ids.fiberid),
+        (Some(55859), Some("F5902"), Some(1), Some(5))
+    );
+    assert_eq!(ids.gaia_source_id, None, "LAMOST spectrum headers carry no Gaia id");
 }
 
 #[test]
@@ -33,6 +41,8 @@ fn coadd_table_layout_header_is_parsed_exactly() {
         read_lamost(&data("real/lamost/coadd_bintable/spec-60591-LN042429N340750BM01_sp01-001.fits.gz"), "x").unwrap();
     assert_eq!(dr13.meta.obsid, Some(1247301001));
     assert_eq!(dr13.arm.len(), 3909);
+    assert_eq!(dr13.meta.ids.designation.as_deref(), Some("LAMOST J042543.91+323730.3"));
+    assert_eq!((dr13.meta.ids.lmjd, dr13.meta.ids.fiberid), (Some(60591), Some(1)));
     assert!(dr13.arm.mask.iter().any(|&m| m != 0), "ORMASK has 1s in this file");
 }
 

@@ -45,9 +45,18 @@ fn astropy_reads_every_undamaged_mock_desi_coadd() {
     let python = python("astropy, numpy");
     let dir = tempfile::tempdir().unwrap();
     let snr = starpipe::mock::lamost::SnrDistribution { min: 5.0, max: 50.0 };
-    let rows =
-        starpipe::mock::desi::generate_desi(dir.path(), starpipe::mock::Stars::builtin(), 40, 20, 12, snr, 0.3, &|| {})
-            .unwrap();
+    let rows = starpipe::mock::desi::generate_desi(
+        dir.path(),
+        starpipe::mock::Stars::builtin(),
+        40,
+        20,
+        12,
+        snr,
+        0.3,
+        0.0,
+        &|| {},
+    )
+    .unwrap();
     starpipe::mock::desi::write_desi_labels(dir.path(), &rows).unwrap();
     let script = data("../python/check_mock_desi_astropy.py");
     let result = Command::new(&python).arg(script).arg(dir.path()).output().unwrap();

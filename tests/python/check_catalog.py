@@ -100,13 +100,24 @@ def main():
     assert np.array_equal(np.asarray(f["flags"]), table.column("flags").to_numpy().astype(np.int32))
     assert np.array_equal(np.asarray(f["success"]), table.column("success").to_numpy(zero_copy_only=False))
 
-    # The README's queries, on both layouts.
+    # The README's queries, on both layouts. Its Gaia join reads 'gaia.parquet': here a stand-in
+    # with every other Gaia source of the catalogue and a made-up parallax.
     sql, py = readme_blocks(readme)
     hats_glob = f"{hats_dir}/dataset/**/*.parquet"
+    gaia = os.path.join(os.path.dirname(os.path.abspath(catalog)), "gaia-standin.parquet")
+    duckdb.sql(
+        f"COPY (SELECT DISTINCT gaia_source_id AS source_id, 1.0 + (gaia_source_id % 7) / 10 AS parallax, "
+        f"0.05 AS parallax_error FROM '{catalog}' WHERE gaia_source_id % 2 = 0) TO '{gaia}' (FORMAT parquet)"
+    )
+    joined = 0
     for q in sql:
+        q = q.replace("'gaia.parquet'", f"'{gaia}'")
         a = duckdb.sql(q.replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
         b = duckdb.sql(q.replace("'catalog.parquet'", f"'{hats_glob}'")).fetchall()
         assert sorted(map(repr, a)) == sorted(map(repr, b)), f"single file and HATS disagree on:\n{q}"
+        if gaia in q:
+            joined = len(a)
+    assert joined > 0, "the README's Gaia join found no star"
     first = duckdb.sql(sql[0].replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
     assert first, "the Kiel-diagram query found no clean star"
     scope = {}
