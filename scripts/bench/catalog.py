@@ -48,6 +48,15 @@ def make_inputs(work, n, seed=1):
             "fiber_mask": pa.nulls(m, pa.int32()), "fiber_status": pa.array(np.where(rng.random(m) < 0.02, 2, 0).astype(np.int32)),
             "object_class": pa.array(["STAR"] * m), "rv_kms": pa.array(rng.normal(0, 50, m)),
             "z_err": pa.array(np.abs(rng.normal(0, 1e-5, m))), "rest_frame": pa.array(np.ones(m, bool)),
+            "object_subclass": pa.array(["G"] * m), "star_id": pa.array([str(t) for t in tid]),
+            "gaia_source_id": pa.array(4_000_000_000_000_000_000 + tid % 10**15), "ref_id": pa.array(4_000_000_000_000_000_000 + tid % 10**15),
+            "ref_cat": pa.array(["G2"] * m), "gaia_phot_g_mean_mag": pa.array(rng.uniform(14, 20, m).astype(np.float32)),
+            "gaia_phot_bp_mean_mag": pa.array(rng.uniform(14, 20, m).astype(np.float32)),
+            "gaia_phot_rp_mean_mag": pa.array(rng.uniform(14, 20, m).astype(np.float32)),
+            "desi_survey": pa.array(["main"] * m), "desi_program": pa.array(["bright"] * m),
+            "healpix": pa.array(np.full(m, 10145, np.int32)), "tileid": pa.nulls(m, pa.int32()),
+            "designation": pa.nulls(m, pa.string()), "lmjd": pa.nulls(m, pa.int32()), "planid": pa.nulls(m, pa.string()),
+            "spid": pa.nulls(m, pa.int32()), "fiberid": pa.nulls(m, pa.int32()),
             "flux": flux, "ivar": flux,
         }).replace_schema_metadata({"starpipe.grid": grid})
         pq.write_table(t, os.path.join(spectra, "spectra-" + name), compression="zstd")
@@ -56,6 +65,7 @@ def make_inputs(work, n, seed=1):
         pt = pa.table({"spectrum_id": ids, "survey": pa.array(["desi"] * m), "source_id": pa.array(tid),
                        **{k2: pa.array(v) for k2, v in {**est, **errs}.items()},
                        "ood_score": pa.array(rng.chisquare(64, m).astype(np.float32) ** 0.5),
+                       "chi2_red": pa.array(rng.lognormal(0, 0.3, m).astype(np.float32)),
                        "model_sha256": pa.array(["ab" * 32] * m), "adapter_kind": pa.array(["zeroshot"] * m),
                        "adapter_sha256": pa.array([""] * m)})
         pt = pt.replace_schema_metadata({"starpipe.infer.label_range": label_range, "starpipe.infer.ood_threshold_995": "10.5",
