@@ -12,7 +12,7 @@ peak RSS flat from N_SMALL to N_LARGE.
 Usage: python3 scripts/bench/ingest.py [--small 1000] [--large 10000] [--huge 30000] [--desi 200] [--work DIR]
 Needs: release binaries (scripts/bench/ingest.sh builds them), pip install astropy numpy pyarrow.
 """
-import argparse, os, subprocess, sys, shutil
+import argparse, re, os, subprocess, sys, shutil
 
 # The peer is one process on one core: keep numpy's BLAS from spinning up threads.
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--large", type=int, default=10000)
     ap.add_argument("--huge", type=int, default=30000, help="a third size, to show the plateau past one row group")
     ap.add_argument("--desi", type=int, default=200)
+    ap.add_argument("--desi-stars", type=int, default=3000, help="stars of the production-like DESI mock")
     ap.add_argument("--work", type=Path, default=Path("/tmp/starpipe-bench"))
     a = ap.parse_args()
     for b in (STARPIPE, RAW):
@@ -108,6 +109,33 @@ def main():
     print(f"  starpipe   {t_sd:8.2f} CPU s  {a.desi / t_sd:8.1f} files/CPU-s  peak RSS {rss_d:7.1f} MiB")
     print(f"  raw decode {t_raw:8.2f} CPU s  {a.desi / t_raw:8.1f} files/CPU-s  ({raw_out.strip()})")
     print(f"  ratio      {t_raw / t_sd:8.2f}   (starpipe rate / raw FLUX+IVAR+MASK decode rate; target >= 0.5)")
+
+    # Production-like coadds (real format, 500 FIBERMAP rows, ~62 % good stars, redrock files):
+    # starpipe and the Python peer on the same files, on both grids, alternating runs so that a
+    # slow spell of this VM hits both.
+    prod = a.work / f"desi-prod{a.desi_stars}"
+    if not (prod / "labels.parquet").exists():
+        subprocess.run([STARPIPE, "mock", "--survey", "desi", "--n", str(a.desi_stars), "--rows-per-coadd", "500",
+                        "--seed", "5", "--out", prod], check=True, stdout=subprocess.DEVNULL)
+    coadds = sorted(prod.rglob("coadd-*.fits"))
+    manifest = a.work / f"desi-prod{a.desi_stars}.txt"
+    manifest.write_text("".join(f"{p}\n" for p in coadds))
+    for p in prod.rglob("*.fits"):
+        p.read_bytes()
+    print(f"\nDESI, {len(coadds)} production-like coadds (500 rows each, ~62 % stars, redrock), one core")
+    for grid in ("full", "specclip"):
+        sp, py = [], []
+        for k in range(3):
+            out = a.work / "out" / f"desi-prod-{grid}-{k}"
+            sp.append(run([STARPIPE, "ingest", "--survey", "desi", "--input", manifest, "--out", out, "--threads", "1",
+                           "--no-progress"] + (["--grid", "specclip"] if grid == "specclip" else []))[0])
+            if k < 2:
+                py.append(run([sys.executable, ROOT / "scripts" / "bench" / "python_peer.py", "desi", manifest,
+                               a.work / "out" / "peer-desi.parquet", grid]))
+        stars = int(re.search(r"(\d+) spectra", py[0][2]).group(1))
+        t_sp, t_py = min(sp), min(r[0] for r in py)
+        print(f"  grid {grid:9s} starpipe {t_sp:6.2f} CPU s ({stars / t_sp:6.0f} stars/CPU-s)   python {t_py:6.2f} CPU s "
+              f"({stars / t_py:5.0f} stars/CPU-s)   ratio {t_py / t_sp:5.1f}x  (target >= 10x)")
 
 
 if __name__ == "__main__":

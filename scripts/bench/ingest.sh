@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --bin starpipe --example desi_raw_decode
-python3 scripts/bench/ingest.py "$@"
+py=python3; [[ -x .venv-test/bin/python ]] && py=.venv-test/bin/python   # needs astropy, numpy, pyarrow
+"$py" scripts/bench/ingest.py "$@"

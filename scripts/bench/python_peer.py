@@ -4,7 +4,9 @@ What a careful astronomer would write with the usual tools: astropy to read, num
 onto the log grid, an ivar-weighted Chebyshev continuum on the same line-free windows, pyarrow to
 write one Parquet file with fixed-size-list flux/ivar. Single process, like one starpipe thread.
 
-Usage: python_peer.py lamost|desi MANIFEST OUT.parquet
+Usage: python_peer.py lamost|desi MANIFEST OUT.parquet [full|specclip]
+(full: the LAMOST log grid, 3909 px; specclip: its pixels 338-1799, 3999-5596 A, as
+`starpipe ingest --grid specclip`; arms that cannot reach the grid are not read.)
 """
 import sys, time
 import numpy as np
@@ -12,6 +14,8 @@ import pyarrow as pa, pyarrow.parquet as pq
 from astropy.io import fits
 
 GRID = 10 ** (3.5682 + 1e-4 * np.arange(3909))
+if len(sys.argv) > 4 and sys.argv[4] == "specclip":
+    GRID = GRID[338:1800]
 LINES = [(3920, 3950), (3955, 3985), (4087, 4118), (4222, 4234), (4285, 4320), (4326, 4357), (4847, 4878),
          (5160, 5197), (5265, 5275), (5780, 5910), (6549, 6580), (6865, 6935), (7160, 7340), (7590, 7705),
          (8490, 8510), (8534, 8554), (8654, 8674), (8940, 9200)]
@@ -67,14 +71,18 @@ def desi(path):
     out = []
     with fits.open(path, memmap=False) as h:
         fm = h["FIBERMAP"].data
-        prefix = "SV3_" if "SV3_DESI_TARGET" in fm.columns.names else ""
+        # SV files keep their targeting bits in prefixed columns (production files carry both).
+        survey = str(h[0].header.get("SURVEY", "main")).strip()
+        prefix = f"{survey.upper()}_" if survey in ("sv1", "sv2", "sv3") else ""
         sel = (fm["TARGETID"] > 0) & (fm["OBJTYPE"] == "TGT") & ((fm["COADD_FIBERSTATUS"] & ~8) == 0) \
             & ((fm[prefix + "DESI_TARGET"] & (1 << 61)) != 0)
         arms = [a for a in "BRZ" if f"{a}_WAVELENGTH" in h]
+        waves = {a: h[f"{a}_WAVELENGTH"].data for a in arms}
+        arms = [a for a in arms if waves[a][0] / 1.01 - 20 <= GRID[-1] and waves[a][-1] / 0.99 + 20 >= GRID[0]]
         for row in np.flatnonzero(sel):
             sf, siv = np.zeros(GRID.size), np.zeros(GRID.size)
             for a in arms:
-                w = h[f"{a}_WAVELENGTH"].data
+                w = waves[a]
                 flux = h[f"{a}_FLUX"].data[row].astype(np.float64)
                 ivar = h[f"{a}_IVAR"].data[row].astype(np.float64)
                 mask = h[f"{a}_MASK"].data[row]
@@ -83,7 +91,7 @@ def desi(path):
                 sf += f * iv
                 siv += iv
             f = np.where(siv > 0, sf / np.maximum(siv, 1e-30), 0)
-            nf, niv = normalise(f, siv, [5780, 7570])
+            nf, niv = normalise(f, siv, [b for b in (5780, 7570) if GRID[0] < b < GRID[-1]])
             out.append(dict(obsid=int(fm["TARGETID"][row]), ra=fm["TARGET_RA"][row], dec=fm["TARGET_DEC"][row], z=0.0, flux=nf, ivar=niv))
     return out
 

@@ -273,32 +273,69 @@ fn find_arms(f: &mut FitsFile, hdus: &HduIndex, nspec: usize) -> Result<Vec<ArmH
     Ok(arms)
 }
 
-fn read_arm_row(f: &mut FitsFile, a: &ArmHdus, row: usize) -> Result<Arm, ReadError> {
+/// One row of an arm's MASK (empty when the file has none).
+fn read_mask_row(f: &mut FitsFile, a: &ArmHdus, row: usize) -> Result<Vec<u32>, ReadError> {
     let what = |k: &str| format!("{}_{k} row {row}", a.name);
-    let flux: Vec<f32> = a.flux.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("FLUX"), e))?;
-    let ivar: Vec<f32> = a.ivar.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("IVAR"), e))?;
-    // MASK is uint32 stored as int32 + BZERO 2^31, or plain int32 in re-written files: reading it
-    // as i64 applies BZERO when present and keeps the bit pattern either way.
+    // MASK is uint32 stored as int32 + BZERO 2^31 (cfitsio converts that to u32 by flipping the
+    // sign bit: the fast path), or plain int32 in re-written files, where a negative value does not
+    // fit u32: then reading as i64 keeps the bit pattern.
     let mask: Vec<u32> = match &a.mask {
-        Some(h) => {
-            let m: Vec<i64> = h.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("MASK"), e))?;
-            m.into_iter().map(|v| v as u32).collect()
-        }
+        Some(h) => match h.read_rows::<Vec<u32>>(f, row, 1) {
+            Ok(m) => m,
+            Err(_) => {
+                let m: Vec<i64> = h.read_rows(f, row, 1).map_err(|e| ReadError::fits(what("MASK"), e))?;
+                m.into_iter().map(|v| v as u32).collect()
+            }
+        },
         None => vec![],
     };
-    Ok(Arm {
-        name: a.name.to_lowercase(),
-        wavelength: a.wavelength.clone(),
-        flux,
-        ivar,
-        mask,
-        lsf_fwhm_angstrom: Some(a.lsf_fwhm),
-    })
+    Ok(mask)
+}
+
+/// Whether an arm observed over `wavelength` (Å) can put light on the output grid [lo, hi] (Å,
+/// rest frame): its range shifted by any radial velocity a star can have (1 %, 3,000 km/s, twice
+/// the selection's limit) and widened by a resolution-degradation kernel (20 Å).
+fn reaches(wavelength: &[f64], lo: f64, hi: f64) -> bool {
+    let (Some(first), Some(last)) = (wavelength.first(), wavelength.last()) else { return false };
+    first / 1.01 - 20.0 <= hi && last / 0.99 + 20.0 >= lo
 }
 
 /// A header value, unless read_info had to write "unknown" for it.
 fn known(v: &str) -> Option<String> {
     (v != "unknown").then(|| v.to_string())
+}
+
+/// Selected rows whose pixels are read together (bounds the memory: ~6 MB for three arms).
+const PIXEL_BLOCK_ROWS: usize = 64;
+
+/// The arms of several FIBERMAP rows, HDU by HDU (each FLUX, IVAR and MASK HDU made current once
+/// for all the rows); one result per row, in the order of `rows`.
+fn read_arm_rows(f: &mut FitsFile, arms: &[ArmHdus], rows: &[usize]) -> Vec<Result<Vec<Arm>, ReadError>> {
+    let mut out: Vec<Result<Vec<Arm>, ReadError>> = rows.iter().map(|_| Ok(Vec::with_capacity(arms.len()))).collect();
+    for a in arms {
+        let what = |k: &str, row: usize| format!("{}_{k} row {row}", a.name);
+        let flux: Vec<Result<Vec<f32>, ReadError>> =
+            rows.iter().map(|&r| a.flux.read_rows(f, r, 1).map_err(|e| ReadError::fits(what("FLUX", r), e))).collect();
+        let ivar: Vec<Result<Vec<f32>, ReadError>> =
+            rows.iter().map(|&r| a.ivar.read_rows(f, r, 1).map_err(|e| ReadError::fits(what("IVAR", r), e))).collect();
+        let mask: Vec<Result<Vec<u32>, ReadError>> = rows.iter().map(|&r| read_mask_row(f, a, r)).collect();
+        for (((o, fl), iv), m) in out.iter_mut().zip(flux).zip(ivar).zip(mask) {
+            if let Ok(arms_of_row) = o {
+                match (fl, iv, m) {
+                    (Ok(flux), Ok(ivar), Ok(mask)) => arms_of_row.push(Arm {
+                        name: a.name.to_lowercase(),
+                        wavelength: a.wavelength.clone(),
+                        flux,
+                        ivar,
+                        mask,
+                        lsf_fwhm_angstrom: Some(a.lsf_fwhm),
+                    }),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => *o = Err(e),
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Options for reading DESI files.
@@ -340,6 +377,11 @@ fn ingest_desi_inner(
         Ok((info, fibermap, arms, scores))
     })?;
     let nspec = fibermap.rows.len();
+    // Arms that cannot reach the output grid (the z arm for the SpecCLIP window) are not read at
+    // all: a third of the pixel reads and all their preprocessing saved.
+    let grid = &pre.config().grid;
+    let (grid_lo, grid_hi) = (grid.first_angstrom(), grid.last_angstrom());
+    let arms: Vec<ArmHdus> = arms.into_iter().filter(|a| reaches(&a.wavelength, grid_lo, grid_hi)).collect();
     // A damaged redrock file fails every target (by name) rather than silently switching to
     // targeting-bit selection.
     let (redrock, redrock_error) = match redrock_companion(path).filter(|p| p.exists()) {
@@ -362,20 +404,38 @@ fn ingest_desi_inner(
     };
     let mut report = Vec::with_capacity(nspec + 1);
     let mut spectra = Vec::new();
+    // Selection first, from the tables alone.
+    let mut selected = Vec::new();
     for (row, t) in fibermap.rows.iter().enumerate() {
         if let Some(e) = &redrock_error {
             report.push(target_row(row, Status::Failed, Some(e.clone()), None));
             continue;
         }
         let rr = redrock.as_ref().map(|m| m.get(&t.targetid));
-        let method = match opts.rules.select_star(t, rr) {
-            Ok(m) => m,
-            Err(reason) => {
-                report.push(target_row(row, Status::Skipped, Some(reason), None));
-                continue;
-            }
-        };
-        let arm_rows: Result<Vec<Arm>, ReadError> = arms.iter().map(|a| read_arm_row(&mut f, a, row)).collect();
+        match opts.rules.select_star(t, rr) {
+            Ok(method) => selected.push((row, method)),
+            Err(reason) => report.push(target_row(row, Status::Skipped, Some(reason), None)),
+        }
+    }
+    // Then the selected rows' pixels, a block of rows at a time, each HDU's rows read together:
+    // cfitsio re-reads an HDU's header whenever it moves to it, which per row and HDU costs more
+    // than the pixels.
+    let mut blocks = selected.chunks(PIXEL_BLOCK_ROWS);
+    let mut block_rows: std::vec::IntoIter<Result<Vec<Arm>, ReadError>> = Vec::new().into_iter();
+    for (k, &(row, method)) in selected.iter().enumerate() {
+        if k % PIXEL_BLOCK_ROWS == 0 {
+            let rows: Vec<usize> =
+                blocks.next().expect("one block per PIXEL_BLOCK_ROWS rows").iter().map(|r| r.0).collect();
+            block_rows = read_arm_rows(&mut f, &arms, &rows).into_iter();
+        }
+        let arm_rows = block_rows.next().expect("one result per selected row");
+        let t = &fibermap.rows[row];
+        let rr = redrock.as_ref().map(|m| m.get(&t.targetid));
+        if arms.is_empty() {
+            let reason = crate::preprocess::Rejection::NoGridOverlap { lo: grid_lo, hi: grid_hi };
+            report.push(target_row(row, Status::of_rejection(&reason), Some(reason.to_string()), None));
+            continue;
+        }
         let arm_rows = match arm_rows {
             Ok(a) => a,
             Err(e) => {
@@ -392,14 +452,14 @@ fn ingest_desi_inner(
         let mut arm_data = Vec::with_capacity(arms.len());
         let mut unused = Vec::new();
         for (a, arm) in arms.iter().zip(arm_rows) {
-            let mask = arm.mask.iter().chain(std::iter::repeat(&0));
-            let good = arm
+            let mask = arm.mask.iter().map(|&m| m == 0).chain(std::iter::repeat(true));
+            let good: usize = arm
                 .ivar
                 .iter()
                 .zip(&arm.flux)
                 .zip(mask)
-                .filter(|((iv, f), m)| **iv > 0.0 && f.is_finite() && **m == 0)
-                .count();
+                .map(|((iv, f), unmasked)| usize::from((*iv > 0.0) & f.is_finite() & unmasked))
+                .sum();
             let frac = good as f64 / arm.len().max(1) as f64;
             if frac >= opts.rules.min_arm_good_fraction {
                 arm_data.push(arm);
@@ -479,6 +539,8 @@ fn ingest_desi_inner(
         }
     }
 
+    // Target rows in FIBERMAP order, whichever phase decided them.
+    report.sort_by_key(|r| r.source_row);
     let count = |s: Status| report.iter().filter(|r| r.status == s).count();
     let (written, skipped, failed) = (count(Status::Written), count(Status::Skipped), count(Status::Failed));
     let file_status = if written > 0 {
@@ -525,5 +587,27 @@ pub fn read_target_arms(path: &Path, row: usize) -> Result<Vec<Arm>, ReadError> 
     if row >= nspec {
         return Err(ReadError::Shape(format!("row {row} is beyond the {nspec} FIBERMAP rows")));
     }
-    arms.iter().map(|a| read_arm_row(&mut f, a, row)).collect()
+    read_arm_rows(&mut f, &arms, &[row]).pop().expect("one result per row")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::{GridPreset, LogGrid};
+
+    #[test]
+    fn only_arms_that_can_reach_the_grid_are_read() {
+        let arm = |lo: f64, hi: f64| vec![lo, hi];
+        let (b, r, z) = (arm(3600.0, 5800.0), arm(5760.0, 7620.0), arm(7520.0, 9824.0));
+        let specclip = LogGrid::preset(GridPreset::Specclip);
+        let (lo, hi) = (specclip.first_angstrom(), specclip.last_angstrom());
+        assert!(reaches(&b, lo, hi));
+        assert!(!reaches(&r, lo, hi), "the r arm starts 160 Å past the SpecCLIP window");
+        assert!(!reaches(&z, lo, hi));
+        // An arm starting 110 Å bluer is within the Doppler and kernel margin: read.
+        assert!(reaches(&arm(5650.0, 7620.0), lo, hi));
+        let full = LogGrid::preset(GridPreset::Lamost);
+        assert!([&b, &r, &z].iter().all(|a| reaches(a, full.first_angstrom(), full.last_angstrom())));
+        assert!(!reaches(&[], lo, hi));
+    }
 }

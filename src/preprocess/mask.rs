@@ -19,34 +19,40 @@ pub const MAX_PIXEL_SNR: f32 = 1.0e5;
 /// and overflows the normalised ivar to +inf.
 pub fn mask_bad_pixels(arm: &mut Arm) {
     debug_assert!(arm.mask.is_empty() || arm.mask.len() == arm.len());
-    let mask = std::mem::take(&mut arm.mask);
-    for i in 0..arm.len() {
-        let bad_mask = mask.get(i).is_some_and(|&m| m != 0);
-        let f = arm.flux[i];
-        let iv = arm.ivar[i];
-        if bad_mask || !f.is_finite() || !iv.is_finite() || iv < 0.0 {
-            arm.ivar[i] = 0.0;
+    let Arm { flux, ivar, mask, .. } = arm;
+    let flagged = mask.iter().map(|&m| m != 0).chain(std::iter::repeat(false));
+    for ((f, iv), flagged) in flux.iter_mut().zip(ivar.iter_mut()).zip(flagged) {
+        let bad = flagged | !f.is_finite() | !iv.is_finite() | (*iv < 0.0);
+        if bad {
+            *iv = 0.0;
         }
         if !f.is_finite() {
-            arm.flux[i] = 0.0;
+            *f = 0.0;
         }
     }
-    arm.mask = mask;
     mask_impossible_values(arm);
 }
+
+/// Most pixels the arm's robust level is estimated from: the level only sets limits a thousand
+/// times above it, so an evenly spread subsample is as good as every pixel, and much cheaper.
+const LEVEL_SAMPLE: usize = 1024;
 
 /// Masks usable pixels whose flux or ivar no spectrograph could record, judged against the arm's
 /// own robust level, so the rule holds in any flux unit.
 fn mask_impossible_values(arm: &mut Arm) {
-    let mut usable: Vec<f32> = arm.flux.iter().zip(&arm.ivar).filter(|(_, iv)| **iv > 0.0).map(|(f, _)| *f).collect();
-    if usable.is_empty() {
+    let usable = arm.ivar.iter().filter(|iv| **iv > 0.0).count();
+    if usable == 0 {
         return;
     }
-    let median = median_in_place(&mut usable);
-    for v in usable.iter_mut() {
+    let stride = usable.div_ceil(LEVEL_SAMPLE);
+    // Usable pixels have finite flux (mask_bad_pixels zeroed the rest's ivar).
+    let mut sample: Vec<f32> =
+        arm.flux.iter().zip(&arm.ivar).filter(|(_, iv)| **iv > 0.0).map(|(f, _)| *f).step_by(stride).collect();
+    let median = median_in_place(&mut sample);
+    for v in sample.iter_mut() {
         *v = (*v - median).abs();
     }
-    let spread = 1.4826 * median_in_place(&mut usable);
+    let spread = 1.4826 * median_in_place(&mut sample);
     let level = median.abs() + spread;
     if !(level.is_finite() && level > 0.0) {
         return; // a constant zero arm: nothing to judge against

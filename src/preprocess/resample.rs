@@ -39,9 +39,20 @@ pub fn resample(arm: &Arm, grid_edges: &[f64], min_coverage: f64) -> GridSpectru
     }
     let in_edges = pixel_edges(&arm.wavelength);
     let nin = arm.len();
+    // Only output pixels the arm can overlap: an arm covers part of a multi-arm grid.
+    let first = grid_edges.partition_point(|&e| e <= in_edges[0]).saturating_sub(1);
+    let last = grid_edges.partition_point(|&e| e < in_edges[nin]).min(npix);
+    // Each input pixel's variance times its width (0 where masked), once: an input pixel overlaps
+    // one or two output pixels, and the division is the loop's most expensive step.
+    let var_width: Vec<f64> = (0..nin)
+        .map(|k| {
+            let iv = arm.ivar[k] as f64;
+            if iv > 0.0 { (in_edges[k + 1] - in_edges[k]) / iv } else { 0.0 }
+        })
+        .collect();
     // Two-pointer sweep: `k` is the first input pixel that can still overlap output pixel `j`.
     let mut k = 0usize;
-    for j in 0..npix {
+    for j in first..last {
         let (lo, hi) = (grid_edges[j], grid_edges[j + 1]);
         while k < nin && in_edges[k + 1] <= lo {
             k += 1;
@@ -50,11 +61,10 @@ pub fn resample(arm: &Arm, grid_edges: &[f64], min_coverage: f64) -> GridSpectru
         let mut kk = k;
         while kk < nin && in_edges[kk] < hi {
             let overlap = in_edges[kk + 1].min(hi) - in_edges[kk].max(lo);
-            let iv = arm.ivar[kk] as f64;
-            if overlap > 0.0 && iv > 0.0 {
+            if overlap > 0.0 && var_width[kk] > 0.0 {
                 sw += overlap;
                 swf += overlap * arm.flux[kk] as f64;
-                sw2v += overlap * (in_edges[kk + 1] - in_edges[kk]) / iv;
+                sw2v += overlap * var_width[kk];
             }
             kk += 1;
         }
