@@ -181,10 +181,10 @@ fn read_scores(f: &mut FitsFile, hdus: &HduIndex, n: usize) -> [Vec<Option<f32>>
     let Ok(hdu) = hdus.open(f, "SCORES") else { return out };
     let cols = column_names(&hdu);
     for (k, arm) in ["B", "R", "Z"].iter().enumerate() {
-        if let Ok(Some(v)) = opt_col::<f32>(f, &hdu, &cols, &format!("MEDIAN_COADD_SNR_{arm}")) {
-            if v.len() == n {
-                out[k] = v.into_iter().map(|x| x.is_finite().then_some(x)).collect();
-            }
+        if let Ok(Some(v)) = opt_col::<f32>(f, &hdu, &cols, &format!("MEDIAN_COADD_SNR_{arm}"))
+            && v.len() == n
+        {
+            out[k] = v.into_iter().map(|x| x.is_finite().then_some(x)).collect();
         }
     }
     out

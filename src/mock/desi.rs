@@ -651,7 +651,7 @@ pub fn generate_desi(
     let files = coadds_needed(stars, n_stars, rows_per_file);
     // Revisits are spread over the sky: every k-th pixel.
     let revisits = if stars.is_library() { 0 } else { revisits_needed(files, revisit_fraction) };
-    let revisited = |i: usize| revisits > 0 && i % files.div_ceil(revisits) == 0;
+    let revisited = |i: usize| revisits > 0 && i.is_multiple_of(files.div_ceil(revisits));
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
         .into_par_iter()
         .map(|i| {

@@ -15,9 +15,41 @@ pub enum ComputeDevice {
     Cuda,
 }
 
+/// The CUDA libraries a GPU run loads (driver, cuBLAS, cuBLASLt, cuRAND, NVRTC) that this machine
+/// cannot load: with the `cuda` feature, cudarc opens them at run time and panics on a missing
+/// one, so ask first. Empty without the `cuda` feature (nothing is needed then).
+pub fn missing_gpu_libraries() -> Vec<&'static str> {
+    #[cfg(feature = "cuda")]
+    {
+        // SAFETY: each call only tries to dlopen a library by name and closes it again.
+        let present = unsafe {
+            [
+                ("libcuda (the NVIDIA driver)", cudarc::driver::sys::is_culib_present()),
+                ("libcublas", cudarc::cublas::sys::is_culib_present()),
+                ("libcublasLt", cudarc::cublaslt::sys::is_culib_present()),
+                ("libcurand", cudarc::curand::sys::is_culib_present()),
+                ("libnvrtc", cudarc::nvrtc::sys::is_culib_present()),
+            ]
+        };
+        present.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect()
+    }
+    #[cfg(not(feature = "cuda"))]
+    Vec::new()
+}
+
 impl ComputeDevice {
     pub fn open(self) -> Result<Device> {
+        let missing = missing_gpu_libraries();
         match self {
+            ComputeDevice::Auto if cfg!(feature = "cuda") && !missing.is_empty() => {
+                tracing::info!(missing = %missing.join(", "), "--device auto: no usable GPU, using the CPU");
+                Ok(Device::Cpu)
+            }
+            ComputeDevice::Cuda if cfg!(feature = "cuda") && !missing.is_empty() => Err(ModelError::Invalid(format!(
+                "--device cuda: no GPU driver or CUDA library found on this machine (cannot load {}); use \
+                     --device cpu or auto",
+                missing.join(", ")
+            ))),
             ComputeDevice::Auto if cfg!(feature = "cuda") => match Device::new_cuda(0) {
                 Ok(d) => {
                     tracing::info!("--device auto: using CUDA GPU 0");
