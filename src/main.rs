@@ -130,7 +130,7 @@ struct MockArgs {
     #[arg(long, value_enum, requires = "out")]
     survey: Option<Survey>,
     /// Number of stars (LAMOST: files; DESI: about this many good stars).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     n: usize,
     /// Output directory (created if missing).
     #[arg(long)]
@@ -143,7 +143,7 @@ struct MockArgs {
     snr_dist: SnrDistribution,
     /// DESI: FIBERMAP rows per coadd (about 62 % of them good stars; the rest galaxies, quasars,
     /// sky fibres, unassigned fibres and stars on bad fibres).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
     rows_per_coadd: usize,
     /// Fraction of files damaged on purpose (LAMOST: truncated, bad header, NaN flux, missing HDU;
     /// DESI: truncated coadd, NaN star flux); the label catalogue says which.

@@ -142,3 +142,21 @@ fn training_without_a_terminal_logs_epoch_lines() {
     assert!(err.contains("max_epochs=3") && err.contains("val_loss="), "{err}");
     assert!(!err.contains(" {") && !err.contains("Counts"), "no Debug structs: {err}");
 }
+
+/// Count flags of `mock` refuse 0 while parsing (a coadd of no rows cannot be written), so
+/// `starpipe run`'s pre-flight catches them in a pipeline file.
+#[test]
+fn mock_counts_refuse_zero_at_parse_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [["--rows-per-coadd", "0"], ["--n", "0"]] {
+        let out = starpipe()
+            .args(["mock", "--survey", "desi", "--out", dir.path().to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(args[0]), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}
