@@ -290,7 +290,8 @@ pub struct RepeatsArgs {
     catalog: Vec<PathBuf>,
     /// Star-id table per catalogue, in the same order (.parquet or .csv): its key column is the
     /// catalogue's source_id, --star-id-column the id shared by one star's spectra (Gaia
-    /// source_id, a library id). Without it a star is its source_id.
+    /// source_id, a library id). Without it a star is the catalogue's star_id (DESI TARGETID,
+    /// LAMOST designation).
     #[arg(long, num_args = 1..=2, requires = "star_id_column")]
     star_ids: Vec<PathBuf>,
     /// The column of the star-id tables holding the star id.

@@ -4,7 +4,8 @@
 //! on average. This is how DESI's MWS and LAMOST validate their errors (repeat pairs, the robust
 //! spread of (x₁ − x₂)/√2 against √((σ₁² + σ₂²)/2)).
 //!
-//! A star is identified by the catalogue's `source_id`, or through a star-id table (`source_id` →
+//! A star is identified by the catalogue's `star_id` (DESI TARGETID, LAMOST designation; the
+//! `source_id` of catalogues written before it existed), or through a star-id table (`source_id` →
 //! star id: a Gaia id, a library id) given per catalogue. Repeat pairs: consecutive spectra of one
 //! star in one catalogue (by spectrum id), within one head. Cross-survey pairs: the best-S/N
 //! spectrum of a star in each of two catalogues, for every pair of heads. Only rows with
@@ -73,7 +74,8 @@ struct Row {
 }
 
 /// Rows per head, then per star id.
-type Stars = BTreeMap<String, BTreeMap<i64, Vec<Row>>>;
+/// Rows by head, then by star key ("id:<n>" from a star-id table, else the catalogue's star_id).
+type Stars = BTreeMap<String, BTreeMap<String, Vec<Row>>>;
 
 /// Catalogue files: the file itself, or every leaf Parquet of a HATS directory.
 fn catalogue_files(path: &Path) -> Result<Vec<PathBuf>> {
@@ -152,7 +154,15 @@ fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars>
     for file in catalogue_files(path)? {
         let f = std::fs::File::open(&file).map_err(|e| ModelError::io(&file, e))?;
         let pq = |e| ModelError::Parquet { path: file.clone(), source: e };
-        for b in crate::ingest::shards::read_columns(f, &COLUMNS, 65_536).map_err(pq)? {
+        let has_star_id = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            f.try_clone().map_err(|e| ModelError::io(&file, e))?,
+        )
+        .map_err(pq)?
+        .schema()
+        .field_with_name("star_id")
+        .is_ok();
+        let columns: Vec<&str> = COLUMNS.iter().copied().chain(has_star_id.then_some("star_id")).collect();
+        for b in crate::ingest::shards::read_columns(f, &columns, 65_536).map_err(pq)? {
             let b = b.map_err(|e| ModelError::Arrow { path: file.clone(), source: e })?;
             let src = b.column(0).as_primitive::<Int64Type>();
             let (sid, model, adapter) =
@@ -168,10 +178,11 @@ fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars>
                 }
                 let star = match ids {
                     Some(map) => match map.get(&src.value(i)) {
-                        Some(s) => *s,
+                        Some(s) => format!("id:{s}"),
                         None => continue,
                     },
-                    None => src.value(i),
+                    None if has_star_id => b.column(12).as_string::<i32>().value(i).to_string(),
+                    None => src.value(i).to_string(),
                 };
                 let value = [3, 5, 7].map(|c| get(f32c(c), i));
                 let error = [4, 6, 8].map(|c| get(f32c(c), i));

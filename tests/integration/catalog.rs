@@ -331,6 +331,13 @@ fn per_star_table_combines_repeat_spectra_and_carries_identifiers() {
     }
     assert!(checked_means > 0, "some stars combine two good spectra");
 
+    // `repeats` finds the same pairs by the catalogue's star_id, without a star-id table.
+    ok(run(&["repeats"], &[("--catalog", &p("spectra.parquet")), ("--out", &p("repeats"))]));
+    let pairs = read(&p("repeats/repeats.parquet"));
+    let n_pairs: Vec<i64> = pairs.column("n_pairs").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let twice = per_star.values().filter(|v| v.len() == 2).count() as i64;
+    assert!(n_pairs.iter().all(|&n| n == twice), "{n_pairs:?} pairs, {twice} stars seen twice");
+
     // HATS and FITS hold the same stars; the bytes do not depend on the input order.
     let hats = p("stars-hats");
     catalog(&hats, &["--per-star", "--format", "hats", "--max-rows", "20"], &p("spectra"), &[&p("pred")]);
