@@ -1,10 +1,48 @@
-// With the `cuda` feature, candle-kernels links -lcudart: point the linker at $CUDA_HOME/lib
-// (the toolchain assembled by make_cuda_home.sh; see README "GPU").
+// With the `cuda` feature, candle-kernels links cudart (`-lcudart`). Linked dynamically, the
+// binary would need libcudart.so.13 at start and fail on machines without CUDA (login nodes, CPU
+// partitions); so the link finds only the static runtime: a folder holding `libcudart.a`, a link to
+// `$CUDA_HOME`'s `libcudart_static.a` (scripts/gpu/make_cuda_home.sh provides it). Everything
+// else CUDA is loaded at run time (vendor/candle-core/STARPIPE.md).
+use std::path::{Path, PathBuf};
+
 fn main() {
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        if let Some(home) = std::env::var_os("CUDA_HOME") {
-            println!("cargo:rustc-link-search=native={}", std::path::Path::new(&home).join("lib").display());
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
+    let Some(home) = std::env::var_os("CUDA_HOME").map(PathBuf::from) else {
+        println!("cargo:warning=CUDA_HOME is not set: the cuda build needs it (scripts/gpu/build.sh)");
+        return;
+    };
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("cudart-static");
+    match find_static_cudart(&home) {
+        Some(archive) => {
+            println!("cargo:rerun-if-changed={}", archive.display());
+            std::fs::create_dir_all(&out).expect("create OUT_DIR/cudart-static");
+            let link = out.join("libcudart.a");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&archive, &link).expect("link libcudart.a");
+            println!("cargo:rustc-link-search=native={}", out.display());
+            // What the static runtime needs from the system (part of libc since glibc 2.34).
+            for lib in ["dl", "rt", "pthread"] {
+                println!("cargo:rustc-link-lib=dylib={lib}");
+            }
+        }
+        None => {
+            println!(
+                "cargo:warning=no libcudart_static.a under {}: linking cudart dynamically, so the binary \
+                 will need libcudart.so.13 to start",
+                home.display()
+            );
+            println!("cargo:rustc-link-search=native={}", home.join("lib").display());
         }
     }
+}
+
+fn find_static_cudart(home: &Path) -> Option<PathBuf> {
+    ["lib", "lib64", "targets/x86_64-linux/lib"]
+        .iter()
+        .map(|d| home.join(d).join("libcudart_static.a"))
+        .find(|p| p.exists())
+        .and_then(|p| p.canonicalize().ok())
 }

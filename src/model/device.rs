@@ -62,7 +62,9 @@ impl ComputeDevice {
             },
             ComputeDevice::Auto => Ok(Device::Cpu),
             ComputeDevice::Cpu => Ok(Device::Cpu),
-            ComputeDevice::Cuda if cfg!(feature = "cuda") => Ok(Device::new_cuda(0)?),
+            ComputeDevice::Cuda if cfg!(feature = "cuda") => Device::new_cuda(0).map_err(|e| {
+                ModelError::Invalid(format!("--device cuda: GPU 0 cannot be used ({e}); use --device cpu or auto"))
+            }),
             ComputeDevice::Cuda => Err(ModelError::Invalid(
                 "--device cuda: this starpipe was built without the `cuda` feature (see docs in README: \
                  cargo build --release --features cuda)"
