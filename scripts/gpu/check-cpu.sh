@@ -42,6 +42,8 @@ sed 's/^/   /' "$work/cuda.log" | tail -2
 
 echo "5. slurm's pre-flight"
 run run pipelines/demo.toml --workdir "$work/demo" --dry-run > /dev/null || fail "run --dry-run"
-run slurm --help > /dev/null || fail "slurm --help"
+run slurm submit pipelines/demo.toml --workdir "$work/demo" --dry-run > "$work/slurm.log" 2>&1 \
+  || { cat "$work/slurm.log"; fail "slurm submit --dry-run"; }
+grep -q sbatch "$work/slurm.log" || { cat "$work/slurm.log"; fail "slurm submit --dry-run wrote no sbatch line"; }
 
 echo "ok: $bin starts and runs its CPU stages without a GPU driver"
