@@ -159,6 +159,15 @@ struct MockArgs {
     /// of the same TARGETIDs (own S/N, calibration and noise), as a release has them.
     #[arg(long, default_value_t = 0.0, conflicts_with = "library", value_parser = arg_values::fraction)]
     revisit_fraction: f64,
+    /// DESI: observe stars of this LAMOST mock directory too (its labels.parquet): each star row
+    /// takes one of them with probability --overlap-fraction, with its true labels and its mock Gaia
+    /// id as REF_ID, so the two catalogues share stars (`repeats --star-ids … --star-id-column
+    /// gaia_source_id` pairs them across surveys).
+    #[arg(long, value_name = "DIR", conflicts_with = "library")]
+    overlap: Option<PathBuf>,
+    /// With --overlap: the fraction of DESI star rows that are LAMOST mock stars.
+    #[arg(long, default_value_t = 0.3, requires = "overlap", value_parser = arg_values::fraction)]
+    overlap_fraction: f64,
     /// With --library: render each star this many times (own S/N, radial velocity, calibration).
     #[arg(long, default_value_t = 1, value_parser = at_least_one, requires = "library")]
     repeats: usize,
@@ -415,6 +424,14 @@ fn mock(a: MockArgs) -> Result<()> {
             }
             Survey::Desi => {
                 let start = std::time::Instant::now();
+                let extras = starpipe::mock::desi::DesiExtras {
+                    revisit_fraction: a.revisit_fraction,
+                    overlap: a
+                        .overlap
+                        .as_deref()
+                        .map(|d| starpipe::mock::desi::Overlap::from_lamost_mock(d, a.overlap_fraction))
+                        .transpose()?,
+                };
                 let coadds = starpipe::mock::desi::coadds_needed(stars, a.n, a.rows_per_coadd);
                 let coadds = coadds + starpipe::mock::desi::revisits_needed(coadds, a.revisit_fraction);
                 let bar = progress_bar(coadds as u64, "mock", "coadds");
@@ -426,7 +443,7 @@ fn mock(a: MockArgs) -> Result<()> {
                     a.seed,
                     a.snr_dist,
                     a.corrupt_frac,
-                    a.revisit_fraction,
+                    &extras,
                     &|| bar.inc(1),
                 )?;
                 bar.finish_and_clear();

@@ -75,6 +75,25 @@ pub struct DesiMockRow {
     pub corruption: Option<Corruption>,
     /// DESI PROGRAM of the coadd: "bright", or "dark" for a revisit of the pixel.
     pub program: &'static str,
+    /// Stars: the mock Gaia source_id written as REF_ID (a LAMOST mock star's with --overlap).
+    pub gaia_source_id: Option<i64>,
+}
+
+/// Stars of a LAMOST mock that a DESI mock observes too (`mock --overlap`): their mock Gaia ids and
+/// true labels; a star row takes one of them with probability `fraction`.
+#[derive(Debug, Clone, Default)]
+pub struct Overlap {
+    pub stars: Vec<(i64, StarLabels)>,
+    pub fraction: f64,
+}
+
+/// What a DESI mock adds to its plain coadds.
+#[derive(Debug, Clone, Default)]
+pub struct DesiExtras {
+    /// Fraction of the pixels observed again in the dark program (emulated stars).
+    pub revisit_fraction: f64,
+    /// Stars shared with a LAMOST mock (emulated stars).
+    pub overlap: Option<Overlap>,
 }
 
 fn arm_grid(lo: f64, hi: f64) -> Vec<f64> {
@@ -135,6 +154,7 @@ struct ArmData {
 
 /// Draws the rows of coadd `file_index` and renders their spectra. A library mock fills every row
 /// with a star: row `r` is render `first_render + r`.
+#[allow(clippy::too_many_arguments)]
 fn make_file(
     stars: Stars,
     seed: u64,
@@ -143,6 +163,7 @@ fn make_file(
     rows: usize,
     snr: SnrDistribution,
     corrupt_frac: f64,
+    overlap: Option<&Overlap>,
 ) -> (Vec<DesiMockRow>, Vec<[ArmData; 3]>, u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00de_5100);
     rng.set_stream(file_index as u64);
@@ -190,10 +211,21 @@ fn make_file(
             _ => 39_600_000_000_000_000 + (file_index * 1000 + r) as i64,
         };
         let snr_r = snr.draw(&mut rng);
+        let mut gaia_source_id = None;
         let (truth, library_id, z, model): (Option<StarLabels>, Option<i64>, f64, Option<Arm>) = match kind {
             RowKind::Star | RowKind::BadFiberStar => {
                 let render = first_render + r;
-                let (s, library_id) = stars.labels(render, &mut rng);
+                let (mut s, library_id) = stars.labels(render, &mut rng);
+                gaia_source_id = Some(mock_gaia_source_id(targetid));
+                // A star the LAMOST mock has too: its labels and Gaia id (drawn only with --overlap,
+                // so other mocks keep their bytes).
+                if let Some(o) = overlap.filter(|o| !o.stars.is_empty())
+                    && rng.random::<f64>() < o.fraction
+                {
+                    let (id, labels) = o.stars[render % o.stars.len()];
+                    s = labels;
+                    gaia_source_id = Some(id);
+                }
                 let rv = if s.feh < -1.0 { 120.0 } else { 35.0 } * normal(&mut rng);
                 let rest = stars.rest_spectrum(render, &s, EXTENSION_END_VACUUM);
                 (Some(s), library_id, rv / C_KMS, Some(observed_frame_spectrum(rest, rv)))
@@ -233,6 +265,7 @@ fn make_file(
             snr_r,
             corruption,
             program: "bright",
+            gaia_source_id,
         });
         let [b, r_, zarm]: [ArmData; 3] = arms.try_into().ok().expect("three arms");
         spectra.push([b, r_, zarm]);
@@ -370,7 +403,7 @@ fn fibermap_values(rows: &[DesiMockRow]) -> HashMap<&'static str, Column> {
     let mws = rows.iter().map(|r| i64::from(matches!(r.kind, RowKind::Star | RowKind::BadFiberStar))).collect();
     // Stars are Gaia sources (REF_CAT G2, a mock source_id of their own); other rows have no
     // reference-catalogue match, written as DESI does (0, blank, magnitude 0).
-    let gaia = |r: &DesiMockRow| r.truth.map(|t| (mock_gaia_source_id(r.targetid), mock_gaia_mags(t.teff, r.snr_r)));
+    let gaia = |r: &DesiMockRow| r.truth.zip(r.gaia_source_id).map(|(t, id)| (id, mock_gaia_mags(t.teff, r.snr_r)));
     let ref_id = rows.iter().map(|r| gaia(r).map_or(0, |g| g.0)).collect();
     let ref_cat = rows.iter().map(|r| if gaia(r).is_some() { "G2" } else { "" }.to_string()).collect();
     let mag = |k: usize| Column::F32(rows.iter().map(|r| gaia(r).map_or(0.0, |g| g.1[k])).collect());
@@ -624,6 +657,32 @@ pub fn coadds_needed(stars: Stars, n_stars: usize, rows_per_file: usize) -> usiz
     }
 }
 
+impl Overlap {
+    /// The stars of the LAMOST mock in `dir` (its `labels.parquet`: gaia_source_id and true labels).
+    pub fn from_lamost_mock(dir: &Path, fraction: f64) -> Result<Self, MockError> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Float64Type, Int64Type};
+        let path = dir.join("labels.parquet");
+        let err = |message: String| MockError::Read { path: path.clone(), message };
+        let file = std::fs::File::open(&path).map_err(|e| err(format!("{e} (a LAMOST mock directory?)")))?;
+        let columns = ["gaia_source_id", "teff_true", "logg_true", "feh_true"];
+        let batches = crate::ingest::shards::read_columns(file, &columns, 65_536).map_err(|e| err(e.to_string()))?;
+        let mut stars = Vec::new();
+        for b in batches {
+            let b = b.map_err(|e| err(e.to_string()))?;
+            let id = b.column(0).as_primitive::<Int64Type>();
+            let v = |c: usize, i: usize| b.column(c).as_primitive::<Float64Type>().value(i);
+            for i in 0..b.num_rows() {
+                stars.push((id.value(i), StarLabels { teff: v(1, i), logg: v(2, i), feh: v(3, i) }));
+            }
+        }
+        if stars.is_empty() {
+            return Err(err("no star in the label table".into()));
+        }
+        Ok(Self { stars, fraction })
+    }
+}
+
 /// Number of pixels a mock of `coadds` bright-program coadds revisits in the dark program.
 pub fn revisits_needed(coadds: usize, revisit_fraction: f64) -> usize {
     (coadds as f64 * revisit_fraction).round() as usize
@@ -643,21 +702,22 @@ pub fn generate_desi(
     seed: u64,
     snr: SnrDistribution,
     corrupt_frac: f64,
-    revisit_fraction: f64,
+    extras: &DesiExtras,
     on_file: &(dyn Fn() + Sync),
 ) -> Result<Vec<DesiMockRow>, MockError> {
     use rayon::prelude::*;
     let renders = stars.count(n_stars);
     let files = coadds_needed(stars, n_stars, rows_per_file);
     // Revisits are spread over the sky: every k-th pixel.
-    let revisits = if stars.is_library() { 0 } else { revisits_needed(files, revisit_fraction) };
+    let revisits = if stars.is_library() { 0 } else { revisits_needed(files, extras.revisit_fraction) };
+    let overlap = extras.overlap.as_ref().filter(|_| !stars.is_library());
     let revisited = |i: usize| revisits > 0 && i.is_multiple_of(files.div_ceil(revisits));
     let per_file: Vec<Vec<DesiMockRow>> = (0..files)
         .into_par_iter()
         .map(|i| {
             let first = i * rows_per_file;
             let rows = if stars.is_library() { rows_per_file.min(renders - first) } else { rows_per_file };
-            let (mut rows, spectra, healpix) = make_file(stars, seed, i, first, rows, snr, corrupt_frac);
+            let (mut rows, spectra, healpix) = make_file(stars, seed, i, first, rows, snr, corrupt_frac, overlap);
             write_pixel(dir, &rows, &spectra, healpix, seed)?;
             on_file();
             if revisited(i) {
@@ -697,6 +757,7 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
                 "FILE" => Arc::new(rows.iter().map(|r| Some(r.file.as_str())).collect::<StringArray>()),
                 "HEALPIX" => Arc::new(rows.iter().map(|r| Some(r.healpix as i64)).collect::<Int64Array>()),
                 "LIBRARY_ID" => Arc::new(rows.iter().map(|r| r.library_id).collect::<Int64Array>()),
+                "GAIA_SOURCE_ID" => Arc::new(rows.iter().map(|r| r.gaia_source_id).collect::<Int64Array>()),
                 "TARGET_RA" => opt(&|r| Some(r.ra)),
                 "TARGET_DEC" => opt(&|r| Some(r.dec)),
                 "RR_SPECTYPE" => Arc::new(rows.iter().map(|r| Some(spectype(r))).collect::<StringArray>()),
@@ -735,6 +796,7 @@ pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockErr
             format!("{:.8}", r.z),
             fmt(star(r).then_some(r.z * C_KMS)),
             r.library_id.map(|i| i.to_string()).unwrap_or_default(),
+            r.gaia_source_id.map(|i| i.to_string()).unwrap_or_default(),
             fmt(r.catalog.map(|l| l.teff)),
             fmt(r.catalog.map(|l| l.logg)),
             fmt(r.catalog.map(|l| l.feh)),

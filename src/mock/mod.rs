@@ -129,4 +129,6 @@ impl SnrDistribution {
 pub enum MockError {
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
+    #[error("cannot read {path}: {message}")]
+    Read { path: PathBuf, message: String },
 }

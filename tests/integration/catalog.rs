@@ -262,7 +262,18 @@ fn per_star_table_combines_repeat_spectra_and_carries_identifiers() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     let snr = starpipe::mock::lamost::SnrDistribution { min: 15.0, max: 80.0 };
-    let rows = generate_desi(&p("files"), starpipe::mock::Stars::builtin(), 40, 16, 9, snr, 0.0, 0.5, &|| {}).unwrap();
+    let rows = generate_desi(
+        &p("files"),
+        starpipe::mock::Stars::builtin(),
+        40,
+        16,
+        9,
+        snr,
+        0.0,
+        &starpipe::mock::desi::DesiExtras { revisit_fraction: 0.5, overlap: None },
+        &|| {},
+    )
+    .unwrap();
     write_desi_labels(&p("files"), &rows).unwrap();
     ok(run(
         &["ingest", "--survey", "desi", "--grid", "specclip", "--shard-size", "20", "--no-progress"],
@@ -364,4 +375,89 @@ fn per_star_table_combines_repeat_spectra_and_carries_identifiers() {
     args.extend([("--predictions", pred.as_path()), ("--out", again.as_path())]);
     ok(run(&["catalog", "--per-star"], &args));
     assert!(std::fs::read(p("stars.parquet")).unwrap() == std::fs::read(&again).unwrap(), "input order changed bytes");
+}
+
+/// A DESI mock that observes stars of a LAMOST mock (`mock --overlap`): shared stars carry the
+/// LAMOST star's true labels and mock Gaia id (REF_ID → the catalogue's gaia_source_id), and
+/// `repeats` pairs them across the two catalogues through the label tables' gaia_source_id.
+#[test]
+fn an_overlap_mock_pairs_stars_across_surveys_by_gaia_id() {
+    use starpipe::mock::lamost::mock_lamost_gaia_id;
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    ok(run(
+        &["mock", "--survey", "lamost", "--n", "100", "--seed", "4", "--snr-dist", "loguniform:30:80"],
+        &[("--out", &p("lamost-files"))],
+    ));
+    ok(run(
+        &[
+            "mock",
+            "--survey",
+            "desi",
+            "--n",
+            "40",
+            "--rows-per-coadd",
+            "20",
+            "--seed",
+            "5",
+            "--overlap-fraction",
+            "0.5",
+        ],
+        &[("--out", &p("desi-files")), ("--overlap", &p("lamost-files"))],
+    ));
+    let lamost_labels = read(&p("lamost-files/labels.parquet"));
+    let desi_labels = read(&p("desi-files/labels.parquet"));
+    let truth: std::collections::HashMap<i64, f64> = lamost_labels
+        .column("gaia_source_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .zip(lamost_labels.column("teff_true").unwrap().f64().unwrap().into_no_null_iter())
+        .collect();
+    let gaia: Vec<Option<i64>> = desi_labels.column("GAIA_SOURCE_ID").unwrap().i64().unwrap().iter().collect();
+    let teff: Vec<Option<f64>> = desi_labels.column("TEFF_TRUE").unwrap().f64().unwrap().iter().collect();
+    let shared: Vec<usize> = (0..gaia.len()).filter(|&i| gaia[i].is_some_and(|g| truth.contains_key(&g))).collect();
+    let stars = teff.iter().filter(|t| t.is_some()).count();
+    assert!(!shared.is_empty() && shared.len() < stars, "{} of {stars} DESI stars shared", shared.len());
+    assert!(shared.iter().all(|&i| teff[i] == Some(truth[&gaia[i].unwrap()])), "shared stars keep their labels");
+
+    for (survey, files, spectra) in [("lamost", "lamost-files", "lamost"), ("desi", "desi-files", "desi")] {
+        ok(run(
+            &["ingest", "--survey", survey, "--grid", "specclip", "--no-progress"],
+            &[("--input", &p(files)), ("--out", &p(spectra))],
+        ));
+        let pred = p(&format!("pred-{survey}"));
+        ok(run(&["infer"], &[("--spectra", &p(spectra)), ("--model", &f.p("model")), ("--out", &pred)]));
+        catalog(&p(&format!("{survey}.parquet")), &[], &p(spectra), &[&pred]);
+    }
+    let lamost = read(&p("lamost.parquet"));
+    let desi = read(&p("desi.parquet"));
+    let in_lamost: std::collections::HashSet<i64> =
+        lamost.column("source_id").unwrap().i64().unwrap().into_no_null_iter().map(mock_lamost_gaia_id).collect();
+    let in_both: std::collections::HashSet<i64> = desi
+        .column("gaia_source_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .filter(|g| in_lamost.contains(g))
+        .collect();
+    assert!(!in_both.is_empty(), "shared stars reach both catalogues");
+    ok(run(
+        &["repeats", "--star-id-column", "gaia_source_id"],
+        &[
+            ("--catalog", &p("lamost.parquet")),
+            ("--catalog", &p("desi.parquet")),
+            ("--star-ids", &p("lamost-files/labels.parquet")),
+            ("--star-ids", &p("desi-files/labels.parquet")),
+            ("--out", &p("checks")),
+        ],
+    ));
+    let pairs = read(&p("checks/repeats.parquet"));
+    let kinds = strings(&pairs, "kind");
+    let n: Vec<i64> = pairs.column("n_pairs").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let cross: Vec<i64> = (0..n.len()).filter(|&i| kinds[i] == "cross").map(|i| n[i]).collect();
+    assert!(!cross.is_empty() && cross.iter().all(|&c| c == in_both.len() as i64), "{cross:?} vs {}", in_both.len());
 }

@@ -86,7 +86,7 @@ fn damaged_desi_coadd_and_redrock_pairs_are_accounted_for_and_never_reach_a_shar
         4,
         SnrDistribution { min: 10.0, max: 60.0 },
         0.0,
-        0.0,
+        &Default::default(),
         &|| {},
     )
     .unwrap();

@@ -10,8 +10,18 @@ use std::path::Path;
 const SNR: SnrDistribution = SnrDistribution { min: 5.0, max: 80.0 };
 
 fn mock(dir: &Path, stars: usize, seed: u64, corrupt: f64) -> Vec<DesiMockRow> {
-    let rows =
-        generate_desi(dir, starpipe::mock::Stars::builtin(), stars, 30, seed, SNR, corrupt, 0.0, &|| {}).unwrap();
+    let rows = generate_desi(
+        dir,
+        starpipe::mock::Stars::builtin(),
+        stars,
+        30,
+        seed,
+        SNR,
+        corrupt,
+        &Default::default(),
+        &|| {},
+    )
+    .unwrap();
     write_desi_labels(dir, &rows).unwrap();
     rows
 }

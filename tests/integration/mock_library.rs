@@ -105,7 +105,7 @@ fn desi_renders_are_all_stars_and_mask_what_the_library_does_not_cover() {
         4,
         HIGH_SNR,
         0.0,
-        0.0,
+        &Default::default(),
         &|| {},
     )
     .unwrap();

@@ -59,9 +59,18 @@ pub(crate) fn fixture() -> &'static Fixture {
         let stars =
             generate_lamost(&f.p("lamost-files"), starpipe::mock::Stars::builtin(), 400, 1, SNR, 0.0, &|| {}).unwrap();
         write_label_catalog(&f.p("lamost-files"), &stars).unwrap();
-        let rows =
-            generate_desi(&f.p("desi-files"), starpipe::mock::Stars::builtin(), 240, 60, 2, SNR, 0.0, 0.0, &|| {})
-                .unwrap();
+        let rows = generate_desi(
+            &f.p("desi-files"),
+            starpipe::mock::Stars::builtin(),
+            240,
+            60,
+            2,
+            SNR,
+            0.0,
+            &Default::default(),
+            &|| {},
+        )
+        .unwrap();
         write_desi_labels(&f.p("desi-files"), &rows).unwrap();
         ingest_specclip(Survey::Lamost, &f.p("lamost-files"), &f.p("lamost"));
         ingest_specclip(Survey::Desi, &f.p("desi-files"), &f.p("desi"));
@@ -685,7 +694,7 @@ fn repeats_pairs_spectra_of_one_star_within_and_across_surveys() {
     let snr = SnrDistribution { min: 40.0, max: 80.0 };
     let rendered = generate_lamost(&p("lamost-files"), stars, 0, 5, snr, 0.0, &|| {}).unwrap();
     write_label_catalog(&p("lamost-files"), &rendered).unwrap();
-    let rows = generate_desi(&p("desi-files"), stars, 0, 8, 6, snr, 0.0, 0.0, &|| {}).unwrap();
+    let rows = generate_desi(&p("desi-files"), stars, 0, 8, 6, snr, 0.0, &Default::default(), &|| {}).unwrap();
     write_desi_labels(&p("desi-files"), &rows).unwrap();
     for (survey, name) in [(Survey::Lamost, "lamost"), (Survey::Desi, "desi")] {
         ingest_specclip(survey, &p(&format!("{name}-files")), &p(name));

@@ -53,7 +53,7 @@ fn astropy_reads_every_undamaged_mock_desi_coadd() {
         12,
         snr,
         0.3,
-        0.0,
+        &Default::default(),
         &|| {},
     )
     .unwrap();
