@@ -308,6 +308,17 @@ pub fn mock_lamost_gaia_id(obsid: i64) -> i64 {
     4_500_000_000_000_000_000 + obsid.rem_euclid(1_000_000_000_000_000)
 }
 
+impl MockStar {
+    /// The star's mock Gaia source_id: one per library star (its renders are one star), else one
+    /// per emulated star.
+    pub fn gaia_source_id(&self) -> i64 {
+        match self.library_id {
+            Some(id) => 4_600_000_000_000_000_000 + id.rem_euclid(1_000_000_000_000_000),
+            None => mock_lamost_gaia_id(self.obsid),
+        }
+    }
+}
+
 /// Writes the label catalogue as Parquet (`schemas/mock_lamost_labels.toml`) and CSV.
 pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockError> {
     use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
@@ -331,9 +342,7 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
                 "gzip" => Arc::new(stars.iter().map(|s| Some(s.gzip)).collect::<BooleanArray>()),
                 "npix" => Arc::new(stars.iter().map(|s| Some(s.npix as i32)).collect::<Int32Array>()),
                 "library_id" => Arc::new(stars.iter().map(|s| s.library_id).collect::<Int64Array>()),
-                "gaia_source_id" => {
-                    Arc::new(stars.iter().map(|s| Some(mock_lamost_gaia_id(s.obsid))).collect::<Int64Array>())
-                }
+                "gaia_source_id" => Arc::new(stars.iter().map(|s| Some(s.gaia_source_id())).collect::<Int64Array>()),
                 "teff_true" => f64s(&|s| s.truth.teff),
                 "logg_true" => f64s(&|s| s.truth.logg),
                 "feh_true" => f64s(&|s| s.truth.feh),
@@ -360,7 +369,7 @@ pub fn write_label_catalog(dir: &Path, stars: &[MockStar]) -> Result<(), MockErr
             s.gzip.to_string(),
             s.npix.to_string(),
             s.library_id.map(|i| i.to_string()).unwrap_or_default(),
-            mock_lamost_gaia_id(s.obsid).to_string(),
+            s.gaia_source_id().to_string(),
             format!("{:.1}", s.truth.teff),
             format!("{:.3}", s.truth.logg),
             format!("{:.3}", s.truth.feh),

@@ -67,7 +67,10 @@ fn lamost_renders_carry_the_star_id_its_labels_and_its_lines_at_the_right_wavele
     }
     let labels = std::fs::read_to_string(dir.path().join("labels.csv")).unwrap();
     assert!(labels.lines().next().unwrap().contains(",library_id,"));
-    assert!(labels.lines().nth(5).unwrap().contains(",66,5838.0,4.280,0.030,5838.0,4.280,0.030,,,,"), "{labels}");
+    assert!(
+        labels.lines().nth(5).unwrap().contains(",66,4600000000000000066,5838.0,4.280,0.030,5838.0,4.280,0.030,,,,"),
+        "{labels}"
+    );
 
     // The G2V star (66), both renders: Hα's core where a vacuum rest wavelength shifted by the
     // render's RV puts it (an air wavelength would sit 1.8 Å to the blue); nothing past MILES' end.
