@@ -62,9 +62,7 @@ pub fn write_fits(path: &Path, batch: &RecordBatch, schema: &TableSchema, thresh
                 let a = col.as_primitive::<UInt32Type>();
                 hdu.write_col(&mut f, name, &a.values().iter().map(|&v| v as i32).collect::<Vec<i32>>()).map(|_| ())
             }
-            DataType::Int64 => {
-                hdu.write_col(&mut f, name, &col.as_primitive::<Int64Type>().values().to_vec()).map(|_| ())
-            }
+            DataType::Int64 => hdu.write_col(&mut f, name, col.as_primitive::<Int64Type>().values()).map(|_| ()),
             DataType::Float32 => {
                 let a = col.as_primitive::<Float32Type>();
                 hdu.write_col(&mut f, name, &a.iter().map(|v| v.unwrap_or(f32::NAN)).collect::<Vec<f32>>()).map(|_| ())

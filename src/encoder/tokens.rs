@@ -78,7 +78,7 @@ mod tests {
         let (mean, std) = (22.0f64, ((0..45).map(|i| (i as f64 - 22.0).powi(2)).sum::<f64>() / 45.0).sqrt());
         let z = |i: usize| ((i as f64 - mean) / std) as f32;
         // Overlap: window 1 starts with pixel 10, which is also value 10 of window 0.
-        assert_eq!(t[21 + 0], z(10));
+        assert_eq!(t[21], z(10));
         assert_eq!(t[10], z(10));
         // Each window's extra value is 0; the last window is padded with zeros past pixel 44.
         assert_eq!(t[20], 0.0);

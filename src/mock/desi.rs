@@ -494,7 +494,7 @@ fn write_coadd(
         ),
     ]);
     write_table(&mut f, "EXP_FIBERMAP", "coadd.EXP_FIBERMAP", n, &exp)?;
-    let mut snr_cols: Vec<Vec<f32>> = vec![Vec::with_capacity(n); 3];
+    let mut snr_cols: Vec<Vec<f32>> = (0..3).map(|_| Vec::with_capacity(n)).collect();
     for (a, (name, lo, hi)) in DESI_ARMS.iter().enumerate() {
         let wave = arm_grid(*lo, *hi);
         let nw = wave.len();

@@ -410,7 +410,7 @@ mod input_rule_tests {
         let window = LogGrid::preset(crate::grid::GridPreset::Specclip);
         assert_eq!(window_offset(&full, &window), Some(window.start - full.start));
         assert_eq!(window_offset(&window, &full), None, "a narrower grid does not cover a wider window");
-        let mut other = full.clone();
+        let mut other = full;
         other.dlog10_lambda *= 1.5;
         assert_eq!(window_offset(&other, &window), None, "another sampling is refused");
     }

@@ -36,7 +36,7 @@ fn coadd_with_mismatched_columns(dest: &Path) {
     let cols = [col("FLUX", 100), col("IVAR", 50), col("WAVELENGTH", 100), col("ORMASK", 100)];
     let hdu = f.create_table("COADD", &cols).unwrap();
     hdu.write_col(&mut f, "FLUX", &vec![1.0f32; 100]).unwrap();
-    hdu.write_col(&mut f, "IVAR", &vec![1.0f32; 50]).unwrap();
+    hdu.write_col(&mut f, "IVAR", &[1.0f32; 50]).unwrap();
     let wave: Vec<f32> = (0..100).map(|i| 4000.0 + i as f32).collect();
     hdu.write_col(&mut f, "WAVELENGTH", &wave).unwrap();
     hdu.write_col(&mut f, "ORMASK", &vec![0.0f32; 100]).unwrap();
