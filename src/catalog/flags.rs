@@ -41,6 +41,9 @@ pub const ALL: [Flag; 13] = [
 /// Bits that make a row unusable: its estimates are null and `success` is false.
 pub const FATAL_MASK: u32 = 0b11;
 
+/// Fatal and quality bits (0-7): a row without any passes the basic cut (`flags < 256`).
+pub const BASIC_CUT_MASK: u32 = 0xff;
+
 impl Flag {
     pub fn bit(self) -> u32 {
         self as u32

@@ -5,7 +5,7 @@
 //! disagreements): every spectrum of a star shares the star's position, so a star never spans two
 //! partitions and memory stays bounded by the partition.
 
-use super::flags::{FATAL_MASK, Flag};
+use super::flags::{BASIC_CUT_MASK, FATAL_MASK, Flag};
 use super::{CatalogError, Result};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::take;
@@ -13,9 +13,6 @@ use arrow::datatypes::{Float32Type, SchemaRef, UInt32Type};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Flag bits that make a spectrum not "good" for the mean: fatal and quality bits (0-7).
-const NOT_GOOD_MASK: u32 = 0xff;
 
 /// The calibrated error floor of each head, by (model hash, adapter hash): the part of σ a star's
 /// spectra share, which does not average down.
@@ -67,7 +64,7 @@ pub fn combine_stars(
     let s = |n: &str| col(n).as_string::<i32>();
     let (survey, star, model, model_hash, adapter_hash) =
         (s("survey"), s("star_id"), s("model"), s("model_hash"), s("adapter_hash"));
-    let ids = s("spectrum_id");
+    let primary = col("is_primary").as_boolean();
     let f32c = |n: &str| col(n).as_primitive::<Float32Type>();
     let snr = f32c("snr");
     let flags = col("flags").as_primitive::<UInt32Type>();
@@ -89,20 +86,21 @@ pub fn combine_stars(
     }
     let snr_of = |i: usize| if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
     let success = |i: usize| flags.value(i) & FATAL_MASK == 0;
+    let ids = s("spectrum_id");
     let mut best = Vec::with_capacity(order.len());
     let mut rows: Vec<StarRow> = Vec::with_capacity(order.len());
     for key in &order {
         let m = &members[key];
-        // The best spectrum: highest S/N, ties to the smaller id (is_primary's rule).
-        let b = *m
-            .iter()
-            .max_by(|&&i, &&j| snr_of(i).total_cmp(&snr_of(j)).then_with(|| ids.value(j).cmp(ids.value(i))))
-            .expect("a star has a row");
-        let good: Vec<usize> = m.iter().copied().filter(|&i| flags.value(i) & NOT_GOOD_MASK == 0).collect();
+        // The best spectrum is the one mark_primaries chose.
+        let b = *m.iter().find(|&&i| primary.value(i)).expect("every star has a primary row");
+        let good: Vec<usize> = m.iter().copied().filter(|&i| flags.value(i) & BASIC_CUT_MASK == 0).collect();
         let used: Vec<usize> = if !good.is_empty() {
             good
+        } else if success(b) {
+            // No good spectrum: the best one alone, its flags saying why.
+            vec![b]
         } else {
-            // No good spectrum: the best successful one alone, its flags saying why.
+            // The best failed: the best successful one, if any (is_primary's rule: S/N, then id).
             m.iter()
                 .copied()
                 .filter(|&i| success(i))

@@ -88,8 +88,17 @@ fn open_projected<'a>(
     columns: &'a [&'a str],
 ) -> Result<impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + 'a> {
     let file = File::open(path).map_err(|e| CatalogError::io(path, e))?;
-    crate::ingest::shards::read_columns(file, columns, BATCH_ROWS)
-        .map_err(|e| CatalogError::Parquet { path: path.to_path_buf(), source: e })
+    crate::ingest::shards::read_columns(file, columns, BATCH_ROWS).map_err(|e| {
+        if e.to_string().contains("no column") {
+            // Shards of an older starpipe lack the columns added since (star_id, chi2_red, …).
+            CatalogError::bad(
+                path,
+                format!("{e}: written by an older starpipe? Re-run `ingest` and `infer` with this version"),
+            )
+        } else {
+            CatalogError::Parquet { path: path.to_path_buf(), source: e }
+        }
+    })
 }
 
 /// Identifier columns copied unchanged from the spectra shards into the catalogue, in catalogue

@@ -39,7 +39,9 @@ pub fn missing_gpu_libraries() -> Vec<&'static str> {
 
 impl ComputeDevice {
     pub fn open(self) -> Result<Device> {
-        let missing = missing_gpu_libraries();
+        // Only a binary that could use a GPU asks which CUDA libraries load (each a dlopen).
+        let missing =
+            if cfg!(feature = "cuda") && self != ComputeDevice::Cpu { missing_gpu_libraries() } else { vec![] };
         match self {
             ComputeDevice::Auto if cfg!(feature = "cuda") && !missing.is_empty() => {
                 tracing::info!(missing = %missing.join(", "), "--device auto: no usable GPU, using the CPU");
