@@ -7,6 +7,7 @@ pub mod encoder;
 pub mod fuzz;
 pub mod grid;
 pub mod ingest;
+pub mod io;
 pub mod mock;
 pub mod model;
 pub mod pipeline;

@@ -111,10 +111,7 @@ impl Submissions {
 
     fn write(&self, l: &Loaded) -> Result<()> {
         let path = Self::path(l);
-        let tmp = starpipe::ingest::shards::tmp_path(&path);
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        Ok(starpipe::io::write_bytes_atomically(&path, serde_json::to_string_pretty(self)?.as_bytes())?)
     }
 
     /// The latest submission of a stage that covers `task` (None: the stage's job).
@@ -422,8 +419,7 @@ fn submit(a: SubmitArgs, resubmit: bool) -> Result<()> {
             job_of.insert(i, format!("<{}>", stage.name));
             continue;
         }
-        let tmp = starpipe::ingest::shards::tmp_path(&script_path);
-        std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &script_path))?;
+        starpipe::io::write_bytes_atomically(&script_path, text.as_bytes())?;
         let out = Command::new("sbatch").args(&args).output().context("running sbatch (is SLURM on PATH?)")?;
         if !out.status.success() {
             record.write(&l)?;

@@ -21,10 +21,14 @@ use fitsio::tables::{ColumnDataType, ColumnDescription};
 use std::path::Path;
 
 pub fn write_fits(path: &Path, batch: &RecordBatch, schema: &TableSchema, thresholds: &Thresholds) -> Result<()> {
-    let tmp = crate::ingest::shards::tmp_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let e = |e: fitsio::errors::Error| CatalogError::bad(&tmp, e.to_string());
-    let mut f = FitsFile::create(&tmp).open().map_err(e)?;
+    crate::io::write_atomically(path, |tmp| write_fits_at(tmp, batch, schema, thresholds))
+}
+
+fn write_fits_at(tmp: &Path, batch: &RecordBatch, schema: &TableSchema, thresholds: &Thresholds) -> Result<()> {
+    // cfitsio refuses to create over an existing file: a killed run may have left one.
+    let _ = std::fs::remove_file(tmp);
+    let e = |e: fitsio::errors::Error| CatalogError::bad(tmp, e.to_string());
+    let mut f = FitsFile::create(tmp).open().map_err(e)?;
     let mut descriptions = Vec::new();
     for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
         let (t, repeat) = match field.data_type() {
@@ -91,7 +95,7 @@ pub fn write_fits(path: &Path, batch: &RecordBatch, schema: &TableSchema, thresh
     hdu.write_key(&mut f, "ORIGIN", format!("starpipe {}", crate::VERSION).as_str()).map_err(e)?;
     write_flag_bits(&mut f, thresholds).map_err(e)?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|err| CatalogError::io(path, err))
+    Ok(())
 }
 
 /// `FLAG_BITS`: one row per bit of `flags` (BIT, NAME, CLASS, MEANING), the thresholds as keywords.

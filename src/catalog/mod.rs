@@ -33,6 +33,17 @@ pub enum CatalogError {
     Invalid(String),
 }
 
+impl From<crate::io::WriteError> for CatalogError {
+    fn from(e: crate::io::WriteError) -> Self {
+        use crate::io::WriteError as W;
+        match e {
+            W::Io { path, source } => Self::Io { path, source },
+            W::Parquet { path, source } => Self::Parquet { path, source },
+            W::Arrow { path, source } => Self::Arrow { path, source },
+        }
+    }
+}
+
 impl CatalogError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }
@@ -174,50 +185,52 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| CatalogError::io(parent, e))?;
     }
-    let tmp = crate::ingest::shards::tmp_path(&opts.out);
-    remove_any(&tmp)?;
-    let mut summary = CatalogSummary::default();
-    match opts.format {
-        Format::Parquet | Format::Fits => {
-            let mut batches = Vec::new();
-            for shard in &shards {
-                shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
-                    tally(&mut summary, &b);
-                    batches.push(b);
-                    Ok(())
-                })?;
+    // A killed run may have left a temporary catalogue (a HATS directory is not overwritten).
+    remove_any(&crate::io::tmp_path(&opts.out))?;
+    crate::io::write_atomically(&opts.out, |tmp| {
+        let mut summary = CatalogSummary::default();
+        match opts.format {
+            Format::Parquet | Format::Fits => {
+                let mut batches = Vec::new();
+                for shard in &shards {
+                    shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
+                        tally(&mut summary, &b);
+                        batches.push(b);
+                        Ok(())
+                    })?;
+                }
+                if opts.format == Format::Parquet {
+                    summary.written =
+                        write::write_sorted(tmp, &schema, batches, opts.thresholds.disagree_sigma, &output, &kv)?;
+                } else {
+                    let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &output, tmp)?;
+                    summary.written = sorted.num_rows() as u64;
+                    fits::write_fits(tmp, &sorted, &table, &opts.thresholds)?;
+                }
+                summary.partitions = 1;
             }
-            if opts.format == Format::Parquet {
-                summary.written =
-                    write::write_sorted(&tmp, &schema, batches, opts.thresholds.disagree_sigma, &output, &kv)?;
-            } else {
-                let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &output, &tmp)?;
-                summary.written = sorted.num_rows() as u64;
-                fits::write_fits(&tmp, &sorted, &table, &opts.thresholds)?;
+            Format::Hats => {
+                let mut spill = write::Spill::new(&tmp.join("spill"), &hist, opts.max_rows, schema.clone())?;
+                for shard in &shards {
+                    shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
+                        tally(&mut summary, &b);
+                        spill.push(&b)
+                    })?;
+                }
+                let parts = spill.partitions().to_vec();
+                let leaves = spill.write_leaves(tmp, opts.thresholds.disagree_sigma, &output, &kv)?;
+                std::fs::remove_dir_all(tmp.join("spill")).map_err(|e| CatalogError::io(tmp, e))?;
+                summary.written = leaves.iter().map(|(_, md)| md.file_metadata().num_rows() as u64).sum();
+                write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &out_schema, &kv)?;
+                write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;
+                write::write_hats_index(tmp, &parts, summary.written, &opts.collection, opts.max_rows)?;
+                summary.partitions = parts.len();
             }
-            summary.partitions = 1;
         }
-        Format::Hats => {
-            let mut spill = write::Spill::new(&tmp.join("spill"), &hist, opts.max_rows, schema.clone())?;
-            for shard in &shards {
-                shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
-                    tally(&mut summary, &b);
-                    spill.push(&b)
-                })?;
-            }
-            let parts = spill.partitions().to_vec();
-            let leaves = spill.write_leaves(&tmp, opts.thresholds.disagree_sigma, &output, &kv)?;
-            std::fs::remove_dir_all(tmp.join("spill")).map_err(|e| CatalogError::io(&tmp, e))?;
-            summary.written = leaves.iter().map(|(_, md)| md.file_metadata().num_rows() as u64).sum();
-            write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &out_schema, &kv)?;
-            write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;
-            write::write_hats_index(&tmp, &parts, summary.written, &opts.collection, opts.max_rows)?;
-            summary.partitions = parts.len();
-        }
-    }
-    remove_any(&opts.out)?;
-    std::fs::rename(&tmp, &opts.out).map_err(|e| CatalogError::io(&opts.out, e))?;
-    Ok(summary)
+        // A rename does not replace a directory (HATS), nor a file by a directory.
+        remove_any(&opts.out)?;
+        Ok(summary)
+    })
 }
 
 fn remove_any(p: &Path) -> Result<()> {

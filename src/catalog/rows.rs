@@ -43,7 +43,7 @@ impl Head {
             })
             .min()
             .ok_or_else(|| CatalogError::bad(dir, "no predictions-*.parquet shards (run starpipe infer)"))?;
-        let kv = crate::ingest::shards::read_key_value_metadata(&first).map_err(|e| CatalogError::bad(&first, e))?;
+        let kv = crate::io::read_key_value_metadata(&first).map_err(|e| CatalogError::bad(&first, e))?;
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         let range: Option<serde_json::Value> =
             get("starpipe.infer.label_range").and_then(|v| serde_json::from_str(&v).ok());
@@ -88,7 +88,7 @@ fn open_projected<'a>(
     columns: &'a [&'a str],
 ) -> Result<impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + 'a> {
     let file = File::open(path).map_err(|e| CatalogError::io(path, e))?;
-    crate::ingest::shards::read_columns(file, columns, BATCH_ROWS).map_err(|e| {
+    crate::io::read_columns(file, columns, BATCH_ROWS).map_err(|e| {
         if e.to_string().contains("no column") {
             // Shards of an older starpipe lack the columns added since (star_id, chi2_red, …).
             CatalogError::bad(
@@ -243,7 +243,7 @@ fn check_made_from(pred_path: &Path, shard: &Path) -> Result<()> {
     if !pred_path.exists() {
         return Ok(());
     }
-    let kv = crate::ingest::shards::read_key_value_metadata(pred_path).map_err(|e| CatalogError::bad(pred_path, e))?;
+    let kv = crate::io::read_key_value_metadata(pred_path).map_err(|e| CatalogError::bad(pred_path, e))?;
     let recorded = kv.iter().find(|(k, _)| k == crate::model::per_shard::META_INPUT).map(|(_, v)| v.as_str());
     let Some(recorded) = recorded.filter(|r| r.starts_with("spectra-")) else { return Ok(()) };
     let actual = crate::model::per_shard::input_record(shard).map_err(|e| CatalogError::bad(shard, e.to_string()))?;

@@ -88,16 +88,16 @@ pub fn write_sorted(
     kv: &[(String, String)],
 ) -> Result<u64> {
     let sorted = sorted_rows(schema, batches, disagree_sigma, table, path)?;
-    let tmp = crate::ingest::shards::tmp_path(path);
-    let file = File::create(&tmp).map_err(|e| CatalogError::io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(props(kv))).map_err(pq_err(&tmp))?;
-    for start in (0..sorted.num_rows()).step_by(ROW_GROUP_ROWS) {
-        let len = ROW_GROUP_ROWS.min(sorted.num_rows() - start);
-        w.write(&sorted.slice(start, len)).map_err(pq_err(&tmp))?;
-    }
-    w.close().map_err(pq_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| CatalogError::io(path, e))?;
-    Ok(sorted.num_rows() as u64)
+    crate::io::write_atomically(path, |tmp| {
+        let file = File::create(tmp).map_err(|e| CatalogError::io(tmp, e))?;
+        let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(props(kv))).map_err(pq_err(tmp))?;
+        for start in (0..sorted.num_rows()).step_by(ROW_GROUP_ROWS) {
+            let len = ROW_GROUP_ROWS.min(sorted.num_rows() - start);
+            w.write(&sorted.slice(start, len)).map_err(pq_err(tmp))?;
+        }
+        w.close().map_err(pq_err(tmp))?;
+        Ok(sorted.num_rows() as u64)
+    })
 }
 
 /// Spills rows to one Arrow IPC file per partition, so that each leaf can later be sorted and

@@ -7,7 +7,7 @@
 use super::network::Encoder;
 use super::tokens::TokenLayout;
 use super::train::{load_encoder, tokens_tensor};
-use crate::ingest::shards::tmp_path;
+use crate::io::tmp_path;
 use crate::model::data::{RawPixels, for_each_batch, shard_paths};
 use crate::model::device::ComputeDevice;
 use crate::model::per_shard::{input_record, run_per_shard};
@@ -101,6 +101,6 @@ fn embed_shard(
         Ok(())
     })?;
     writer.close().map_err(pq)?;
-    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
+    crate::io::commit(out)?;
     Ok(rows)
 }

@@ -57,7 +57,7 @@ fn parts(out: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>, String> {
 fn batches(path: &Path, columns: &[&str]) -> Result<Vec<arrow::array::RecordBatch>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader =
-        crate::ingest::shards::read_columns(file, columns, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::io::read_columns(file, columns, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
     reader.collect::<Result<Vec<_>, _>>().map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -13,7 +13,8 @@ use super::desi::{DesiOptions, ingest_desi_file};
 use super::discover::{DiscoverError, Input, ShardSpec, Survey, discover};
 use super::lamost::ingest_lamost_file;
 use super::record::{FileOutcome, Level, ReportRow, Status};
-use super::shards::{SpectraShardWriter, WriteError, read_key_value_metadata, tmp_path, write_report};
+use super::shards::{SpectraShardWriter, write_report};
+use crate::io::{WriteError, read_key_value_metadata};
 use crate::preprocess::{DESI_SEGMENT_BREAKS, LAMOST_SEGMENT_BREAKS, PreprocessConfig, Preprocessor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -480,11 +481,8 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
         counts: sink.counts.clone(),
     };
     let summary_path = opts.out.join(format!("ingest-summary-{tag}.json"));
-    let tmp = tmp_path(&summary_path);
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
-    std::fs::write(&tmp, json)
-        .and_then(|_| std::fs::rename(&tmp, &summary_path))
-        .map_err(|e| WriteError::Io { path: summary_path.clone(), source: e })?;
+    crate::io::write_bytes_atomically(&summary_path, json.as_bytes())?;
     Ok(summary)
 }
 

@@ -17,21 +17,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("cannot write Parquet {path}: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
-    #[error("cannot build Arrow batch for {path}: {source}")]
-    Arrow { path: PathBuf, source: arrow::error::ArrowError },
-}
-
-pub fn tmp_path(final_path: &Path) -> PathBuf {
-    let mut name = final_path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    final_path.with_file_name(name)
-}
+pub use crate::io::WriteError;
+use crate::io::{tmp_path, write_small_table};
 
 fn spectra_properties(row_group_rows: usize) -> WriterProperties {
     let mut b = WriterProperties::builder()
@@ -144,8 +131,7 @@ impl SpectraShardWriter {
             self.writer.append_key_value_metadata(KeyValue::new(k, v));
         }
         self.writer.close().map_err(|e| WriteError::Parquet { path: self.tmp.clone(), source: e })?;
-        std::fs::rename(&self.tmp, &self.final_path)
-            .map_err(|e| WriteError::Io { path: self.final_path.clone(), source: e })?;
+        crate::io::commit(&self.final_path)?;
         Ok(self.final_path)
     }
 }
@@ -280,56 +266,4 @@ pub fn write_report(final_path: &Path, shard_name: &str, rows: &[ReportRow]) -> 
     let batch = RecordBatch::try_new(schema, columns)
         .map_err(|e| WriteError::Arrow { path: final_path.to_path_buf(), source: e })?;
     write_small_table(final_path, &batch)
-}
-
-/// Writes a small table (one batch) as zstd Parquet, under a temporary name then renamed.
-pub fn write_small_table(final_path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
-    let tmp = tmp_path(final_path);
-    let parquet_err = |e| WriteError::Parquet { path: tmp.clone(), source: e };
-    let file = File::create(&tmp).map_err(|e| WriteError::Io { path: tmp.clone(), source: e })?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
-        .build();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet_err)?;
-    w.write(batch).map_err(parquet_err)?;
-    w.close().map_err(parquet_err)?;
-    std::fs::rename(&tmp, final_path).map_err(|e| WriteError::Io { path: final_path.to_path_buf(), source: e })
-}
-
-/// Key-value metadata of a finished shard.
-pub fn read_key_value_metadata(path: &Path) -> Result<Vec<(String, String)>, String> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
-    Ok(reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
-        .unwrap_or_default())
-}
-
-/// The named columns of a Parquet file, read in blocks of `batch_rows`, each block's columns in the
-/// order named (a projection alone keeps the file's order). A missing column is an error here,
-/// before any block is read.
-pub fn read_columns<'a>(
-    file: File,
-    columns: &'a [&'a str],
-    batch_rows: usize,
-) -> Result<impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + 'a, parquet::errors::ParquetError> {
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::errors::ParquetError;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let roots = columns
-        .iter()
-        .map(|c| builder.schema().index_of(c).map_err(|_| ParquetError::General(format!("no column {c}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).with_batch_size(batch_rows).build()?;
-    Ok(reader.map(move |b| {
-        let b = b?;
-        let order = columns.iter().map(|c| b.schema().index_of(c)).collect::<Result<Vec<_>, _>>()?;
-        b.project(&order)
-    }))
 }

@@ -632,18 +632,21 @@ fn write_pixel(
         (&coadd, &(|p: &Path| write_coadd(p, rows, spectra, healpix, seed)) as &dyn Fn(&Path) -> Result<(), String>),
         (&redrock, &|p: &Path| write_redrock(p, rows)),
     ] {
+        // A hidden temporary name: a directory walk (ingest) never takes a file being written.
         let tmp = folder.join(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
         let _ = std::fs::remove_file(&tmp);
-        write(&tmp).map_err(|m| err(path, m))?;
-        if path == &coadd && rows[0].corruption == Some(Corruption::Truncated) {
-            let len = std::fs::metadata(&tmp).map_err(|e| err(path, e.to_string()))?.len();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&tmp)
-                .and_then(|f| f.set_len(len / 2))
-                .map_err(|e| err(path, e.to_string()))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))?;
+        crate::io::write_atomically_via(&tmp, path, |tmp| {
+            write(tmp).map_err(|m| err(path, m))?;
+            if path == &coadd && rows[0].corruption == Some(Corruption::Truncated) {
+                let len = std::fs::metadata(tmp).map_err(|e| err(path, e.to_string()))?.len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(tmp)
+                    .and_then(|f| f.set_len(len / 2))
+                    .map_err(|e| err(path, e.to_string()))?;
+            }
+            Ok::<_, MockError>(())
+        })?;
     }
     Ok(())
 }
@@ -666,7 +669,7 @@ impl Overlap {
         let err = |message: String| MockError::Read { path: path.clone(), message };
         let file = std::fs::File::open(&path).map_err(|e| err(format!("{e} (a LAMOST mock directory?)")))?;
         let columns = ["gaia_source_id", "teff_true", "logg_true", "feh_true"];
-        let batches = crate::ingest::shards::read_columns(file, &columns, 65_536).map_err(|e| err(e.to_string()))?;
+        let batches = crate::io::read_columns(file, &columns, 65_536).map_err(|e| err(e.to_string()))?;
         let mut stars = Vec::new();
         for b in batches {
             let b = b.map_err(|e| err(e.to_string()))?;

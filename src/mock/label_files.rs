@@ -17,7 +17,7 @@ pub fn write_label_files(
     let err = |p: &Path, m: String| MockError::Write { path: p.to_path_buf(), message: m };
     let parquet = dir.join("labels.parquet");
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(&parquet, e.to_string()))?;
-    crate::ingest::shards::write_small_table(&parquet, &batch).map_err(|e| err(&parquet, e.to_string()))?;
+    crate::io::write_small_table(&parquet, &batch)?;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut text = names.join(",") + "\n";
     for row in csv_rows {
@@ -25,6 +25,5 @@ pub fn write_label_files(
         text += &(row.join(",") + "\n");
     }
     let csv = dir.join("labels.csv");
-    let tmp = dir.join("labels.csv.tmp");
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &csv)).map_err(|e| err(&csv, e.to_string()))
+    Ok(crate::io::write_bytes_atomically(&csv, text.as_bytes())?)
 }

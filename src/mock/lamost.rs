@@ -268,9 +268,11 @@ fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), Mock
     if star.corruption == Some(Corruption::Truncated) {
         bytes.truncate(bytes.len() / 2);
     }
+    // A hidden temporary name: a directory walk (ingest) never takes a file being written.
     let tmp = dir.join(format!(".{}.tmp", star.file));
-    std::fs::write(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, &final_path).map_err(|e| err(e.to_string()))
+    crate::io::write_atomically_via(&tmp, &final_path, |tmp| {
+        std::fs::write(tmp, &bytes).map_err(|e| MockError::Write { path: tmp.to_path_buf(), message: e.to_string() })
+    })
 }
 
 /// Generates `stars.count(n)` mock LAMOST stars into `dir` (files) and returns their catalogue

@@ -132,3 +132,15 @@ pub enum MockError {
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
 }
+
+impl From<crate::io::WriteError> for MockError {
+    fn from(e: crate::io::WriteError) -> Self {
+        use crate::io::WriteError as W;
+        let (path, message) = match e {
+            W::Io { path, source } => (path, source.to_string()),
+            W::Parquet { path, source } => (path, source.to_string()),
+            W::Arrow { path, source } => (path, source.to_string()),
+        };
+        Self::Write { path, message }
+    }
+}

@@ -46,7 +46,7 @@ pub fn shard_paths(inputs: &[PathBuf], prefix: &str) -> Result<Vec<PathBuf>> {
 
 /// The grid a shard was written on (its `starpipe.grid` metadata).
 pub fn shard_grid(path: &Path) -> Result<LogGrid> {
-    let kv = crate::ingest::shards::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
+    let kv = crate::io::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
     let json = kv
         .iter()
         .find(|(k, _)| k == "starpipe.grid")
@@ -131,7 +131,7 @@ pub fn for_each_batch(
     })?;
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
     let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "flux", "ivar"];
-    let reader = crate::ingest::shards::read_columns(file, &columns, batch_rows)
+    let reader = crate::io::read_columns(file, &columns, batch_rows)
         .map_err(|e| ModelError::Parquet { path: path.to_path_buf(), source: e })?;
     for batch in reader {
         let batch = batch.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;
@@ -233,7 +233,7 @@ pub fn for_each_input_batch(
 
 /// The encoder hash and width an embedding shard records.
 pub fn embedding_shard_info(path: &Path) -> Result<(String, usize)> {
-    let kv = crate::ingest::shards::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
+    let kv = crate::io::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
     let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let sha = get("starpipe.embed.encoder_sha256").ok_or_else(|| ModelError::bad(path, "not an embedding shard"))?;
     let dim = get("starpipe.embed.dim")
@@ -260,7 +260,7 @@ fn for_each_embedding_batch(
     }
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
     let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "embedding"];
-    let reader = crate::ingest::shards::read_columns(file, &columns, batch_rows)
+    let reader = crate::io::read_columns(file, &columns, batch_rows)
         .map_err(|e| ModelError::Parquet { path: path.to_path_buf(), source: e })?;
     for b in reader {
         let b = b.map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })?;

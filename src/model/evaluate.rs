@@ -11,7 +11,7 @@ use super::predict::{Estimate, predict_standardized, to_physical};
 use super::split::TestSplit;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
-use crate::ingest::shards::write_small_table;
+use crate::io::write_small_table;
 use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use std::collections::HashMap;
 use std::fmt::Write as _;

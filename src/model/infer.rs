@@ -16,7 +16,7 @@ use super::predict::{output_rows, to_physical};
 use super::reconstruction::Reconstruction;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
-use crate::ingest::shards::tmp_path;
+use crate::io::tmp_path;
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
@@ -156,7 +156,7 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
 
 /// The resolving power ingest degraded a shard's spectra to (its `starpipe.preprocess` record).
 pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
-    let kv = crate::ingest::shards::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
+    let kv = crate::io::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
     Ok(kv
         .iter()
         .find(|(k, _)| k == "starpipe.preprocess")
@@ -249,6 +249,6 @@ fn predict_shard(
         reader.join().expect("shard reader thread panicked")
     })?;
     writer.close().map_err(pq)?;
-    std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))?;
+    crate::io::commit(out)?;
     Ok(rows)
 }

@@ -56,6 +56,17 @@ pub enum ModelError {
     Invalid(String),
 }
 
+impl From<crate::io::WriteError> for ModelError {
+    fn from(e: crate::io::WriteError) -> Self {
+        use crate::io::WriteError as W;
+        match e {
+            W::Io { path, source } => Self::Io { path, source },
+            W::Parquet { path, source } => Self::Parquet { path, source },
+            W::Arrow { path, source } => Self::Arrow { path, source },
+        }
+    }
+}
+
 impl ModelError {
     pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::BadInput { path: path.into(), reason: reason.into() }

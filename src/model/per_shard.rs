@@ -3,7 +3,7 @@
 //! fails is reported and the others are still written; outputs appear only complete.
 
 use super::{ModelError, Result};
-use crate::ingest::shards::{read_key_value_metadata, tmp_path};
+use crate::io::{read_key_value_metadata, tmp_path};
 use std::path::{Path, PathBuf};
 
 /// How the inputs of a per-shard stage were accounted for.

@@ -162,7 +162,7 @@ fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars>
         .field_with_name("star_id")
         .is_ok();
         let columns: Vec<&str> = COLUMNS.iter().copied().chain(has_star_id.then_some("star_id")).collect();
-        for b in crate::ingest::shards::read_columns(f, &columns, 65_536).map_err(pq)? {
+        for b in crate::io::read_columns(f, &columns, 65_536).map_err(pq)? {
             let b = b.map_err(|e| ModelError::Arrow { path: file.clone(), source: e })?;
             let src = b.column(0).as_primitive::<Int64Type>();
             let (sid, model, adapter) =
@@ -296,9 +296,7 @@ pub fn run_repeats(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
     write_parquet(&opts.out.join("repeats.parquet"), &stats)?;
     let md = opts.out.join("repeats.md");
-    let tmp = crate::ingest::shards::tmp_path(&md);
-    std::fs::write(&tmp, markdown(&stats)).map_err(|e| ModelError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &md).map_err(|e| ModelError::io(&md, e))?;
+    crate::io::write_bytes_atomically(&md, markdown(&stats).as_bytes())?;
     Ok(stats)
 }
 
@@ -365,7 +363,7 @@ fn write_parquet(path: &Path, stats: &[PairStats]) -> Result<()> {
         .collect();
     let batch =
         RecordBatch::try_new(schema, columns).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
-    crate::ingest::shards::write_small_table(path, &batch).map_err(|e| ModelError::Invalid(e.to_string()))
+    crate::io::write_small_table(path, &batch).map_err(|e| ModelError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const MODEL_WEIGHTS: &str = "model.safetensors";
 pub const MODEL_CARD: &str = "model-card.json";
@@ -27,14 +27,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-fn tmp(path: &Path) -> PathBuf {
-    crate::ingest::shards::tmp_path(path)
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let t = tmp(path);
-    std::fs::write(&t, bytes).map_err(|e| ModelError::io(&t, e))?;
-    std::fs::rename(&t, path).map_err(|e| ModelError::io(path, e))
+    Ok(crate::io::write_bytes_atomically(path, bytes)?)
 }
 
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

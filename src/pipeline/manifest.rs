@@ -102,10 +102,8 @@ fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), Pip
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let tmp = crate::ingest::shards::tmp_path(path);
     let json = serde_json::to_string_pretty(value).expect("records serialise");
-    std::fs::write(&tmp, json).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::io::write_bytes_atomically(path, json.as_bytes()).map_err(PipelineError::from)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {

@@ -30,6 +30,8 @@ pub enum PipelineError {
     Invalid { source_name: String, line: usize, key: String, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Write(#[from] crate::io::WriteError),
     #[error(
         "{workdir} was run with {earlier} shard(s) per sharded stage, not {now}: shard files are named after their \
          task, so mixing counts would duplicate spectra; use --shards {earlier}, or a new --workdir"

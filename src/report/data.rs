@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 fn read_all(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, ReportError> {
     let bad = |m: String| ReportError::Read { path: path.to_path_buf(), reason: m };
     let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let reader = crate::ingest::shards::read_columns(file, columns, 65_536).map_err(|e| bad(e.to_string()))?;
+    let reader = crate::io::read_columns(file, columns, 65_536).map_err(|e| bad(e.to_string()))?;
     reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(e.to_string()))
 }
 

@@ -18,6 +18,8 @@ pub enum ReportError {
     Plot { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Write(#[from] crate::io::WriteError),
     #[error("nothing to report: give --evaluation, --catalog or --spectra")]
     Empty,
 }
@@ -98,10 +100,7 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
     }
     html.push_str("</body></html>\n");
     let index = out.join("index.html");
-    let tmp = crate::ingest::shards::tmp_path(&index);
-    std::fs::write(&tmp, html)
-        .and_then(|_| std::fs::rename(&tmp, &index))
-        .map_err(|e| ReportError::Io { path: index.clone(), source: e })?;
+    crate::io::write_bytes_atomically(&index, html.as_bytes())?;
     summary.html = index;
     Ok(summary)
 }
