@@ -82,7 +82,7 @@ pub struct EmbedArgs {
     batch_size: usize,
     /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
     #[arg(long, value_name = "i/N", default_value = "0/1")]
-    shard: starpipe::ingest::ShardSpec,
+    shard: starpipe::artifacts::ShardSpec,
     /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
     /// cuda.
     #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]

@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the codemap and the invariants between stages.
 
+pub mod artifacts;
 pub mod catalog;
 pub mod encoder;
 pub mod fuzz;

@@ -3,11 +3,12 @@
 use anyhow::{Context, Result, bail};
 use arg_values::{at_least_one, fraction, positive};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use starpipe::artifacts::ShardSpec;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::ingest::desi::DesiOptions;
 use starpipe::ingest::record::Status;
 use starpipe::ingest::select::SelectionRules;
-use starpipe::ingest::{IngestOptions, IngestSummary, ShardSpec, Survey, run_ingest};
+use starpipe::ingest::{IngestOptions, IngestSummary, Survey, run_ingest};
 use starpipe::mock::lamost::SnrDistribution;
 use starpipe::preprocess::{ContinuumConfig, PreprocessConfig};
 use std::path::PathBuf;

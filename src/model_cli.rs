@@ -342,7 +342,7 @@ pub struct InferArgs {
     batch_size: usize,
     /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
     #[arg(long, value_name = "i/N", default_value = "0/1")]
-    shard: starpipe::ingest::ShardSpec,
+    shard: starpipe::artifacts::ShardSpec,
     #[command(flatten)]
     compute: ComputeArgs,
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use starpipe::ingest::ShardSpec;
+use starpipe::artifacts::ShardSpec;
 use starpipe::pipeline::{DEMO, DoneRecord, FailedRecord, Pipeline, Task, Workspace};
 use std::path::{Path, PathBuf};
 

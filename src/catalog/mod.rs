@@ -152,8 +152,8 @@ fn refuse_same_shard_names(shards: &[std::path::PathBuf]) -> Result<()> {
 }
 
 pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
-    let shards =
-        crate::model::data::shard_paths(&opts.spectra, "spectra-").map_err(|e| CatalogError::Invalid(e.to_string()))?;
+    let shards = crate::artifacts::discover::shard_paths(&opts.spectra, crate::artifacts::ShardKind::Spectra)
+        .map_err(|e| CatalogError::Invalid(e.to_string()))?;
     if opts.predictions.is_empty() {
         return Err(CatalogError::Invalid("give at least one --predictions directory".into()));
     }

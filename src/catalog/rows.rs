@@ -4,6 +4,8 @@
 use super::flags::{FATAL_MASK, Flag, ModelLimits, RowFacts, Thresholds, flags_of};
 use super::sky::healpix_29;
 use super::{CatalogError, Result};
+use crate::artifacts::metadata::{self, PredictionsMeta};
+use crate::artifacts::{ShardKind, discover, naming};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
@@ -33,41 +35,31 @@ pub struct Head {
 impl Head {
     /// Reads the model facts a head's shards carry in their metadata.
     pub fn open(dir: &Path) -> Result<Self> {
-        let first = std::fs::read_dir(dir)
-            .map_err(|e| CatalogError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("predictions-") && n.ends_with(".parquet"))
-            })
-            .min()
+        let first = discover::first_shard(dir, ShardKind::Predictions)
+            .map_err(|e| CatalogError::Invalid(e.to_string()))?
             .ok_or_else(|| CatalogError::bad(dir, "no predictions-*.parquet shards (run starpipe infer)"))?;
         let kv = crate::io::read_key_value_metadata(&first).map_err(|e| CatalogError::bad(&first, e))?;
-        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-        let range: Option<serde_json::Value> =
-            get("starpipe.infer.label_range").and_then(|v| serde_json::from_str(&v).ok());
+        let meta = PredictionsMeta::from_key_values(&kv);
+        let range: Option<serde_json::Value> = serde_json::from_str(&meta.label_range_json).ok();
         let triple = |k: &str| -> Option<[f64; 3]> {
             let a = range.as_ref()?.get(k)?.as_array()?;
             Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?, a.get(2)?.as_f64()?])
         };
-        let embedding = get("starpipe.infer.model_input").is_some_and(|v| v == "embeddings");
+        let embedding = meta.made_from_embeddings();
         Ok(Self {
             dir: dir.to_path_buf(),
             limits: ModelLimits {
                 // The threshold real stars set (`calibrate`), else the training 99.5 % one.
-                ood_threshold: get("starpipe.infer.ood_threshold")
-                    .or_else(|| get("starpipe.infer.ood_threshold_995"))
-                    .and_then(|v| v.parse().ok()),
-                chi2_threshold: get("starpipe.infer.chi2_threshold").and_then(|v| v.parse().ok()),
+                ood_threshold: meta.ood_threshold.or(meta.ood_threshold_995),
+                chi2_threshold: meta.chi2_threshold,
                 label_p005: triple("p005"),
                 label_p995: triple("p995"),
                 embedding_input: embedding,
             },
             model: if embedding { "mlp_embedding" } else { "mlp_pixels" }.into(),
-            error_model: get("starpipe.infer.error_model").and_then(|v| serde_json::from_str(&v).ok()),
-            model_sha256: get("starpipe.infer.model_sha256").unwrap_or_default(),
-            adapter_sha256: get("starpipe.infer.adapter_sha256").unwrap_or_default(),
+            error_model: serde_json::from_str(&meta.error_model_json).ok(),
+            model_sha256: meta.model_sha256,
+            adapter_sha256: meta.adapter_sha256,
         })
     }
 
@@ -78,8 +70,7 @@ impl Head {
     }
 
     fn predictions_for(&self, spectra_shard: &Path) -> PathBuf {
-        let name = spectra_shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        self.dir.join(format!("predictions-{}", name.strip_prefix("spectra-").unwrap_or(name)))
+        self.dir.join(naming::predictions_of(spectra_shard))
     }
 }
 
@@ -244,12 +235,11 @@ fn check_made_from(pred_path: &Path, shard: &Path) -> Result<()> {
         return Ok(());
     }
     let kv = crate::io::read_key_value_metadata(pred_path).map_err(|e| CatalogError::bad(pred_path, e))?;
-    let recorded = kv.iter().find(|(k, _)| k == crate::model::per_shard::META_INPUT).map(|(_, v)| v.as_str());
-    let Some(recorded) = recorded.filter(|r| r.starts_with("spectra-")) else { return Ok(()) };
-    let actual = crate::model::per_shard::input_record(shard).map_err(|e| CatalogError::bad(shard, e.to_string()))?;
+    let recorded = metadata::get(&kv, metadata::predictions::INPUT);
+    let Some(recorded) = recorded.filter(|r| ShardKind::Spectra.matches_record(r)) else { return Ok(()) };
+    let actual = metadata::input_record(shard).map_err(|e| CatalogError::io(shard, e))?;
     // Sizes, not names: a shard renamed together with its predictions is still the same data.
-    let size = |record: &str| record.rsplit_once(" (").map(|(_, s)| s.to_string());
-    if size(recorded) != size(&actual) {
+    if metadata::recorded_size(recorded) != metadata::recorded_size(&actual) {
         return Err(CatalogError::bad(
             pred_path,
             format!(

@@ -7,8 +7,12 @@
 use super::network::Encoder;
 use super::tokens::TokenLayout;
 use super::train::{load_encoder, tokens_tensor};
+use crate::artifacts::ShardKind;
+use crate::artifacts::discover::shard_paths;
+use crate::artifacts::metadata::EmbeddingsMeta;
+use crate::artifacts::naming;
 use crate::io::tmp_path;
-use crate::model::data::{RawPixels, for_each_batch, shard_paths};
+use crate::model::data::{RawPixels, for_each_batch};
 use crate::model::device::ComputeDevice;
 use crate::model::per_shard::{input_record, run_per_shard};
 use crate::model::{ModelError, Result};
@@ -24,18 +28,12 @@ pub struct EmbedOptions {
     pub out: PathBuf,
     pub batch_size: usize,
     /// This task's share of the input shards (job arrays).
-    pub shard: crate::ingest::ShardSpec,
+    pub shard: crate::artifacts::ShardSpec,
     pub device: ComputeDevice,
 }
 
 /// How the input shards were accounted for.
 pub type EmbedSummary = crate::model::per_shard::ShardsSummary;
-
-/// `spectra-X.parquet` → `embeddings-X.parquet`.
-pub fn output_name(shard: &Path) -> String {
-    let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("shard.parquet");
-    format!("embeddings-{}", name.strip_prefix("spectra-").unwrap_or(name))
-}
 
 /// Embeddings of a block of features (rows × npix), row-major rows × D.
 pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev: &Device) -> Result<Vec<f32>> {
@@ -47,19 +45,20 @@ pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev
 pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Result<EmbedSummary> {
     let dev = opts.device.open()?;
     let (enc, card) = load_encoder(&opts.encoder, &dev)?;
-    let shards = opts.shard.select(&shard_paths(&opts.spectra, "spectra-")?);
+    let shards = opts.shard.select(&shard_paths(&opts.spectra, ShardKind::Spectra)?);
     let provenance = |shard: &Path| -> Result<Vec<(String, String)>> {
-        Ok(vec![
-            ("starpipe.version".to_string(), crate::VERSION.to_string()),
-            ("starpipe.embed.input".to_string(), input_record(shard)?),
-            ("starpipe.embed.encoder_sha256".to_string(), card.weights_sha256.clone()),
-            ("starpipe.embed.dim".to_string(), enc.config.d_model.to_string()),
-        ])
+        Ok(EmbeddingsMeta {
+            version: crate::VERSION.to_string(),
+            input: input_record(shard)?,
+            encoder_sha256: card.weights_sha256.clone(),
+            dim: enc.config.d_model,
+        }
+        .to_key_values())
     };
     run_per_shard(
         &shards,
         &opts.out,
-        output_name,
+        |s| naming::embeddings_of(s),
         provenance,
         |shard, out, meta| embed_shard(shard, out, &enc, &card, meta, opts.batch_size, &dev),
         progress,

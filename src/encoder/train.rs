@@ -7,9 +7,11 @@
 
 use super::network::{Encoder, EncoderConfig, EncoderPreset, random_mask};
 use super::tokens::TokenLayout;
+use crate::artifacts::ShardKind;
+use crate::artifacts::discover::shard_paths;
 use crate::grid::{GridPreset, LogGrid};
 use crate::model::adamw::{AdamW, AdamWParams};
-use crate::model::data::{RawPixels, for_each_batch, shard_paths};
+use crate::model::data::{RawPixels, for_each_batch};
 use crate::model::device::ComputeDevice;
 use crate::model::mlp::{restore, snapshot, vars};
 use crate::model::store::{load_tensors, read_json, read_tensors, save_params, write_json};
@@ -127,7 +129,7 @@ pub fn tokens_tensor(layout: &TokenLayout, features: &[f32], rows: &[usize], dev
 
 pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::ProgressBar) -> Result<EncoderCard> {
     let dev = opts.device.open()?;
-    let shards = shard_paths(&opts.spectra, "spectra-")?;
+    let shards = shard_paths(&opts.spectra, ShardKind::Spectra)?;
     let npix = opts.window.npix;
     let mut ids = Vec::new();
     let mut features = Vec::new();

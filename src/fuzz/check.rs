@@ -2,6 +2,7 @@
 //! Shared by the corpus test and the fuzz benchmark, so both judge by the same rules.
 
 use super::Mutant;
+use crate::artifacts::ShardKind;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Float32Type;
 use std::collections::BTreeMap;
@@ -41,14 +42,12 @@ impl CorpusCheck {
     }
 }
 
-fn parts(out: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>, String> {
+fn parts(out: &Path, kind: ShardKind) -> Result<Vec<std::path::PathBuf>, String> {
     let mut v: Vec<_> = std::fs::read_dir(out)
         .map_err(|e| format!("{}: {e}", out.display()))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".parquet"))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| kind.matches(n)))
         .collect();
     v.sort();
     Ok(v)
@@ -56,8 +55,7 @@ fn parts(out: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>, String> {
 
 fn batches(path: &Path, columns: &[&str]) -> Result<Vec<arrow::array::RecordBatch>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader =
-        crate::io::read_columns(file, columns, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = crate::io::read_columns(file, columns, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
     reader.collect::<Result<Vec<_>, _>>().map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -65,7 +63,7 @@ fn batches(path: &Path, columns: &[&str]) -> Result<Vec<arrow::array::RecordBatc
 pub fn check_ingest_output(out: &Path, mutants: &[Mutant]) -> Result<CorpusCheck, String> {
     let mut c = CorpusCheck::default();
     let mut rows: BTreeMap<String, usize> = BTreeMap::new();
-    for p in parts(out, "report-")? {
+    for p in parts(out, ShardKind::Report)? {
         for b in batches(&p, &["level", "input_path", "status", "reason"])? {
             let col = |i: usize| b.column(i).as_string::<i32>().clone();
             let (level, path, status, reason) = (col(0), col(1), col(2), col(3));
@@ -88,7 +86,7 @@ pub fn check_ingest_output(out: &Path, mutants: &[Mutant]) -> Result<CorpusCheck
         }
     }
     c.unknown = rows.into_keys().collect();
-    for p in parts(out, "spectra-")? {
+    for p in parts(out, ShardKind::Spectra)? {
         for b in batches(&p, &["flux", "ivar"])? {
             c.spectra += b.num_rows();
             for (i, bad) in [(0, &mut c.bad_flux), (1, &mut c.bad_ivar)] {

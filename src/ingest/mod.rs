@@ -17,5 +17,5 @@ pub mod run;
 pub mod select;
 pub mod shards;
 
-pub use discover::{ShardSpec, Survey};
+pub use discover::Survey;
 pub use run::{IngestError, IngestOptions, IngestSummary, run_ingest};

@@ -10,10 +10,12 @@
 //!   changed since (size or modification time) are discarded and the task starts over.
 
 use super::desi::{DesiOptions, ingest_desi_file};
-use super::discover::{DiscoverError, Input, ShardSpec, Survey, discover};
+use super::discover::{DiscoverError, Input, Survey, discover};
 use super::lamost::ingest_lamost_file;
 use super::record::{FileOutcome, Level, ReportRow, Status};
 use super::shards::{SpectraShardWriter, write_report};
+use crate::artifacts::ShardSpec;
+use crate::artifacts::naming;
 use crate::io::{WriteError, read_key_value_metadata};
 use crate::preprocess::{DESI_SEGMENT_BREAKS, LAMOST_SEGMENT_BREAKS, PreprocessConfig, Preprocessor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -206,13 +208,11 @@ impl IngestSummary {
     }
 }
 
-const META_VERSION: &str = "starpipe.version";
-const META_GRID: &str = "starpipe.grid";
-const META_PREPROCESS: &str = "starpipe.preprocess";
-const META_FINGERPRINT: &str = "starpipe.ingest.fingerprint";
-const META_INPUTS: &str = "starpipe.ingest.inputs";
-const META_INPUTS_FINGERPRINT: &str = "starpipe.ingest.inputs_fingerprint";
-const META_COUNTS: &str = "starpipe.ingest.counts";
+use crate::artifacts::metadata::VERSION as META_VERSION;
+use crate::artifacts::metadata::spectra::{
+    COUNTS as META_COUNTS, FINGERPRINT as META_FINGERPRINT, GRID as META_GRID, INPUTS as META_INPUTS,
+    INPUTS_FINGERPRINT as META_INPUTS_FINGERPRINT, PREPROCESS as META_PREPROCESS,
+};
 
 fn fingerprint(opts: &IngestOptions) -> String {
     fingerprint_for(opts, crate::VERSION)
@@ -257,11 +257,11 @@ fn inputs_fingerprint(inputs: &[Input]) -> String {
 }
 
 fn shard_path(out: &Path, tag: &str, k: usize) -> PathBuf {
-    out.join(format!("spectra-{tag}-{k:05}.parquet"))
+    out.join(naming::spectra_shard(tag, k))
 }
 
 fn report_path(out: &Path, tag: &str, k: usize) -> PathBuf {
-    out.join(format!("report-{tag}-{k:05}.parquet"))
+    out.join(naming::report_part(tag, k))
 }
 
 /// Where a previous run of the same task stopped.
@@ -331,19 +331,12 @@ fn remove_orphan_reports(out: &Path, tag: &str, first_unfinished: usize) {
     }
 }
 
-/// The task count in an output file name (`spectra-00001-of-00004-00000.parquet` → 4).
-fn shard_count_of(file_name: &str) -> Option<usize> {
-    let rest = ["spectra-", "report-", "ingest-summary-"].iter().find_map(|p| file_name.strip_prefix(p))?;
-    let (_, after) = rest.split_once("-of-")?;
-    after.get(..5)?.parse().ok()
-}
-
 /// Refuses to write task files of `count` tasks into a directory that holds another count's.
 fn refuse_other_shard_count(out: &Path, count: usize) -> Result<(), IngestError> {
     let Ok(entries) = std::fs::read_dir(out) else { return Ok(()) };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(found) = shard_count_of(&name).filter(|&n| n != count) {
+        if let Some(found) = naming::ingest_task_count(&name).filter(|&n| n != count) {
             return Err(IngestError::OtherShardCount { out: out.to_path_buf(), found, expected: count, example: name });
         }
     }
@@ -354,17 +347,10 @@ fn refuse_other_shard_count(out: &Path, count: usize) -> Result<(), IngestError>
 fn remove_task_outputs(out: &Path, tag: &str) {
     let Ok(entries) = std::fs::read_dir(out) else { return };
     for e in entries.flatten() {
-        if is_task_output(&e.file_name().to_string_lossy(), tag) {
+        if naming::is_ingest_task_output(&e.file_name().to_string_lossy(), tag) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Whether `file_name` is one of the files the task tagged `tag` (`ShardSpec::tag`) writes:
-/// its spectra shards, report parts and summary.
-pub fn is_task_output(file_name: &str, tag: &str) -> bool {
-    ["spectra-", "report-"].iter().any(|p| file_name.starts_with(&format!("{p}{tag}-")))
-        || file_name == format!("ingest-summary-{tag}.json")
 }
 
 /// Removes temporary files a killed run of this task left behind.
@@ -480,7 +466,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
         shards: sink.shards.clone(),
         counts: sink.counts.clone(),
     };
-    let summary_path = opts.out.join(format!("ingest-summary-{tag}.json"));
+    let summary_path = opts.out.join(naming::ingest_summary(&tag));
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
     crate::io::write_bytes_atomically(&summary_path, json.as_bytes())?;
     Ok(summary)

@@ -79,11 +79,11 @@ impl InputSpec {
         }
     }
 
-    /// Shard file prefix of this input: `spectra-` or `embeddings-`.
-    pub fn shard_prefix(&self) -> &'static str {
+    /// The shards this input is read from.
+    pub fn shard_kind(&self) -> crate::artifacts::ShardKind {
         match self {
-            InputSpec::Pixels { .. } => "spectra-",
-            InputSpec::Embeddings { .. } => "embeddings-",
+            InputSpec::Pixels { .. } => crate::artifacts::ShardKind::Spectra,
+            InputSpec::Embeddings { .. } => crate::artifacts::ShardKind::Embeddings,
         }
     }
 

@@ -7,6 +7,7 @@
 //! from dominating the first layer.
 
 use super::{ModelError, Result};
+use crate::artifacts::metadata::{self, EmbeddingsMeta};
 use crate::grid::LogGrid;
 use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int64Type};
@@ -16,41 +17,10 @@ use std::path::{Path, PathBuf};
 /// Rows read from a shard at a time: bounds memory whatever the shard size.
 pub const READ_BATCH_ROWS: usize = 2048;
 
-/// Shard files named by `inputs`: a directory contributes its `<prefix>*.parquet` files (sorted by
-/// name, so runs are reproducible); a file is taken as given.
-pub fn shard_paths(inputs: &[PathBuf], prefix: &str) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| ModelError::io(input, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    name.starts_with(prefix) && name.ends_with(".parquet")
-                })
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                return Err(ModelError::bad(input, format!("no {prefix}*.parquet shards in this directory")));
-            }
-            out.extend(found);
-        } else if input.is_file() {
-            out.push(input.clone());
-        } else {
-            return Err(ModelError::bad(input, "no such file or directory"));
-        }
-    }
-    Ok(out)
-}
-
 /// The grid a shard was written on (its `starpipe.grid` metadata).
 pub fn shard_grid(path: &Path) -> Result<LogGrid> {
     let kv = crate::io::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
-    let json = kv
-        .iter()
-        .find(|(k, _)| k == "starpipe.grid")
-        .map(|(_, v)| v)
+    let json = metadata::get(&kv, metadata::spectra::GRID)
         .ok_or_else(|| ModelError::bad(path, "no starpipe.grid metadata: not a normalised-spectra shard"))?;
     serde_json::from_str(json).map_err(|e| ModelError::Json { path: path.to_path_buf(), source: e })
 }
@@ -188,32 +158,6 @@ fn decode_batch(
     })
 }
 
-/// Whether `inputs` hold normalised spectra (`spectra-*`) or embeddings (`embeddings-*`), by the
-/// first shard found.
-pub fn detect_prefix(inputs: &[PathBuf]) -> Result<&'static str> {
-    for input in inputs {
-        let names: Vec<String> = if input.is_dir() {
-            let mut v: Vec<String> = std::fs::read_dir(input)
-                .map_err(|e| ModelError::io(input, e))?
-                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
-                .collect();
-            v.sort();
-            v
-        } else {
-            vec![input.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()]
-        };
-        for n in names.iter().filter(|n| n.ends_with(".parquet")) {
-            if n.starts_with("spectra-") {
-                return Ok("spectra-");
-            }
-            if n.starts_with("embeddings-") {
-                return Ok("embeddings-");
-            }
-        }
-    }
-    Err(ModelError::Invalid(format!("no spectra-*.parquet or embeddings-*.parquet shards in {inputs:?}")))
-}
-
 /// Streams a shard of the model's input kind as feature blocks: pixels of the window for spectra
 /// shards (with their raw pixels when `raw` says so), standardised embeddings for embedding shards.
 pub fn for_each_input_batch(
@@ -234,12 +178,10 @@ pub fn for_each_input_batch(
 /// The encoder hash and width an embedding shard records.
 pub fn embedding_shard_info(path: &Path) -> Result<(String, usize)> {
     let kv = crate::io::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
-    let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let sha = get("starpipe.embed.encoder_sha256").ok_or_else(|| ModelError::bad(path, "not an embedding shard"))?;
-    let dim = get("starpipe.embed.dim")
-        .and_then(|d| d.parse().ok())
-        .ok_or_else(|| ModelError::bad(path, "no embedding width"))?;
-    Ok((sha, dim))
+    metadata::get(&kv, metadata::embeddings::ENCODER_SHA256)
+        .ok_or_else(|| ModelError::bad(path, "not an embedding shard"))?;
+    let meta = EmbeddingsMeta::from_key_values(&kv).ok_or_else(|| ModelError::bad(path, "no embedding width"))?;
+    Ok((meta.encoder_sha256, meta.dim))
 }
 
 fn for_each_embedding_batch(

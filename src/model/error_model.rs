@@ -21,7 +21,7 @@
 //! flagged (two thresholds, each flagging its 5 %); with 97.5 %, 9 %, and 91 % of out-of-domain ones.
 
 use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
-use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled, shard_paths};
+use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled};
 use super::device::ComputeDevice;
 use super::infer::Predictor;
 use super::infer::degraded_to_r;
@@ -31,6 +31,7 @@ use super::predict::{network_sigma, to_physical};
 use super::reconstruction::Reconstruction;
 use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS, copy_atomic, write_json};
 use super::{ModelError, Result};
+use crate::artifacts::discover::shard_paths;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -127,7 +128,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
     let input = predictor.card.input.clone();
-    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
+    let shards = shard_paths(&opts.spectra, input.shard_kind())?;
     let set = load_labelled(&shards, &input, &labels, &opts.selection)?;
     if set.len() < MIN_STARS {
         return Err(ModelError::bad(

@@ -2,7 +2,7 @@
 //! survey, per parameter × [Fe/H] regime × strategy, as Markdown and Parquet.
 
 use super::card::{AdapterCard, SelectionCuts};
-use super::data::{load_labelled, shard_paths};
+use super::data::load_labelled;
 use super::device::ComputeDevice;
 use super::labels::{LabelSpec, read_labels};
 use super::metrics::{self, Metrics};
@@ -11,6 +11,7 @@ use super::predict::{Estimate, predict_standardized, to_physical};
 use super::split::TestSplit;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
+use crate::artifacts::discover::shard_paths;
 use crate::io::write_small_table;
 use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use std::collections::HashMap;
@@ -129,7 +130,7 @@ fn score_model(
         }
     }
     let split = *split.get_or_insert(opts.split);
-    let shards = shard_paths(spectra, input.shard_prefix())?;
+    let shards = shard_paths(spectra, input.shard_kind())?;
     let set = load_labelled(&shards, &input, labels, &opts.selection)?;
     let test_rows: Vec<usize> = (0..set.len()).filter(|&i| split.is_test(set.key[i])).collect();
     if test_rows.is_empty() {

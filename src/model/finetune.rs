@@ -6,7 +6,7 @@
 
 use super::calibrate::{MIN_STARS, sigma_scale};
 use super::card::{ADAPTER_FORMAT, AdapterCard, DataSource, SelectionCuts, TrainingRecord};
-use super::data::{LabelledCounts, load_labelled, shard_paths};
+use super::data::{LabelledCounts, load_labelled};
 use super::device::ComputeDevice;
 use super::fit::{FitConfig, FitReport, fit};
 use super::labels::{LabelSpec, read_labels};
@@ -16,6 +16,7 @@ use super::split::TestSplit;
 use super::store::{load_model, save_adapter};
 use super::train::physical_metrics;
 use super::{ModelError, Result};
+use crate::artifacts::discover::shard_paths;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -132,7 +133,7 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
         )?),
     };
     let input = base_card.input.clone();
-    let shards = shard_paths(&opts.spectra, input.shard_prefix())?;
+    let shards = shard_paths(&opts.spectra, input.shard_kind())?;
     let labels = read_labels(&opts.labels, &opts.label_spec)?;
     let set = load_labelled(&shards, &input, &labels, &opts.selection)?;
     let unique: Vec<i64> = {

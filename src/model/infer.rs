@@ -7,7 +7,7 @@
 //! renamed, so a killed run leaves no half-written shard).
 
 use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard};
-use super::data::{RawPixels, SpectraBatch, for_each_input_batch, shard_paths};
+use super::data::{RawPixels, SpectraBatch, for_each_input_batch};
 use super::device::ComputeDevice;
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
@@ -16,6 +16,9 @@ use super::predict::{output_rows, to_physical};
 use super::reconstruction::Reconstruction;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
+use crate::artifacts::discover::shard_paths;
+use crate::artifacts::metadata::{self, PredictionsMeta};
+use crate::artifacts::naming;
 use crate::io::tmp_path;
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::{Device, Tensor};
@@ -32,7 +35,7 @@ pub struct InferOptions {
     /// cost more in page faults than they gain in matrix-multiply efficiency).
     pub batch_size: usize,
     /// This task's share of the input shards (job arrays).
-    pub shard: crate::ingest::ShardSpec,
+    pub shard: crate::artifacts::ShardSpec,
     pub device: ComputeDevice,
 }
 
@@ -127,40 +130,28 @@ impl Predictor {
     }
 }
 
-/// `spectra-X.parquet` or `embeddings-X.parquet` → `predictions-X.parquet`, so the catalogue finds
-/// the spectra of every head's predictions by the shared X.
-pub fn output_name(shard: &Path) -> String {
-    let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("shard.parquet");
-    let stem = name.strip_prefix("spectra-").or_else(|| name.strip_prefix("embeddings-")).unwrap_or(name);
-    format!("predictions-{stem}")
-}
-
 fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
-    Ok(vec![
-        ("starpipe.version".into(), crate::VERSION.into()),
-        (super::per_shard::META_INPUT.into(), input_record(shard)?),
-        ("starpipe.infer.model_sha256".into(), p.card.weights_sha256.clone()),
-        ("starpipe.infer.adapter_sha256".into(), p.adapter_sha256().into()),
-        ("starpipe.infer.label_range".into(), serde_json::to_string(&p.card.label_range).unwrap_or_default()),
-        (
-            "starpipe.infer.ood_threshold_995".into(),
-            p.card.ood.as_ref().map_or(String::new(), |o| o.threshold_995.to_string()),
-        ),
-        ("starpipe.infer.ood_threshold".into(), p.ood_threshold().map_or(String::new(), |t| t.to_string())),
-        ("starpipe.infer.chi2_threshold".into(), p.chi2_threshold().map_or(String::new(), |t| t.to_string())),
-        ("starpipe.infer.model_input".into(), p.card.input.kind().into()),
+    Ok(PredictionsMeta {
+        version: crate::VERSION.into(),
+        input: input_record(shard)?,
+        model_sha256: p.card.weights_sha256.clone(),
+        adapter_sha256: p.adapter_sha256().into(),
+        label_range_json: serde_json::to_string(&p.card.label_range).unwrap_or_default(),
+        ood_threshold_995: p.card.ood.as_ref().map(|o| o.threshold_995),
+        ood_threshold: p.ood_threshold(),
+        chi2_threshold: p.chi2_threshold(),
+        model_input: p.card.input.kind().into(),
         // Part of what a shard was predicted with: a recalibrated card shares the weights' hash.
-        ("starpipe.infer.error_model".into(), serde_json::to_string(&p.errors).unwrap_or_default()),
-    ])
+        error_model_json: serde_json::to_string(&p.errors).unwrap_or_default(),
+    }
+    .to_key_values())
 }
 
 /// The resolving power ingest degraded a shard's spectra to (its `starpipe.preprocess` record).
 pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
     let kv = crate::io::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
-    Ok(kv
-        .iter()
-        .find(|(k, _)| k == "starpipe.preprocess")
-        .and_then(|(_, v)| serde_json::from_str::<crate::preprocess::PreprocessConfig>(v).ok())
+    Ok(metadata::get(&kv, metadata::spectra::PREPROCESS)
+        .and_then(|v| serde_json::from_str::<crate::preprocess::PreprocessConfig>(v).ok())
         .and_then(|c| c.degrade_to_r))
 }
 
@@ -168,11 +159,11 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     let dev = opts.device.open()?;
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
     let input = predictor.card.input.clone();
-    let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_prefix())?);
+    let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_kind())?);
     run_per_shard(
         &shards,
         &opts.out,
-        output_name,
+        |s| naming::predictions_of(s),
         |shard| provenance(shard, &predictor),
         |shard, out, meta| predict_shard(shard, out, &input, &predictor, meta, opts.batch_size, &dev),
         progress,

@@ -67,6 +67,17 @@ impl From<crate::io::WriteError> for ModelError {
     }
 }
 
+impl From<crate::artifacts::discover::DiscoverError> for ModelError {
+    fn from(e: crate::artifacts::discover::DiscoverError) -> Self {
+        use crate::artifacts::discover::DiscoverError as D;
+        match e {
+            D::Io { path, source } => Self::Io { path, source },
+            D::BadInput { path, reason } => Self::BadInput { path, reason },
+            other @ D::NoModelInput(_) => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl ModelError {
     pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::BadInput { path: path.into(), reason: reason.into() }

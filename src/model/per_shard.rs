@@ -67,14 +67,10 @@ pub fn run_per_shard(
     Ok(summary)
 }
 
-/// The file name and size of an input shard, as provenance records it.
-/// Key-value metadata key of a per-shard output (predictions, embeddings) naming its input shard
-/// as [`input_record`] writes it.
-pub const META_INPUT: &str = "starpipe.infer.input";
-
+/// The file name and size of an input shard, as provenance records it
+/// ([`crate::artifacts::metadata::input_record`]).
 pub fn input_record(shard: &Path) -> Result<String> {
-    let size = std::fs::metadata(shard).map_err(|e| ModelError::io(shard, e))?.len();
-    Ok(format!("{} ({size} bytes)", shard.file_name().and_then(|n| n.to_str()).unwrap_or("")))
+    crate::artifacts::metadata::input_record(shard).map_err(|e| ModelError::io(shard, e))
 }
 
 /// The Parquet writer of one output shard, at its temporary name: zstd, `row_group_rows` rows per

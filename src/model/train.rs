@@ -5,9 +5,7 @@ use super::card::{
     DataSource, InputSpec, LabelRange, LabelScaling, MODEL_FORMAT, ModelCard, ParameterMetrics, SelectionCuts,
     TrainingRecord,
 };
-use super::data::{
-    LabelledCounts, LabelledSet, detect_prefix, embedding_shard_info, load_labelled, shard_grid, shard_paths,
-};
+use super::data::{LabelledCounts, LabelledSet, embedding_shard_info, load_labelled, shard_grid};
 use super::device::ComputeDevice;
 use super::fit::{FitConfig, fit};
 use super::labels::{LabelSpec, read_labels};
@@ -97,9 +95,9 @@ pub(crate) fn rows_where(set: &LabelledSet, pred: impl Fn(usize) -> bool) -> Vec
 
 pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Result<TrainSummary> {
     let dev = opts.device.open()?;
-    let prefix = detect_prefix(&opts.spectra)?;
-    let shards = shard_paths(&opts.spectra, prefix)?;
-    let mut input = if prefix == "spectra-" {
+    let kind = crate::artifacts::discover::model_input_kind(&opts.spectra)?;
+    let shards = crate::artifacts::discover::shard_paths(&opts.spectra, kind)?;
+    let mut input = if kind == crate::artifacts::ShardKind::Spectra {
         for s in &shards {
             // Fail before reading anything if one shard cannot feed the window.
             let g = shard_grid(s)?;

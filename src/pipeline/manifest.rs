@@ -7,7 +7,7 @@
 
 use super::PipelineError;
 use super::spec::Pipeline;
-use crate::ingest::ShardSpec;
+use crate::artifacts::ShardSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 
 use super::manifest::OutputFile;
 use super::spec::{Stage, StageCommand};
-use crate::ingest::ShardSpec;
+use crate::artifacts::{ShardKind, ShardSpec, discover, naming};
 use std::path::{Path, PathBuf};
 
 /// The output files of task `shard` of a sharded stage, as they are now (missing ones left out).
@@ -17,7 +17,7 @@ pub fn sharded_task_outputs(stage: &Stage, shard: ShardSpec, workdir: &Path) -> 
                 .map(|d| {
                     d.flatten()
                         .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| crate::ingest::run::is_task_output(n, &tag))
+                        .filter(|n| naming::is_ingest_task_output(n, &tag))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -27,17 +27,17 @@ pub fn sharded_task_outputs(stage: &Stage, shard: ShardSpec, workdir: &Path) -> 
         StageCommand::Embed | StageCommand::Infer => {
             let inputs: Vec<PathBuf> =
                 stage.param("spectra").map(|p| p.strings().map(|s| workdir.join(s)).collect()).unwrap_or_default();
-            let prefix = match stage.command {
-                StageCommand::Embed => Ok("spectra-"),
-                _ => crate::model::data::detect_prefix(&inputs),
+            let kind = match stage.command {
+                StageCommand::Embed => Ok(ShardKind::Spectra),
+                _ => discover::model_input_kind(&inputs),
             };
-            let shards = prefix.and_then(|p| crate::model::data::shard_paths(&inputs, p)).unwrap_or_default();
+            let shards = kind.and_then(|k| discover::shard_paths(&inputs, k)).unwrap_or_default();
             shard
                 .select(&shards)
                 .iter()
                 .map(|s| match stage.command {
-                    StageCommand::Embed => crate::encoder::embed::output_name(s),
-                    _ => crate::model::infer::output_name(s),
+                    StageCommand::Embed => naming::embeddings_of(s),
+                    _ => naming::predictions_of(s),
                 })
                 .collect()
         }

@@ -246,8 +246,7 @@ impl IngestAccounting {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                n.starts_with("report-") && n.ends_with(".parquet")
+                crate::artifacts::ShardKind::Report.matches(p.file_name().and_then(|n| n.to_str()).unwrap_or(""))
             })
             .collect();
         parts.sort();

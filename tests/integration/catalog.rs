@@ -83,7 +83,7 @@ fn catalog_rows_columns_flags_and_metadata() {
     assert_eq!(field.metadata().get("unit").map(String::as_str), Some("K"));
     assert_eq!(field.metadata().get("ucd").map(String::as_str), Some("phys.temperature.effective"));
     assert_eq!(builder.schema().field_with_name("flags").unwrap().data_type(), &arrow::datatypes::DataType::UInt32);
-    let kv = starpipe::ingest::shards::read_key_value_metadata(&path).unwrap();
+    let kv = starpipe::io::read_key_value_metadata(&path).unwrap();
     let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
     assert_eq!(get("IVOA.VOTable-Parquet.version"), "1.0");
     assert!(
@@ -117,7 +117,7 @@ fn hats_directory_and_readme_queries_check_out_in_python() {
     catalog(&fits, &["--format", "fits"], &f.p("desi"), &[zero, lora]);
     let stdout = catalog(&hats, &["--format", "hats", "--max-rows", "60"], &f.p("desi"), &[zero, lora]);
     assert!(!stdout.contains(" 1 partition(s)"), "{stdout}");
-    assert!(!starpipe::ingest::shards::tmp_path(&hats).exists(), "temporary directory left behind");
+    assert!(!starpipe::io::tmp_path(&hats).exists(), "temporary directory left behind");
     let python = python("duckdb, astropy, hats, polars, pyarrow");
     let result = Command::new(&python)
         .arg(data("../python/check_catalog.py"))

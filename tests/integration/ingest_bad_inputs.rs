@@ -4,8 +4,9 @@
 use crate::common::*;
 use fitsio::FitsFile;
 use fitsio::tables::{ColumnDataType, ColumnDescription};
+use starpipe::artifacts::ShardSpec;
+use starpipe::ingest::Survey;
 use starpipe::ingest::record::Status;
-use starpipe::ingest::{ShardSpec, Survey};
 use std::path::Path;
 
 const GOOD: &str = "real/lamost/image5xN/spec-58397-EG014118N254444M01_sp03-031.fits";

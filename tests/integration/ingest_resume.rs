@@ -1,7 +1,8 @@
 //! Re-runs resume and reproduce; job-array tasks partition the inputs.
 
 use crate::common::*;
-use starpipe::ingest::{ShardSpec, Survey, run_ingest};
+use starpipe::artifacts::ShardSpec;
+use starpipe::ingest::{Survey, run_ingest};
 use std::collections::BTreeMap;
 use std::path::Path;
 

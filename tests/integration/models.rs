@@ -223,7 +223,7 @@ fn adapters_reference_the_base_and_never_train_on_test_stars() {
     use starpipe::model::card::{ModelCard, SelectionCuts};
     use starpipe::model::split::TestSplit;
     let base: ModelCard = serde_json::from_value(card(&f.p("model/model-card.json"))).unwrap();
-    let shards = starpipe::model::data::shard_paths(&[f.p("desi")], base.input.shard_prefix()).unwrap();
+    let shards = starpipe::artifacts::discover::shard_paths(&[f.p("desi")], base.input.shard_kind()).unwrap();
     let labels = read_labels(&f.p("desi-files/labels.parquet"), &LabelSpec::new("TARGETID")).unwrap();
     let set = starpipe::model::data::load_labelled(&shards, &base.input, &labels, &SelectionCuts::default()).unwrap();
     let mut unique = Vec::new();
@@ -625,7 +625,7 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "parquet"))
         .unwrap();
-    let kv = starpipe::ingest::shards::read_key_value_metadata(&shard).unwrap();
+    let kv = starpipe::io::read_key_value_metadata(&shard).unwrap();
     let recorded = kv.iter().find(|(k, _)| k == "starpipe.infer.ood_threshold").map(|(_, v)| v.parse::<f64>().unwrap());
     assert_eq!(recorded, Some(threshold));
     // The reconstruction χ²: computed for every spectrum of a pixel model, near 1 for the mock

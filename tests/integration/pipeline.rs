@@ -430,7 +430,7 @@ fn a_failed_task_is_recorded_and_a_rerun_repairs_only_what_it_must() {
     // 60 files per task: one damaged file is 1.7 %, above 1 %.
     std::fs::write(&file, tiny_pipeline(0.01, 4)).unwrap();
     let inputs = starpipe::ingest::discover::discover(starpipe::ingest::Survey::Lamost, &work.join("input")).unwrap();
-    let victim = starpipe::ingest::ShardSpec { index: 1, count: 2 }.select(&inputs)[2].path.clone();
+    let victim = starpipe::artifacts::ShardSpec { index: 1, count: 2 }.select(&inputs)[2].path.clone();
     let pristine = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, b"SIMPLE  = this is not a FITS file").unwrap();
 

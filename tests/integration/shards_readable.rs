@@ -23,7 +23,7 @@ fn written_shards_match_the_documented_schema_and_read_in_polars() {
     assert_eq!(df.column("obsid").unwrap().dtype(), &DataType::Int64);
 
     // Units and descriptions travel in the Arrow field metadata; grid and version in the file metadata.
-    let kv = starpipe::ingest::shards::read_key_value_metadata(&path).unwrap();
+    let kv = starpipe::io::read_key_value_metadata(&path).unwrap();
     let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
     assert_eq!(get("starpipe.version"), starpipe::VERSION);
     let grid: serde_json::Value = serde_json::from_str(&get("starpipe.grid")).unwrap();
@@ -80,7 +80,7 @@ fn shards_record_their_input_range_fingerprint_and_preprocessing() {
     let mut next = 0usize;
     let mut fingerprints = std::collections::BTreeSet::new();
     for name in &summary.shards {
-        let kv = starpipe::ingest::shards::read_key_value_metadata(&out.path().join(name)).unwrap();
+        let kv = starpipe::io::read_key_value_metadata(&out.path().join(name)).unwrap();
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
         let (start, end) = get("starpipe.ingest.inputs")
             .split_once("..")

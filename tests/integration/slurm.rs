@@ -6,7 +6,8 @@
 
 use crate::models::{ok, run};
 use crate::pipeline::{copy_dir, mock_input, tiny_pipeline};
-use starpipe::ingest::{ShardSpec, Survey};
+use starpipe::artifacts::ShardSpec;
+use starpipe::ingest::Survey;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
