@@ -5,7 +5,7 @@
 
 use starpipe::encoder::network::{Encoder, EncoderConfig, EncoderPreset};
 use starpipe::encoder::tokens::TokenLayout;
-use starpipe::model::device::ComputeDevice;
+use starpipe::nn::device::ComputeDevice;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {

@@ -3,9 +3,9 @@
 //!
 //! usage: mlp_throughput MODEL_DIR [cpu|cuda] [BATCH ...]
 
-use starpipe::model::device::ComputeDevice;
 use starpipe::model::infer::Predictor;
 use starpipe::model::predict::predict_standardized;
+use starpipe::nn::device::ComputeDevice;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {

@@ -70,9 +70,9 @@ pub fn non_negative(s: &str) -> Result<f64, String> {
 /// `--device`: auto, cpu, or cuda where this binary can use it; a binary without the `cuda`
 /// feature refuses cuda here, so a pipeline that asks for a GPU it cannot have is stopped by the
 /// pre-flight, not by its GPU stage hours later.
-pub fn device(s: &str) -> Result<starpipe::model::device::ComputeDevice, String> {
+pub fn device(s: &str) -> Result<starpipe::nn::device::ComputeDevice, String> {
     use clap::ValueEnum;
-    use starpipe::model::device::ComputeDevice;
+    use starpipe::nn::device::ComputeDevice;
     let d = ComputeDevice::from_str(s, true).map_err(|_| format!("'{s}' is not auto, cpu or cuda"))?;
     if d == ComputeDevice::Cuda && !cfg!(feature = "cuda") {
         return Err("this starpipe was built without the `cuda` feature: use --device auto or cpu, or a binary \

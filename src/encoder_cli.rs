@@ -7,7 +7,7 @@ use starpipe::encoder::embed::{EmbedOptions, run_embed};
 use starpipe::encoder::network::EncoderPreset;
 use starpipe::encoder::train::{EncoderTrainOptions, run_train_encoder};
 use starpipe::grid::LogGrid;
-use starpipe::model::device::ComputeDevice;
+use starpipe::nn::device::ComputeDevice;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod io;
 pub mod mock;
 pub mod model;
+pub mod nn;
 pub mod pipeline;
 pub mod preprocess;
 pub mod progress;

@@ -5,7 +5,6 @@ use anyhow::{Result, bail};
 use clap::Args;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::model::card::SelectionCuts;
-use starpipe::model::device::ComputeDevice;
 use starpipe::model::error_model::{CalibrateOptions, run_calibrate};
 use starpipe::model::evaluate::{EvaluateOptions, run_evaluate};
 use starpipe::model::finetune::{FinetuneOptions, Strategy, run_finetune};
@@ -15,6 +14,7 @@ use starpipe::model::labels::LabelSpec;
 use starpipe::model::repeats::{RepeatsOptions, StarIds, run_repeats};
 use starpipe::model::split::TestSplit;
 use starpipe::model::train::{TrainOptions, run_train};
+use starpipe::nn::device::ComputeDevice;
 use std::path::PathBuf;
 
 /// Where the labels are and which columns to read.

@@ -6,7 +6,7 @@
 //! `candle_nn::ops::softmax` (the fused `softmax_last_dim` and layer norm drop gradients).
 
 use crate::model::Result;
-use crate::model::mlp::{Init, Params, WeightPlan, adopt, clone_params, materialize};
+use crate::nn::params::{Init, Params, WeightPlan, adopt, clone_params, materialize};
 use candle_core::{D, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

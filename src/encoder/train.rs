@@ -10,12 +10,12 @@ use super::tokens::TokenLayout;
 use crate::artifacts::ShardKind;
 use crate::artifacts::discover::shard_paths;
 use crate::grid::{GridPreset, LogGrid};
-use crate::model::adamw::{AdamW, AdamWParams};
 use crate::model::data::{RawPixels, for_each_batch};
-use crate::model::device::ComputeDevice;
-use crate::model::mlp::{restore, snapshot, vars};
-use crate::model::store::{load_tensors, read_json, read_tensors, save_params, write_json};
 use crate::model::{ModelError, Result};
+use crate::nn::adamw::{AdamW, AdamWParams};
+use crate::nn::device::ComputeDevice;
+use crate::nn::params::{restore, snapshot, vars};
+use crate::nn::weights::{load_tensors, read_json, read_tensors, save_params, write_json};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -322,7 +322,7 @@ impl Checkpoint {
         let (current, _, json, optimizer) = Self::paths(dir);
         save_weights(&current, enc)?;
         let (steps, moments) = opt.state();
-        let mut named = crate::model::mlp::Params::new();
+        let mut named = crate::nn::params::Params::new();
         for (name, (m, v)) in enc.params.keys().zip(moments) {
             named.insert(format!("m.{name}"), candle_core::Var::from_tensor(&m)?);
             named.insert(format!("v.{name}"), candle_core::Var::from_tensor(&v)?);
@@ -333,7 +333,7 @@ impl Checkpoint {
         c.data_sha256 = data_sha256.to_string();
         c.architecture = Some(enc.config.clone());
         c.pretraining = Some(p.clone());
-        write_json(&json, &c)
+        Ok(write_json(&json, &c)?)
     }
 
     /// The checkpoint of the same data and settings, with its current weights loaded into `enc`;
@@ -375,7 +375,8 @@ impl Checkpoint {
 }
 
 fn save_weights(path: &Path, enc: &Encoder) -> Result<()> {
-    save_params(path, &enc.params).map(|_| ())
+    save_params(path, &enc.params)?;
+    Ok(())
 }
 
 /// Weights of a file, in `enc`'s parameter order (for `restore`), on `enc`'s device.
@@ -390,7 +391,7 @@ fn load_weights(path: &Path, enc: &Encoder, dev: &Device) -> Result<Vec<Tensor>>
 pub fn save_encoder(dir: &Path, enc: &Encoder, card: &mut EncoderCard) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     card.weights_sha256 = save_params(&dir.join(ENCODER_WEIGHTS), &enc.params)?;
-    write_json(&dir.join(ENCODER_CARD), card)
+    Ok(write_json(&dir.join(ENCODER_CARD), card)?)
 }
 
 pub fn load_encoder(dir: &Path, dev: &Device) -> Result<(Encoder, EncoderCard)> {

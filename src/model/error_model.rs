@@ -22,16 +22,17 @@
 
 use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
 use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled};
-use super::device::ComputeDevice;
 use super::infer::Predictor;
 use super::infer::degraded_to_r;
 use super::labels::{LabelSpec, read_labels};
 use super::metrics::quantile;
 use super::predict::{network_sigma, to_physical};
 use super::reconstruction::Reconstruction;
-use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS, copy_atomic, write_json};
+use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS};
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;
+use crate::nn::device::ComputeDevice;
+use crate::nn::weights::{copy_atomic, write_json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -261,12 +262,12 @@ fn write_copy(opts: &CalibrateOptions, p: &Predictor, fitted: &FittedErrorModel)
                 copy_atomic(&dir.join(ADAPTER_WEIGHTS), &out.join(ADAPTER_WEIGHTS))?;
             }
             let card = AdapterCard { error_model: Some(fitted.clone()), ..card.clone() };
-            write_json(&out.join(ADAPTER_CARD), &card)
+            Ok(write_json(&out.join(ADAPTER_CARD), &card)?)
         }
         _ => {
             copy_atomic(&opts.model.join(MODEL_WEIGHTS), &out.join(MODEL_WEIGHTS))?;
             let card = ModelCard { error_model: Some(fitted.clone()), ..p.card.clone() };
-            write_json(&out.join(MODEL_CARD), &card)
+            Ok(write_json(&out.join(MODEL_CARD), &card)?)
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use super::card::{AdapterCard, SelectionCuts};
 use super::data::load_labelled;
-use super::device::ComputeDevice;
 use super::labels::{LabelSpec, read_labels};
 use super::metrics::{self, Metrics};
 use super::mlp::{Adapter, Network};
@@ -13,6 +12,7 @@ use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
 use crate::artifacts::discover::shard_paths;
 use crate::io::write_small_table;
+use crate::nn::device::ComputeDevice;
 use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -7,16 +7,17 @@
 use super::calibrate::{MIN_STARS, sigma_scale};
 use super::card::{ADAPTER_FORMAT, AdapterCard, DataSource, SelectionCuts, TrainingRecord};
 use super::data::{LabelledCounts, load_labelled};
-use super::device::ComputeDevice;
 use super::fit::{FitConfig, FitReport, fit};
 use super::labels::{LabelSpec, read_labels};
-use super::mlp::{Adapter, Lora, LoraConfig, Mlp, Network, ResHead, ResHeadConfig, clone_params};
+use super::mlp::{Adapter, Lora, LoraConfig, Mlp, Network, ResHead, ResHeadConfig};
 use super::predict::predict_standardized;
 use super::split::TestSplit;
 use super::store::{load_model, save_adapter};
 use super::train::physical_metrics;
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;
+use crate::nn::device::ComputeDevice;
+use crate::nn::params::clone_params;
 use std::collections::HashSet;
 use std::path::PathBuf;
 

@@ -4,8 +4,9 @@
 
 use super::Result;
 use super::loss::gaussian_nll;
-use super::mlp::{Mode, Network, Params, restore, snapshot, vars};
-use super::predict::rows_tensor;
+use super::mlp::{Mode, Network};
+use crate::nn::params::{Params, restore, snapshot, vars};
+use crate::nn::tensors::rows_tensor;
 use candle_core::Device;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::SeedableRng;

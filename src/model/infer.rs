@@ -8,7 +8,6 @@
 
 use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard};
 use super::data::{RawPixels, SpectraBatch, for_each_input_batch};
-use super::device::ComputeDevice;
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
 use super::per_shard::{input_record, run_per_shard};
@@ -20,6 +19,7 @@ use crate::artifacts::discover::shard_paths;
 use crate::artifacts::metadata::{self, PredictionsMeta};
 use crate::artifacts::naming;
 use crate::io::tmp_path;
+use crate::nn::device::ComputeDevice;
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};

@@ -8,12 +8,10 @@
 //! (model directories on disk), `train` / `finetune` / `evaluate` / `infer` (the four commands),
 //! `metrics` (bias, scatter, bootstrap intervals).
 
-pub mod adamw;
 pub mod augment;
 pub mod calibrate;
 pub mod card;
 pub mod data;
-pub mod device;
 pub mod error_model;
 pub mod evaluate;
 pub mod finetune;
@@ -74,6 +72,19 @@ impl From<crate::artifacts::discover::DiscoverError> for ModelError {
             D::Io { path, source } => Self::Io { path, source },
             D::BadInput { path, reason } => Self::BadInput { path, reason },
             other @ D::NoModelInput(_) => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::nn::NnError> for ModelError {
+    fn from(e: crate::nn::NnError) -> Self {
+        use crate::nn::NnError as N;
+        match e {
+            N::Io { path, source } => Self::Io { path, source },
+            N::Json { path, source } => Self::Json { path, source },
+            N::BadInput { path, reason } => Self::BadInput { path, reason },
+            N::Candle(e) => Self::Candle(e),
+            N::Invalid(m) => Self::Invalid(m),
         }
     }
 }

@@ -9,12 +9,12 @@
 //! adapter against the hash of the base model it was trained on.
 
 use super::card::{ADAPTER_FORMAT, AdapterCard, MODEL_FORMAT, ModelCard};
-use super::mlp::{Adapter, Lora, Mlp, Params, ResHead};
+use super::mlp::{Adapter, Lora, Mlp, ResHead};
 use super::{ModelError, Result};
+use crate::nn::weights::{load_tensors, read_json, save_params, write_json};
 use candle_core::{Device, Tensor};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const MODEL_WEIGHTS: &str = "model.safetensors";
@@ -22,65 +22,11 @@ pub const MODEL_CARD: &str = "model-card.json";
 pub const ADAPTER_WEIGHTS: &str = "adapter.safetensors";
 pub const ADAPTER_CARD: &str = "adapter-card.json";
 
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(crate::io::write_bytes_atomically(path, bytes)?)
-}
-
-pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| ModelError::Json { path: path.into(), source: e })?;
-    text.push('\n');
-    write_atomic(path, text.as_bytes())
-}
-
-/// Copies a file byte for byte, under a temporary name first.
-pub(crate) fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
-    write_atomic(to, &std::fs::read(from).map_err(|e| ModelError::io(from, e))?)
-}
-
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.into(), source: e })
-}
-
-/// Writes the weights (temporary name, then rename) and returns their SHA-256.
-pub(crate) fn save_params(path: &Path, params: &Params) -> Result<String> {
-    let tensors: HashMap<String, Tensor> =
-        params.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
-    // Serialised in memory and written like every other output (the umask's permissions: writing
-    // through safetensors' own file path left weights readable by their owner only).
-    let bytes = safetensors::serialize(&tensors, None).map_err(|e| ModelError::bad(path, e.to_string()))?;
-    write_atomic(path, &bytes)?;
-    sha256_file(path)
-}
-
-/// Reads weights after checking them against the hash their card records.
-pub(crate) fn load_tensors(path: &Path, expected_sha256: &str, dev: &Device) -> Result<BTreeMap<String, Tensor>> {
-    let actual = sha256_file(path)?;
-    if actual != expected_sha256 {
-        return Err(ModelError::bad(
-            path,
-            format!("weights hash {actual} does not match the card ({expected_sha256})"),
-        ));
-    }
-    read_tensors(path, dev)
-}
-
-pub(crate) fn read_tensors(path: &Path, dev: &Device) -> Result<BTreeMap<String, Tensor>> {
-    let map = candle_core::safetensors::load(path, dev).map_err(|e| ModelError::bad(path, e.to_string()))?;
-    Ok(map.into_iter().collect())
-}
-
 /// Saves a model; fills in `card.weights_sha256`.
 pub fn save_model(dir: &Path, model: &Mlp, card: &mut ModelCard) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     card.weights_sha256 = save_params(&dir.join(MODEL_WEIGHTS), &model.params)?;
-    write_json(&dir.join(MODEL_CARD), card)
+    Ok(write_json(&dir.join(MODEL_CARD), card)?)
 }
 
 pub fn load_model(dir: &Path, dev: &Device) -> Result<(Mlp, ModelCard)> {
@@ -108,7 +54,7 @@ pub fn save_adapter(dir: &Path, adapter: &Adapter, card: &mut AdapterCard) -> Re
             None
         }
     };
-    write_json(&dir.join(ADAPTER_CARD), card)
+    Ok(write_json(&dir.join(ADAPTER_CARD), card)?)
 }
 
 pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device) -> Result<(Adapter, AdapterCard)> {
@@ -129,7 +75,7 @@ pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device)
     let weights = dir.join(ADAPTER_WEIGHTS);
     let tensors = || -> Result<BTreeMap<String, Tensor>> {
         let sha = card.weights_sha256.as_deref().ok_or_else(|| ModelError::bad(&card_path, "no weights hash"))?;
-        load_tensors(&weights, sha, dev)
+        Ok(load_tensors(&weights, sha, dev)?)
     };
     let adapter = match card.kind.as_str() {
         "zeroshot" => Adapter::ZeroShot,
@@ -159,6 +105,7 @@ mod tests {
     use crate::model::labels::LabelSpec;
     use crate::model::mlp::{LoraConfig, MlpConfig};
     use crate::model::split::TestSplit;
+    use crate::nn::params::Params;
 
     fn card(model: &Mlp) -> ModelCard {
         ModelCard {

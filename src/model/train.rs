@@ -6,7 +6,6 @@ use super::card::{
     TrainingRecord,
 };
 use super::data::{LabelledCounts, LabelledSet, embedding_shard_info, load_labelled, shard_grid};
-use super::device::ComputeDevice;
 use super::fit::{FitConfig, fit};
 use super::labels::{LabelSpec, read_labels};
 use super::metrics;
@@ -17,6 +16,7 @@ use super::split::unit_hash;
 use super::store::save_model;
 use super::{ModelError, PARAMETERS, Result};
 use crate::grid::{GridPreset, LogGrid};
+use crate::nn::device::ComputeDevice;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]

@@ -108,7 +108,7 @@ fn training_writes_a_card_that_describes_the_model() {
     assert_eq!(c["format"], "starpipe-model/1");
     assert_eq!(c["input"]["window"]["start"], 338);
     assert_eq!(c["input"]["window"]["npix"], 1462);
-    let sha = starpipe::model::store::sha256_file(&f.p("model/model.safetensors")).unwrap();
+    let sha = starpipe::nn::weights::sha256_file(&f.p("model/model.safetensors")).unwrap();
     assert_eq!(c["weights_sha256"], sha.as_str());
     // Weights are as readable as every other output (they were written owner-only once).
     use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,6 @@
 //! `--device auto|cpu|cuda` → a candle device.
 
-use super::{ModelError, Result};
+use super::{NnError, Result};
 use candle_core::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -47,7 +47,7 @@ impl ComputeDevice {
                 tracing::info!(missing = %missing.join(", "), "--device auto: no usable GPU, using the CPU");
                 Ok(Device::Cpu)
             }
-            ComputeDevice::Cuda if cfg!(feature = "cuda") && !missing.is_empty() => Err(ModelError::Invalid(format!(
+            ComputeDevice::Cuda if cfg!(feature = "cuda") && !missing.is_empty() => Err(NnError::Invalid(format!(
                 "--device cuda: no GPU driver or CUDA library found on this machine (cannot load {}); use \
                      --device cpu or auto",
                 missing.join(", ")
@@ -65,9 +65,9 @@ impl ComputeDevice {
             ComputeDevice::Auto => Ok(Device::Cpu),
             ComputeDevice::Cpu => Ok(Device::Cpu),
             ComputeDevice::Cuda if cfg!(feature = "cuda") => Device::new_cuda(0).map_err(|e| {
-                ModelError::Invalid(format!("--device cuda: GPU 0 cannot be used ({e}); use --device cpu or auto"))
+                NnError::Invalid(format!("--device cuda: GPU 0 cannot be used ({e}); use --device cpu or auto"))
             }),
-            ComputeDevice::Cuda => Err(ModelError::Invalid(
+            ComputeDevice::Cuda => Err(NnError::Invalid(
                 "--device cuda: this starpipe was built without the `cuda` feature (see docs in README: \
                  cargo build --release --features cuda)"
                     .into(),
