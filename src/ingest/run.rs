@@ -179,6 +179,26 @@ pub struct IngestSummary {
 impl IngestSummary {
     /// When every input of the task failed, why that is most likely not the files' fault: the
     /// wrong `--survey`, or a systemic problem named by the most common reason.
+    /// Why this task's outcome should fail its command: every input failed, or more than
+    /// `max_failed_fraction` of them (`--max-failed-fraction`). `None`: the run succeeded.
+    pub fn failure(&self, max_failed_fraction: Option<f64>) -> Option<String> {
+        if let Some(why) = self.all_failed() {
+            return Some(why);
+        }
+        let max = max_failed_fraction?;
+        let failed = self.files(Status::Failed);
+        let fraction = failed as f64 / self.inputs.max(1) as f64;
+        (fraction > max).then(|| {
+            format!(
+                "ingest task {}: {failed} of {} input files failed ({:.1} % > --max-failed-fraction {:.1} %)",
+                self.task,
+                self.inputs,
+                100.0 * fraction,
+                100.0 * max
+            )
+        })
+    }
+
     pub fn all_failed(&self) -> Option<String> {
         let failed = self.files(Status::Failed);
         if self.inputs == 0 || failed < self.inputs {

@@ -40,6 +40,14 @@ pub enum EmulatorError {
 }
 
 impl Emulator {
+    /// The labels MILES covers, where the emulator may be asked for a spectrum.
+    pub const COVERAGE: &'static str = "Teff 2800–40000 K, log g −0.5–6, [Fe/H] −3–1";
+
+    /// Whether (Teff K, log g dex, [Fe/H] dex) lies inside [`Self::COVERAGE`].
+    pub fn covers(teff: f64, logg: f64, feh: f64) -> bool {
+        (2800.0..=40000.0).contains(&teff) && (-0.5..=6.0).contains(&logg) && (-3.0..=1.0).contains(&feh)
+    }
+
     /// The emulator compiled into starpipe.
     pub fn builtin() -> &'static Emulator {
         static EMULATOR: OnceLock<Emulator> = OnceLock::new();
@@ -117,6 +125,45 @@ impl Emulator {
         }
         out
     }
+}
+
+/// The emulator's quality report (`data/emulator/report.json`) as text tables.
+pub fn report_text(json: &str) -> Result<String, String> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let r: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("emulator report: {e}"))?;
+    writeln!(s, 
+        "MILES emulator: {} labelled stars, {} fitted, {} held out",
+        r["stars"]["labelled"], r["stars"]["training"], r["stars"]["held_out"]
+    ).expect("a String takes writes");
+    for (title, key) in [
+        ("held-out stars, flux (both normalised to mean 1 over 4000-7000 A)", "held_out_rms_flux"),
+        ("held-out stars, lines (continuum-shape differences removed)", "held_out_rms_lines"),
+        ("training stars, leave-one-out, flux", "loo_rms_flux"),
+    ] {
+        writeln!(s, "\nRMS residual, {title}:").expect("a String takes writes");
+        let table = r[key].as_object().ok_or_else(|| format!("emulator report: no table {key}"))?;
+        let regions: Vec<String> = table
+            .values()
+            .next()
+            .and_then(|v| v.as_object())
+            .map(|o| o.keys().filter(|k| *k != "n_stars").cloned().collect())
+            .unwrap_or_default();
+        writeln!(s, 
+            "  {:<20} {:>5}  {}",
+            "Teff regime",
+            "stars",
+            regions.iter().map(|r| format!("{r:>10}")).collect::<String>()
+        ).expect("a String takes writes");
+        for (regime, row) in table {
+            let cells: String =
+                regions.iter().map(|k| format!("{:>10.3}", row[k].as_f64().unwrap_or(f64::NAN))).collect();
+            writeln!(s, "  {regime:<20} {:>5}  {cells}", row["n_stars"]).expect("a String takes writes");
+        }
+    }
+    writeln!(s, "\nPast 7411.6 A (vacuum) spectra come from a parametric model (Planck continuum, Ca II triplet,").expect("a String takes writes");
+    writeln!(s, "Paschen, Na I, TiO), not fitted to data: never score label accuracy there. See data/emulator/.").expect("a String takes writes");
+    Ok(s)
 }
 
 #[cfg(test)]

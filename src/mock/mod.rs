@@ -17,7 +17,7 @@ mod red_extension;
 pub mod render;
 
 pub use air_vacuum::{air_to_vacuum, vacuum_to_air};
-pub use emulator::{Emulator, EmulatorError, REPORT_JSON};
+pub use emulator::{Emulator, EmulatorError, REPORT_JSON, report_text as emulator_report_text};
 pub use library::{Library, LibraryError};
 pub use red_extension::{EXTENSION_END_VACUUM, PARAMETRIC_FROM_VACUUM, extend_to_red};
 

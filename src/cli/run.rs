@@ -15,7 +15,7 @@ pub struct RunArgs {
     pipeline: Option<PathBuf>,
     /// Tasks per sharded stage (ingest, embed, infer); default: the pipeline's `shards`. Part of
     /// what a run computes: the same inputs with another shard count give other shard files.
-    #[arg(long, value_name = "N", value_parser = crate::arg_values::shard_count)]
+    #[arg(long, value_name = "N", value_parser = crate::cli::args::shard_count)]
     shards: Option<usize>,
     /// Directory the stages' relative paths point into; default: the pipeline's `workdir`.
     #[arg(long)]
@@ -82,7 +82,7 @@ fn check_command_line(p: &Pipeline, stage: &starpipe::pipeline::Stage) -> Result
     use clap::error::{ContextKind, ContextValue};
     let task = Task { stage: p.stages.iter().position(|s| s.name == stage.name).unwrap(), shard: None };
     let argv = task.argv(p);
-    if let Err(e) = crate::parse_command(&argv) {
+    if let Err(e) = crate::cli::parse_command(&argv) {
         let arg = match e.get(ContextKind::InvalidArg) {
             Some(ContextValue::String(s)) => Some(s.clone()),
             Some(ContextValue::Strings(v)) => v.first().cloned(),
@@ -120,7 +120,7 @@ fn run_task(l: &Loaded, t: &Task) -> Result<()> {
     let argv = t.argv(p);
     let start = std::time::Instant::now();
     l.manifest.forget(&stem);
-    let result = crate::parse_command(&argv).map_err(anyhow::Error::from).and_then(crate::dispatch);
+    let result = crate::cli::parse_command(&argv).map_err(anyhow::Error::from).and_then(crate::cli::dispatch);
     match result {
         Ok(()) => {
             let stage = &p.stages[t.stage];

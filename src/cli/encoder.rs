@@ -1,6 +1,6 @@
 //! Command-line front ends of `train-encoder` and `embed`.
 
-use crate::arg_values::{at_least_one, non_negative, positive};
+use crate::cli::args::{at_least_one, non_negative, positive};
 use anyhow::{Result, bail};
 use clap::Args;
 use starpipe::encoder::embed::{EmbedOptions, run_embed};
@@ -56,7 +56,7 @@ pub struct TrainEncoderArgs {
     seed: u64,
     /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
     /// cuda.
-    #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]
+    #[arg(long, default_value = "auto", value_parser = crate::cli::args::device)]
     device: ComputeDevice,
     /// Ignore a checkpoint in --out and start over. By default a killed run continues from its
     /// checkpoint when it belongs to the same data and settings, bit-identical to an
@@ -85,7 +85,7 @@ pub struct EmbedArgs {
     shard: starpipe::artifacts::ShardSpec,
     /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
     /// cuda.
-    #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]
+    #[arg(long, default_value = "auto", value_parser = crate::cli::args::device)]
     device: ComputeDevice,
 }
 
@@ -107,7 +107,7 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
     opts.pretrain.mask_chunks = a.mask_chunks;
     opts.pretrain.mask_chunk_len = a.mask_chunk_len;
     opts.pretrain.seed = a.seed;
-    let bar = crate::progress_bar(a.max_epochs as u64, "train-encoder", "epochs");
+    let bar = crate::cli::console::progress_bar(a.max_epochs as u64, "train-encoder", "epochs");
     let card = run_train_encoder(&opts, &bar)?;
     bar.finish_and_clear();
     println!(
@@ -140,7 +140,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         shard: a.shard,
         device: a.device,
     };
-    let bar = crate::progress_bar(0, "embed", "shards");
+    let bar = crate::cli::console::progress_bar(0, "embed", "shards");
     let start = std::time::Instant::now();
     let s = run_embed(&opts, &bar)?;
     bar.finish_and_clear();

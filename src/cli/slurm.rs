@@ -7,7 +7,7 @@
 //!
 //! Scripts, job logs and the submission table live in WORKDIR/.starpipe/slurm/.
 
-use crate::run_cli::Loaded;
+use crate::cli::run::Loaded;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub struct Target {
     /// Pipeline file (pipelines/*.toml).
     pipeline: PathBuf,
     /// Tasks per sharded stage (array size); default: the pipeline's `shards`.
-    #[arg(long, value_name = "N", value_parser = crate::arg_values::shard_count)]
+    #[arg(long, value_name = "N", value_parser = crate::cli::args::shard_count)]
     shards: Option<usize>,
     /// Directory the stages' relative paths point into; default: the pipeline's `workdir`.
     #[arg(long)]
@@ -65,7 +65,7 @@ pub struct SubmitArgs {
     dry_run: bool,
     /// At most this many tasks of an array run at once (sbatch --array=…%K), to spare the
     /// shared filesystem.
-    #[arg(long, value_name = "K", value_parser = crate::arg_values::at_least_one)]
+    #[arg(long, value_name = "K", value_parser = crate::cli::args::at_least_one)]
     max_running: Option<usize>,
     /// sbatch options for every job, after starpipe's own (e.g. --partition=debug
     /// --time=02:00:00); a `--` before them is optional.

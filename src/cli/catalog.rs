@@ -40,7 +40,7 @@ pub struct CatalogArgs {
     min_snr: f64,
     /// Flag HIGH_MASK_FRAC above this fraction of unusable grid pixels (a quality flag; ingest's
     /// --max-masked-fraction is the other, looser limit above which a spectrum is not written at all).
-    #[arg(long, default_value_t = Thresholds::default().high_mask_fraction, value_parser = crate::arg_values::fraction)]
+    #[arg(long, default_value_t = Thresholds::default().high_mask_fraction, value_parser = crate::cli::args::fraction)]
     high_mask_fraction: f64,
     /// LARGE_ERR above these errors: Teff (K), log g (dex), [Fe/H] (dex).
     #[arg(long, value_delimiter = ',', default_value = "300,0.5,0.3")]
@@ -49,11 +49,11 @@ pub struct CatalogArgs {
     #[arg(long, default_value_t = Thresholds::default().max_abs_rv_kms)]
     max_abs_rv: f64,
     /// RV_UNCERTAIN above this radial-velocity error (km/s).
-    #[arg(long, default_value_t = Thresholds::default().max_rv_err_kms, value_parser = crate::arg_values::non_negative)]
+    #[arg(long, default_value_t = Thresholds::default().max_rv_err_kms, value_parser = crate::cli::args::non_negative)]
     max_rv_err: f64,
     /// HEAD_DISAGREE when a pixel and an embedding head differ by more than this many combined σ
     /// (√(σ₁² + σ₂²)) in any parameter.
-    #[arg(long, default_value_t = Thresholds::default().disagree_sigma, value_parser = crate::arg_values::positive)]
+    #[arg(long, default_value_t = Thresholds::default().disagree_sigma, value_parser = crate::cli::args::positive)]
     disagree_sigma: f64,
 }
 

@@ -1,6 +1,6 @@
 //! Command-line front ends of the model stages: `train`, `finetune`, `calibrate`, `evaluate`, `infer`.
 
-use crate::arg_values::{at_least_one, fraction, fraction_below_one, non_negative, positive};
+use crate::cli::args::{at_least_one, fraction, fraction_below_one, non_negative, positive};
 use anyhow::{Result, bail};
 use clap::Args;
 use starpipe::grid::{GridPreset, LogGrid};
@@ -113,7 +113,7 @@ impl FitArgs {
 pub struct ComputeArgs {
     /// auto (a GPU when this binary has the `cuda` feature and one answers, else the CPU), cpu, or
     /// cuda.
-    #[arg(long, default_value = "auto", value_parser = crate::arg_values::device)]
+    #[arg(long, default_value = "auto", value_parser = crate::cli::args::device)]
     device: ComputeDevice,
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = at_least_one)]
@@ -365,7 +365,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     opts.val_fraction = a.val_fraction;
     opts.fit = a.fit.apply(FitConfig::pretraining())?;
     opts.device = device;
-    let bar = crate::progress_bar(opts.fit.max_epochs as u64, "train", "epochs");
+    let bar = crate::cli::console::progress_bar(opts.fit.max_epochs as u64, "train", "epochs");
     let s = run_train(&opts, &bar)?;
     bar.finish_and_clear();
     let c = &s.card;
@@ -425,7 +425,7 @@ pub fn finetune(a: FinetuneArgs) -> Result<()> {
     opts.reshead_hidden = a.reshead_hidden;
     opts.fit = a.fit.apply(opts.fit.clone())?;
     opts.device = device;
-    let bar = crate::progress_bar(opts.fit.max_epochs as u64, "finetune", "epochs");
+    let bar = crate::cli::console::progress_bar(opts.fit.max_epochs as u64, "finetune", "epochs");
     let s = run_finetune(&opts, &bar)?;
     bar.finish_and_clear();
     let c = &s.card;
@@ -520,7 +520,7 @@ pub fn infer(a: InferArgs) -> Result<()> {
         shard: a.shard,
         device,
     };
-    let bar = crate::progress_bar(0, "infer", "shards");
+    let bar = crate::cli::console::progress_bar(0, "infer", "shards");
     let start = std::time::Instant::now();
     let s = run_infer(&opts, &bar)?;
     bar.finish_and_clear();
