@@ -129,9 +129,6 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
 }
 
 pub fn embed(a: EmbedArgs) -> Result<()> {
-    if a.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
     let opts = EmbedOptions {
         spectra: a.spectra,
         encoder: a.encoder,

@@ -75,7 +75,6 @@ pub struct IngestArgs {
     pub no_progress: bool,
 }
 
-
 pub fn ingest(a: IngestArgs) -> Result<()> {
     let grid = match (a.wave_min, a.wave_max) {
         (Some(lo), Some(hi)) => LogGrid::lamost_between(lo, hi)
@@ -107,7 +106,6 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
     }
     Ok(())
 }
-
 
 fn print_summary(s: &IngestSummary, out: &std::path::Path) {
     println!("ingest {} task {}: {} input files", s.survey, s.task, s.inputs);
@@ -141,4 +139,3 @@ fn print_summary(s: &IngestSummary, out: &std::path::Path) {
     }
     println!("  output: {}", out.display());
 }
-

@@ -75,7 +75,6 @@ pub struct MockArgs {
     pub emulate: Option<[f64; 3]>,
 }
 
-
 fn parse_labels(s: &str) -> Result<[f64; 3], String> {
     let v: Vec<f64> =
         s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("'{s}': {e}"))?;

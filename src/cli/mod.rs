@@ -126,7 +126,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-
 /// Training allocates and frees the same large activation buffers every step. glibc returns
 /// blocks above its mmap threshold to the kernel at once, so each step page-faults them in again
 /// (measured: 40 % of encoder training time in the kernel). Keep freed memory for reuse instead.
@@ -168,7 +167,7 @@ pub fn main() -> std::process::ExitCode {
 
 /// An error and its causes in one line, each cause said once: our errors already quote their
 /// source, which anyhow's "Caused by:" would repeat.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut message = e.to_string();
     for cause in e.chain().skip(1) {
         let c = cause.to_string();

@@ -101,9 +101,6 @@ impl FitArgs {
         if !(cfg.learning_rate > 0.0 && cfg.learning_rate.is_finite()) || cfg.weight_decay < 0.0 {
             bail!("--lr must be positive and --weight-decay non-negative");
         }
-        if cfg.batch_size == 0 || cfg.max_epochs == 0 {
-            bail!("--batch-size and --max-epochs must be at least 1");
-        }
         Ok(cfg)
     }
 }
@@ -166,7 +163,7 @@ pub struct TrainArgs {
     #[arg(long, requires = "wave_min")]
     wave_max: Option<f64>,
     /// Hidden layer widths (default: 512,256,64 on pixels; 256,64 on embeddings, SpecCLIP's head).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one)]
     hidden: Option<Vec<usize>>,
     /// Dropout probability after each hidden layer.
     #[arg(long, default_value_t = 0.1, value_parser = fraction_below_one)]
@@ -349,9 +346,6 @@ pub struct InferArgs {
 
 pub fn train(a: TrainArgs) -> Result<()> {
     let device = a.compute.setup()?;
-    if a.hidden.as_ref().is_some_and(|h| h.is_empty() || h.contains(&0)) {
-        bail!("--hidden needs at least one non-zero width");
-    }
     let mut opts = TrainOptions::new(a.spectra, a.labels.labels.clone(), a.out.clone());
     opts.label_spec = a.labels.spec("obsid")?;
     opts.selection = a.labels.cuts();
@@ -410,9 +404,6 @@ fn print_validation(v: &[starpipe::model::card::ParameterMetrics]) {
 
 pub fn finetune(a: FinetuneArgs) -> Result<()> {
     let device = a.compute.setup()?;
-    if a.lora_rank == 0 || a.reshead_hidden == 0 {
-        bail!("--lora-rank and --reshead-hidden must be at least 1");
-    }
     let mut opts = FinetuneOptions::new(a.spectra, a.labels.labels.clone(), a.model, a.out.clone(), a.strategy);
     opts.label_spec = a.labels.spec("targetid")?;
     opts.selection = a.labels.cuts();
@@ -508,9 +499,6 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
 
 pub fn infer(a: InferArgs) -> Result<()> {
     let device = a.compute.setup()?;
-    if a.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
     let opts = InferOptions {
         spectra: a.spectra,
         model: a.model,

@@ -132,10 +132,12 @@ pub fn report_text(json: &str) -> Result<String, String> {
     use std::fmt::Write;
     let mut s = String::new();
     let r: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("emulator report: {e}"))?;
-    writeln!(s, 
+    writeln!(
+        s,
         "MILES emulator: {} labelled stars, {} fitted, {} held out",
         r["stars"]["labelled"], r["stars"]["training"], r["stars"]["held_out"]
-    ).expect("a String takes writes");
+    )
+    .expect("a String takes writes");
     for (title, key) in [
         ("held-out stars, flux (both normalised to mean 1 over 4000-7000 A)", "held_out_rms_flux"),
         ("held-out stars, lines (continuum-shape differences removed)", "held_out_rms_lines"),
@@ -149,20 +151,24 @@ pub fn report_text(json: &str) -> Result<String, String> {
             .and_then(|v| v.as_object())
             .map(|o| o.keys().filter(|k| *k != "n_stars").cloned().collect())
             .unwrap_or_default();
-        writeln!(s, 
+        writeln!(
+            s,
             "  {:<20} {:>5}  {}",
             "Teff regime",
             "stars",
             regions.iter().map(|r| format!("{r:>10}")).collect::<String>()
-        ).expect("a String takes writes");
+        )
+        .expect("a String takes writes");
         for (regime, row) in table {
             let cells: String =
                 regions.iter().map(|k| format!("{:>10.3}", row[k].as_f64().unwrap_or(f64::NAN))).collect();
             writeln!(s, "  {regime:<20} {:>5}  {cells}", row["n_stars"]).expect("a String takes writes");
         }
     }
-    writeln!(s, "\nPast 7411.6 A (vacuum) spectra come from a parametric model (Planck continuum, Ca II triplet,").expect("a String takes writes");
-    writeln!(s, "Paschen, Na I, TiO), not fitted to data: never score label accuracy there. See data/emulator/.").expect("a String takes writes");
+    writeln!(s, "\nPast 7411.6 A (vacuum) spectra come from a parametric model (Planck continuum, Ca II triplet,")
+        .expect("a String takes writes");
+    writeln!(s, "Paschen, Na I, TiO), not fitted to data: never score label accuracy there. See data/emulator/.")
+        .expect("a String takes writes");
     Ok(s)
 }
 

@@ -6,12 +6,15 @@
 //! - [`manifest`] keeps one done-record per finished task;
 //! - [`workspace`] binds a pipeline to a workdir and shard count: task keys and currency.
 //!
-//! Executing a stage is the command line's job (`starpipe run`, `starpipe slurm`): a stage is
-//! exactly the `starpipe` command its table spells out, run with the workdir as current directory.
+//! - [`executor`] runs a pipeline on this machine (`starpipe run`), [`slurm`] submits it as job
+//!   arrays (`starpipe slurm`). A stage is exactly the `starpipe` command its table spells out,
+//!   run with the workdir as current directory; the binary parses and dispatches it.
 
+pub mod executor;
 pub mod manifest;
 pub mod outputs;
 pub mod plan;
+pub mod slurm;
 pub mod spec;
 pub mod workspace;
 
@@ -37,6 +40,11 @@ pub enum PipelineError {
          task, so mixing counts would duplicate spectra; use --shards {earlier}, or a new --workdir"
     )]
     ShardCount { workdir: PathBuf, earlier: usize, now: usize },
+    /// A request that cannot be run as asked (flags that do not fit the pipeline, missing inputs).
+    #[error("{0}")]
+    Usage(String),
+    #[error("stage {task} failed (starpipe {command}): {message}")]
+    StageFailed { task: String, command: String, message: String },
 }
 
 /// The built-in demo pipeline (`starpipe run` with no file).

@@ -1,5 +1,6 @@
 //! One integration-test binary (each test binary links polars; one keeps CI builds short).
 
+mod architecture;
 mod bad_artifacts;
 mod catalog;
 mod cli;
