@@ -58,7 +58,7 @@ pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Resu
     run_per_shard(
         &shards,
         &opts.out,
-        |s| naming::embeddings_of(s),
+        naming::embeddings_of,
         provenance,
         |shard, out, meta| embed_shard(shard, out, &enc, &card, meta, opts.batch_size, &dev),
         progress,

@@ -1,4 +1,4 @@
-//! SpecCLIP-style tokens of a spectrum (science.md §2).
+//! SpecCLIP-style tokens of a spectrum (SpecCLIP, as arXiv 2602.15021 uses it).
 //!
 //! The model input of a pixel (`model::data::pixel_features`) is standardised per spectrum (z-score
 //! over the window), cut into windows of `patch` pixels every `stride` pixels, and one more token

@@ -1,5 +1,5 @@
 //! DESI healpix/tile coadds (and per-exposure `spectra-*` files) with their redrock companions
-//! (shared docs/formats.md §2). HDUs and columns are found by name; arms are discovered from the
+//! (DESI data model, desidatamodel.readthedocs.io: healpix coadds and redrock files). HDUs and columns are found by name; arms are discovered from the
 //! `<ARM>_WAVELENGTH` HDUs; only the rows of selected stars are read from the pixel HDUs.
 
 use super::cfitsio;

@@ -1,4 +1,4 @@
-//! LAMOST LRS single-spectrum files, both layouts (shared docs/formats.md §1):
+//! LAMOST LRS single-spectrum files, both layouts (LAMOST DR data release documentation, LRS FITS format):
 //! (A) primary 5×N float32 image: flux, ivar, wavelength, andmask, ormask;
 //! (B) empty primary + `COADD` binary table with one row of N-element columns.
 //! The layout is detected from the structure, gzip from the magic bytes, N from the header.

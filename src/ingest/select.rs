@@ -1,4 +1,4 @@
-//! DESI star selection (shared docs/formats.md §2.7). A target that fails a rule is skipped with the
+//! DESI star selection (DESI MWS conventions: SPECTYPE, ZWARN, FIBERSTATUS, RV). A target that fails a rule is skipped with the
 //! rule as its reason; it is not an error.
 
 /// COADD_FIBERSTATUS bit 3, RESTRICTED: informational, the spectrum is fine.

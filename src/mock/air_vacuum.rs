@@ -1,4 +1,4 @@
-//! Air ↔ vacuum wavelengths (shared docs/formats.md §3): MILES is in air, the surveys in vacuum.
+//! Air ↔ vacuum wavelengths (Ciddor 1996 / IAU convention, as in astropy and the DESI data model): MILES is in air, the surveys in vacuum.
 
 /// Refractive index of air for a vacuum wavelength (Morton 2000 / Birch & Downs, as in VALD).
 fn refractive_index_vacuum(lambda_vac: f64) -> f64 {
@@ -25,7 +25,7 @@ mod tests {
 
     #[test]
     fn shifts_match_the_documented_sizes_and_invert() {
-        // +1.01 Å at 3540 Å, +1.39 Å at 5000 Å, +2.69 Å at 9824 Å (formats.md §3).
+        // +1.01 Å at 3540 Å, +1.39 Å at 5000 Å, +2.69 Å at 9824 Å.
         for (air, shift) in [(3540.0, 1.01), (5000.0, 1.39), (9824.0, 2.69)] {
             let vac = air_to_vacuum(air);
             assert!((vac - air - shift).abs() < 0.01, "{air}: {}", vac - air);

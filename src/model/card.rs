@@ -15,7 +15,7 @@ pub const MODEL_FORMAT: &str = "starpipe-model/1";
 pub const ADAPTER_FORMAT: &str = "starpipe-adapter/1";
 
 /// Labels are standardised as (x − mean) / std with the pre-training set's statistics; every
-/// adapter reuses them (science.md §5).
+/// adapter reuses them (arXiv 2602.15021).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LabelScaling {
     pub mean: [f64; 3],

@@ -35,7 +35,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// Default learning rate: full fine-tuning 10× below pre-training (science.md §5.4); the
+    /// Default learning rate: full fine-tuning 10× below pre-training (arXiv 2602.15021, the transfer recipe); the
     /// adapters start from zero and train few weights, so they take the pre-training rate.
     pub fn default_learning_rate(self) -> f64 {
         match self {

@@ -33,7 +33,7 @@ pub struct FitConfig {
 }
 
 impl FitConfig {
-    /// science.md §1.1: AdamW lr 1e-3, weight decay 1e-4, batch 512, patience 10.
+    /// arXiv 2602.15021: AdamW lr 1e-3, weight decay 1e-4, batch 512, patience 10.
     pub fn pretraining() -> Self {
         Self {
             learning_rate: 1e-3,

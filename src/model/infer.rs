@@ -163,7 +163,7 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     run_per_shard(
         &shards,
         &opts.out,
-        |s| naming::predictions_of(s),
+        naming::predictions_of,
         |shard| provenance(shard, &predictor),
         |shard, out, meta| predict_shard(shard, out, &input, &predictor, meta, opts.batch_size, &dev),
         progress,

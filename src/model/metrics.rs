@@ -1,4 +1,4 @@
-//! Accuracy metrics of predictions against reference labels (science.md §6).
+//! Accuracy metrics of predictions against reference labels (the paper's definitions, arXiv 2602.15021).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

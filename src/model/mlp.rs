@@ -1,12 +1,12 @@
 //! The network: an MLP predicting (mean, log σ) of Teff, log g, [Fe/H] in standardised units, and
-//! the three ways of adapting it to a new survey (science.md §5).
+//! the three ways of adapting it to a new survey (arXiv 2602.15021).
 //!
 //! Weights live in named sets (`Params`), one per trained thing: the base network, a LoRA pair per
 //! adapted layer, a residual head. A strategy freezes a set by never handing it to the optimiser
 //! and by detaching it in the forward pass, so no gradient is even computed for it.
 //!
 //! Layer norm and dropout are written from primitive ops in training mode: candle's fused layer
-//! norm has no backward pass and would silently stop gradients (docs/rust-stack.md).
+//! norm has no backward pass and would silently stop gradients; a test checks every weight gets a gradient.
 
 use super::Result;
 use crate::nn::params::{Init, Params, WeightPlan, adopt, clone_params, materialize};

@@ -31,7 +31,7 @@ impl Parameter {
         }
     }
 
-    /// |Δ| above which a prediction counts as an outlier (science.md §6).
+    /// |Δ| above which a prediction counts as an outlier (arXiv 2602.15021).
     pub fn outlier_threshold(self) -> f64 {
         match self {
             Parameter::Teff => 300.0,

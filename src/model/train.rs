@@ -149,7 +149,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
     let train = set.dataset(&train_rows, &scaling);
     let val = set.dataset(&val_rows, &scaling);
     let hidden = opts.hidden.clone().unwrap_or_else(|| match input {
-        // science.md §1.1: pixels 512 → 256 → 64; embeddings SpecCLIP's head, 256 → 64.
+        // arXiv 2602.15021: pixels 512 → 256 → 64; embeddings SpecCLIP's head, 256 → 64.
         InputSpec::Pixels { .. } => vec![512, 256, 64],
         InputSpec::Embeddings { .. } => vec![256, 64],
     });

@@ -245,7 +245,7 @@ pub fn run(
             };
             say(out, format!("  {:<24} {state:<32} starpipe {command}{sharded}", p.stages[i].name));
         }
-        say(out, format!("  (--all lists every task)"));
+        say(out, "  (--all lists every task)".into());
         return Ok(());
     }
     if let Some(first) = missing.first() {
@@ -330,7 +330,7 @@ fn print_results(l: &Loaded, out: &mut dyn Write) {
         say(out, format!("{what} ({}): {}", s.name, path.display()));
     }
     if !p.try_commands.is_empty() {
-        say(out, format!("\nTry:"));
+        say(out, "\nTry:".into());
         for c in &p.try_commands {
             say(out, format!("  {}", c.replace("{workdir}", &l.workdir.display().to_string())));
         }
