@@ -9,6 +9,7 @@ pub mod fuzz;
 pub mod grid;
 pub mod ingest;
 pub mod io;
+pub mod labels;
 pub mod mock;
 pub mod model;
 pub mod nn;

@@ -4,13 +4,13 @@ use crate::cli::args::{at_least_one, fraction, fraction_below_one, non_negative,
 use anyhow::{Result, bail};
 use clap::Args;
 use starpipe::grid::{GridPreset, LogGrid};
+use starpipe::labels::LabelSpec;
 use starpipe::model::card::SelectionCuts;
 use starpipe::model::error_model::{CalibrateOptions, run_calibrate};
 use starpipe::model::evaluate::{EvaluateOptions, run_evaluate};
 use starpipe::model::finetune::{FinetuneOptions, Strategy, run_finetune};
 use starpipe::model::fit::FitConfig;
 use starpipe::model::infer::{InferOptions, run_infer};
-use starpipe::model::labels::LabelSpec;
 use starpipe::model::repeats::{RepeatsOptions, StarIds, run_repeats};
 use starpipe::model::split::TestSplit;
 use starpipe::model::train::{TrainOptions, run_train};

@@ -19,7 +19,7 @@
 use super::air_vacuum::air_to_vacuum;
 use super::labels::StarLabels;
 use super::render::RestSpectrum;
-use crate::model::labels::{LabelSpec, read_labels};
+use crate::labels::{LabelSpec, read_labels};
 use candle_core::{DType, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

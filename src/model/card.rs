@@ -4,11 +4,11 @@
 //! inputs and seed give byte-identical model directories.
 
 use super::fit::{FitConfig, FitReport};
-use super::labels::LabelSpec;
 use super::metrics::Metrics;
 use super::mlp::{LoraConfig, MlpConfig, ResHeadConfig};
 use super::split::TestSplit;
 use crate::grid::LogGrid;
+use crate::labels::LabelSpec;
 use serde::{Deserialize, Serialize};
 
 pub const MODEL_FORMAT: &str = "starpipe-model/1";

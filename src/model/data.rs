@@ -300,7 +300,7 @@ impl LabelledSet {
 pub fn load_labelled(
     shards: &[PathBuf],
     input: &super::card::InputSpec,
-    labels: &super::labels::LabelTable,
+    labels: &crate::labels::LabelTable,
     cuts: &super::card::SelectionCuts,
 ) -> Result<LabelledSet> {
     let mut set = LabelledSet { n_features: input.n_features(), ..Default::default() };

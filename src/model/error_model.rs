@@ -24,13 +24,13 @@ use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSp
 use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled};
 use super::infer::Predictor;
 use super::infer::degraded_to_r;
-use super::labels::{LabelSpec, read_labels};
 use super::metrics::quantile;
 use super::predict::{network_sigma, to_physical};
 use super::reconstruction::Reconstruction;
 use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS};
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;
+use crate::labels::{LabelSpec, read_labels};
 use crate::nn::device::ComputeDevice;
 use crate::nn::weights::{copy_atomic, write_json};
 use std::collections::HashMap;

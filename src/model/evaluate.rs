@@ -3,7 +3,6 @@
 
 use super::card::{AdapterCard, SelectionCuts};
 use super::data::load_labelled;
-use super::labels::{LabelSpec, read_labels};
 use super::metrics::{self, Metrics};
 use super::mlp::{Adapter, Network};
 use super::predict::{Estimate, predict_standardized, to_physical};
@@ -12,6 +11,7 @@ use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
 use crate::artifacts::discover::shard_paths;
 use crate::io::write_small_table;
+use crate::labels::{LabelSpec, read_labels};
 use crate::nn::device::ComputeDevice;
 use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use std::collections::HashMap;
@@ -102,7 +102,7 @@ fn score_model(
     spectra: &[PathBuf],
     model: &Path,
     adapters: &[PathBuf],
-    labels: &super::labels::LabelTable,
+    labels: &crate::labels::LabelTable,
     opts: &EvaluateOptions,
     split: &mut Option<TestSplit>,
     dev: &candle_core::Device,

@@ -2,11 +2,12 @@
 //! log g and [Fe/H], each as a Gaussian (mean and log σ), pre-trained on one survey and transferred
 //! to another zero-shot, by full fine-tuning, LoRA, or a residual-head adapter.
 //!
-//! One file per job: `params` (what is predicted), `data` (shards → feature matrices), `labels`
-//! (label tables), `split` (deterministic train/validation/test membership), `mlp` (the network and
-//! its adapters), `loss`, `fit` (the optimisation loop), `calibrate` (σ scaling), `card` and `store`
-//! (model directories on disk), `train` / `finetune` / `evaluate` / `infer` (the four commands),
-//! `metrics` (bias, scatter, bootstrap intervals).
+//! One file per job: `data` (shards → feature matrices), `split` (deterministic
+//! train/validation/test membership), `mlp` (the network and its adapters), `loss`, `fit` (the
+//! optimisation loop), `calibrate` (σ scaling), `card` and `store` (model directories on disk),
+//! `train` / `finetune` / `evaluate` / `infer` (the four commands), `metrics` (bias, scatter,
+//! bootstrap intervals). What is predicted and label tables live in [`crate::labels`]; weights,
+//! AdamW and the device in [`crate::nn`].
 
 pub mod augment;
 pub mod calibrate;
@@ -17,12 +18,10 @@ pub mod evaluate;
 pub mod finetune;
 pub mod fit;
 pub mod infer;
-pub mod labels;
 pub mod loss;
 pub mod metrics;
 pub mod mlp;
 pub mod ood;
-pub mod params;
 pub mod per_shard;
 pub mod predict;
 pub mod reconstruction;
@@ -33,7 +32,7 @@ pub mod train;
 
 use std::path::PathBuf;
 
-pub use params::{PARAMETERS, Parameter};
+pub use crate::labels::{PARAMETERS, Parameter};
 
 /// Everything that can go wrong in the model stages; each variant names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +71,19 @@ impl From<crate::artifacts::discover::DiscoverError> for ModelError {
             D::Io { path, source } => Self::Io { path, source },
             D::BadInput { path, reason } => Self::BadInput { path, reason },
             other @ D::NoModelInput(_) => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::labels::LabelError> for ModelError {
+    fn from(e: crate::labels::LabelError) -> Self {
+        use crate::labels::LabelError as L;
+        match e {
+            L::Io { path, source } => Self::Io { path, source },
+            L::Parquet { path, source } => Self::Parquet { path, source },
+            L::Arrow { path, source } => Self::Arrow { path, source },
+            L::BadInput { path, reason } => Self::BadInput { path, reason },
+            L::Invalid(m) => Self::Invalid(m),
         }
     }
 }

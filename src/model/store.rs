@@ -100,9 +100,9 @@ pub fn load_adapter(dir: &Path, base: &Mlp, base_card: &ModelCard, dev: &Device)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::LabelSpec;
     use crate::model::card::{DataSource, InputSpec, LabelRange, LabelScaling, SelectionCuts, TrainingRecord};
     use crate::model::fit::{FitConfig, FitReport};
-    use crate::model::labels::LabelSpec;
     use crate::model::mlp::{LoraConfig, MlpConfig};
     use crate::model::split::TestSplit;
     use crate::nn::params::Params;

@@ -7,7 +7,6 @@ use super::card::{
 };
 use super::data::{LabelledCounts, LabelledSet, embedding_shard_info, load_labelled, shard_grid};
 use super::fit::{FitConfig, fit};
-use super::labels::{LabelSpec, read_labels};
 use super::metrics;
 use super::mlp::{Adapter, Mlp, MlpConfig, Network};
 use super::ood::OodModel;
@@ -16,6 +15,7 @@ use super::split::unit_hash;
 use super::store::save_model;
 use super::{ModelError, PARAMETERS, Result};
 use crate::grid::{GridPreset, LogGrid};
+use crate::labels::{LabelSpec, read_labels};
 use crate::nn::device::ComputeDevice;
 use std::path::PathBuf;
 

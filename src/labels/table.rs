@@ -2,7 +2,7 @@
 //! object id (LAMOST obsid, DESI TARGETID), read from Parquet or CSV. Column names match
 //! case-insensitively, so survey catalogues (`TEFF`, `FEH_ERR`) and our mock tables both work.
 
-use super::{ModelError, PARAMETERS, Result};
+use super::{LabelError, PARAMETERS, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -29,7 +29,7 @@ impl LabelSpec {
     pub fn with_columns(mut self, list: &str) -> Result<Self> {
         let names: Vec<&str> = list.split(',').map(str::trim).collect();
         if names.len() != 3 || names.iter().any(|n| n.is_empty()) {
-            return Err(ModelError::Invalid(format!(
+            return Err(LabelError::Invalid(format!(
                 "--label-columns must name three columns (Teff, log g, [Fe/H]), got '{list}'"
             )));
         }
@@ -119,8 +119,8 @@ fn column_names(b: &RecordBatch) -> String {
 /// [`LabelTable::unusable`]. A table with no usable row, a missing column or a key that is not an
 /// integer is an error naming the file.
 pub fn read_labels(path: &Path, spec: &LabelSpec) -> Result<LabelTable> {
-    if std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?.len() == 0 {
-        return Err(ModelError::bad(path, "empty file (a label table needs a header and rows)"));
+    if std::fs::metadata(path).map_err(|e| LabelError::io(path, e))?.len() == 0 {
+        return Err(LabelError::bad(path, "empty file (a label table needs a header and rows)"));
     }
     let batches = read_table(path)?;
     let mut table = LabelTable {
@@ -137,16 +137,16 @@ pub fn read_labels(path: &Path, spec: &LabelSpec) -> Result<LabelTable> {
         };
         let need = |name: &str, what: &str| {
             find(name).ok_or_else(|| {
-                ModelError::bad(path, format!("no {what} column '{name}'; the columns are: {}", column_names(b)))
+                LabelError::bad(path, format!("no {what} column '{name}'; the columns are: {}", column_names(b)))
             })
         };
         let as_f64 = |a: &dyn Array, name: &str| {
-            cast(a, &DataType::Float64).map_err(|e| ModelError::bad(path, format!("column '{name}': {e}")))
+            cast(a, &DataType::Float64).map_err(|e| LabelError::bad(path, format!("column '{name}': {e}")))
         };
         let key_raw = need(&spec.key, "key")?;
         let strict = arrow::compute::CastOptions { safe: false, ..Default::default() };
         let key = arrow::compute::cast_with_options(&key_raw, &DataType::Int64, &strict)
-            .map_err(|e| ModelError::bad(path, format!("key column '{}' must hold integer ids: {e}", spec.key)))?;
+            .map_err(|e| LabelError::bad(path, format!("key column '{}' must hold integer ids: {e}", spec.key)))?;
         let key = key.as_primitive::<Int64Type>();
         let mut raw = Vec::new();
         let mut values = Vec::new();
@@ -206,7 +206,7 @@ pub fn read_labels(path: &Path, spec: &LabelSpec) -> Result<LabelTable> {
     if table.rows.is_empty() {
         let why = table.unusable.lines();
         let why = if why.is_empty() { "the table has no rows".to_string() } else { why.join("; ") };
-        return Err(ModelError::bad(path, format!("no row with all three labels ({why})")));
+        return Err(LabelError::bad(path, format!("no row with all three labels ({why})")));
     }
     Ok(table)
 }
@@ -216,24 +216,24 @@ pub fn read_table(path: &Path) -> Result<Vec<RecordBatch>> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("parquet") => read_parquet(path),
         Some("csv") => read_csv(path),
-        _ => Err(ModelError::bad(path, "a table must be .parquet or .csv")),
+        _ => Err(LabelError::bad(path, "a table must be .parquet or .csv")),
     }
 }
 
 fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
-    let pq = |e| ModelError::Parquet { path: path.to_path_buf(), source: e };
+    let file = File::open(path).map_err(|e| LabelError::io(path, e))?;
+    let pq = |e| LabelError::Parquet { path: path.to_path_buf(), source: e };
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| ModelError::Arrow { path: path.to_path_buf(), source: e })
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| LabelError::Arrow { path: path.to_path_buf(), source: e })
 }
 
 fn read_csv(path: &Path) -> Result<Vec<RecordBatch>> {
     use arrow::csv::reader::{Format, ReaderBuilder};
-    let arrow_err = |e| ModelError::Arrow { path: path.to_path_buf(), source: e };
+    let arrow_err = |e| LabelError::Arrow { path: path.to_path_buf(), source: e };
     let format = Format::default().with_header(true);
-    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let file = File::open(path).map_err(|e| LabelError::io(path, e))?;
     let (schema, _) = format.infer_schema(file, Some(10_000)).map_err(arrow_err)?;
-    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let file = File::open(path).map_err(|e| LabelError::io(path, e))?;
     let reader = ReaderBuilder::new(std::sync::Arc::new(schema)).with_format(format).build(file).map_err(arrow_err)?;
     reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err)
 }
