@@ -29,6 +29,8 @@ pub mod embeddings {
     pub const ENCODER_SHA256: &str = "starpipe.embed.encoder_sha256";
     /// Embedding width.
     pub const DIM: &str = "starpipe.embed.dim";
+    /// The arithmetic of the encoder: `f32` or `bf16`.
+    pub const PRECISION: &str = "starpipe.embed.precision";
 }
 
 /// Prediction shards (`infer`).
@@ -43,6 +45,8 @@ pub mod predictions {
     pub const CHI2_THRESHOLD: &str = "starpipe.infer.chi2_threshold";
     pub const MODEL_INPUT: &str = "starpipe.infer.model_input";
     pub const ERROR_MODEL: &str = "starpipe.infer.error_model";
+    /// The arithmetic of the network: `f32` or `bf16`.
+    pub const PRECISION: &str = "starpipe.infer.precision";
 }
 
 /// The value of `key`, if the file has it.
@@ -80,6 +84,8 @@ pub struct PredictionsMeta {
     pub model_input: String,
     /// The error model the errors were computed with, JSON (`model::card::ErrorModel`).
     pub error_model_json: String,
+    /// `f32` or `bf16` (empty: a shard from before precision was recorded, f32).
+    pub precision: String,
 }
 
 fn number(v: Option<f64>) -> String {
@@ -100,6 +106,7 @@ impl PredictionsMeta {
             (CHI2_THRESHOLD, number(self.chi2_threshold)),
             (MODEL_INPUT, self.model_input.clone()),
             (ERROR_MODEL, self.error_model_json.clone()),
+            (PRECISION, self.precision.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -122,6 +129,7 @@ impl PredictionsMeta {
             chi2_threshold: f(CHI2_THRESHOLD),
             model_input: s(MODEL_INPUT),
             error_model_json: s(ERROR_MODEL),
+            precision: s(PRECISION),
         }
     }
 
@@ -137,6 +145,8 @@ pub struct EmbeddingsMeta {
     pub input: String,
     pub encoder_sha256: String,
     pub dim: usize,
+    /// `f32` or `bf16` (empty: from before precision was recorded, f32).
+    pub precision: String,
 }
 
 impl EmbeddingsMeta {
@@ -147,6 +157,7 @@ impl EmbeddingsMeta {
             (INPUT.to_string(), self.input.clone()),
             (ENCODER_SHA256.to_string(), self.encoder_sha256.clone()),
             (DIM.to_string(), self.dim.to_string()),
+            (PRECISION.to_string(), self.precision.clone()),
         ]
     }
 
@@ -158,6 +169,7 @@ impl EmbeddingsMeta {
             input: get(kv, INPUT).unwrap_or_default().to_string(),
             encoder_sha256: get(kv, ENCODER_SHA256)?.to_string(),
             dim: get(kv, DIM)?.parse().ok()?,
+            precision: get(kv, PRECISION).unwrap_or_default().to_string(),
         })
     }
 }
@@ -180,7 +192,13 @@ mod tests {
         assert_eq!(get(&kv, predictions::OOD_THRESHOLD), Some("2.5"));
         assert_eq!(get(&kv, predictions::CHI2_THRESHOLD), Some(""));
         assert_eq!(PredictionsMeta::from_key_values(&kv), p);
-        let e = EmbeddingsMeta { version: "1".into(), input: "x".into(), encoder_sha256: "ab".into(), dim: 64 };
+        let e = EmbeddingsMeta {
+            version: "1".into(),
+            input: "x".into(),
+            encoder_sha256: "ab".into(),
+            dim: 64,
+            precision: "bf16".into(),
+        };
         assert_eq!(EmbeddingsMeta::from_key_values(&e.to_key_values()), Some(e));
         assert_eq!(EmbeddingsMeta::from_key_values(&kv), None);
         assert_eq!(recorded_size("spectra-a.parquet (10 bytes)"), Some("10 bytes)"));

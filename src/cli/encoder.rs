@@ -8,6 +8,7 @@ use starpipe::encoder::network::EncoderPreset;
 use starpipe::encoder::train::{EncoderTrainOptions, run_train_encoder};
 use starpipe::grid::LogGrid;
 use starpipe::nn::device::ComputeDevice;
+use starpipe::nn::precision::Precision;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -87,6 +88,10 @@ pub struct EmbedArgs {
     /// cuda.
     #[arg(long, default_value = "auto", value_parser = crate::cli::args::device)]
     device: ComputeDevice,
+    /// Arithmetic of the encoder: f32 (reproducible bit for bit), or bf16 weights and activations
+    /// for GPUs (embeddings written as f32; slower on a CPU).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
 }
 
 pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
@@ -136,6 +141,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         batch_size: a.batch_size,
         shard: a.shard,
         device: a.device,
+        precision: a.precision,
     };
     let bar = crate::cli::console::progress_bar(0, "embed", "shards");
     let start = std::time::Instant::now();

@@ -15,6 +15,7 @@ use starpipe::model::repeats::{RepeatsOptions, StarIds, run_repeats};
 use starpipe::model::split::TestSplit;
 use starpipe::model::train::{TrainOptions, run_train};
 use starpipe::nn::device::ComputeDevice;
+use starpipe::nn::precision::Precision;
 use std::path::PathBuf;
 
 /// Where the labels are and which columns to read.
@@ -340,6 +341,10 @@ pub struct InferArgs {
     /// Process only task i of N (0-based): input shards i, i+N, … of the sorted list. For job arrays.
     #[arg(long, value_name = "i/N", default_value = "0/1")]
     shard: starpipe::artifacts::ShardSpec,
+    /// Arithmetic of the network: f32 (reproducible bit for bit), or bf16 weights and activations
+    /// for GPUs (outputs within about 1 % of f32; slower on a CPU).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     #[command(flatten)]
     compute: ComputeArgs,
 }
@@ -507,6 +512,7 @@ pub fn infer(a: InferArgs) -> Result<()> {
         batch_size: a.batch_size,
         shard: a.shard,
         device,
+        precision: a.precision,
     };
     let bar = crate::cli::console::progress_bar(0, "infer", "shards");
     let start = std::time::Instant::now();

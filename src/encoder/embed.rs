@@ -16,6 +16,7 @@ use crate::model::data::{RawPixels, for_each_batch};
 use crate::model::per_shard::{input_record, run_per_shard};
 use crate::model::{ModelError, Result};
 use crate::nn::device::ComputeDevice;
+use crate::nn::precision::Precision;
 use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct EmbedOptions {
     /// This task's share of the input shards (job arrays).
     pub shard: crate::artifacts::ShardSpec,
     pub device: ComputeDevice,
+    /// f32, or bf16 weights and activations (GPUs); embeddings are written as f32 either way.
+    pub precision: Precision,
 }
 
 /// How the input shards were accounted for.
@@ -44,7 +47,9 @@ pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev
 
 pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Result<EmbedSummary> {
     let dev = opts.device.open()?;
+    crate::model::infer::warn_if_slow(opts.precision, &dev);
     let (enc, card) = load_encoder(&opts.encoder, &dev)?;
+    let enc = enc.to_dtype(opts.precision.dtype())?;
     let shards = opts.shard.select(&shard_paths(&opts.spectra, ShardKind::Spectra)?);
     let provenance = |shard: &Path| -> Result<Vec<(String, String)>> {
         Ok(EmbeddingsMeta {
@@ -52,6 +57,7 @@ pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Resu
             input: input_record(shard)?,
             encoder_sha256: card.weights_sha256.clone(),
             dim: enc.config.d_model,
+            precision: opts.precision.as_str().into(),
         }
         .to_key_values())
     };

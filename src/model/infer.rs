@@ -20,8 +20,9 @@ use crate::artifacts::metadata::{self, PredictionsMeta};
 use crate::artifacts::naming;
 use crate::io::tmp_path;
 use crate::nn::device::ComputeDevice;
+use crate::nn::precision::Precision;
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct InferOptions {
     /// This task's share of the input shards (job arrays).
     pub shard: crate::artifacts::ShardSpec,
     pub device: ComputeDevice,
+    /// f32, or bf16 weights and activations (GPUs).
+    pub precision: Precision,
 }
 
 /// How the input shards were accounted for.
@@ -53,6 +56,8 @@ pub struct Predictor {
     pub adapter_card: Option<AdapterCard>,
     /// The adapter's error model when there is an adapter, else the model's.
     pub errors: ErrorModel,
+    /// The arithmetic the networks run in (weights converted once at load).
+    pub precision: Precision,
 }
 
 impl Predictor {
@@ -70,7 +75,20 @@ impl Predictor {
             }
         };
         let errors = adapter_card.as_ref().map_or_else(|| card.errors(), |c| c.errors());
-        Ok(Self { base, adapter, original, card, adapter_card, errors })
+        Ok(Self { base, adapter, original, card, adapter_card, errors, precision: Precision::F32 })
+    }
+
+    /// The same predictor computing in `precision`: weights converted once here, each input block
+    /// on the device, outputs back to f32 before they leave the network.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if precision != self.precision {
+            let dtype = precision.dtype();
+            self.base = self.base.to_dtype(dtype)?;
+            self.adapter = self.adapter.to_dtype(dtype)?;
+            self.original = self.original.as_ref().map(|m| m.to_dtype(dtype)).transpose()?;
+            self.precision = precision;
+        }
+        Ok(self)
     }
 
     /// Standardised outputs and OOD scores (NaN without an OOD model) of a feature matrix it
@@ -78,7 +96,7 @@ impl Predictor {
     /// residual head), a second through the pre-trained network otherwise.
     pub fn predict(&self, x: Vec<f32>, n_features: usize, dev: &Device) -> Result<(Vec<[f32; 6]>, Vec<f64>)> {
         let rows = x.len() / n_features.max(1);
-        let t = Tensor::from_vec(x, (rows, n_features), dev)?;
+        let t = Tensor::from_vec(x, (rows, n_features), dev)?.to_dtype(self.precision.dtype())?;
         let (y, h) = match (&self.original, &self.adapter) {
             (Some(original), _) => (
                 self.network().forward(&t, &mut Mode::Eval)?,
@@ -90,6 +108,7 @@ impl Predictor {
             }
             (None, _) => self.base.forward_with_hidden(&t, true, None, &mut Mode::Eval)?,
         };
+        let (y, h) = (y.to_dtype(DType::F32)?, h.to_dtype(DType::F32)?);
         let raw = output_rows(&y)?;
         let ood = match &self.card.ood {
             Some(m) => {
@@ -143,6 +162,7 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
         model_input: p.card.input.kind().into(),
         // Part of what a shard was predicted with: a recalibrated card shares the weights' hash.
         error_model_json: serde_json::to_string(&p.errors).unwrap_or_default(),
+        precision: p.precision.as_str().into(),
     }
     .to_key_values())
 }
@@ -155,9 +175,17 @@ pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
         .and_then(|c| c.degrade_to_r))
 }
 
+/// bf16 exists for GPUs: a CPU has no bf16 matrix units, so it only loses digits there.
+pub(crate) fn warn_if_slow(precision: Precision, dev: &Device) {
+    if precision == Precision::Bf16 && dev.is_cpu() {
+        tracing::warn!("--precision bf16 on the CPU: slower than f32 and less precise; meant for GPUs");
+    }
+}
+
 pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<InferSummary> {
     let dev = opts.device.open()?;
-    let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?;
+    warn_if_slow(opts.precision, &dev);
+    let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?.with_precision(opts.precision)?;
     let input = predictor.card.input.clone();
     let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_kind())?);
     run_per_shard(

@@ -9,7 +9,7 @@
 //! norm has no backward pass and would silently stop gradients; a test checks every weight gets a gradient.
 
 use super::Result;
-use crate::nn::params::{Init, Params, WeightPlan, adopt, clone_params, materialize};
+use crate::nn::params::{Init, Params, WeightPlan, adopt, cast, clone_params, materialize};
 use candle_core::{D, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -99,6 +99,11 @@ impl Mlp {
 
     pub fn n_parameters(&self) -> usize {
         self.params.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// A copy with weights in `dtype` (inference in bf16).
+    pub fn to_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(Self { config: self.config.clone(), params: cast(&self.params, dtype)? })
     }
 
     fn weight(&self, name: &str, frozen: bool) -> Tensor {
@@ -261,6 +266,10 @@ impl ResHead {
         Ok(Self { params: adopt(&Self::plan(&config), tensors)?, config })
     }
 
+    pub fn to_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(Self { config: self.config.clone(), params: cast(&self.params, dtype)? })
+    }
+
     pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
         let p = |n: &str| self.params[n].as_tensor().clone();
         let z = h.matmul(&p("reshead.0.weight").t()?)?.broadcast_add(&p("reshead.0.bias"))?.relu()?;
@@ -287,6 +296,17 @@ impl Adapter {
             Adapter::Lora(_) => "lora",
             Adapter::ResHead(_) => "reshead",
         }
+    }
+
+    /// A copy with weights in `dtype` (inference in bf16). LoRA is merged before inference, so
+    /// only the other kinds are cast.
+    pub fn to_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(match self {
+            Adapter::ZeroShot => Adapter::ZeroShot,
+            Adapter::Full(m) => Adapter::Full(m.to_dtype(dtype)?),
+            Adapter::Lora(l) => Adapter::Lora(Lora { config: l.config.clone(), params: cast(&l.params, dtype)? }),
+            Adapter::ResHead(r) => Adapter::ResHead(r.to_dtype(dtype)?),
+        })
     }
 
     /// The weights this adapter trains (empty for zero-shot).
@@ -332,6 +352,7 @@ mod tests {
     use super::*;
     use crate::model::fit::{Dataset, FitConfig, fit};
     use crate::model::loss::gaussian_nll;
+    use candle_core::DType;
 
     fn tiny(dev: &Device) -> Mlp {
         Mlp::init(MlpConfig { n_in: 12, hidden: vec![16, 8], layer_norm: true, dropout: 0.1 }, 5, dev).unwrap()
@@ -512,5 +533,35 @@ mod tests {
             assert!(rms(p) < 0.08, "parameter {p}: rms {} after {} epochs", rms(p), report.epochs_run);
         }
         assert!(report.best_val_loss.unwrap() < report.initial_val_loss.unwrap());
+    }
+
+    #[test]
+    fn bf16_inference_stays_within_a_percent_of_f32() {
+        // bf16 keeps 8 bits of mantissa: each op rounds at ~0.4 %. Outputs are in standardised
+        // units (labels' σ): the bound |Δ| ≤ 0.015·(1 + |y|) is ~15 K in Teff near the mean.
+        let dev = Device::Cpu;
+        let base =
+            Mlp::init(MlpConfig { n_in: 200, hidden: vec![64, 32], layer_norm: true, dropout: 0.0 }, 3, &dev).unwrap();
+        let x = Tensor::from_vec(random_rows(40, 200, 2), (40, 200), &dev).unwrap();
+        let head = ResHead::init(ResHeadConfig { n_in: 32, hidden: 8 }, 4, &dev).unwrap();
+        // A trained head: its zero-initialised output layer would add nothing to compare.
+        let w = &head.params["reshead.1.weight"];
+        w.set(&Tensor::from_vec(random_rows(N_OUT, 8, 5), (N_OUT, 8), &dev).unwrap()).unwrap();
+        for adapter in [Adapter::ZeroShot, Adapter::ResHead(head)] {
+            let f32_out = eval(&Network { base: &base, adapter: &adapter }, &x);
+            let (b16, a16) = (base.to_dtype(DType::BF16).unwrap(), adapter.to_dtype(DType::BF16).unwrap());
+            let y = Network { base: &b16, adapter: &a16 }
+                .forward(&x.to_dtype(DType::BF16).unwrap(), &mut Mode::Eval)
+                .unwrap();
+            assert_eq!(y.dtype(), DType::BF16, "the network computed in bf16");
+            let y: Vec<Vec<f32>> = y.to_dtype(DType::F32).unwrap().to_vec2().unwrap();
+            let worst = f32_out
+                .iter()
+                .flatten()
+                .zip(y.iter().flatten())
+                .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
+                .fold(0.0, f32::max);
+            assert!(worst < 0.015 && worst > 0.0, "{} max |bf16 - f32| / (1 + |f32|) = {worst}", adapter.kind());
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! The neural-network ground floor shared by the MLP (`model`) and the encoder (`encoder`): named
 //! weight sets ([`params`]), AdamW with its state exposed ([`adamw`]), the compute device
-//! ([`device`]), weights and cards on disk ([`weights`]), host matrices → tensors ([`tensors`]).
+//! ([`device`]), inference precision ([`precision`]), weights and cards on disk ([`weights`]), host
+//! matrices → tensors ([`tensors`]).
 //! Nothing here knows what a network predicts.
 
 pub mod adamw;
 pub mod device;
 pub mod params;
+pub mod precision;
 pub mod tensors;
 pub mod weights;
 

@@ -73,3 +73,8 @@ pub fn restore(p: &Params, snap: &[Tensor]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A copy of a weight set in another dtype (bf16 inference); the original stays as it is.
+pub fn cast(p: &Params, dtype: DType) -> Result<Params> {
+    p.iter().map(|(k, v)| Ok((k.clone(), Var::from_tensor(&v.as_tensor().to_dtype(dtype)?)?))).collect()
+}

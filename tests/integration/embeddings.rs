@@ -110,6 +110,27 @@ fn encoder_card_and_embedding_shards() {
     // A second run keeps the finished shard.
     let again = ok(run(&["embed"], &[("--spectra", &f.p("desi")), ("--encoder", &e.encoder), ("--out", &e.desi)]));
     assert!(again.contains("(1 kept"), "{again}");
+    // bf16 (for GPUs, run here on the CPU): embeddings within 2 % of f32, and recorded as such.
+    let half = f.p("emb-desi-bf16");
+    ok(run(
+        &["embed", "--precision", "bf16", "--device", "cpu"],
+        &[("--spectra", &f.p("desi")), ("--encoder", &e.encoder), ("--out", &half)],
+    ));
+    let b = read_parts(&half, "embeddings-");
+    assert_eq!(strings(&b, "spectrum_id"), strings(&emb, "spectrum_id"));
+    for row in [0, b.height() / 2, b.height() - 1] {
+        let get = |df: &DataFrame| -> Vec<f32> {
+            let s = df.column("embedding").unwrap().array().unwrap().get_as_series(row).unwrap();
+            s.f32().unwrap().into_no_null_iter().collect()
+        };
+        let (x, y) = (get(&emb), get(&b));
+        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let diff = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f32>().sqrt();
+        assert!(diff / norm < 0.02 && diff > 0.0, "row {row}: relative difference {}", diff / norm);
+    }
+    let shard = std::fs::read_dir(&half).unwrap().map(|d| d.unwrap().path()).next().unwrap();
+    let kv = starpipe::io::read_key_value_metadata(&shard).unwrap();
+    assert!(kv.contains(&("starpipe.embed.precision".into(), "bf16".into())), "{kv:?}");
 }
 
 #[test]

@@ -770,3 +770,39 @@ fn augmented_training_is_reproducible_and_recorded() {
     assert!(c["training"]["fit"]["augment"]["noise"].as_f64().unwrap() > 0.0, "{}", c["training"]["fit"]);
     assert!(card(&tmp.path().join("c/model-card.json"))["training"]["fit"].get("augment").is_none());
 }
+
+#[test]
+fn bf16_inference_agrees_with_f32_and_is_recorded() {
+    let f = fixture();
+    let (f32_out, bf16_out) = (f.p("pred-f32"), f.p("pred-bf16"));
+    let (spectra, model, adapter) = (f.p("desi"), f.p("model"), f.p("adapter-reshead"));
+    let infer = |precision: &str, out: &Path| {
+        ok(run(
+            &["infer", "--device", "cpu", "--precision", precision],
+            &[("--spectra", &spectra), ("--model", &model), ("--adapter", &adapter), ("--out", out)],
+        ))
+    };
+    infer("f32", &f32_out);
+    infer("bf16", &bf16_out);
+    let (a, b) = (read_parts(&f32_out, "predictions-"), read_parts(&bf16_out, "predictions-"));
+    assert_eq!(strings(&a, "spectrum_id"), strings(&b, "spectrum_id"));
+    // bf16 rounds each op at ~0.4 %: predictions stay within 1 % of a typical label spread plus
+    // 1 % of the value (e.g. 10 K + 1 % in Teff).
+    for (c, spread) in [("teff", 1000.0f32), ("logg", 1.0), ("feh", 0.5), ("teff_err", 1000.0), ("feh_err", 0.5)] {
+        let x: Vec<f32> = a.column(c).unwrap().f32().unwrap().into_no_null_iter().collect();
+        let y: Vec<f32> = b.column(c).unwrap().f32().unwrap().into_no_null_iter().collect();
+        let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs() / (0.01 * (spread + p.abs()))).fold(0.0, f32::max);
+        assert!(worst <= 1.0, "{c}: bf16 differs from f32 by {worst} × the tolerance");
+        assert!(x != y, "{c}: bf16 gave bit-identical numbers, so it did not run in bf16");
+    }
+    let shard = std::fs::read_dir(&bf16_out).unwrap().map(|e| e.unwrap().path()).next().unwrap();
+    let precision = |shard: &Path| {
+        let kv = starpipe::io::read_key_value_metadata(shard).unwrap();
+        kv.into_iter().find(|(k, _)| k == "starpipe.infer.precision").map(|(_, v)| v)
+    };
+    assert_eq!(precision(&shard).as_deref(), Some("bf16"));
+    // A shard computed in one precision is not kept for a run asking for the other.
+    let again = infer("f32", &bf16_out);
+    assert!(again.contains("(0 kept"), "{again}");
+    assert_eq!(precision(&shard).as_deref(), Some("f32"));
+}
