@@ -2,7 +2,7 @@
 
 Compares, on the same machine and thread count:
   1. end to end (read shards, features, network, write predictions), wall time per process;
-  2. the network alone (in-memory batches; examples/mlp_throughput.rs vs infer_torch.py);
+  2. the network alone (in-memory batches; `starpipe throughput mlp` vs infer_torch.py);
   3. peak RSS of `starpipe infer` at 1x and 4x the spectra (memory must stay flat);
 and checks that both produce the same predictions.
 
@@ -45,7 +45,6 @@ def main():
     a = ap.parse_args()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     binary = os.path.join(target, a.profile, "starpipe")
-    example = os.path.join(target, "debug", "examples", "mlp_throughput")  # see infer.sh
     n_spectra = sum(pq.ParquetFile(p).metadata.num_rows for p in glob.glob(os.path.join(a.spectra, "spectra-*.parquet")))
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     work = tempfile.mkdtemp(prefix="starpipe-infer-bench-")
@@ -75,9 +74,9 @@ def main():
                 os.symlink(os.path.abspath(src), os.path.join(four, f"spectra-{c}{i}.parquet"))
         _, rss4, _ = timed([binary, "infer", "--threads", str(a.threads), "--spectra", four, "--model", a.model, "--out", os.path.join(work, "out4")], env)
         res["rss_mib"]["4x"] = rss4
-        if os.path.exists(example):
-            out = subprocess.run([example, a.model, "cpu", "256", "4096"], capture_output=True, text=True, env=env, check=True).stdout
-            res["network"] += [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        cmd = [binary, "throughput", "mlp", "--model", a.model, "--device", "cpu", "--batch", "256", "--batch", "4096"]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+        res["network"] += [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         out = subprocess.run([a.python, os.path.join(HERE, "infer_torch.py"), a.model, "--network-only", "--threads", str(a.threads), "--batch", "256", "4096"],
                              capture_output=True, text=True, env=env, check=True).stdout
         res["network"] += [json.loads(l) for l in out.splitlines() if l.startswith("{")]

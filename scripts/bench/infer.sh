@@ -4,8 +4,5 @@
 # A model and shards come from e.g. pipelines/transfer-experiment.sh (out/transfer-experiment/{model,lamost}).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# Examples link the dev-dependencies (polars), so the network-only example is built in the dev profile,
-# whose candle and gemm are optimised at opt-level 3 (Cargo.toml).
 cargo build --release --bin starpipe
-cargo build --example mlp_throughput
 python3 scripts/bench/infer.py "$@"

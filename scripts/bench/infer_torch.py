@@ -2,8 +2,8 @@
 safetensors), the same inputs (normalised-spectra shards read with pyarrow, same feature rule),
 the same outputs (prediction Parquet). Used by scripts/bench/infer.py.
 
-usage: infer_torch.py MODEL_DIR SHARD_DIR OUT_DIR [--threads N] [--batch B] [--device cpu|cuda]
-       infer_torch.py MODEL_DIR --network-only [--threads N] [--batch B ...] [--device cpu|cuda]
+usage: infer_torch.py MODEL_DIR SHARD_DIR OUT_DIR [--threads N] [--batch B] [--device cpu|cuda] [--dtype f32|bf16]
+       infer_torch.py MODEL_DIR --network-only [--threads N] [--batch B ...] [--device cpu|cuda] [--dtype f32|bf16]
 """
 import argparse, glob, json, os, struct, time
 
@@ -55,9 +55,9 @@ class Mlp(torch.nn.Module):
         return self.out(x)
 
 
-def load_model(model_dir, device):
+def load_model(model_dir, device, dtype=torch.float32):
     card = json.load(open(os.path.join(model_dir, "model-card.json")))
-    net = Mlp(card, load_safetensors(os.path.join(model_dir, "model.safetensors"))).eval().to(device)
+    net = Mlp(card, load_safetensors(os.path.join(model_dir, "model.safetensors"))).eval().to(device, dtype)
     return card, net
 
 
@@ -66,7 +66,7 @@ def features(flux, ivar):
     return np.where(ok, np.clip(flux - 1.0, -1.0, 1.0), 0.0).astype(np.float32)
 
 
-def infer(card, net, shard_dir, out_dir, batch, device):
+def infer(card, net, shard_dir, out_dir, batch, device, dtype=torch.float32):
     window = card["input"]["window"]
     scale = card["label_scaling"]
     mean, std = np.array(scale["mean"]), np.array(scale["std"])
@@ -82,9 +82,9 @@ def infer(card, net, shard_dir, out_dir, batch, device):
             npix = rb.schema.field("flux").type.list_size
             flux = rb.column("flux").values.to_numpy().reshape(-1, npix)[:, off:off + n]
             ivar = rb.column("ivar").values.to_numpy().reshape(-1, npix)[:, off:off + n]
-            x = torch.from_numpy(features(flux, ivar)).to(device)
+            x = torch.from_numpy(features(flux, ivar)).to(device, dtype)
             with torch.inference_mode():
-                y = net(x).cpu().numpy().astype(np.float64)
+                y = net(x).float().cpu().numpy().astype(np.float64)
             value = y[:, :3] * std + mean
             err = np.exp(np.clip(y[:, 3:], -7.0, 4.0)) * std * sig
             cols = {"spectrum_id": rb.column("spectrum_id"), "survey": rb.column("survey"), "source_id": rb.column("source_id")}
@@ -111,9 +111,11 @@ def main():
     ap.add_argument("--batch", type=int, nargs="+", default=[4096])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--network-only", action="store_true")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    card, net = load_model(a.model, a.device)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    card, net = load_model(a.model, a.device, dtype)
     if a.network_only:
         n_in = card["architecture"]["n_in"]
         total = 16384
@@ -124,18 +126,19 @@ def main():
                 out = []
                 for s in range(0, total, b):
                     with torch.inference_mode():
-                        out.append(net(x[s:s + b].to(a.device)).cpu())
+                        out.append(net(x[s:s + b].to(a.device, dtype)).float().cpu())
                 return out
             run()  # warm-up
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < 3.0:
                 run()
                 n += total
-            print(json.dumps({"impl": "torch", "device": a.device, "batch": b, "spectra_per_s": round(n / (time.perf_counter() - t0), 1)}))
+            print(json.dumps({"impl": "torch", "network": "mlp", "device": a.device, "precision": a.dtype, "batch": b,
+                              "spectra_per_s": round(n / (time.perf_counter() - t0), 1)}))
         return
     t0 = time.perf_counter()
-    n = infer(card, net, a.shards, a.out, a.batch[0], a.device)
-    print(json.dumps({"impl": "torch", "spectra": n, "seconds": time.perf_counter() - t0}))
+    n = infer(card, net, a.shards, a.out, a.batch[0], a.device, dtype)
+    print(json.dumps({"impl": "torch", "precision": a.dtype, "spectra": n, "seconds": time.perf_counter() - t0}))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ mod model;
 mod report;
 pub mod run;
 mod slurm;
+mod throughput;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -114,6 +115,10 @@ pub(crate) enum Command {
     /// dependent jobs for the others.
     #[command(subcommand)]
     Slurm(slurm::SlurmCommand),
+    /// Network-only inference speed on this machine (inputs in memory, no file I/O): an MLP or the
+    /// encoder, f32 or bf16, CPU or GPU. One JSON line per batch size.
+    #[command(subcommand)]
+    Throughput(throughput::ThroughputCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -193,7 +198,7 @@ fn output_of(command: &Command) -> Option<(&std::path::Path, bool)> {
         Command::TrainEncoder(a) => (&a.out, true),
         Command::Embed(a) => (&a.out, true),
         Command::Report(a) => (&a.out, true),
-        Command::Run(_) | Command::Slurm(_) => return None,
+        Command::Run(_) | Command::Slurm(_) | Command::Throughput(_) => return None,
     })
 }
 
@@ -229,5 +234,6 @@ pub(crate) fn dispatch(command: Command) -> Result<()> {
         Command::Report(a) => report::report(a),
         Command::Run(a) => run::run(a),
         Command::Slurm(c) => slurm::slurm(c),
+        Command::Throughput(c) => throughput::throughput(c),
     }
 }

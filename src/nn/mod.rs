@@ -1,7 +1,7 @@
 //! The neural-network ground floor shared by the MLP (`model`) and the encoder (`encoder`): named
 //! weight sets ([`params`]), AdamW with its state exposed ([`adamw`]), the compute device
 //! ([`device`]), inference precision ([`precision`]), weights and cards on disk ([`weights`]), host
-//! matrices → tensors ([`tensors`]).
+//! matrices → tensors ([`tensors`]), network-only speed ([`throughput`]).
 //! Nothing here knows what a network predicts.
 
 pub mod adamw;
@@ -9,6 +9,7 @@ pub mod device;
 pub mod params;
 pub mod precision;
 pub mod tensors;
+pub mod throughput;
 pub mod weights;
 
 use std::path::PathBuf;
