@@ -17,6 +17,7 @@ pub const CATALOG_TOML: &str = include_str!("../schemas/catalog.toml");
 pub const CATALOG_STARS_TOML: &str = include_str!("../schemas/catalog_stars.toml");
 pub const EVALUATION_PREDICTIONS_TOML: &str = include_str!("../schemas/evaluation_predictions.toml");
 pub const REPEATS_TOML: &str = include_str!("../schemas/repeats.toml");
+pub const CROSSMATCH_TOML: &str = include_str!("../schemas/crossmatch.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TableSchema {
@@ -126,6 +127,10 @@ pub fn evaluation_predictions() -> TableSchema {
     TableSchema::parse(EVALUATION_PREDICTIONS_TOML)
 }
 
+pub fn crossmatch() -> TableSchema {
+    TableSchema::parse(CROSSMATCH_TOML)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,8 +146,10 @@ mod tests {
             evaluation_metrics(),
             evaluation_predictions(),
             catalog(),
+            catalog_stars(),
             embeddings(),
             repeats(),
+            crossmatch(),
         ] {
             let arrow = t.to_arrow(10);
             let mut names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();

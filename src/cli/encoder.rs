@@ -22,6 +22,17 @@ pub struct TrainEncoderArgs {
     /// Size: small (trains on a CPU in minutes) or specclip (6 layers, 6 heads, 768 wide; GPU).
     #[arg(long, value_enum, default_value_t = EncoderPreset::Small)]
     preset: EncoderPreset,
+    /// A crossmatch table (Parquet or CSV with columns obsid and targetid; schemas/crossmatch.toml,
+    /// which `mock --overlap` writes): pairs of a LAMOST and a DESI spectrum of one star. Adds the
+    /// cross-survey contrastive objective (CLIP's InfoNCE with a learned temperature).
+    #[arg(long, value_name = "TABLE")]
+    pairs: Option<PathBuf>,
+    /// Weight of the contrastive loss (with --pairs).
+    #[arg(long, default_value_t = 1.0, requires = "pairs", value_parser = non_negative)]
+    contrastive_weight: f64,
+    /// Weight of the masked-token reconstruction loss (0 with --pairs: contrastive only).
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    masked_weight: f64,
     /// Input window start (Å, vacuum; default: SpecCLIP's 3999–5599 Å).
     #[arg(long, requires = "wave_max")]
     wave_min: Option<f64>,
@@ -112,6 +123,9 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
     opts.pretrain.mask_chunks = a.mask_chunks;
     opts.pretrain.mask_chunk_len = a.mask_chunk_len;
     opts.pretrain.seed = a.seed;
+    opts.pairs = a.pairs;
+    opts.pretrain.masked_weight = a.masked_weight;
+    opts.pretrain.contrastive_weight = if opts.pairs.is_some() { a.contrastive_weight } else { 0.0 };
     let bar = crate::cli::console::progress_bar(a.max_epochs as u64, "train-encoder", "epochs");
     let card = run_train_encoder(&opts, &bar)?;
     bar.finish_and_clear();
@@ -123,12 +137,22 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
         card.flops_per_spectrum / 1e6
     );
     println!(
-        "  {} epochs (best {}), validation masked-token MSE {:.4} (untrained: {:.4})",
+        "  {} epochs (best {}), validation loss {:.4} (untrained: {:.4})",
         card.epochs_run,
         card.best_epoch,
         card.val_loss.get(card.best_epoch.saturating_sub(1)).copied().unwrap_or(f64::NAN),
         card.initial_val_loss
     );
+    if let Some(o) = card.objective.as_ref().filter(|o| o.n_train_pairs > 0) {
+        let best = card.best_epoch.saturating_sub(1);
+        println!(
+            "  contrastive: {} + {} pairs, temperature {:.3}; validation pairs matched across surveys (top-1): {:.1} %",
+            o.n_train_pairs,
+            o.n_val_pairs,
+            o.temperature.unwrap_or(f64::NAN),
+            100.0 * o.val_retrieval_top1.get(best).copied().unwrap_or(f64::NAN)
+        );
+    }
     println!("  encoder: {} (sha256 {})", a.out.display(), &card.weights_sha256[..16]);
     Ok(())
 }

@@ -48,7 +48,8 @@ pub struct MockArgs {
     /// DESI: observe stars of this LAMOST mock directory too (its labels.parquet): each star row
     /// takes one of them with probability --overlap-fraction, with its true labels and its mock Gaia
     /// id as REF_ID, so the two catalogues share stars (`repeats --star-ids … --star-id-column
-    /// gaia_source_id` pairs them across surveys).
+    /// gaia_source_id` pairs them across surveys). Also writes crossmatch.parquet/.csv (obsid,
+    /// TARGETID pairs; schemas/crossmatch.toml) for `train-encoder --pairs`.
     #[arg(long, value_name = "DIR", conflicts_with = "library")]
     pub overlap: Option<PathBuf>,
     /// With --overlap: the fraction of DESI star rows that are LAMOST mock stars.
@@ -188,6 +189,10 @@ pub fn mock(a: MockArgs) -> Result<()> {
                     out.display()
                 );
                 println!("  labels: labels.parquet, labels.csv; {:.0} rows/s", rows.len() as f64 / secs.max(1e-9));
+                if let Some(o) = &extras.overlap {
+                    let n = starpipe::mock::desi::write_crossmatch(&out, &rows, o)?;
+                    println!("  crossmatch: crossmatch.parquet, crossmatch.csv; {n} (obsid, TARGETID) pairs");
+                }
             }
         }
     }

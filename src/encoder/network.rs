@@ -174,6 +174,11 @@ impl Encoder {
         Ok(self.hidden(&tokens.to_dtype(dtype)?, None, false)?.to_dtype(candle_core::DType::F32)?.mean(1)?)
     }
 
+    /// Embeddings [B, D] through the training path (layer norm from primitives, so gradients flow).
+    pub fn embed_for_training(&self, tokens: &Tensor) -> Result<Tensor> {
+        Ok(self.hidden(tokens, None, true)?.mean(1)?)
+    }
+
     /// Masked-token reconstruction loss: mean squared error over the masked tokens only.
     pub fn masked_loss(&self, tokens: &Tensor, mask: &Tensor) -> Result<Tensor> {
         self.reconstruction_loss(tokens, tokens, mask)
@@ -186,6 +191,43 @@ impl Encoder {
         let n = (mask.sum_all()? * self.config.token_dim as f64)?;
         Ok((err * mask)?.sum_all()?.broadcast_div(&n)?)
     }
+}
+
+/// The learned temperature of the contrastive loss starts at CLIP's 0.07 (logit scale ln(1/0.07)).
+pub const INITIAL_LOGIT_SCALE: f32 = 2.659_26;
+/// CLIP's ceiling on the logit scale (temperature ≥ 0.01), applied after each step.
+pub const MAX_LOGIT_SCALE: f32 = 4.605_17;
+
+/// Rows scaled to unit length.
+fn unit_rows(z: &Tensor) -> Result<Tensor> {
+    Ok(z.broadcast_div(&(z.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?)?)
+}
+
+/// log softmax along the last axis, shifted by the detached row maximum (exact, and stable).
+fn log_softmax_rows(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    Ok(shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?)
+}
+
+/// CLIP's symmetric InfoNCE loss between two views of the same stars: row i of `a` (one survey's
+/// embeddings) and row i of `b` (the other survey's) are a pair, every other row a negative.
+/// Cosine similarities times exp(`logit_scale`) (a learned scalar, shape [1]) are the logits;
+/// the loss is the mean cross-entropy of finding the partner, in both directions.
+pub fn contrastive_loss(a: &Tensor, b: &Tensor, logit_scale: &Tensor) -> Result<Tensor> {
+    let n = a.dim(0)?;
+    let logits = unit_rows(a)?.matmul(&unit_rows(b)?.t()?)?.broadcast_mul(&logit_scale.exp()?)?;
+    let eye = Tensor::eye(n, logits.dtype(), logits.device())?;
+    let ab = (log_softmax_rows(&logits)? * &eye)?.sum_all()?;
+    let ba = (log_softmax_rows(&logits.t()?.contiguous()?)? * &eye)?.sum_all()?;
+    Ok(((ab + ba)? / (-2.0 * n as f64))?)
+}
+
+/// Fraction of pairs whose partner is the most similar of all candidates (cosine), a over b.
+pub fn retrieval_top1(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let sim: Vec<Vec<f32>> = unit_rows(a)?.matmul(&unit_rows(b)?.t()?)?.to_device(&Device::Cpu)?.to_vec2()?;
+    let hits =
+        sim.iter().enumerate().filter(|(i, row)| row.iter().enumerate().all(|(j, v)| j == *i || *v < row[*i])).count();
+    Ok(hits as f64 / sim.len().max(1) as f64)
 }
 
 /// `n_chunks` contiguous runs of `chunk` window tokens per spectrum (never the scale token), drawn
@@ -307,6 +349,31 @@ mod tests {
             let diff = x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f32>().sqrt();
             // bf16's 8-bit mantissa: ~0.4 % per op; two blocks of attention and MLP stay near 1 %.
             assert!(diff / norm < 0.02 && diff > 0.0, "relative difference {}", diff / norm);
+        }
+    }
+
+    #[test]
+    fn contrastive_loss_rewards_matching_pairs_and_trains_every_weight() {
+        let e = tiny();
+        let (a, b) = (tokens(4, 5), tokens(4, 6));
+        let scale = candle_core::Var::new(&[INITIAL_LOGIT_SCALE], &Device::Cpu).unwrap();
+        let (za, zb) = (e.embed_for_training(&a).unwrap(), e.embed_for_training(&b).unwrap());
+        // Identical views are found (loss below chance, ln 4); unrelated ones are not.
+        let same: f32 = contrastive_loss(&za, &za, scale.as_tensor()).unwrap().to_scalar().unwrap();
+        let other: f32 = contrastive_loss(&za, &zb, scale.as_tensor()).unwrap().to_scalar().unwrap();
+        assert!(same < (4f32).ln() && same < other, "same {same}, other {other}");
+        assert_eq!(retrieval_top1(&za, &za).unwrap(), 1.0);
+        let loss = contrastive_loss(&za, &zb, scale.as_tensor()).unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(grads.get(scale.as_tensor()).is_some(), "the temperature gets no gradient");
+        for (name, v) in &e.params {
+            // The reconstruction head and the mask token take no part in an embedding.
+            if name.starts_with("reconstruct") || name == "mask_token" {
+                continue;
+            }
+            let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name} gets no gradient"));
+            let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(norm > 0.0, "{name} has a zero gradient");
         }
     }
 }

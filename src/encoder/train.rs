@@ -5,7 +5,10 @@
 //! ENCODER/ encoder.safetensors  encoder-card.json
 //! ```
 
-use super::network::{Encoder, EncoderConfig, EncoderPreset, random_mask};
+use super::network::{
+    Encoder, EncoderConfig, EncoderPreset, INITIAL_LOGIT_SCALE, MAX_LOGIT_SCALE, contrastive_loss, random_mask,
+    retrieval_top1,
+};
 use super::tokens::TokenLayout;
 use crate::artifacts::ShardKind;
 use crate::artifacts::discover::shard_paths;
@@ -14,9 +17,9 @@ use crate::model::data::{RawPixels, for_each_batch};
 use crate::model::{ModelError, Result};
 use crate::nn::adamw::{AdamW, AdamWParams};
 use crate::nn::device::ComputeDevice;
-use crate::nn::params::{restore, snapshot, vars};
+use crate::nn::params::{Params, restore, snapshot, vars};
 use crate::nn::weights::{load_tensors, read_json, read_tensors, save_params, write_json};
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -38,6 +41,16 @@ pub struct PretrainConfig {
     pub mask_chunks: usize,
     pub mask_chunk_len: usize,
     pub seed: u64,
+    /// Weight of the masked-token reconstruction loss (0: contrastive only).
+    #[serde(default = "one")]
+    pub masked_weight: f64,
+    /// Weight of the cross-survey contrastive loss (needs pairs; 0 without).
+    #[serde(default)]
+    pub contrastive_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for PretrainConfig {
@@ -51,6 +64,8 @@ impl Default for PretrainConfig {
             mask_chunks: 6,
             mask_chunk_len: 10,
             seed: 1,
+            masked_weight: 1.0,
+            contrastive_weight: 0.0,
         }
     }
 }
@@ -77,7 +92,28 @@ pub struct EncoderCard {
     /// Mean masked-token MSE per epoch (standardised flux units), training and validation.
     pub train_loss: Vec<f64>,
     pub val_loss: Vec<f64>,
+    /// The objective: masked-token reconstruction, and the cross-survey contrastive term when the
+    /// encoder trained on pairs (absent in cards of encoders trained before it existed).
+    #[serde(default)]
+    pub objective: Option<Objective>,
     pub weights_sha256: String,
+}
+
+/// What an encoder was trained to do, and how well it aligns the surveys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Objective {
+    pub masked_weight: f64,
+    pub contrastive_weight: f64,
+    /// The crossmatch table the pairs came from, and the pairs with both spectra loaded.
+    pub pairs: Option<String>,
+    pub n_train_pairs: usize,
+    pub n_val_pairs: usize,
+    /// The learned temperature of the contrastive loss at the best epoch (1 / exp(logit scale)).
+    pub temperature: Option<f64>,
+    /// Per epoch on the validation pairs: the contrastive loss, and the fraction whose partner in
+    /// the other survey is the nearest of all validation partners (cosine).
+    pub val_contrastive_loss: Vec<f64>,
+    pub val_retrieval_top1: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +129,9 @@ pub struct EncoderTrainOptions {
     pub device: ComputeDevice,
     /// Continue from `<out>/checkpoint.json` when it belongs to the same data and settings.
     pub resume: bool,
+    /// A crossmatch table (columns `obsid`, `targetid`: schemas/crossmatch.toml): pairs of a
+    /// LAMOST and a DESI spectrum of one star for the contrastive objective.
+    pub pairs: Option<PathBuf>,
 }
 
 impl EncoderTrainOptions {
@@ -107,6 +146,7 @@ impl EncoderTrainOptions {
             val_fraction: 0.05,
             device: ComputeDevice::Cpu,
             resume: true,
+            pairs: None,
         }
     }
 }
@@ -127,20 +167,99 @@ pub fn tokens_tensor(layout: &TokenLayout, features: &[f32], rows: &[usize], dev
     Ok(Tensor::from_vec(buf, (rows.len(), t, k), dev)?)
 }
 
+/// Pairs of loaded spectra (LAMOST row, DESI row) of one star each, from a crossmatch table.
+struct Pairs {
+    file: PathBuf,
+    train: Vec<(usize, usize)>,
+    val: Vec<(usize, usize)>,
+}
+
+/// Reads the crossmatch table and keeps the pairs whose two spectra are loaded (the first spectrum
+/// of each obsid and TARGETID); validation pairs are chosen by a hash of the obsid.
+fn read_pairs(path: &Path, surveys: &[String], source_ids: &[i64], seed: u64, val_fraction: f64) -> Result<Pairs> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type};
+    let batches = crate::labels::read_table(path)?;
+    let mut row_of = std::collections::HashMap::new();
+    for (i, (survey, id)) in surveys.iter().zip(source_ids).enumerate() {
+        row_of.entry((survey.as_str() == "desi", *id)).or_insert(i);
+    }
+    let (mut listed, mut pairs) = (0, Vec::new());
+    for b in &batches {
+        let column = |name: &str| -> Result<Vec<i64>> {
+            let (i, _) = b.schema().column_with_name(name).ok_or_else(|| {
+                ModelError::bad(path, format!("no column '{name}' (a crossmatch needs obsid and targetid)"))
+            })?;
+            let c = arrow::compute::cast(b.column(i), &DataType::Int64)
+                .map_err(|e| ModelError::bad(path, format!("column '{name}': {e}")))?;
+            Ok(c.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(i64::MIN)).collect())
+        };
+        let (obsid, targetid) = (column("obsid")?, column("targetid")?);
+        listed += obsid.len();
+        for (o, t) in obsid.into_iter().zip(targetid) {
+            if let (Some(&l), Some(&d)) = (row_of.get(&(false, o)), row_of.get(&(true, t))) {
+                pairs.push((o, l, d));
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    tracing::info!(listed, usable = pairs.len(), pairs = %path.display(), "crossmatch pairs with both spectra loaded");
+    let (val, train): (Vec<_>, Vec<_>) =
+        pairs.iter().partition(|(o, _, _)| id_hash(&o.to_string(), seed ^ 0x7A1) < val_fraction);
+    if train.len() < 2 || val.len() < 2 {
+        return Err(ModelError::bad(
+            path,
+            format!(
+                "{} of its {listed} pairs have both spectra in --spectra ({} train, {} validation): the \
+                 contrastive objective needs at least 2 of each",
+                pairs.len(),
+                train.len(),
+                val.len()
+            ),
+        ));
+    }
+    let rows = |v: Vec<&(i64, usize, usize)>| v.into_iter().map(|&(_, l, d)| (l, d)).collect();
+    Ok(Pairs { file: path.to_path_buf(), train: rows(train), val: rows(val) })
+}
+
+/// The contrastive loss of a block of pairs, through the training path.
+fn pair_loss(
+    enc: &Encoder,
+    layout: &TokenLayout,
+    features: &[f32],
+    pairs: &[(usize, usize)],
+    scale: &Var,
+    dev: &Device,
+) -> Result<Tensor> {
+    let (l, d): (Vec<usize>, Vec<usize>) = pairs.iter().copied().unzip();
+    let za = enc.embed_for_training(&tokens_tensor(layout, features, &l, dev)?)?;
+    let zb = enc.embed_for_training(&tokens_tensor(layout, features, &d, dev)?)?;
+    contrastive_loss(&za, &zb, scale.as_tensor())
+}
+
+/// The checkpoint's name of the contrastive loss's learned logit scale.
+const LOGIT_SCALE: &str = "contrastive.logit_scale";
+
 pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::ProgressBar) -> Result<EncoderCard> {
     let dev = opts.device.open()?;
     let shards = shard_paths(&opts.spectra, ShardKind::Spectra)?;
     let npix = opts.window.npix;
-    let mut ids = Vec::new();
+    let p = &opts.pretrain;
+    let (mut ids, mut surveys, mut source_ids) = (Vec::new(), Vec::new(), Vec::new());
     let mut features = Vec::new();
     for s in &shards {
         for_each_batch(s, &opts.window, 2048, RawPixels::Drop, |b| {
             ids.extend(b.spectrum_id);
+            if opts.pairs.is_some() {
+                surveys.extend(b.survey);
+                source_ids.extend(b.source_id);
+            }
             features.extend(b.features);
             Ok(())
         })?;
     }
-    let seed = opts.pretrain.seed;
+    let seed = p.seed;
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by(|&a, &b| id_hash(&ids[a], seed).total_cmp(&id_hash(&ids[b], seed)));
     if opts.max_spectra > 0 {
@@ -155,17 +274,39 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
             val.len()
         )));
     }
+    let pairs = match &opts.pairs {
+        Some(path) if p.contrastive_weight > 0.0 => {
+            Some(read_pairs(path, &surveys, &source_ids, seed, opts.val_fraction)?)
+        }
+        _ => None,
+    };
+    let (mw, cw) = (p.masked_weight, if pairs.is_some() { p.contrastive_weight } else { 0.0 });
+    if mw <= 0.0 && cw <= 0.0 {
+        return Err(ModelError::Invalid(
+            "nothing to train: the masked-token weight is 0 and there are no pairs with a contrastive weight".into(),
+        ));
+    }
     let layout = TokenLayout::specclip(npix);
     let config = EncoderConfig::preset(opts.preset, layout.n_tokens(), layout.token_dim());
     let enc = Encoder::init(config, seed, &dev)?;
+    // The training set: the encoder's weights, plus the contrastive loss's learned temperature.
+    let mut params: Params = enc.params.clone();
+    let scale = match &pairs {
+        Some(_) => {
+            let v = Var::new(&[INITIAL_LOGIT_SCALE], &dev)?;
+            params.insert(LOGIT_SCALE.into(), v.clone());
+            Some(v)
+        }
+        None => None,
+    };
     tracing::info!(
         n_train = train.len(),
         n_val = val.len(),
+        pairs = pairs.as_ref().map_or(0, |x| x.train.len()),
         parameters = enc.n_parameters(),
         "pre-training the encoder"
     );
-    let p = &opts.pretrain;
-    let mut opt = AdamW::new(vars(&enc.params), AdamWParams::new(p.learning_rate, p.weight_decay))?;
+    let mut opt = AdamW::new(vars(&params), AdamWParams::new(p.learning_rate, p.weight_decay))?;
     // Validation masks are drawn once, so epochs are compared on the same task.
     let mut val_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A1);
     let val_masks: Vec<(Vec<usize>, Tensor)> = val
@@ -175,13 +316,29 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
             Ok((rows.to_vec(), m))
         })
         .collect::<Result<_>>()?;
-    let val_loss = |enc: &Encoder| -> Result<f64> {
-        let mut total = 0.0;
-        for (rows, m) in &val_masks {
-            let l: f32 = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, m)?.to_scalar()?;
-            total += l as f64 * rows.len() as f64;
+    // (total, contrastive, retrieval top-1) on the validation spectra and pairs.
+    let validate = |enc: &Encoder| -> Result<(f64, f64, f64)> {
+        let mut masked = 0.0;
+        if mw > 0.0 {
+            for (rows, m) in &val_masks {
+                let l: f32 = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, m)?.to_scalar()?;
+                masked += l as f64 * rows.len() as f64;
+            }
+            masked /= val.len() as f64;
         }
-        Ok(total / val.len() as f64)
+        let (Some(pairs), Some(scale)) = (&pairs, &scale) else { return Ok((masked, f64::NAN, f64::NAN)) };
+        let (l, d): (Vec<usize>, Vec<usize>) = pairs.val.iter().copied().unzip();
+        let embed = |rows: &[usize]| -> Result<Tensor> {
+            let parts = rows
+                .chunks(p.batch_size)
+                .map(|c| enc.embed(&tokens_tensor(&layout, &features, c, &dev)?))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(&parts, 0)?)
+        };
+        let (za, zb) = (embed(&l)?, embed(&d)?);
+        let c = contrastive_loss(&za, &zb, scale.as_tensor())?.to_scalar::<f32>()? as f64;
+        let top1 = retrieval_top1(&za, &zb)?;
+        Ok((mw * masked + cw * c, c, top1))
     };
     let data_sha256 = {
         use sha2::{Digest, Sha256};
@@ -192,35 +349,45 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
                 h.update(v.to_le_bytes());
             }
         }
+        if let Some(pairs) = &pairs {
+            for &(l, d) in pairs.train.iter().chain(&pairs.val) {
+                h.update(ids[l].as_bytes());
+                h.update(ids[d].as_bytes());
+            }
+        }
         format!("{:x}", h.finalize())
     };
-    let steps_per_epoch = train.len().div_ceil(p.batch_size);
+    let pair_batches = pairs.as_ref().map_or(0, |x| x.train.len().div_ceil(p.batch_size));
+    let steps_per_epoch = if mw > 0.0 { train.len().div_ceil(p.batch_size) } else { pair_batches };
     let total_steps = (steps_per_epoch * p.max_epochs).max(1);
     progress.set_length(p.max_epochs as u64);
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
     let ckpt = Checkpoint::paths(&opts.out);
-    let mut state =
-        match opts.resume.then(|| Checkpoint::load(&opts.out, &enc, &mut opt, &data_sha256, p)).transpose()? {
-            Some(Some(state)) => {
-                tracing::info!(epoch = state.epoch, "resuming from the checkpoint");
-                state
+    let resumed = match opts.resume {
+        true => Checkpoint::load(&opts.out, &params, &enc.config, &mut opt, &data_sha256, p)?,
+        false => None,
+    };
+    let mut state = match resumed {
+        Some(state) => {
+            tracing::info!(epoch = state.epoch, "resuming from the checkpoint");
+            state
+        }
+        None => {
+            let (initial, _, _) = validate(&enc)?;
+            Checkpoint {
+                epoch: 0,
+                initial_val_loss: initial,
+                best: initial,
+                best_epoch: 0,
+                since: 0,
+                ..Default::default()
             }
-            _ => {
-                let initial = val_loss(&enc)?;
-                Checkpoint {
-                    epoch: 0,
-                    initial_val_loss: initial,
-                    best: initial,
-                    best_epoch: 0,
-                    since: 0,
-                    ..Default::default()
-                }
-            }
-        };
-    let mut best_weights = snapshot(&enc.params)?;
+        }
+    };
+    let mut best_weights = snapshot(&params)?;
     if state.best_epoch > 0 {
-        // The best weights so far live in their own file; the current ones are in `enc`.
-        best_weights = load_weights(&ckpt.1, &enc, &dev)?;
+        // The best weights so far live in their own file; the current ones are in `params`.
+        best_weights = load_weights(&ckpt.1, &params, &dev)?;
     }
     progress.set_position(state.epoch as u64);
     for epoch in state.epoch + 1..=p.max_epochs {
@@ -232,33 +399,83 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut shuffled = train.clone();
         shuffled.shuffle(&mut rng);
-        let mut sum = 0.0;
-        for (b, rows) in shuffled.chunks(p.batch_size).enumerate() {
+        // Pairs in their own stream, so adding them leaves the masked-token batches as they were.
+        let mut shuffled_pairs = pairs.as_ref().map(|x| x.train.clone()).unwrap_or_default();
+        let pair_seed = seed ^ 0xC11F ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        shuffled_pairs.shuffle(&mut ChaCha8Rng::seed_from_u64(pair_seed));
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for b in 0..steps_per_epoch {
             // Cosine decay of the learning rate over the whole run (SpecCLIP's schedule).
             let step = (epoch - 1) * steps_per_epoch + b;
             let lr = p.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps as f64).cos());
             opt.set_learning_rate(lr);
-            let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut rng, &dev)?;
-            let loss = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, &m)?;
+            let mut loss = None;
+            let mut rows_in_step = 0;
+            if mw > 0.0 {
+                let end = ((b + 1) * p.batch_size).min(shuffled.len());
+                let rows = &shuffled[b * p.batch_size..end];
+                let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut rng, &dev)?;
+                let masked = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, &m)?;
+                loss = Some(if mw == 1.0 { masked } else { (masked * mw)? });
+                rows_in_step = rows.len();
+            }
+            if let (Some(scale), true) = (&scale, pair_batches > 0) {
+                let k = b % pair_batches;
+                let chunk = &shuffled_pairs[k * p.batch_size..((k + 1) * p.batch_size).min(shuffled_pairs.len())];
+                let c = (pair_loss(&enc, &layout, &features, chunk, scale, &dev)? * cw)?;
+                loss = Some(match loss {
+                    Some(l) => (l + c)?,
+                    None => c,
+                });
+                if rows_in_step == 0 {
+                    rows_in_step = chunk.len();
+                }
+            }
+            let loss = loss.expect("a step has a masked or a contrastive term");
             opt.backward_step(&loss)?;
-            sum += loss.to_scalar::<f32>()? as f64 * rows.len() as f64;
+            if let Some(scale) = &scale
+                && scale.as_tensor().to_vec1::<f32>()?[0] > MAX_LOGIT_SCALE
+            {
+                scale.set(&Tensor::new(&[MAX_LOGIT_SCALE], &dev)?)?;
+            }
+            sum += loss.to_scalar::<f32>()? as f64 * rows_in_step as f64;
+            weight += rows_in_step as f64;
         }
-        state.train_loss.push(sum / train.len() as f64);
-        let v = val_loss(&enc)?;
+        let train_loss = sum / weight.max(1.0);
+        state.train_loss.push(train_loss);
+        let (v, c, top1) = validate(&enc)?;
         state.val_loss.push(v);
+        if pairs.is_some() {
+            state.val_contrastive.push(c);
+            state.val_top1.push(top1);
+        }
         progress.inc(1);
-        tracing::info!(epoch, train_loss = sum / train.len() as f64, val_loss = v, "encoder epoch");
+        tracing::info!(epoch, train_loss, val_loss = v, val_contrastive = c, val_top1 = top1, "encoder epoch");
         if v < state.best {
             (state.best, state.best_epoch, state.since) = (v, epoch, 0);
-            best_weights = snapshot(&enc.params)?;
-            save_weights(&ckpt.1, &enc)?;
+            best_weights = snapshot(&params)?;
+            save_params(&ckpt.1, &params)?;
         } else {
             state.since += 1;
         }
         state.epoch = epoch;
-        state.save(&opts.out, &enc, &opt, &data_sha256, p)?;
+        state.save(&opts.out, &params, &enc.config, &opt, &data_sha256, p)?;
     }
-    restore(&enc.params, &best_weights)?;
+    restore(&params, &best_weights)?;
+    let temperature = match &scale {
+        Some(s) => Some(1.0 / (s.as_tensor().to_vec1::<f32>()?[0] as f64).exp()),
+        None => None,
+    };
+    let objective = Objective {
+        masked_weight: mw,
+        contrastive_weight: cw,
+        pairs: pairs.as_ref().map(|x| x.file.display().to_string()),
+        n_train_pairs: pairs.as_ref().map_or(0, |x| x.train.len()),
+        n_val_pairs: pairs.as_ref().map_or(0, |x| x.val.len()),
+        temperature,
+        val_contrastive_loss: state.val_contrastive.clone(),
+        val_retrieval_top1: state.val_top1.clone(),
+    };
     let mut card = EncoderCard {
         format: ENCODER_FORMAT.into(),
         starpipe_version: crate::VERSION.into(),
@@ -277,6 +494,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         initial_val_loss: state.initial_val_loss,
         train_loss: state.train_loss.clone(),
         val_loss: state.val_loss.clone(),
+        objective: Some(objective),
         weights_sha256: String::new(),
     };
     save_encoder(&opts.out, &enc, &mut card)?;
@@ -306,6 +524,11 @@ struct Checkpoint {
     /// AdamW steps taken (its moments are in checkpoint-optimizer.safetensors).
     #[serde(default)]
     optimizer_steps: usize,
+    /// Per epoch on the validation pairs (contrastive objective only).
+    #[serde(default)]
+    val_contrastive: Vec<f64>,
+    #[serde(default)]
+    val_top1: Vec<f64>,
 }
 
 impl Checkpoint {
@@ -318,48 +541,61 @@ impl Checkpoint {
         )
     }
 
-    fn save(&self, dir: &Path, enc: &Encoder, opt: &AdamW, data_sha256: &str, p: &PretrainConfig) -> Result<()> {
+    /// `params` is the training set: the encoder's weights and, with pairs, the logit scale.
+    fn save(
+        &self,
+        dir: &Path,
+        params: &Params,
+        config: &EncoderConfig,
+        opt: &AdamW,
+        data_sha256: &str,
+        p: &PretrainConfig,
+    ) -> Result<()> {
         let (current, _, json, optimizer) = Self::paths(dir);
-        save_weights(&current, enc)?;
+        save_params(&current, params)?;
         let (steps, moments) = opt.state();
-        let mut named = crate::nn::params::Params::new();
-        for (name, (m, v)) in enc.params.keys().zip(moments) {
-            named.insert(format!("m.{name}"), candle_core::Var::from_tensor(&m)?);
-            named.insert(format!("v.{name}"), candle_core::Var::from_tensor(&v)?);
+        let mut named = Params::new();
+        for (name, (m, v)) in params.keys().zip(moments) {
+            named.insert(format!("m.{name}"), Var::from_tensor(&m)?);
+            named.insert(format!("v.{name}"), Var::from_tensor(&v)?);
         }
         save_params(&optimizer, &named)?;
         let mut c = self.clone();
         c.optimizer_steps = steps;
         c.data_sha256 = data_sha256.to_string();
-        c.architecture = Some(enc.config.clone());
+        c.architecture = Some(config.clone());
         c.pretraining = Some(p.clone());
         Ok(write_json(&json, &c)?)
     }
 
     /// The checkpoint of the same data and settings, with its current weights loaded into `enc`;
     /// None when there is none or it belongs to another run.
-    fn load(dir: &Path, enc: &Encoder, opt: &mut AdamW, data_sha256: &str, p: &PretrainConfig) -> Result<Option<Self>> {
+    fn load(
+        dir: &Path,
+        params: &Params,
+        config: &EncoderConfig,
+        opt: &mut AdamW,
+        data_sha256: &str,
+        p: &PretrainConfig,
+    ) -> Result<Option<Self>> {
         let (current, _, json, optimizer) = Self::paths(dir);
         if !json.exists() {
             return Ok(None);
         }
         let c: Self = read_json(&json)?;
-        if c.data_sha256 != data_sha256
-            || c.architecture.as_ref() != Some(&enc.config)
-            || c.pretraining.as_ref() != Some(p)
+        if c.data_sha256 != data_sha256 || c.architecture.as_ref() != Some(config) || c.pretraining.as_ref() != Some(p)
         {
             tracing::warn!(checkpoint = %json.display(), "checkpoint of other data or settings: starting afresh");
             return Ok(None);
         }
-        let w = load_weights(&current, enc, &Device::Cpu)?;
-        restore(&enc.params, &w)?;
+        let w = load_weights(&current, params, &Device::Cpu)?;
+        restore(params, &w)?;
         // The weights must be put back on the device they train on (restore copies values into
         // the existing variables), and so must the optimiser's moments.
-        let dev = enc.params.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
+        let dev = params.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
         if optimizer.exists() {
             let map = read_tensors(&optimizer, &dev)?;
-            let moments = enc
-                .params
+            let moments = params
                 .keys()
                 .map(|k| match (map.get(&format!("m.{k}")), map.get(&format!("v.{k}"))) {
                     (Some(m), Some(v)) => Ok((m.clone(), v.clone())),
@@ -374,15 +610,10 @@ impl Checkpoint {
     }
 }
 
-fn save_weights(path: &Path, enc: &Encoder) -> Result<()> {
-    save_params(path, &enc.params)?;
-    Ok(())
-}
-
-/// Weights of a file, in `enc`'s parameter order (for `restore`), on `enc`'s device.
-fn load_weights(path: &Path, enc: &Encoder, dev: &Device) -> Result<Vec<Tensor>> {
+/// Weights of a file, in `params`' order (for `restore`), on `dev`.
+fn load_weights(path: &Path, params: &Params, dev: &Device) -> Result<Vec<Tensor>> {
     let map = read_tensors(path, dev)?;
-    enc.params
+    params
         .keys()
         .map(|k| map.get(k).cloned().ok_or_else(|| ModelError::bad(path, format!("no tensor '{k}'"))))
         .collect()

@@ -85,6 +85,8 @@ pub struct DesiMockRow {
 pub struct Overlap {
     pub stars: Vec<(i64, StarLabels)>,
     pub fraction: f64,
+    /// LAMOST obsid of each star of `stars`, by its Gaia id (for the crossmatch table).
+    pub obsid: std::collections::HashMap<i64, i64>,
 }
 
 /// What a DESI mock adds to its plain coadds.
@@ -668,21 +670,24 @@ impl Overlap {
         let path = dir.join("labels.parquet");
         let err = |message: String| MockError::Read { path: path.clone(), message };
         let file = std::fs::File::open(&path).map_err(|e| err(format!("{e} (a LAMOST mock directory?)")))?;
-        let columns = ["gaia_source_id", "teff_true", "logg_true", "feh_true"];
+        let columns = ["gaia_source_id", "teff_true", "logg_true", "feh_true", "obsid"];
         let batches = crate::io::read_columns(file, &columns, 65_536).map_err(|e| err(e.to_string()))?;
-        let mut stars = Vec::new();
+        let (mut stars, mut obsid) = (Vec::new(), std::collections::HashMap::new());
         for b in batches {
             let b = b.map_err(|e| err(e.to_string()))?;
             let id = b.column(0).as_primitive::<Int64Type>();
             let v = |c: usize, i: usize| b.column(c).as_primitive::<Float64Type>().value(i);
+            let obs = b.column(4).as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
                 stars.push((id.value(i), StarLabels { teff: v(1, i), logg: v(2, i), feh: v(3, i) }));
+                // A library star's renders share its Gaia id: the first render stands for it.
+                obsid.entry(id.value(i)).or_insert(obs.value(i));
             }
         }
         if stars.is_empty() {
             return Err(err("no star in the label table".into()));
         }
-        Ok(Self { stars, fraction })
+        Ok(Self { stars, fraction, obsid })
     }
 }
 
@@ -736,6 +741,29 @@ pub fn generate_desi(
 }
 
 /// Writes the label table as Parquet (`schemas/mock_desi_labels.toml`) and CSV.
+/// Writes `crossmatch.parquet` and `crossmatch.csv` (schemas/crossmatch.toml): each DESI star row
+/// that observes a star of the LAMOST mock (`--overlap`), with that star's obsid; one row per
+/// (obsid, TARGETID) pair. Returns the number of pairs.
+pub fn write_crossmatch(dir: &Path, rows: &[DesiMockRow], overlap: &Overlap) -> Result<usize, MockError> {
+    use arrow::array::{ArrayRef, Int64Array};
+    use std::sync::Arc;
+    let mut pairs: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .filter(|r| matches!(r.kind, RowKind::Star | RowKind::BadFiberStar))
+        .filter_map(|r| {
+            let gaia = r.gaia_source_id?;
+            Some((*overlap.obsid.get(&gaia)?, r.targetid, gaia))
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let col = |f: fn(&(i64, i64, i64)) -> i64| -> ArrayRef { Arc::new(pairs.iter().map(f).collect::<Int64Array>()) };
+    let columns = vec![col(|p| p.0), col(|p| p.1), col(|p| p.2)];
+    let csv = pairs.iter().map(|p| vec![p.0.to_string(), p.1.to_string(), p.2.to_string()]);
+    super::label_files::write_table_files(dir, "crossmatch", crate::schema::crossmatch().to_arrow(0), columns, csv)?;
+    Ok(pairs.len())
+}
+
 pub fn write_desi_labels(dir: &Path, rows: &[DesiMockRow]) -> Result<(), MockError> {
     use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
     use std::sync::Arc;

@@ -355,3 +355,125 @@ fn a_killed_encoder_run_resumes_from_its_checkpoint_to_identical_weights() {
         );
     }
 }
+
+/// The cross-survey contrastive objective end to end: a DESI mock that shares stars with a LAMOST
+/// mock writes their crossmatch; train-encoder learns from the pairs alongside masked tokens (and
+/// from the pairs alone), records the objective in its card, and a killed run resumes to the same
+/// weights, the learned temperature included.
+#[test]
+fn contrastive_pretraining_on_crossmatched_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    ok(run(
+        &["mock", "--survey", "lamost", "--n", "160", "--seed", "4", "--snr-dist", "loguniform:30:80"],
+        &[("--out", &p("lamost-files"))],
+    ));
+    ok(run(
+        &[
+            "mock",
+            "--survey",
+            "desi",
+            "--n",
+            "120",
+            "--rows-per-coadd",
+            "40",
+            "--seed",
+            "5",
+            "--overlap-fraction",
+            "0.7",
+        ],
+        &[("--out", &p("desi-files")), ("--overlap", &p("lamost-files"))],
+    ));
+    // The crossmatch: every pair names a LAMOST obsid and a DESI TARGETID of the same mock Gaia star.
+    let xm = read_parts(&p("desi-files"), "crossmatch");
+    let names: Vec<String> = xm.get_column_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, ["obsid", "targetid", "gaia_source_id"]);
+    let lamost = read_parts(&p("lamost-files"), "labels");
+    let gaia_of: std::collections::HashMap<i64, i64> = lamost
+        .column("obsid")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .zip(lamost.column("gaia_source_id").unwrap().i64().unwrap().into_no_null_iter())
+        .collect();
+    let obsid: Vec<i64> = xm.column("obsid").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let gaia: Vec<i64> = xm.column("gaia_source_id").unwrap().i64().unwrap().into_no_null_iter().collect();
+    assert!(obsid.len() >= 20, "{} pairs", obsid.len());
+    assert!(obsid.iter().zip(&gaia).all(|(o, g)| gaia_of[o] == *g), "a pair's obsid is not its Gaia star");
+    for (survey, files) in [("lamost", "lamost-files"), ("desi", "desi-files")] {
+        ok(run(
+            &["ingest", "--survey", survey, "--grid", "specclip", "--no-progress"],
+            &[("--input", &p(files)), ("--out", &p(survey))],
+        ));
+    }
+    // 64 spectra for the masked tokens, every pair for the contrastive term: each epoch is 4 steps.
+    let args = [
+        "train-encoder",
+        "--max-epochs",
+        "2",
+        "--patience",
+        "9",
+        "--mask-chunks",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-spectra",
+        "64",
+    ];
+    let inputs = |out: &Path| -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("--spectra", p("lamost")),
+            ("--spectra", p("desi")),
+            ("--pairs", p("desi-files/crossmatch.parquet")),
+            ("--out", out.to_path_buf()),
+        ]
+    };
+    let train = |extra: &[&str], out: &Path| {
+        let v = inputs(out);
+        let v: Vec<(&str, &Path)> = v.iter().map(|(k, q)| (*k, q.as_path())).collect();
+        ok(run(&[&args[..], extra].concat(), &v))
+    };
+    let log = train(&[], &p("both"));
+    assert!(log.contains("contrastive:"), "{log}");
+    let card = json(&p("both/encoder-card.json"));
+    let o = &card["objective"];
+    assert_eq!(o["masked_weight"], 1.0);
+    assert_eq!(o["contrastive_weight"], 1.0);
+    assert!(o["n_train_pairs"].as_u64().unwrap() >= 2 && o["n_val_pairs"].as_u64().unwrap() >= 2, "{o}");
+    let t = o["temperature"].as_f64().unwrap();
+    assert!(t > 0.01 && t < 1.0 && (t - 0.07).abs() > 1e-6, "temperature {t} was not learned");
+    assert_eq!(o["val_retrieval_top1"].as_array().unwrap().len(), card["epochs_run"].as_u64().unwrap() as usize);
+    // Contrastive only: the pairs alone drive training and lower their loss.
+    train(&["--masked-weight", "0"], &p("pairs-only"));
+    let c = json(&p("pairs-only/encoder-card.json"));
+    let curve: Vec<f64> =
+        c["objective"]["val_contrastive_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(curve.iter().all(|v| v.is_finite()), "{curve:?}");
+    assert!(
+        c["val_loss"][c["best_epoch"].as_u64().unwrap() as usize - 1].as_f64().unwrap()
+            < c["initial_val_loss"].as_f64().unwrap()
+    );
+    // Killed after its first epoch and run again, it ends where an uninterrupted run ends.
+    let out = p("resumed");
+    let v = inputs(&out);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_starpipe"));
+    cmd.args(args);
+    for (k, q) in &v {
+        cmd.arg(k).arg(q);
+    }
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let ckpt = out.join("checkpoint.json");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ckpt.exists(), "no checkpoint after the first epoch");
+    train(&[], &out);
+    for file in ["encoder.safetensors", "encoder-card.json"] {
+        let (a, b) = (std::fs::read(out.join(file)).unwrap(), std::fs::read(p("both").join(file)).unwrap());
+        assert!(a == b, "{file} differs between the resumed and the uninterrupted run");
+    }
+}
