@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Does the cross-survey contrastive objective make embeddings transfer? On one pair of mocks that
+# share stars (the DESI mock observes a fraction of the LAMOST mock's stars, `mock --overlap`):
+#   pixels:  pre-train an MLP on LAMOST spectra → zero-shot on DESI;
+#   masked:  an encoder pre-trained by masked tokens on both surveys → embeddings → the same MLP;
+#   clip:    the same encoder, data, seed and epochs, plus the contrastive term on the crossmatch
+#            pairs (`train-encoder --pairs`) → embeddings → the same MLP;
+# then `evaluate` (zero-shot, held-out DESI test stars, bootstrap intervals) on the DESI stars the
+# LAMOST mock does not have, so no scored star had its labels in pre-training.
+#
+# Usage: pipelines/contrastive-experiment.sh [OUT]   (default out/contrastive-experiment)
+# Sizes via the environment: N_LAMOST (20000), N_DESI (6000), OVERLAP (0.3), SEED (1),
+# ENCODER_SPECTRA (4000), ENCODER_EPOCHS (4), CONTRASTIVE_WEIGHT (1). Re-running reuses finished
+# steps. Summary: OUT/summary.md (pipelines/summarize-contrastive.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-out/contrastive-experiment}"
+n_lamost="${N_LAMOST:-20000}"
+n_desi="${N_DESI:-6000}"
+overlap="${OVERLAP:-0.3}"
+seed="${SEED:-1}"
+encoder_spectra="${ENCODER_SPECTRA:-4000}"
+encoder_epochs="${ENCODER_EPOCHS:-4}"
+weight="${CONTRASTIVE_WEIGHT:-1}"
+py="${PYTHON:-python3}"
+source scripts/steps.sh
+mkdir -p "$out"
+
+step "mock LAMOST ($n_lamost stars)" "$out/lamost-files/labels.parquet" \
+  "$bin" mock --survey lamost --n "$n_lamost" --seed "$seed" --snr-dist loguniform:10:150 --out "$out/lamost-files"
+step "mock DESI (~$n_desi stars, $overlap of them LAMOST's)" "$out/desi-files/crossmatch.parquet" \
+  "$bin" mock --survey desi --n "$n_desi" --seed "$((seed + 1000))" --snr-dist loguniform:10:150 \
+    --overlap "$out/lamost-files" --overlap-fraction "$overlap" --out "$out/desi-files"
+step "ingest LAMOST" "$out/lamost/ingest-summary-00000-of-00001.json" \
+  "$bin" ingest --survey lamost --input "$out/lamost-files" --out "$out/lamost" --grid specclip
+step "ingest DESI" "$out/desi/ingest-summary-00000-of-00001.json" \
+  "$bin" ingest --survey desi --input "$out/desi-files" --out "$out/desi" --grid specclip
+step "DESI labels without the shared stars" "$out/desi-labels-unshared.parquet" "$py" -c "
+import pyarrow.parquet as pq, pyarrow.compute as pc
+t = pq.read_table('$out/desi-files/labels.parquet')
+shared = pq.read_table('$out/desi-files/crossmatch.parquet').column('targetid')
+pq.write_table(t.filter(pc.invert(pc.is_in(t.column('TARGETID'), value_set=shared))), '$out/desi-labels-unshared.parquet', compression='zstd')
+"
+step "pre-train on LAMOST pixels" "$out/model/model-card.json" \
+  "$bin" train --spectra "$out/lamost" --labels "$out/lamost-files/labels.parquet" --min-snr 20 \
+    --seed "$seed" --out "$out/model"
+step "pixels: zero-shot" "$out/adapters/zeroshot/adapter-card.json" \
+  "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/desi" --labels "$out/desi-labels-unshared.parquet" \
+    --model "$out/model" --out "$out/adapters/zeroshot"
+
+for kind in masked clip; do
+  pairs=()
+  [[ $kind == clip ]] && pairs=(--pairs "$out/desi-files/crossmatch.parquet" --contrastive-weight "$weight")
+  step "encoder ($kind)" "$out/encoder-$kind/encoder-card.json" \
+    "$bin" train-encoder --spectra "$out/lamost" "$out/desi" --max-spectra "$encoder_spectra" \
+      --max-epochs "$encoder_epochs" --seed "$seed" "${pairs[@]}" --out "$out/encoder-$kind"
+  for s in lamost desi; do
+    step "embed $s ($kind)" "$out/emb-$kind-$s/done" bash -c \
+      "'$bin' embed --spectra '$out/$s' --encoder '$out/encoder-$kind' --out '$out/emb-$kind-$s' && touch '$out/emb-$kind-$s/done'"
+  done
+  step "pre-train on LAMOST embeddings ($kind)" "$out/model-$kind/model-card.json" \
+    "$bin" train --spectra "$out/emb-$kind-lamost" --labels "$out/lamost-files/labels.parquet" --min-snr 20 \
+      --seed "$seed" --out "$out/model-$kind"
+  step "embeddings ($kind): zero-shot" "$out/adapters-$kind/zeroshot/adapter-card.json" \
+    "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/emb-$kind-desi" \
+      --labels "$out/desi-labels-unshared.parquet" --model "$out/model-$kind" --out "$out/adapters-$kind/zeroshot"
+  step "evaluate pixels and embeddings ($kind)" "$out/evaluation-$kind/evaluation.parquet" \
+    "$bin" evaluate --spectra "$out/desi" --labels "$out/desi-labels-unshared.parquet" --model "$out/model" \
+      --adapter "$out/adapters/zeroshot" --embedding-model "$out/model-$kind" --embeddings "$out/emb-$kind-desi" \
+      --embedding-adapter "$out/adapters-$kind/zeroshot" --out "$out/evaluation-$kind"
+done
+"$py" pipelines/summarize-contrastive.py "$out" | tee "$out/summary.md"
