@@ -30,6 +30,9 @@ pub struct EncoderConfig {
 pub enum EncoderPreset {
     /// 2 layers, 4 heads, width 64 (~0.1 M weights): trains on a 2-core CPU in minutes.
     Small,
+    /// 3 layers, 4 heads, width 96 (~0.35 M weights, 3× small's arithmetic): the largest that
+    /// pre-trains on 20,000 spectra within 30 minutes on a 2-core CPU (scripts/bench/README.md).
+    Medium,
     /// SpecCLIP's size: 6 layers, 6 heads, width 768 (~43 M weights), for GPUs.
     Specclip,
 }
@@ -38,6 +41,7 @@ impl EncoderConfig {
     pub fn preset(preset: EncoderPreset, n_tokens: usize, token_dim: usize) -> Self {
         let (d_model, n_layers, n_heads) = match preset {
             EncoderPreset::Small => (64, 2, 4),
+            EncoderPreset::Medium => (96, 3, 4),
             EncoderPreset::Specclip => (768, 6, 6),
         };
         Self { n_tokens, token_dim, d_model, n_layers, n_heads, d_ff: 4 * d_model }
