@@ -20,7 +20,7 @@ pub struct TrainEncoderArgs {
     #[arg(long)]
     pub(crate) out: PathBuf,
     /// Size: small (trains on a CPU in minutes), medium (the largest a 2-core CPU pre-trains on
-    /// 20,000 spectra within 30 minutes) or specclip (6 layers, 6 heads, 768 wide; GPU).
+    /// 20,000 spectra for two epochs within 30 minutes) or specclip (6 layers, 6 heads, 768 wide; GPU).
     #[arg(long, value_enum, default_value_t = EncoderPreset::Small)]
     preset: EncoderPreset,
     /// A crossmatch table (Parquet or CSV with columns obsid and targetid; schemas/crossmatch.toml,

@@ -31,7 +31,8 @@ pub enum EncoderPreset {
     /// 2 layers, 4 heads, width 64 (~0.1 M weights): trains on a 2-core CPU in minutes.
     Small,
     /// 3 layers, 4 heads, width 96 (~0.35 M weights, 3× small's arithmetic): the largest that
-    /// pre-trains on 20,000 spectra within 30 minutes on a 2-core CPU (scripts/bench/README.md).
+    /// pre-trains on 20,000 spectra for two epochs within 30 minutes (21) on a 2-core CPU
+    /// (scripts/bench/README.md).
     Medium,
     /// SpecCLIP's size: 6 layers, 6 heads, width 768 (~43 M weights), for GPUs.
     Specclip,
