@@ -10,7 +10,9 @@
 #
 # Usage: pipelines/contrastive-experiment.sh [OUT]   (default out/contrastive-experiment)
 # Sizes via the environment: N_LAMOST (20000), N_DESI (6000), OVERLAP (0.3), SEED (1),
-# ENCODER_SPECTRA (4000), ENCODER_EPOCHS (4), CONTRASTIVE_WEIGHT (1). Re-running reuses finished
+# ENCODER_SPECTRA (4000), ENCODER_EPOCHS (4), CONTRASTIVE_WEIGHT (1). LONG_MASKED_EPOCHS (e.g. 12)
+# adds a third encoder, `masked-long`: masked tokens only for that many epochs, about the work of
+# the contrastive run (which embeds a batch of pairs twice per step). Re-running reuses finished
 # steps. Summary: OUT/summary.md (pipelines/summarize-contrastive.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,12 +50,16 @@ step "pixels: zero-shot" "$out/adapters/zeroshot/adapter-card.json" \
   "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/desi" --labels "$out/desi-labels-unshared.parquet" \
     --model "$out/model" --out "$out/adapters/zeroshot"
 
-for kind in masked clip; do
+kinds=(masked clip)
+[[ -n "${LONG_MASKED_EPOCHS:-}" ]] && kinds+=(masked-long)
+for kind in "${kinds[@]}"; do
   pairs=()
+  epochs="$encoder_epochs"
   [[ $kind == clip ]] && pairs=(--pairs "$out/desi-files/crossmatch.parquet" --contrastive-weight "$weight")
+  [[ $kind == masked-long ]] && epochs="$LONG_MASKED_EPOCHS"
   step "encoder ($kind)" "$out/encoder-$kind/encoder-card.json" \
     "$bin" train-encoder --spectra "$out/lamost" "$out/desi" --max-spectra "$encoder_spectra" \
-      --max-epochs "$encoder_epochs" --seed "$seed" "${pairs[@]}" --out "$out/encoder-$kind"
+      --max-epochs "$epochs" --patience 100 --seed "$seed" "${pairs[@]}" --out "$out/encoder-$kind"
   for s in lamost desi; do
     step "embed $s ($kind)" "$out/emb-$kind-$s/done" bash -c \
       "'$bin' embed --spectra '$out/$s' --encoder '$out/encoder-$kind' --out '$out/emb-$kind-$s' && touch '$out/emb-$kind-$s/done'"

@@ -20,8 +20,10 @@ def rows(path):
 
 
 def main(out):
-    ev = {k: rows(f"{out}/evaluation-{k}/evaluation.parquet") for k in ("masked", "clip")}
-    cards = {k: json.load(open(f"{out}/encoder-{k}/encoder-card.json")) for k in ("masked", "clip")}
+    import os
+    kinds = [k for k in ("masked", "clip", "masked-long") if os.path.exists(f"{out}/evaluation-{k}/evaluation.parquet")]
+    ev = {k: rows(f"{out}/evaluation-{k}/evaluation.parquet") for k in kinds}
+    cards = {k: json.load(open(f"{out}/encoder-{k}/encoder-card.json")) for k in kinds}
     for k, c in cards.items():
         o = c.get("objective") or {}
         best = c["best_epoch"] - 1
@@ -33,15 +35,16 @@ def main(out):
     n = {r: px[("pixels", "zeroshot", "teff", r)]["n"] for r, _ in REGIMES}
     print(f"\nZero-shot on {sum(n.values())} DESI test stars the LAMOST mock does not have "
           f"({n['metal-rich']} with [Fe/H] ≥ −1, {n['metal-poor']} below); robust σ [68 % interval]:\n")
-    print("| parameter | regime | pixels | embeddings (masked) | ratio | embeddings (masked + contrastive) | ratio |")
-    print("|---|---|---|---|---:|---|---:|")
+    label = {"masked": "masked", "clip": "masked + contrastive", "masked-long": "masked, longer"}
+    print("| parameter | regime | pixels | " + " | ".join(f"embeddings ({label[k]}) | ratio" for k in kinds) + " |")
+    print("|---|---|---|" + "---|---:|" * len(kinds))
     for p, name, fmt in PARAMS:
         for r, label in REGIMES:
             def cell(row):
                 return f"{fmt.format(row['robust_sigma'])} [{fmt.format(row['robust_sigma_lo'])}–{fmt.format(row['robust_sigma_hi'])}]"
             pix = px[("pixels", "zeroshot", p, r)]
             cells = [cell(pix)]
-            for k in ("masked", "clip"):
+            for k in kinds:
                 e = ev[k][("embeddings", "zeroshot", p, r)]
                 cells += [cell(e), f"{e['robust_sigma'] / pix['robust_sigma']:.2f}×"]
             print(f"| {name} | {label} | " + " | ".join(cells) + " |")
