@@ -47,7 +47,7 @@ pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev
 
 pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Result<EmbedSummary> {
     let dev = opts.device.open()?;
-    crate::model::infer::warn_if_slow(opts.precision, &dev);
+    opts.precision.warn_if_slow_on(&dev);
     let (enc, card) = load_encoder(&opts.encoder, &dev)?;
     let enc = enc.to_dtype(opts.precision.dtype())?;
     let shards = opts.shard.select(&shard_paths(&opts.spectra, ShardKind::Spectra)?);

@@ -174,18 +174,13 @@ struct Pairs {
     val: Vec<(usize, usize)>,
 }
 
-/// Reads the crossmatch table and keeps the pairs whose two spectra are loaded (the first spectrum
-/// of each obsid and TARGETID); validation pairs are chosen by a hash of the obsid.
-fn read_pairs(path: &Path, surveys: &[String], source_ids: &[i64], seed: u64, val_fraction: f64) -> Result<Pairs> {
+/// The (obsid, TARGETID) pairs of a crossmatch table, read before any spectrum so a bad table
+/// fails at once.
+fn read_crossmatch(path: &Path) -> Result<Vec<(i64, i64)>> {
     use arrow::array::AsArray;
     use arrow::datatypes::{DataType, Int64Type};
-    let batches = crate::labels::read_table(path)?;
-    let mut row_of = std::collections::HashMap::new();
-    for (i, (survey, id)) in surveys.iter().zip(source_ids).enumerate() {
-        row_of.entry((survey.as_str() == "desi", *id)).or_insert(i);
-    }
-    let (mut listed, mut pairs) = (0, Vec::new());
-    for b in &batches {
+    let mut pairs = Vec::new();
+    for b in &crate::labels::read_table(path)? {
         let column = |name: &str| -> Result<Vec<i64>> {
             let (i, _) = b.schema().column_with_name(name).ok_or_else(|| {
                 ModelError::bad(path, format!("no column '{name}' (a crossmatch needs obsid and targetid)"))
@@ -194,14 +189,30 @@ fn read_pairs(path: &Path, surveys: &[String], source_ids: &[i64], seed: u64, va
                 .map_err(|e| ModelError::bad(path, format!("column '{name}': {e}")))?;
             Ok(c.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(i64::MIN)).collect())
         };
-        let (obsid, targetid) = (column("obsid")?, column("targetid")?);
-        listed += obsid.len();
-        for (o, t) in obsid.into_iter().zip(targetid) {
-            if let (Some(&l), Some(&d)) = (row_of.get(&(false, o)), row_of.get(&(true, t))) {
-                pairs.push((o, l, d));
-            }
-        }
+        pairs.extend(column("obsid")?.into_iter().zip(column("targetid")?));
     }
+    Ok(pairs)
+}
+
+/// Keeps the crossmatch pairs whose two spectra are loaded (the first spectrum of each obsid and
+/// TARGETID); validation pairs are chosen by a hash of the obsid.
+fn match_pairs(
+    path: &Path,
+    crossmatch: &[(i64, i64)],
+    surveys: &[String],
+    source_ids: &[i64],
+    seed: u64,
+    val_fraction: f64,
+) -> Result<Pairs> {
+    let mut row_of = std::collections::HashMap::new();
+    for (i, (survey, id)) in surveys.iter().zip(source_ids).enumerate() {
+        row_of.entry((survey.as_str() == "desi", *id)).or_insert(i);
+    }
+    let listed = crossmatch.len();
+    let mut pairs: Vec<(i64, usize, usize)> = crossmatch
+        .iter()
+        .filter_map(|&(o, t)| Some((o, *row_of.get(&(false, o))?, *row_of.get(&(true, t))?)))
+        .collect();
     pairs.sort_unstable();
     pairs.dedup();
     tracing::info!(listed, usable = pairs.len(), pairs = %path.display(), "crossmatch pairs with both spectra loaded");
@@ -246,12 +257,16 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
     let shards = shard_paths(&opts.spectra, ShardKind::Spectra)?;
     let npix = opts.window.npix;
     let p = &opts.pretrain;
+    let crossmatch = match &opts.pairs {
+        Some(path) if p.contrastive_weight > 0.0 => Some((path, read_crossmatch(path)?)),
+        _ => None,
+    };
     let (mut ids, mut surveys, mut source_ids) = (Vec::new(), Vec::new(), Vec::new());
     let mut features = Vec::new();
     for s in &shards {
         for_each_batch(s, &opts.window, 2048, RawPixels::Drop, |b| {
             ids.extend(b.spectrum_id);
-            if opts.pairs.is_some() {
+            if crossmatch.is_some() {
                 surveys.extend(b.survey);
                 source_ids.extend(b.source_id);
             }
@@ -274,11 +289,9 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
             val.len()
         )));
     }
-    let pairs = match &opts.pairs {
-        Some(path) if p.contrastive_weight > 0.0 => {
-            Some(read_pairs(path, &surveys, &source_ids, seed, opts.val_fraction)?)
-        }
-        _ => None,
+    let pairs = match &crossmatch {
+        Some((path, table)) => Some(match_pairs(path, table, &surveys, &source_ids, seed, opts.val_fraction)?),
+        None => None,
     };
     let (mw, cw) = (p.masked_weight, if pairs.is_some() { p.contrastive_weight } else { 0.0 });
     if mw <= 0.0 && cw <= 0.0 {
@@ -433,10 +446,9 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
             }
             let loss = loss.expect("a step has a masked or a contrastive term");
             opt.backward_step(&loss)?;
-            if let Some(scale) = &scale
-                && scale.as_tensor().to_vec1::<f32>()?[0] > MAX_LOGIT_SCALE
-            {
-                scale.set(&Tensor::new(&[MAX_LOGIT_SCALE], &dev)?)?;
+            if let Some(scale) = &scale {
+                // CLIP's ceiling, applied on the device: no host round trip per step.
+                scale.set(&scale.as_tensor().minimum(MAX_LOGIT_SCALE)?)?;
             }
             sum += loss.to_scalar::<f32>()? as f64 * rows_in_step as f64;
             weight += rows_in_step as f64;

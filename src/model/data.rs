@@ -178,10 +178,13 @@ pub fn for_each_input_batch(
 /// The encoder hash and width an embedding shard records.
 pub fn embedding_shard_info(path: &Path) -> Result<(String, usize)> {
     let kv = crate::io::read_key_value_metadata(path).map_err(|e| ModelError::bad(path, e))?;
-    metadata::get(&kv, metadata::embeddings::ENCODER_SHA256)
-        .ok_or_else(|| ModelError::bad(path, "not an embedding shard"))?;
-    let meta = EmbeddingsMeta::from_key_values(&kv).ok_or_else(|| ModelError::bad(path, "no embedding width"))?;
-    Ok((meta.encoder_sha256, meta.dim))
+    match EmbeddingsMeta::from_key_values(&kv) {
+        Some(meta) => Ok((meta.encoder_sha256, meta.dim)),
+        None if metadata::get(&kv, metadata::embeddings::ENCODER_SHA256).is_none() => {
+            Err(ModelError::bad(path, "not an embedding shard"))
+        }
+        None => Err(ModelError::bad(path, "no embedding width")),
+    }
 }
 
 fn for_each_embedding_batch(

@@ -108,11 +108,10 @@ impl Predictor {
             }
             (None, _) => self.base.forward_with_hidden(&t, true, None, &mut Mode::Eval)?,
         };
-        let (y, h) = (y.to_dtype(DType::F32)?, h.to_dtype(DType::F32)?);
-        let raw = output_rows(&y)?;
+        let raw = output_rows(&y.to_dtype(DType::F32)?)?;
         let ood = match &self.card.ood {
             Some(m) => {
-                let h = h.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                let h = h.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
                 h.chunks_exact(m.dim).map(|r| m.score(r)).collect()
             }
             None => vec![f64::NAN; rows],
@@ -175,16 +174,9 @@ pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
         .and_then(|c| c.degrade_to_r))
 }
 
-/// bf16 exists for GPUs: a CPU has no bf16 matrix units, so it only loses digits there.
-pub(crate) fn warn_if_slow(precision: Precision, dev: &Device) {
-    if precision == Precision::Bf16 && dev.is_cpu() {
-        tracing::warn!("--precision bf16 on the CPU: slower than f32 and less precise; meant for GPUs");
-    }
-}
-
 pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<InferSummary> {
     let dev = opts.device.open()?;
-    warn_if_slow(opts.precision, &dev);
+    opts.precision.warn_if_slow_on(&dev);
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?.with_precision(opts.precision)?;
     let input = predictor.card.input.clone();
     let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_kind())?);

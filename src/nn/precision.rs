@@ -23,6 +23,13 @@ impl Precision {
         }
     }
 
+    /// bf16 exists for GPUs: a CPU has no bf16 matrix units, so it only loses digits there.
+    pub fn warn_if_slow_on(self, dev: &candle_core::Device) {
+        if self == Precision::Bf16 && dev.is_cpu() {
+            tracing::warn!("--precision bf16 on the CPU: slower than f32 and less precise; meant for GPUs");
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Precision::F32 => "f32",

@@ -2,7 +2,7 @@
 //! heads (zero-shot and LoRA); the HATS output and the README queries are checked in Python.
 
 use crate::common::*;
-use crate::models::{fixture, ok, run};
+use crate::models::{fixture, ok, overlap_mocks, run};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -386,26 +386,7 @@ fn an_overlap_mock_pairs_stars_across_surveys_by_gaia_id() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    ok(run(
-        &["mock", "--survey", "lamost", "--n", "100", "--seed", "4", "--snr-dist", "loguniform:30:80"],
-        &[("--out", &p("lamost-files"))],
-    ));
-    ok(run(
-        &[
-            "mock",
-            "--survey",
-            "desi",
-            "--n",
-            "40",
-            "--rows-per-coadd",
-            "20",
-            "--seed",
-            "5",
-            "--overlap-fraction",
-            "0.5",
-        ],
-        &[("--out", &p("desi-files")), ("--overlap", &p("lamost-files"))],
-    ));
+    overlap_mocks(dir.path(), 100, 40, 20, 0.5);
     let lamost_labels = read(&p("lamost-files/labels.parquet"));
     let desi_labels = read(&p("desi-files/labels.parquet"));
     let truth: std::collections::HashMap<i64, f64> = lamost_labels

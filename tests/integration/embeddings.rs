@@ -3,7 +3,7 @@
 //! a pixel head and an embedding head.
 
 use crate::common::*;
-use crate::models::{fixture, ok, run};
+use crate::models::{fixture, ok, overlap_mocks, run};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -364,26 +364,7 @@ fn a_killed_encoder_run_resumes_from_its_checkpoint_to_identical_weights() {
 fn contrastive_pretraining_on_crossmatched_pairs() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    ok(run(
-        &["mock", "--survey", "lamost", "--n", "160", "--seed", "4", "--snr-dist", "loguniform:30:80"],
-        &[("--out", &p("lamost-files"))],
-    ));
-    ok(run(
-        &[
-            "mock",
-            "--survey",
-            "desi",
-            "--n",
-            "120",
-            "--rows-per-coadd",
-            "40",
-            "--seed",
-            "5",
-            "--overlap-fraction",
-            "0.7",
-        ],
-        &[("--out", &p("desi-files")), ("--overlap", &p("lamost-files"))],
-    ));
+    overlap_mocks(dir.path(), 160, 120, 40, 0.7);
     // The crossmatch: every pair names a LAMOST obsid and a DESI TARGETID of the same mock Gaia star.
     let xm = read_parts(&p("desi-files"), "crossmatch");
     let names: Vec<String> = xm.get_column_names().iter().map(|s| s.to_string()).collect();

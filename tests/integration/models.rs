@@ -40,6 +40,33 @@ pub(crate) fn ok(out: Output) -> String {
     stdout
 }
 
+/// A LAMOST mock (`dir/lamost-files`, seed 4) and a DESI mock (`dir/desi-files`, seed 5) that
+/// observes stars of it in `fraction` of its star rows (`mock --overlap`); LAMOST at S/N 30–80.
+pub(crate) fn overlap_mocks(dir: &Path, n_lamost: usize, n_desi: usize, rows_per_coadd: usize, fraction: f64) {
+    let (n_lamost, n_desi) = (n_lamost.to_string(), n_desi.to_string());
+    let (rows, fraction) = (rows_per_coadd.to_string(), fraction.to_string());
+    ok(run(
+        &["mock", "--survey", "lamost", "--n", &n_lamost, "--seed", "4", "--snr-dist", "loguniform:30:80"],
+        &[("--out", &dir.join("lamost-files"))],
+    ));
+    ok(run(
+        &[
+            "mock",
+            "--survey",
+            "desi",
+            "--n",
+            &n_desi,
+            "--rows-per-coadd",
+            &rows,
+            "--seed",
+            "5",
+            "--overlap-fraction",
+            &fraction,
+        ],
+        &[("--out", &dir.join("desi-files")), ("--overlap", &dir.join("lamost-files"))],
+    ));
+}
+
 fn ingest_specclip(survey: Survey, input: &Path, out: &Path) {
     let opts = IngestOptions::new(survey, input, out, PreprocessConfig::new(LogGrid::preset(GridPreset::Specclip)))
         .with_progress(false)
