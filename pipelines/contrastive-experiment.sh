@@ -10,10 +10,20 @@
 #
 # Usage: pipelines/contrastive-experiment.sh [OUT]   (default out/contrastive-experiment)
 # Sizes via the environment: N_LAMOST (20000), N_DESI (6000), OVERLAP (0.3), SEED (1),
-# ENCODER_SPECTRA (4000), ENCODER_EPOCHS (4), CONTRASTIVE_WEIGHT (1). LONG_MASKED_EPOCHS (e.g. 12)
-# adds a third encoder, `masked-long`: masked tokens only for that many epochs, about the work of
-# the contrastive run (which embeds a batch of pairs twice per step). Re-running reuses finished
-# steps. Summary: OUT/summary.md (pipelines/summarize-contrastive.py).
+# ENCODER_SPECTRA (4000), ENCODER_EPOCHS (4), CONTRASTIVE_WEIGHT (1).
+# ENCODERS (default "masked clip") lists the encoders to compare, any of:
+#   masked        masked tokens only;
+#   clip          masked + contrastive, weight CONTRASTIVE_WEIGHT;
+#   clip-w3       masked + contrastive, weight 3;
+#   clip-only     contrastive only (--masked-weight 0);
+#   clip-medium   as clip, with the `medium` preset (3 layers, width 96);
+#   masked-long   masked tokens only for LONG_MASKED_EPOCHS (12) epochs: about the work of the
+#                 contrastive run, which embeds a batch of pairs twice per step (compute control).
+# Each encoder's head is also scored on a validation set: the DESI stars the LAMOST mock does not
+# have and that are not test stars (the zero-shot heads train on no DESI star, so these are unused).
+# The summary chooses among the contrastive encoders by that validation score alone and reports the
+# chosen one's test numbers. Re-running reuses finished steps. Summary: OUT/summary.md
+# (pipelines/summarize-contrastive.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/contrastive-experiment}"
@@ -50,16 +60,37 @@ step "pixels: zero-shot" "$out/adapters/zeroshot/adapter-card.json" \
   "$bin" finetune --strategy zeroshot --n-train 0 --spectra "$out/desi" --labels "$out/desi-labels-unshared.parquet" \
     --model "$out/model" --out "$out/adapters/zeroshot"
 
-kinds=(masked clip)
-[[ -n "${LONG_MASKED_EPOCHS:-}" ]] && kinds+=(masked-long)
-for kind in "${kinds[@]}"; do
-  pairs=()
+# Validation labels: unshared DESI stars outside the test split (the test stars are those the first
+# evaluation scored; every evaluation uses the same split).
+validation_labels() {
+  step "DESI validation labels (unshared, not test)" "$out/desi-labels-validation.parquet" "$py" -c "
+import pyarrow.parquet as pq, pyarrow.compute as pc
+t = pq.read_table('$out/desi-labels-unshared.parquet')
+test = pq.read_table('$1/evaluation-predictions.parquet', columns=['source_id']).column('source_id')
+pq.write_table(t.filter(pc.invert(pc.is_in(t.column('TARGETID'), value_set=pc.unique(test)))), '$out/desi-labels-validation.parquet', compression='zstd')
+"
+  step "pixels: validation" "$out/validation-pixels/evaluation.parquet" \
+    "$bin" evaluate --spectra "$out/desi" --labels "$out/desi-labels-validation.parquet" --model "$out/model" \
+      --test-fraction 1 --out "$out/validation-pixels"
+}
+
+pairs=(--pairs "$out/desi-files/crossmatch.parquet")
+read -r -a encoders <<< "${ENCODERS:-masked clip}"
+[[ -n "${LONG_MASKED_EPOCHS:-}" && " ${encoders[*]} " != *" masked-long "* ]] && encoders+=(masked-long)
+for kind in "${encoders[@]}"; do
   epochs="$encoder_epochs"
-  [[ $kind == clip ]] && pairs=(--pairs "$out/desi-files/crossmatch.parquet" --contrastive-weight "$weight")
-  [[ $kind == masked-long ]] && epochs="$LONG_MASKED_EPOCHS"
+  case "$kind" in
+    masked) flags=() ;;
+    clip) flags=("${pairs[@]}" --contrastive-weight "$weight") ;;
+    clip-w3) flags=("${pairs[@]}" --contrastive-weight 3) ;;
+    clip-only) flags=("${pairs[@]}" --masked-weight 0) ;;
+    clip-medium) flags=("${pairs[@]}" --contrastive-weight "$weight" --preset medium) ;;
+    masked-long) flags=(); epochs="${LONG_MASKED_EPOCHS:-12}" ;;
+    *) echo "unknown encoder '$kind' in ENCODERS" >&2; exit 2 ;;
+  esac
   step "encoder ($kind)" "$out/encoder-$kind/encoder-card.json" \
     "$bin" train-encoder --spectra "$out/lamost" "$out/desi" --max-spectra "$encoder_spectra" \
-      --max-epochs "$epochs" --patience 100 --seed "$seed" "${pairs[@]}" --out "$out/encoder-$kind"
+      --max-epochs "$epochs" --patience 100 --seed "$seed" "${flags[@]}" --out "$out/encoder-$kind"
   for s in lamost desi; do
     step "embed $s ($kind)" "$out/emb-$kind-$s/done" bash -c \
       "'$bin' embed --spectra '$out/$s' --encoder '$out/encoder-$kind' --out '$out/emb-$kind-$s' && touch '$out/emb-$kind-$s/done'"
@@ -74,5 +105,9 @@ for kind in "${kinds[@]}"; do
     "$bin" evaluate --spectra "$out/desi" --labels "$out/desi-labels-unshared.parquet" --model "$out/model" \
       --adapter "$out/adapters/zeroshot" --embedding-model "$out/model-$kind" --embeddings "$out/emb-$kind-desi" \
       --embedding-adapter "$out/adapters-$kind/zeroshot" --out "$out/evaluation-$kind"
+  validation_labels "$out/evaluation-$kind"
+  step "embeddings ($kind): validation" "$out/validation-$kind/evaluation.parquet" \
+    "$bin" evaluate --spectra "$out/emb-$kind-desi" --labels "$out/desi-labels-validation.parquet" \
+      --model "$out/model-$kind" --test-fraction 1 --out "$out/validation-$kind"
 done
 "$py" pipelines/summarize-contrastive.py "$out" | tee "$out/summary.md"

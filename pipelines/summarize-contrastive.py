@@ -3,8 +3,13 @@
 [68 % bootstrap interval] of the pixel head and of the embedding heads on the masked-token and the
 masked + contrastive encoders, per parameter and [Fe/H] regime, and the embedding/pixel ratios.
 
-Usage: pipelines/summarize-contrastive.py OUT   (reads OUT/evaluation-{masked,clip}/evaluation.parquet
-and OUT/encoder-{masked,clip}/encoder-card.json). Needs pyarrow.
+Among the contrastive encoders that ran (clip, clip-w3, clip-only, clip-medium), the one with the
+lowest validation score is chosen: the mean over Teff, log g and [Fe/H] of the embedding/pixel
+robust σ ratio for [Fe/H] ≥ −1 on the validation stars (OUT/validation-*; never the test stars).
+
+Usage: pipelines/summarize-contrastive.py OUT   (reads OUT/evaluation-KIND/evaluation.parquet,
+OUT/validation-KIND/evaluation.parquet and OUT/encoder-KIND/encoder-card.json for every KIND that
+ran). Needs pyarrow.
 """
 import json, sys
 
@@ -12,6 +17,30 @@ import pyarrow.parquet as pq
 
 PARAMS = [("teff", "Teff (K)", "{:.0f}"), ("logg", "log g", "{:.3f}"), ("feh", "[Fe/H]", "{:.3f}")]
 REGIMES = [("metal-rich", "[Fe/H] ≥ −1"), ("metal-poor", "[Fe/H] < −1")]
+KINDS = ("masked", "clip", "clip-w3", "clip-only", "clip-medium", "masked-long")
+LABEL = {"masked": "masked", "clip": "masked + contrastive", "clip-w3": "masked + 3× contrastive",
+         "clip-only": "contrastive only", "clip-medium": "masked + contrastive, medium",
+         "masked-long": "masked, longer"}
+
+
+def validation(out, kinds):
+    """Per encoder: {(parameter, regime): embedding/pixel robust σ ratio} on the validation stars,
+    and its score (mean metal-rich ratio); None where the validation has not run."""
+    import os
+    path = f"{out}/validation-pixels/evaluation.parquet"
+    if not os.path.exists(path):
+        return {}
+    pix = {(r["parameter"], r["regime"]): r for r in pq.read_table(path).to_pylist() if r["strategy"] == "zeroshot"}
+    result = {}
+    for k in kinds:
+        path = f"{out}/validation-{k}/evaluation.parquet"
+        if not os.path.exists(path):
+            continue
+        emb = {(r["parameter"], r["regime"]): r for r in pq.read_table(path).to_pylist() if r["strategy"] == "zeroshot"}
+        ratios = {key: emb[key]["robust_sigma"] / pix[key]["robust_sigma"] for key in emb if key in pix}
+        score = sum(ratios[(p, "metal-rich")] for p, _, _ in PARAMS) / len(PARAMS)
+        result[k] = (ratios, score, pix[("teff", "metal-rich")]["n"] + pix[("teff", "metal-poor")]["n"])
+    return result
 
 
 def rows(path):
@@ -21,7 +50,7 @@ def rows(path):
 
 def main(out):
     import os
-    kinds = [k for k in ("masked", "clip", "masked-long") if os.path.exists(f"{out}/evaluation-{k}/evaluation.parquet")]
+    kinds = [k for k in KINDS if os.path.exists(f"{out}/evaluation-{k}/evaluation.parquet")]
     ev = {k: rows(f"{out}/evaluation-{k}/evaluation.parquet") for k in kinds}
     cards = {k: json.load(open(f"{out}/encoder-{k}/encoder-card.json")) for k in kinds}
     for k, c in cards.items():
@@ -33,13 +62,27 @@ def main(out):
               + (f", temperature {o['temperature']:.3f}, validation top-1 retrieval {100 * top1:.1f} %" if top1 is not None else ""))
     px = ev["masked"]
     n = {r: px[("pixels", "zeroshot", "teff", r)]["n"] for r, _ in REGIMES}
+    label = LABEL
+    val = validation(out, kinds)
+    if val:
+        n_val = next(iter(val.values()))[2]
+        print(f"\nValidation ({n_val} DESI stars the LAMOST mock does not have, none of them test stars): "
+              "embedding/pixel robust σ ratio, zero-shot; score = mean of the [Fe/H] ≥ −1 ratios:\n")
+        print("| encoder | " + " | ".join(f"{name} {r}" for _, name, _ in PARAMS for r in ("≥ −1", "< −1")) + " | score |")
+        print("|---|" + "---:|" * (2 * len(PARAMS) + 1))
+        for k, (ratios, score, _) in val.items():
+            cells = [f"{ratios[(p, r)]:.2f}×" for p, _, _ in PARAMS for r, _ in REGIMES]
+            print(f"| {label[k]} | " + " | ".join(cells) + f" | {score:.3f} |")
+        contrastive = [k for k in val if k.startswith("clip")]
+        if contrastive:
+            chosen = min(contrastive, key=lambda k: val[k][1])
+            print(f"\nChosen by validation: **{label[chosen]}** (`{chosen}`).")
     print(f"\nZero-shot on {sum(n.values())} DESI test stars the LAMOST mock does not have "
           f"({n['metal-rich']} with [Fe/H] ≥ −1, {n['metal-poor']} below); robust σ [68 % interval]:\n")
-    label = {"masked": "masked", "clip": "masked + contrastive", "masked-long": "masked, longer"}
     print("| parameter | regime | pixels | " + " | ".join(f"embeddings ({label[k]}) | ratio" for k in kinds) + " |")
     print("|---|---|---|" + "---|---:|" * len(kinds))
     for p, name, fmt in PARAMS:
-        for r, label in REGIMES:
+        for r, rlabel in REGIMES:
             def cell(row):
                 return f"{fmt.format(row['robust_sigma'])} [{fmt.format(row['robust_sigma_lo'])}–{fmt.format(row['robust_sigma_hi'])}]"
             pix = px[("pixels", "zeroshot", p, r)]
@@ -47,19 +90,20 @@ def main(out):
             for k in kinds:
                 e = ev[k][("embeddings", "zeroshot", p, r)]
                 cells += [cell(e), f"{e['robust_sigma'] / pix['robust_sigma']:.2f}×"]
-            print(f"| {name} | {label} | " + " | ".join(cells) + " |")
+            print(f"| {name} | {rlabel} | " + " | ".join(cells) + " |")
     print("\nHybrids of the pixel head and each embedding head (ratio to pixels):\n")
-    print("| parameter | regime | hybrid-ivar (masked) | hybrid-regime (masked) | hybrid-ivar (contrastive) | hybrid-regime (contrastive) |")
-    print("|---|---|---:|---:|---:|---:|")
+    hk = [k for k in kinds if k != "masked-long"]
+    print("| parameter | regime | " + " | ".join(f"hybrid-{h} ({label[k]})" for k in hk for h in ("ivar", "regime")) + " |")
+    print("|---|---|" + "---:|" * (2 * len(hk)))
     for p, name, fmt in PARAMS:
-        for r, label in REGIMES:
+        for r, rlabel in REGIMES:
             pix = px[("pixels", "zeroshot", p, r)]["robust_sigma"]
             cells = []
-            for k in ("masked", "clip"):
+            for k in hk:
                 for h in ("hybrid-ivar", "hybrid-regime"):
                     row = ev[k].get((h, "zeroshot", p, r))
                     cells.append("–" if row is None else f"{row['robust_sigma'] / pix:.2f}×")
-            print(f"| {name} | {label} | " + " | ".join(cells) + " |")
+            print(f"| {name} | {rlabel} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

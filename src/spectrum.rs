@@ -1,5 +1,7 @@
 //! Spectra as they move between stages: native arms in, one grid out.
 
+use std::sync::Arc;
+
 /// One contiguous piece of an observed spectrum in its native sampling (a DESI arm, or all of a
 /// LAMOST spectrum). Invariant after [`crate::preprocess::mask_bad_pixels`]: every flux value is
 /// finite and every bad pixel has `ivar == 0`.
@@ -7,8 +9,10 @@
 pub struct Arm {
     /// Arm name as the survey writes it: "b", "r", "z", or "lrs" for LAMOST.
     pub name: String,
-    /// Pixel centres, vacuum Å, increasing.
-    pub wavelength: Vec<f64>,
+    /// Pixel centres, vacuum Å, increasing, in the observed frame. Shared, not copied, between
+    /// the spectra of one file (every row of a DESI coadd's arm has the same wavelengths); the rest
+    /// frame is applied when resampling.
+    pub wavelength: Arc<[f64]>,
     /// Flux density in the survey's units.
     pub flux: Vec<f32>,
     /// Inverse variance of `flux`; 0 marks a pixel not to use.

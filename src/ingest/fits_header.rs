@@ -166,7 +166,28 @@ pub fn check_not_truncated(f: &mut FitsFile, path: &Path) -> Result<(), String> 
 pub struct OpenedFits {
     // Field order is drop order: cfitsio must close the file before its memory goes away.
     file: FitsFile,
-    _memory: Option<Box<MemoryFile>>,
+    memory: Option<Box<MemoryFile>>,
+    /// Our own handle on an uncompressed file, for reads that bypass cfitsio.
+    disk: Option<std::fs::File>,
+}
+
+impl OpenedFits {
+    /// Fills `buf` with the bytes at `offset` of the (decompressed) file, bypassing cfitsio: for
+    /// pixel rows decoded here (`raw_image`).
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match (&self.memory, &self.disk) {
+            (Some(m), _) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                let bytes = start.checked_add(buf.len()).and_then(|end| m.bytes.get(start..end));
+                let bytes = bytes.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            (None, Some(f)) => f.read_exact_at(buf, offset),
+            (None, None) => Err(std::io::Error::other("no byte access to this file")),
+        }
+    }
 }
 
 /// The bytes of a decompressed file and the pointer/size cells cfitsio keeps the addresses of.
@@ -210,7 +231,7 @@ fn open_gzip_in_memory(compressed: &[u8]) -> Result<OpenedFits, ReadError> {
         }
         FitsFile::from_raw(fptr, fitsio::FileOpenMode::READONLY).map_err(|e| open_err(e.to_string()))?
     };
-    Ok(OpenedFits { file, _memory: Some(mem) })
+    Ok(OpenedFits { file, memory: Some(mem), disk: None })
 }
 
 fn starts_an_hdu(path: &Path, offset: u64) -> bool {
@@ -258,7 +279,7 @@ pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), ReadError> {
     let open_err = |e: std::io::Error| ReadError::Open { gzip: "not gzip", message: e.to_string() };
     let len = file.metadata().map_err(open_err)?.len();
     super::fits_sizes::check_declared_sizes(&mut std::io::BufReader::new(&mut file), len)?;
-    Ok((OpenedFits { file: open_disk_file(path)?, _memory: None }, false))
+    Ok((OpenedFits { file: open_disk_file(path)?, memory: None, disk: Some(file) }, false))
 }
 
 /// Runs `read` on an opened file, then checks an uncompressed file for truncation. A truncated file

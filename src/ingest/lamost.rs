@@ -127,7 +127,7 @@ fn read_layout_and_header(
         ..Default::default()
     };
     let mask = ormask.iter().map(|&m| if m.is_finite() { m as u32 } else { u32::MAX }).collect();
-    let wavelength = wavelength.iter().map(|&w| w as f64).collect();
+    let wavelength: std::sync::Arc<[f64]> = wavelength.iter().map(|&w| w as f64).collect();
     let arm = Arm { name: "lrs".into(), wavelength, flux, ivar, mask, lsf_fwhm_angstrom: None };
     Ok((layout, meta, arm))
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fits_header;
 pub mod fits_sizes;
 pub mod lamost;
+mod raw_image;
 pub mod record;
 pub mod run;
 pub mod select;

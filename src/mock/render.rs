@@ -248,7 +248,7 @@ mod tests {
         let n = wave.len();
         let mut arm = Arm {
             name: "model".into(),
-            wavelength: wave.clone(),
+            wavelength: wave.clone().into(),
             flux: flux.clone(),
             ivar: vec![1.0; n],
             mask: vec![],

@@ -71,11 +71,25 @@ pub enum ContinuumError {
 
 struct Segment {
     pixels: Range<usize>,
-    /// Row-major [pixel][degree+1] Chebyshev basis over the segment.
+    /// Column-major [degree+1][pixel]: each Chebyshev polynomial over the segment's pixels.
     basis: Vec<f64>,
-    /// Row-major [pixel][nb·(nb+1)/2]: the upper triangle of basis·basisᵀ per pixel, so the
-    /// normal matrix of any weighting is one vectorisable weighted sum.
+    /// Column-major [nb·(nb+1)/2][pixel]: basis_p·basis_q (p ≤ q) per pixel, so each entry of the
+    /// normal matrix of any weighting is one dot product with the weights.
     products: Vec<f64>,
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        self.pixels.len()
+    }
+
+    fn basis_column(&self, k: usize) -> &[f64] {
+        &self.basis[k * self.len()..(k + 1) * self.len()]
+    }
+
+    fn product_column(&self, k: usize) -> &[f64] {
+        &self.products[k * self.len()..(k + 1) * self.len()]
+    }
 }
 
 /// A continuum fitter bound to one grid; build it once, apply it to every spectrum.
@@ -105,18 +119,24 @@ impl ContinuumFitter {
         }
         bounds.push(grid.npix);
         let nb = config.degree + 1;
+        assert!((1..=7).contains(&nb), "continuum degree {} outside 0..=6", config.degree);
         let segments = bounds
             .windows(2)
             .map(|b| {
                 let n = b[1] - b[0];
                 let mut basis = vec![0.0; n * nb];
+                let mut row = vec![0.0; nb];
                 for i in 0..n {
                     let x = if n > 1 { 2.0 * i as f64 / (n - 1) as f64 - 1.0 } else { 0.0 };
-                    chebyshev_row(x, &mut basis[i * nb..(i + 1) * nb]);
+                    chebyshev_row(x, &mut row);
+                    for (k, v) in row.iter().enumerate() {
+                        basis[k * n + i] = *v;
+                    }
                 }
-                let products = basis
-                    .chunks_exact(nb)
-                    .flat_map(|row| (0..nb).flat_map(move |p| (p..nb).map(move |q| row[p] * row[q])))
+                let column = |k: usize| &basis[k * n..(k + 1) * n];
+                let products = (0..nb)
+                    .flat_map(|p| (p..nb).map(move |q| (p, q)))
+                    .flat_map(|(p, q)| column(p).iter().zip(column(q)).map(|(a, b)| a * b))
                     .collect();
                 Segment { pixels: b[0]..b[1], basis, products }
             })
@@ -131,22 +151,13 @@ impl ContinuumFitter {
     /// The fitted continuum (0 where a segment could not be fitted).
     pub fn fit_continuum(&self, spec: &GridSpectrum) -> Result<Vec<f64>, ContinuumError> {
         assert_eq!(spec.flux.len(), self.npix, "spectrum is not on this fitter's grid");
-        // Fixed-size kernels per degree: the dot products unroll and the sums vectorise.
-        let fit = match self.config.degree {
-            1 => fit_segment::<2, 3>,
-            2 => fit_segment::<3, 6>,
-            3 => fit_segment::<4, 10>,
-            4 => fit_segment::<5, 15>,
-            5 => fit_segment::<6, 21>,
-            6 => fit_segment::<7, 28>,
-            d => panic!("continuum degree {d} outside 1..=6"),
-        };
         let mut continuum = vec![0.0f64; self.npix];
         let mut any = false;
         for seg in &self.segments {
             let px = seg.pixels.clone();
-            any |= fit(
+            any |= fit_segment(
                 seg,
+                self.config.degree + 1,
                 &spec.flux[px.clone()],
                 &spec.ivar[px.clone()],
                 &self.is_continuum_pixel[px.clone()],
@@ -162,12 +173,8 @@ impl ContinuumFitter {
     pub fn normalize_continuum(&self, spec: &GridSpectrum) -> Result<GridSpectrum, ContinuumError> {
         let cont = self.fit_continuum(spec)?;
         // A continuum crossing zero (very low S/N, a failed fit) cannot normalise: mask those pixels.
-        let positive: Vec<f64> = cont.iter().copied().filter(|c| *c > 0.0).collect();
-        let floor = if positive.is_empty() {
-            f64::INFINITY
-        } else {
-            1e-3 * positive.iter().sum::<f64>() / positive.len() as f64
-        };
+        let (sum, count) = cont.iter().filter(|c| **c > 0.0).fold((0.0f64, 0usize), |(s, n), c| (s + c, n + 1));
+        let floor = if count == 0 { f64::INFINITY } else { 1e-3 * sum / count as f64 };
         let mut out = GridSpectrum { flux: vec![1.0; self.npix], ivar: vec![0.0; self.npix] };
         for j in 0..self.npix {
             let c = cont[j];
@@ -184,70 +191,76 @@ impl ContinuumFitter {
 }
 
 /// Fits one segment, writing the continuum into `out`; false (and `out` untouched) when the segment
-/// has too few usable continuum pixels. `N` = degree + 1 basis functions, `NT` = N(N+1)/2.
-fn fit_segment<const N: usize, const NT: usize>(
+/// has too few usable continuum pixels. `nb` = degree + 1 basis functions.
+fn fit_segment(
     seg: &Segment,
+    nb: usize,
     flux: &[f32],
     ivar: &[f32],
     is_continuum: &[bool],
     config: &ContinuumConfig,
     out: &mut [f64],
 ) -> bool {
-    let needed = 4 * N;
+    let n = seg.len();
+    let needed = 4 * nb;
     let clip2 = config.clip_sigma * config.clip_sigma;
-    let basis = || seg.basis.chunks_exact(N).map(|r| <&[f64; N]>::try_from(r).expect("N columns"));
-    let products = || seg.products.chunks_exact(NT).map(|r| <&[f64; NT]>::try_from(r).expect("NT columns"));
     // Fit weight per pixel: ivar on continuum pixels still in the fit, 0 otherwise.
     let mut weight: Vec<f64> =
         ivar.iter().zip(is_continuum).map(|(&iv, &cont)| if cont && iv > 0.0 { iv as f64 } else { 0.0 }).collect();
     let mut used = weight.iter().filter(|&&w| w > 0.0).count();
-    // Normal equations: packed upper triangle of Σ w·b·bᵀ, and Σ w·b·f. Masked pixels have w = 0
-    // and add nothing; no branch keeps the loop vectorised.
-    let mut upper = [0.0f64; NT];
-    let mut rhs = [0.0f64; N];
-    for (((&w, prod), row), &f) in weight.iter().zip(products()).zip(basis()).zip(flux) {
-        for k in 0..NT {
-            upper[k] += w * prod[k];
-        }
-        let wf = w * f as f64;
-        for k in 0..N {
-            rhs[k] += wf * row[k];
-        }
-    }
+    let weighted_flux: Vec<f64> = weight.iter().zip(flux).map(|(w, &f)| w * f as f64).collect();
+    // Normal equations, one dot product per entry: packed upper triangle of Σ w·b·bᵀ, and Σ w·f·b.
+    // Masked pixels have w = 0 and add nothing.
+    let mut upper: Vec<f64> = (0..nb * (nb + 1) / 2).map(|k| dot(&weight, seg.product_column(k))).collect();
+    let mut rhs: Vec<f64> = (0..nb).map(|k| dot(&weighted_flux, seg.basis_column(k))).collect();
     let mut fitted = false;
     for iteration in 0..config.max_iterations {
         // Too few pixels left after clipping: keep the last fit rather than lose the segment.
         if used < needed {
             break;
         }
-        let Some(c) = solve_upper(&upper, &rhs, N) else { break };
-        // Evaluate everywhere (this is the continuum if nothing is clipped) and clip as we go.
-        // Clipping removes few pixels: take their terms out of the sums instead of re-summing.
-        let clip_now = iteration + 1 < config.max_iterations; // every clip is followed by a refit
-        let mut removed = 0;
-        for ((((o, w), row), prod), &f) in out.iter_mut().zip(weight.iter_mut()).zip(basis()).zip(products()).zip(flux)
-        {
-            let model: f64 = (0..N).map(|k| row[k] * c[k]).sum();
-            *o = model;
-            if !clip_now || *w == 0.0 {
-                continue;
-            }
-            let excess = f as f64 - model;
-            // excess² > clip²·(1/w + (floor·model)²), multiplied through by w > 0.
-            let floor = config.clip_relative_floor * model;
-            if excess > 0.0 && excess * excess * *w > clip2 * (1.0 + *w * floor * floor) {
-                for k in 0..NT {
-                    upper[k] -= *w * prod[k];
-                }
-                let wf = *w * f as f64;
-                for k in 0..N {
-                    rhs[k] -= wf * row[k];
-                }
-                *w = 0.0;
-                removed += 1;
+        let Some(c) = solve_upper(&upper, &rhs, nb) else { break };
+        // The continuum everywhere (the result if nothing is clipped): one pass per polynomial.
+        out.fill(0.0);
+        for (k, ck) in c.iter().enumerate() {
+            for (o, b) in out.iter_mut().zip(seg.basis_column(k)) {
+                *o += b * ck;
             }
         }
         fitted = true;
+        if iteration + 1 == config.max_iterations {
+            break; // every clip is followed by a refit; none is left
+        }
+        // Clipping removes few pixels: find whether any goes with one branch-free pass, then take
+        // their terms out of the sums instead of re-summing.
+        let clips = |w: f64, model: f64, f: f32| {
+            let excess = f as f64 - model;
+            let floor = config.clip_relative_floor * model;
+            // excess² > clip²·(1/w + (floor·model)²), multiplied through by w (never true for w = 0).
+            (excess > 0.0) & (excess * excess * w > clip2 * (1.0 + w * floor * floor))
+        };
+        let to_clip = weight.iter().zip(out.iter()).zip(flux).filter(|((w, m), f)| clips(**w, **m, **f)).count();
+        if to_clip == 0 {
+            break;
+        }
+        let mut removed = 0;
+        for i in 0..n {
+            let w = weight[i];
+            if w == 0.0 {
+                continue;
+            }
+            let f = flux[i] as f64;
+            if clips(w, out[i], flux[i]) {
+                for (k, u) in upper.iter_mut().enumerate() {
+                    *u -= w * seg.products[k * n + i];
+                }
+                for (k, r) in rhs.iter_mut().enumerate() {
+                    *r -= w * f * seg.basis[k * n + i];
+                }
+                weight[i] = 0.0;
+                removed += 1;
+            }
+        }
         used -= removed;
         if removed == 0 {
             break;
@@ -257,6 +270,50 @@ fn fit_segment<const N: usize, const NT: usize>(
         out.fill(0.0);
     }
     fitted
+}
+
+/// Σ a·b in a fixed order: eight running sums (a single running sum is a chain of additions the
+/// compiler may not reorder; eight fill the vector units), combined in the same order on every
+/// machine, so results do not depend on which implementation ran.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let whole = a.len() / 8 * 8;
+    let tail: f64 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
+    #[cfg(target_arch = "x86_64")]
+    let body = {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86-64; every load reads 2 values below `whole` ≤ len.
+        unsafe {
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut acc = [_mm_setzero_pd(); 4];
+            for i in (0..whole).step_by(8) {
+                for (l, s) in acc.iter_mut().enumerate() {
+                    let x = _mm_loadu_pd(pa.add(i + 2 * l));
+                    let y = _mm_loadu_pd(pb.add(i + 2 * l));
+                    *s = _mm_add_pd(*s, _mm_mul_pd(x, y));
+                }
+            }
+            let v = _mm_add_pd(_mm_add_pd(acc[0], acc[1]), _mm_add_pd(acc[2], acc[3]));
+            let mut lanes = [0.0f64; 2];
+            _mm_storeu_pd(lanes.as_mut_ptr(), v);
+            lanes[0] + lanes[1]
+        }
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let body = dot_portable(&a[..whole], &b[..whole]);
+    body + tail
+}
+
+/// The body of [`dot`] (lengths a multiple of 8) without intrinsics, summed in the same order.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn dot_portable(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[2]) + (acc[4] + acc[6])) + ((acc[1] + acc[3]) + (acc[5] + acc[7]))
 }
 
 fn chebyshev_row(x: f64, row: &mut [f64]) {
@@ -333,6 +390,51 @@ mod tests {
             let expected_ivar = 100.0 * (spec.flux[j] as f64).powi(2);
             assert!((norm.ivar[j] as f64 / expected_ivar - 1.0).abs() < 1e-3);
         }
+    }
+
+    #[test]
+    fn the_fit_is_the_weighted_least_squares_solution() {
+        // Noisy flux, uneven ivar and masked runs: no pixel is clipped (the deviations stay within
+        // the relative floor), so the fit must be the plain weighted least-squares polynomial.
+        let grid = LogGrid::preset(GridPreset::Specclip);
+        let n = grid.npix;
+        let flux: Vec<f32> = (0..n).map(|i| (1.5 + 0.2 * ((i as f64) / 97.0).sin() + 0.05 * ((i * 7919 % 13) as f64 - 6.0) / 6.0) as f32).collect();
+        let ivar: Vec<f32> = (0..n).map(|i| if (300..340).contains(&i) || i % 53 == 0 { 0.0 } else { 50.0 + (i % 11) as f32 }).collect();
+        let spec = GridSpectrum { flux: flux.clone(), ivar: ivar.clone() };
+        let config = ContinuumConfig::default();
+        let fitter = ContinuumFitter::new(&grid, &[], config);
+        let ours = fitter.fit_continuum(&spec).unwrap();
+        // Reference: normal equations summed pixel by pixel, solved by the same elimination.
+        let nb = config.degree + 1;
+        let (mut a, mut b) = (vec![0.0f64; nb * nb], vec![0.0f64; nb]);
+        let mut row = vec![0.0; nb];
+        let x = |i: usize| 2.0 * i as f64 / (n - 1) as f64 - 1.0;
+        for i in 0..n {
+            let w = if fitter.is_continuum_pixel[i] && ivar[i] > 0.0 { ivar[i] as f64 } else { 0.0 };
+            chebyshev_row(x(i), &mut row);
+            for p in 0..nb {
+                b[p] += w * flux[i] as f64 * row[p];
+                for q in 0..nb {
+                    a[p * nb + q] += w * row[p] * row[q];
+                }
+            }
+        }
+        let c = solve(&mut a, &mut b, nb).unwrap();
+        for (i, fitted) in ours.iter().enumerate() {
+            chebyshev_row(x(i), &mut row);
+            let reference: f64 = (0..nb).map(|k| c[k] * row[k]).sum();
+            assert!((fitted / reference - 1.0).abs() < 1e-10, "{i}: {fitted} vs {reference}");
+        }
+    }
+
+    #[test]
+    fn dot_products_agree_bit_for_bit_across_implementations() {
+        let a: Vec<f64> = (0..1464).map(|i| ((i * 37 % 101) as f64 - 50.0) * 1.37e-3).collect();
+        let b: Vec<f64> = (0..1464).map(|i| 1.0 / (1.0 + i as f64)).collect();
+        assert_eq!(dot(&a, &b).to_bits(), dot_portable(&a, &b).to_bits());
+        let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-12 * naive.abs().max(1.0));
+        assert_eq!(dot(&a[..13], &b[..13]), dot_portable(&a[..8], &b[..8]) + (8..13).map(|i| a[i] * b[i]).sum::<f64>());
     }
 
     #[test]

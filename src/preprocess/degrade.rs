@@ -84,7 +84,14 @@ mod tests {
         let sig = 1.6 / FWHM_PER_SIGMA;
         let flux =
             wavelength.iter().map(|&w| (1.0 - 0.5 * (-0.5 * ((w - 5000.0) / sig).powi(2)).exp()) as f32).collect();
-        Arm { name: "b".into(), wavelength, flux, ivar: vec![100.0; 1000], mask: vec![], lsf_fwhm_angstrom: Some(1.6) }
+        Arm {
+            name: "b".into(),
+            wavelength: wavelength.into(),
+            flux,
+            ivar: vec![100.0; 1000],
+            mask: vec![],
+            lsf_fwhm_angstrom: Some(1.6),
+        }
     }
 
     fn fwhm_of_dip(arm: &Arm) -> f64 {

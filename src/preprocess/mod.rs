@@ -1,6 +1,6 @@
 //! From native arms to one normalised spectrum on the output grid.
 //!
-//! Order matters and is fixed here: mask → (degrade) → rest frame → resample each arm →
+//! Order matters and is fixed here: mask → (degrade) → resample each arm to the rest frame →
 //! combine arms → normalise the continuum. Masking first means every later step only reads `ivar`;
 //! degrading before the Doppler shift convolves in the observed frame, where the LSF is defined.
 
@@ -17,7 +17,7 @@ pub use continuum::{
 };
 pub use degrade::degrade_resolution;
 pub use mask::{all_flux_non_finite, mask_bad_pixels};
-pub use resample::{pixel_edges, resample};
+pub use resample::{pixel_edges, resample, resample_to_rest_frame};
 pub use restframe::{C_KMS, shift_to_rest_frame};
 
 use crate::grid::LogGrid;
@@ -115,13 +115,11 @@ impl Preprocessor {
             }
         }
         let rest_frame_applied = self.config.rest_frame && z.is_some();
-        if let (true, Some(z)) = (self.config.rest_frame, z) {
-            for arm in &mut arms {
-                shift_to_rest_frame(arm, z);
-            }
-        }
-        let mut on_grid: Vec<GridSpectrum> =
-            arms.iter().map(|a| resample(a, &self.grid_edges, self.config.min_coverage)).collect();
+        let z = if rest_frame_applied { z.unwrap_or(0.0) } else { 0.0 };
+        let mut on_grid: Vec<GridSpectrum> = arms
+            .iter()
+            .map(|a| resample_to_rest_frame(a, &self.grid_edges, z, self.config.min_coverage))
+            .collect();
         let combined = if on_grid.len() == 1 { on_grid.pop().expect("one arm") } else { combine_arms(&on_grid) };
         let masked_fraction = combined.masked_fraction();
         if masked_fraction >= 1.0 {

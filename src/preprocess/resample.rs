@@ -30,30 +30,51 @@ pub fn pixel_edges(centres: &[f64]) -> Vec<f64> {
     edges
 }
 
-/// Resamples `arm` onto the pixels bounded by `grid_edges` (increasing, npix + 1 values).
+/// Resamples `arm` onto the pixels bounded by `grid_edges` (increasing, npix + 1 values), both in
+/// the same frame.
 pub fn resample(arm: &Arm, grid_edges: &[f64], min_coverage: f64) -> GridSpectrum {
+    resample_to_rest_frame(arm, grid_edges, 0.0, min_coverage)
+}
+
+/// As [`resample`], for an arm observed at redshift `z` onto a rest-frame grid. The grid's edges
+/// go to the observed frame (× (1 + z)) rather than the arm's pixels to the rest frame, so the
+/// arm's wavelengths, shared by every spectrum of a file, are neither copied nor rewritten. Nothing
+/// else depends on the frame: the flux is a mean weighted by overlaps, the ivar a ratio of squared
+/// lengths, and the coverage a ratio of lengths, all unchanged when every length scales by 1 + z.
+pub fn resample_to_rest_frame(arm: &Arm, grid_edges: &[f64], z: f64, min_coverage: f64) -> GridSpectrum {
     let npix = grid_edges.len().saturating_sub(1);
     let mut out = GridSpectrum::masked(npix);
     if arm.is_empty() || npix == 0 {
         return out;
     }
+    let doppler = 1.0 + z;
     let in_edges = pixel_edges(&arm.wavelength);
     let nin = arm.len();
     // Only output pixels the arm can overlap: an arm covers part of a multi-arm grid.
-    let first = grid_edges.partition_point(|&e| e <= in_edges[0]).saturating_sub(1);
-    let last = grid_edges.partition_point(|&e| e < in_edges[nin]).min(npix);
-    // Each input pixel's variance times its width (0 where masked), once: an input pixel overlaps
-    // one or two output pixels, and the division is the loop's most expensive step.
-    let var_width: Vec<f64> = (0..nin)
-        .map(|k| {
-            let iv = arm.ivar[k] as f64;
-            if iv > 0.0 { (in_edges[k + 1] - in_edges[k]) / iv } else { 0.0 }
-        })
-        .collect();
+    let first = grid_edges.partition_point(|&e| e * doppler <= in_edges[0]).saturating_sub(1);
+    let last = grid_edges.partition_point(|&e| e * doppler < in_edges[nin]).min(npix);
+    if first >= last {
+        return out; // the arm does not reach the grid
+    }
+    // The input pixels those output pixels can overlap (an arm may reach well past the grid).
+    let mut hi = grid_edges[first] * doppler;
+    let k_first = in_edges[1..].partition_point(|&e| e <= hi);
+    let k_end = in_edges.partition_point(|&e| e < grid_edges[last] * doppler).clamp(k_first, nin);
+    // Each of their variances times its width (0 where masked), once: an input pixel overlaps one
+    // or two output pixels, and the division is the loop's most expensive step.
+    let mut var_width = vec![0.0f64; nin];
+    let widths = in_edges[k_first..=k_end].windows(2).map(|e| e[1] - e[0]);
+    for ((vw, &iv), width) in var_width[k_first..k_end].iter_mut().zip(&arm.ivar[k_first..k_end]).zip(widths) {
+        // Branch-free (a masked pixel divides by 1 and is zeroed), so the divisions vectorise.
+        let usable = iv > 0.0;
+        let quotient = width / if usable { iv as f64 } else { 1.0 };
+        *vw = if usable { quotient } else { 0.0 };
+    }
     // Two-pointer sweep: `k` is the first input pixel that can still overlap output pixel `j`.
-    let mut k = 0usize;
+    let mut k = k_first;
     for j in first..last {
-        let (lo, hi) = (grid_edges[j], grid_edges[j + 1]);
+        let lo = hi;
+        hi = grid_edges[j + 1] * doppler;
         while k < nin && in_edges[k + 1] <= lo {
             k += 1;
         }
@@ -84,7 +105,7 @@ mod tests {
     fn linear_arm(start: f64, step: f64, n: usize, f: impl Fn(f64) -> f32) -> Arm {
         let wavelength: Vec<f64> = (0..n).map(|i| start + step * i as f64).collect();
         let flux = wavelength.iter().map(|&w| f(w)).collect();
-        Arm { name: "b".into(), wavelength, flux, ivar: vec![4.0; n], mask: vec![], lsf_fwhm_angstrom: None }
+        Arm { name: "b".into(), wavelength: wavelength.into(), flux, ivar: vec![4.0; n], mask: vec![], lsf_fwhm_angstrom: None }
     }
 
     #[test]
@@ -139,7 +160,7 @@ mod tests {
             let n = wavelength.len();
             let arm = Arm {
                 name: "lrs".into(),
-                wavelength,
+                wavelength: wavelength.into(),
                 flux: vec![1.0; n],
                 ivar: vec![1.0; n],
                 mask: vec![],
@@ -154,11 +175,46 @@ mod tests {
     }
 
     #[test]
+    fn resampling_to_the_rest_frame_equals_resampling_a_shifted_arm() {
+        let z = 173.0 / crate::preprocess::C_KMS;
+        let mut arm = linear_arm(3600.0, 0.8, 2751, |w| (1.0 + 0.3 * ((w / 13.0).sin())) as f32);
+        for k in (100..2751).step_by(97) {
+            arm.ivar[k] = 0.0;
+        }
+        let grid = LogGrid::lamost_between(3700.0, 5700.0).unwrap();
+        let ours = resample_to_rest_frame(&arm, &grid.edges(), z, 0.5);
+        let mut shifted = arm.clone();
+        crate::preprocess::shift_to_rest_frame(&mut shifted, z);
+        let reference = resample(&shifted, &grid.edges(), 0.5);
+        assert_eq!(ours.ivar.iter().filter(|v| **v > 0.0).count(), reference.ivar.iter().filter(|v| **v > 0.0).count());
+        for j in 0..grid.npix {
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1e-6);
+            assert!(close(ours.flux[j], reference.flux[j]), "{j}: flux {} vs {}", ours.flux[j], reference.flux[j]);
+            assert!(close(ours.ivar[j], reference.ivar[j]), "{j}: ivar {} vs {}", ours.ivar[j], reference.ivar[j]);
+        }
+        // The shift is real: without it the spectrum lands 173 km/s off.
+        let unshifted = resample(&arm, &grid.edges(), 0.5);
+        assert!(unshifted.flux.iter().zip(&reference.flux).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
+
+    #[test]
+    fn an_arm_beside_the_grid_leaves_it_masked() {
+        let grid = LogGrid::lamost_between(4000.0, 5000.0).unwrap();
+        for start in [2000.0, 6000.0] {
+            let arm = linear_arm(start, 0.8, 500, |_| 1.0);
+            for z in [0.0, 1e-3] {
+                let out = resample_to_rest_frame(&arm, &grid.edges(), z, 0.5);
+                assert!(out.ivar.iter().all(|v| *v == 0.0), "arm from {start} Å, z {z}");
+            }
+        }
+    }
+
+    #[test]
     fn identical_grids_copy_pixels() {
         let grid = LogGrid::lamost_window(0, 50);
         let arm = Arm {
             name: "lrs".into(),
-            wavelength: grid.wavelengths(),
+            wavelength: grid.wavelengths().into(),
             flux: (0..50).map(|i| i as f32).collect(),
             ivar: vec![1.0; 50],
             mask: vec![],
