@@ -335,15 +335,18 @@ fn read_arm_rows(f: &mut OpenedFits, arms: &[ArmHdus], rows: &[usize]) -> Vec<Re
     let mut bytes = Vec::new();
     for a in arms {
         let what = |k: &str, row: usize| format!("{}_{k} row {row}", a.name);
-        let io = |k: &'static str, r: usize| move |e: std::io::Error| ReadError::Fits { what: what(k, r), message: e.to_string() };
-        let mut floats = |hdu: &FitsHdu, raw: Option<RawImage>, kind: &'static str| -> Vec<Result<Vec<f32>, ReadError>> {
-            rows.iter()
-                .map(|&r| match raw {
-                    Some(raw) => raw.read_f32_row(f, r, &mut bytes).map_err(io(kind, r)),
-                    None => hdu.read_rows(f, r, 1).map_err(|e| ReadError::fits(what(kind, r), e)),
-                })
-                .collect()
+        let io = |k: &'static str, r: usize| {
+            move |e: std::io::Error| ReadError::Fits { what: what(k, r), message: e.to_string() }
         };
+        let mut floats =
+            |hdu: &FitsHdu, raw: Option<RawImage>, kind: &'static str| -> Vec<Result<Vec<f32>, ReadError>> {
+                rows.iter()
+                    .map(|&r| match raw {
+                        Some(raw) => raw.read_f32_row(f, r, &mut bytes).map_err(io(kind, r)),
+                        None => hdu.read_rows(f, r, 1).map_err(|e| ReadError::fits(what(kind, r), e)),
+                    })
+                    .collect()
+            };
         let flux = floats(&a.flux, a.raw.flux, "FLUX");
         let ivar = floats(&a.ivar, a.raw.ivar, "IVAR");
         let mask: Vec<Result<Vec<u32>, ReadError>> = rows
@@ -666,7 +669,10 @@ mod tests {
                 assert!(arms.iter().all(|a| a.raw.flux.is_some() && a.raw.ivar.is_some()), "{path:?}: FLUX/IVAR raw");
                 // The per-exposure file's MASK is tile-compressed: only cfitsio decodes it.
                 let per_exposure = name.starts_with("spectra-");
-                assert!(arms.iter().all(|a| a.raw.mask.is_some() != per_exposure), "{path:?}: MASK raw unless compressed");
+                assert!(
+                    arms.iter().all(|a| a.raw.mask.is_some() != per_exposure),
+                    "{path:?}: MASK raw unless compressed"
+                );
                 let mut via_cfitsio = find_arms(&mut f, &hdus, nspec).unwrap();
                 via_cfitsio.iter_mut().for_each(|a| a.raw = RawArm::default());
                 let rows: Vec<usize> = (0..nspec).collect();

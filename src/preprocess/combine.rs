@@ -6,19 +6,22 @@ use crate::spectrum::GridSpectrum;
 /// ivar > 0, so its values pass through unchanged.
 pub fn combine_arms(arms: &[GridSpectrum]) -> GridSpectrum {
     let npix = arms.first().map_or(0, |a| a.flux.len());
-    let mut out = GridSpectrum::masked(npix);
-    for j in 0..npix {
-        let (mut sw, mut swf) = (0.0f64, 0.0f64);
-        for a in arms {
-            let iv = a.ivar[j] as f64;
-            if iv > 0.0 {
-                sw += iv;
-                swf += iv * a.flux[j] as f64;
-            }
+    // Arm by arm over whole arrays (the same per-pixel order of terms, so the same sums), with
+    // unusable pixels adding exact zeros rather than branching: the loops vectorise.
+    let (mut sw, mut swf) = (vec![0.0f64; npix], vec![0.0f64; npix]);
+    for a in arms {
+        for (((w, wf), &iv), &f) in sw.iter_mut().zip(swf.iter_mut()).zip(&a.ivar).zip(&a.flux) {
+            let usable = iv > 0.0;
+            let (iv, f) = if usable { (iv as f64, f as f64) } else { (0.0, 0.0) };
+            *w += iv;
+            *wf += iv * f;
         }
-        if sw > 0.0 {
-            out.flux[j] = (swf / sw) as f32;
-            out.ivar[j] = sw as f32;
+    }
+    let mut out = GridSpectrum::masked(npix);
+    for (((flux, ivar), &w), &wf) in out.flux.iter_mut().zip(out.ivar.iter_mut()).zip(&sw).zip(&swf) {
+        if w > 0.0 {
+            *flux = (wf / w) as f32;
+            *ivar = w as f32;
         }
     }
     out

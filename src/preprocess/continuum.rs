@@ -175,13 +175,16 @@ impl ContinuumFitter {
         // A continuum crossing zero (very low S/N, a failed fit) cannot normalise: mask those pixels.
         let (sum, count) = cont.iter().filter(|c| **c > 0.0).fold((0.0f64, 0usize), |(s, n), c| (s + c, n + 1));
         let floor = if count == 0 { f64::INFINITY } else { 1e-3 * sum / count as f64 };
-        let mut out = GridSpectrum { flux: vec![1.0; self.npix], ivar: vec![0.0; self.npix] };
-        for j in 0..self.npix {
-            let c = cont[j];
-            if spec.ivar[j] > 0.0 && c > floor {
-                out.flux[j] = (spec.flux[j] as f64 / c) as f32;
-                out.ivar[j] = (spec.ivar[j] as f64 * c * c) as f32;
-            }
+        let mut out = GridSpectrum { flux: vec![0.0; self.npix], ivar: vec![0.0; self.npix] };
+        let pixels = out.flux.iter_mut().zip(out.ivar.iter_mut()).zip(spec.flux.iter().zip(&spec.ivar)).zip(&cont);
+        for (((flux, ivar), (&f, &iv)), &c) in pixels {
+            // Branch-free, so the divisions vectorise: a pixel that cannot be normalised divides by 1
+            // and is then overwritten.
+            let usable = iv > 0.0 && c > floor;
+            let c = if usable { c } else { 1.0 };
+            let (f, iv) = ((f as f64 / c) as f32, (iv as f64 * c * c) as f32);
+            *flux = if usable { f } else { 1.0 };
+            *ivar = if usable { iv } else { 0.0 };
         }
         if out.ivar.iter().all(|&v| v == 0.0) {
             return Err(ContinuumError::NoContinuum { needed: 4 * (self.config.degree + 1) });
@@ -398,8 +401,11 @@ mod tests {
         // the relative floor), so the fit must be the plain weighted least-squares polynomial.
         let grid = LogGrid::preset(GridPreset::Specclip);
         let n = grid.npix;
-        let flux: Vec<f32> = (0..n).map(|i| (1.5 + 0.2 * ((i as f64) / 97.0).sin() + 0.05 * ((i * 7919 % 13) as f64 - 6.0) / 6.0) as f32).collect();
-        let ivar: Vec<f32> = (0..n).map(|i| if (300..340).contains(&i) || i % 53 == 0 { 0.0 } else { 50.0 + (i % 11) as f32 }).collect();
+        let flux: Vec<f32> = (0..n)
+            .map(|i| (1.5 + 0.2 * ((i as f64) / 97.0).sin() + 0.05 * ((i * 7919 % 13) as f64 - 6.0) / 6.0) as f32)
+            .collect();
+        let ivar: Vec<f32> =
+            (0..n).map(|i| if (300..340).contains(&i) || i % 53 == 0 { 0.0 } else { 50.0 + (i % 11) as f32 }).collect();
         let spec = GridSpectrum { flux: flux.clone(), ivar: ivar.clone() };
         let config = ContinuumConfig::default();
         let fitter = ContinuumFitter::new(&grid, &[], config);

@@ -116,10 +116,8 @@ impl Preprocessor {
         }
         let rest_frame_applied = self.config.rest_frame && z.is_some();
         let z = if rest_frame_applied { z.unwrap_or(0.0) } else { 0.0 };
-        let mut on_grid: Vec<GridSpectrum> = arms
-            .iter()
-            .map(|a| resample_to_rest_frame(a, &self.grid_edges, z, self.config.min_coverage))
-            .collect();
+        let mut on_grid: Vec<GridSpectrum> =
+            arms.iter().map(|a| resample_to_rest_frame(a, &self.grid_edges, z, self.config.min_coverage)).collect();
         let combined = if on_grid.len() == 1 { on_grid.pop().expect("one arm") } else { combine_arms(&on_grid) };
         let masked_fraction = combined.masked_fraction();
         if masked_fraction >= 1.0 {

@@ -17,16 +17,16 @@ use crate::spectrum::{Arm, GridSpectrum};
 /// Boundaries of the input pixels: midpoints between centres, the outer two extrapolated by half a pixel.
 pub fn pixel_edges(centres: &[f64]) -> Vec<f64> {
     let n = centres.len();
-    let mut edges = Vec::with_capacity(n + 1);
     if n == 1 {
         // A single pixel has no width to infer; give it zero width so it contributes nothing.
         return vec![centres[0], centres[0]];
     }
-    edges.push(centres[0] - 0.5 * (centres[1] - centres[0]));
-    for i in 0..n - 1 {
-        edges.push(0.5 * (centres[i] + centres[i + 1]));
+    let mut edges = vec![0.0; n + 1];
+    edges[0] = centres[0] - 0.5 * (centres[1] - centres[0]);
+    for (e, pair) in edges[1..n].iter_mut().zip(centres.windows(2)) {
+        *e = 0.5 * (pair[0] + pair[1]);
     }
-    edges.push(centres[n - 1] + 0.5 * (centres[n - 1] - centres[n - 2]));
+    edges[n] = centres[n - 1] + 0.5 * (centres[n - 1] - centres[n - 2]);
     edges
 }
 
@@ -105,7 +105,14 @@ mod tests {
     fn linear_arm(start: f64, step: f64, n: usize, f: impl Fn(f64) -> f32) -> Arm {
         let wavelength: Vec<f64> = (0..n).map(|i| start + step * i as f64).collect();
         let flux = wavelength.iter().map(|&w| f(w)).collect();
-        Arm { name: "b".into(), wavelength: wavelength.into(), flux, ivar: vec![4.0; n], mask: vec![], lsf_fwhm_angstrom: None }
+        Arm {
+            name: "b".into(),
+            wavelength: wavelength.into(),
+            flux,
+            ivar: vec![4.0; n],
+            mask: vec![],
+            lsf_fwhm_angstrom: None,
+        }
     }
 
     #[test]
