@@ -81,7 +81,10 @@ pub fn resample_to_rest_frame(arm: &Arm, grid_edges: &[f64], z: f64, min_coverag
         let (mut sw, mut swf, mut sw2v) = (0.0f64, 0.0f64, 0.0f64);
         let mut kk = k;
         while kk < nin && in_edges[kk] < hi {
-            let overlap = in_edges[kk + 1].min(hi) - in_edges[kk].max(lo);
+            // Plain comparisons, not f64::min/max: edges are never NaN, and the NaN handling of
+            // those costs several instructions per overlap in this, the innermost loop.
+            let (right, left) = (in_edges[kk + 1], in_edges[kk]);
+            let overlap = if right < hi { right } else { hi } - if left > lo { left } else { lo };
             if overlap > 0.0 && var_width[kk] > 0.0 {
                 sw += overlap;
                 swf += overlap * arm.flux[kk] as f64;
