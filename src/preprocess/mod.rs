@@ -11,7 +11,7 @@ mod mask;
 mod resample;
 mod restframe;
 
-pub use combine::combine_arms;
+pub use combine::{combine_arms, resample_and_combine};
 pub use continuum::{
     ContinuumConfig, ContinuumError, ContinuumFitter, DESI_SEGMENT_BREAKS, LAMOST_SEGMENT_BREAKS, LINE_WINDOWS_ANGSTROM,
 };
@@ -116,9 +116,10 @@ impl Preprocessor {
         }
         let rest_frame_applied = self.config.rest_frame && z.is_some();
         let z = if rest_frame_applied { z.unwrap_or(0.0) } else { 0.0 };
-        let mut on_grid: Vec<GridSpectrum> =
-            arms.iter().map(|a| resample_to_rest_frame(a, &self.grid_edges, z, self.config.min_coverage)).collect();
-        let combined = if on_grid.len() == 1 { on_grid.pop().expect("one arm") } else { combine_arms(&on_grid) };
+        let combined = match arms.as_slice() {
+            [arm] => resample_to_rest_frame(arm, &self.grid_edges, z, self.config.min_coverage),
+            arms => resample_and_combine(arms, &self.grid_edges, z, self.config.min_coverage),
+        };
         let masked_fraction = combined.masked_fraction();
         if masked_fraction >= 1.0 {
             let g = &self.config.grid;

@@ -42,10 +42,26 @@ pub fn resample(arm: &Arm, grid_edges: &[f64], min_coverage: f64) -> GridSpectru
 /// else depends on the frame: the flux is a mean weighted by overlaps, the ivar a ratio of squared
 /// lengths, and the coverage a ratio of lengths, all unchanged when every length scales by 1 + z.
 pub fn resample_to_rest_frame(arm: &Arm, grid_edges: &[f64], z: f64, min_coverage: f64) -> GridSpectrum {
+    let mut out = GridSpectrum::masked(grid_edges.len().saturating_sub(1));
+    sweep_to_rest_frame(arm, grid_edges, z, min_coverage, |j, flux, ivar| {
+        out.flux[j] = flux;
+        out.ivar[j] = ivar;
+    });
+    out
+}
+
+/// The resampling itself: calls `emit(j, flux, ivar)` for every output pixel `j` the arm covers
+/// well enough, in increasing `j`; the others are left to the caller (masked).
+pub(crate) fn sweep_to_rest_frame(
+    arm: &Arm,
+    grid_edges: &[f64],
+    z: f64,
+    min_coverage: f64,
+    mut emit: impl FnMut(usize, f32, f32),
+) {
     let npix = grid_edges.len().saturating_sub(1);
-    let mut out = GridSpectrum::masked(npix);
     if arm.is_empty() || npix == 0 {
-        return out;
+        return;
     }
     let doppler = 1.0 + z;
     let in_edges = pixel_edges(&arm.wavelength);
@@ -54,7 +70,7 @@ pub fn resample_to_rest_frame(arm: &Arm, grid_edges: &[f64], z: f64, min_coverag
     let first = grid_edges.partition_point(|&e| e * doppler <= in_edges[0]).saturating_sub(1);
     let last = grid_edges.partition_point(|&e| e * doppler < in_edges[nin]).min(npix);
     if first >= last {
-        return out; // the arm does not reach the grid
+        return; // the arm does not reach the grid
     }
     // The input pixels those output pixels can overlap (an arm may reach well past the grid).
     let mut hi = grid_edges[first] * doppler;
@@ -93,11 +109,9 @@ pub fn resample_to_rest_frame(arm: &Arm, grid_edges: &[f64], z: f64, min_coverag
             kk += 1;
         }
         if sw >= min_coverage * (hi - lo) && sw2v > 0.0 {
-            out.flux[j] = (swf / sw) as f32;
-            out.ivar[j] = (sw * sw / sw2v) as f32;
+            emit(j, (swf / sw) as f32, (sw * sw / sw2v) as f32);
         }
     }
-    out
 }
 
 #[cfg(test)]
