@@ -3,53 +3,59 @@
 use super::resample::sweep_to_rest_frame;
 use crate::spectrum::{Arm, GridSpectrum};
 
+/// Running inverse-variance sums per grid pixel, arm after arm: Σ ivarₐ and Σ ivarₐ·fluxₐ.
+struct InverseVarianceSums {
+    sw: Vec<f64>,
+    swf: Vec<f64>,
+}
+
+impl InverseVarianceSums {
+    fn new(npix: usize) -> Self {
+        Self { sw: vec![0.0; npix], swf: vec![0.0; npix] }
+    }
+
+    /// One arm's pixel `j`; unusable pixels (ivar ≤ 0, flux maybe NaN) add nothing.
+    fn add(&mut self, j: usize, flux: f32, ivar: f32) {
+        if ivar > 0.0 {
+            self.sw[j] += ivar as f64;
+            self.swf[j] += ivar as f64 * flux as f64;
+        }
+    }
+
+    /// flux = Σ ivarₐ·fluxₐ / Σ ivarₐ, ivar = Σ ivarₐ; masked where no arm was usable.
+    fn finish(self) -> GridSpectrum {
+        let mut out = GridSpectrum::masked(self.sw.len());
+        for (((flux, ivar), &w), &wf) in out.flux.iter_mut().zip(out.ivar.iter_mut()).zip(&self.sw).zip(&self.swf) {
+            if w > 0.0 {
+                *flux = (wf / w) as f32;
+                *ivar = w as f32;
+            }
+        }
+        out
+    }
+}
+
 /// Per pixel: flux = Σ ivarₐ·fluxₐ / Σ ivarₐ, ivar = Σ ivarₐ. Outside the overlaps only one arm has
 /// ivar > 0, so its values pass through unchanged.
 pub fn combine_arms(arms: &[GridSpectrum]) -> GridSpectrum {
-    let npix = arms.first().map_or(0, |a| a.flux.len());
-    // Arm by arm over whole arrays (the same per-pixel order of terms, so the same sums), with
-    // unusable pixels adding exact zeros rather than branching: the loops vectorise.
-    let (mut sw, mut swf) = (vec![0.0f64; npix], vec![0.0f64; npix]);
+    let mut sums = InverseVarianceSums::new(arms.first().map_or(0, |a| a.flux.len()));
     for a in arms {
-        for (((w, wf), &iv), &f) in sw.iter_mut().zip(swf.iter_mut()).zip(&a.ivar).zip(&a.flux) {
-            let usable = iv > 0.0;
-            let (iv, f) = if usable { (iv as f64, f as f64) } else { (0.0, 0.0) };
-            *w += iv;
-            *wf += iv * f;
+        for (j, (&f, &iv)) in a.flux.iter().zip(&a.ivar).enumerate() {
+            sums.add(j, f, iv);
         }
     }
-    let mut out = GridSpectrum::masked(npix);
-    for (((flux, ivar), &w), &wf) in out.flux.iter_mut().zip(out.ivar.iter_mut()).zip(&sw).zip(&swf) {
-        if w > 0.0 {
-            *flux = (wf / w) as f32;
-            *ivar = w as f32;
-        }
-    }
-    out
+    sums.finish()
 }
 
 /// Resamples every arm to the rest frame and combines them as [`combine_arms`] does, without a grid
 /// spectrum per arm: each arm's resampled pixels (rounded to f32, as a grid spectrum would hold
 /// them) go straight into the inverse-variance sums, so the result is the same, bit for bit.
 pub fn resample_and_combine(arms: &[Arm], grid_edges: &[f64], z: f64, min_coverage: f64) -> GridSpectrum {
-    let npix = grid_edges.len().saturating_sub(1);
-    let (mut sw, mut swf) = (vec![0.0f64; npix], vec![0.0f64; npix]);
+    let mut sums = InverseVarianceSums::new(grid_edges.len().saturating_sub(1));
     for arm in arms {
-        sweep_to_rest_frame(arm, grid_edges, z, min_coverage, |j, flux, ivar| {
-            if ivar > 0.0 {
-                sw[j] += ivar as f64;
-                swf[j] += ivar as f64 * flux as f64;
-            }
-        });
+        sweep_to_rest_frame(arm, grid_edges, z, min_coverage, |j, flux, ivar| sums.add(j, flux, ivar));
     }
-    let mut out = GridSpectrum::masked(npix);
-    for (((flux, ivar), &w), &wf) in out.flux.iter_mut().zip(out.ivar.iter_mut()).zip(&sw).zip(&swf) {
-        if w > 0.0 {
-            *flux = (wf / w) as f32;
-            *ivar = w as f32;
-        }
-    }
-    out
+    sums.finish()
 }
 
 #[cfg(test)]

@@ -157,7 +157,6 @@ impl ContinuumFitter {
             let px = seg.pixels.clone();
             any |= fit_segment(
                 seg,
-                self.config.degree + 1,
                 &spec.flux[px.clone()],
                 &spec.ivar[px.clone()],
                 &self.is_continuum_pixel[px.clone()],
@@ -194,17 +193,16 @@ impl ContinuumFitter {
 }
 
 /// Fits one segment, writing the continuum into `out`; false (and `out` untouched) when the segment
-/// has too few usable continuum pixels. `nb` = degree + 1 basis functions.
+/// has too few usable continuum pixels.
 fn fit_segment(
     seg: &Segment,
-    nb: usize,
     flux: &[f32],
     ivar: &[f32],
     is_continuum: &[bool],
     config: &ContinuumConfig,
     out: &mut [f64],
 ) -> bool {
-    let n = seg.len();
+    let (n, nb) = (seg.len(), config.degree + 1);
     let needed = 4 * nb;
     let clip2 = config.clip_sigma * config.clip_sigma;
     // Fit weight per pixel: ivar on continuum pixels still in the fit, 0 otherwise.

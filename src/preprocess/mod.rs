@@ -114,11 +114,12 @@ impl Preprocessor {
                 degrade_resolution(arm, r);
             }
         }
-        let rest_frame_applied = self.config.rest_frame && z.is_some();
-        let z = if rest_frame_applied { z.unwrap_or(0.0) } else { 0.0 };
+        let z = z.filter(|_| self.config.rest_frame);
+        let rest_frame_applied = z.is_some();
+        let (z, coverage) = (z.unwrap_or(0.0), self.config.min_coverage);
         let combined = match arms.as_slice() {
-            [arm] => resample_to_rest_frame(arm, &self.grid_edges, z, self.config.min_coverage),
-            arms => resample_and_combine(arms, &self.grid_edges, z, self.config.min_coverage),
+            [arm] => resample_to_rest_frame(arm, &self.grid_edges, z, coverage),
+            arms => resample_and_combine(arms, &self.grid_edges, z, coverage),
         };
         let masked_fraction = combined.masked_fraction();
         if masked_fraction >= 1.0 {
