@@ -24,7 +24,9 @@
 # Usage: scripts/validate/real-stars.sh [OUT]        (default out/validate-real)
 # Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:20:80),
 #   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only),
-#   SEED (1), TRAIN_ARGS (extra `starpipe train` flags), MILES (../shared/data/miles_stars),
+#   SEED (1), TRAIN_ARGS (extra `starpipe train` flags), DESI_INGEST_ARGS (`starpipe ingest` flags
+#   for the DESI renders; default `--degrade-to-r`, i.e. LAMOST's R = 1800 as the model was trained
+#   on; set it empty for DESI's native resolution), MILES (../shared/data/miles_stars),
 #   PYTHON (.venv-test/bin/python when present: numpy, safetensors, pyarrow).
 # Re-running reuses finished steps (a step is redone when its output is missing).
 # Do not tune on any other spectral library: MILES and the DR10 stars are the validation sets.
@@ -39,6 +41,7 @@ library_snr="${LIBRARY_SNR:-loguniform:20:80}"
 seed="${SEED:-1}"
 miles="${MILES:-../shared/data/miles_stars}"
 read -r -a train_args <<< "${TRAIN_ARGS:-}"
+read -r -a desi_ingest_args <<< "${DESI_INGEST_ARGS---degrade-to-r}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv-test/bin/python ]]; then PYTHON=.venv-test/bin/python; else PYTHON=python3; fi
 fi
@@ -60,8 +63,11 @@ for survey in lamost desi; do
   step "MILES rendered as $survey ($repeats per star)" "$out/miles-$survey-files/labels.parquet" \
     "$bin" mock --survey "$survey" --library "$miles" --repeats "$repeats" --snr-dist "$library_snr" \
       --seed "$((seed + 500))" --rows-per-coadd 200 --out "$out/miles-$survey-files"
+  extra=()
+  [[ "$survey" == desi ]] && extra=("${desi_ingest_args[@]}")
   step "ingest MILES as $survey" "$out/miles-$survey/ingest-summary-00000-of-00001.json" \
-    "$bin" ingest --survey "$survey" --input "$out/miles-$survey-files" --out "$out/miles-$survey" --grid specclip
+    "$bin" ingest --survey "$survey" --input "$out/miles-$survey-files" --out "$out/miles-$survey" --grid specclip \
+      "${extra[@]}"
 done
 step "ingest the LAMOST DR10 stars" "$out/dr10/ingest-summary-00000-of-00001.json" \
   "$bin" ingest --survey lamost --input tests/data/lamost_dr10_pylasp --out "$out/dr10" --grid specclip
