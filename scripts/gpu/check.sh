@@ -5,7 +5,10 @@
 #      same binary (scripts/gpu/compare.py; tolerances there);
 #   2. speed, network only: `starpipe throughput` (MLP; encoder, small and SpecCLIP size) in f32 and
 #      bf16 beside the PyTorch baselines (scripts/bench/infer_torch.py, encoder_torch.py);
-#   3. speed, end to end: `infer` in f32 and bf16 beside infer_torch.py on the same shards.
+#   3. speed, end to end: `infer` in f32 and bf16 beside infer_torch.py on the same shards;
+#   4. training in f32 and in bf16 mixed precision (f32 master weights): `train` (MLP) and
+#      `train-encoder --preset specclip` (small with DEVICE=cpu), spectra per second and the
+#      validation loss each reached.
 # Results: OUT/correctness.json, OUT/speed.jsonl (one JSON line per measurement), OUT/check.log.
 #
 # usage: scripts/gpu/check.sh [BINARY] [OUT]
@@ -94,14 +97,47 @@ for precision in f32 bf16; do
         | "$PY" -c "import json,sys; r=json.loads(sys.stdin.read().strip().splitlines()[-1]); r.update(network='mlp', device='$DEVICE', end_to_end=True, spectra_per_s=round(r['spectra']/r['seconds'],1)); print(json.dumps(r))" \
         >> "$OUT/speed.jsonl"
 done
+
+# 4. Training, f32 against bf16 mixed precision, same data, seed and epochs. The cards record the
+# validation loss reached, so a bf16 run that trains fast but badly shows.
+if [ "$DEVICE" = cuda ]; then TRAIN_EPOCHS=5 ENC_PRESET=specclip; else TRAIN_EPOCHS=2 ENC_PRESET=small; fi
+trained() { # name precision epochs card-json command...
+    local name=$1 precision=$2 epochs=$3 card=$4
+    shift 4
+    local t0 t1
+    t0=$(date +%s.%N)
+    sp "$@"
+    t1=$(date +%s.%N)
+    "$PY" - "$card" <<PY >> "$OUT/speed.jsonl"
+import json, sys
+c = json.load(open(sys.argv[1]))
+t = c.get("training", {}).get("report") or c
+n = c.get("training", {}).get("n_train") or c.get("n_train")
+s = $t1 - $t0
+val = t.get("val_loss") or [None]
+print(json.dumps({"impl": "candle", "network": "$name", "device": "$DEVICE", "precision": "$precision",
+                  "training": True, "epochs": len(val), "spectra": n, "seconds": round(s, 3),
+                  "spectra_per_s": round(n * len(val) / s, 1), "last_val_loss": val[-1]}))
+PY
+}
+for precision in f32 bf16; do
+    trained mlp-train "$precision" "$TRAIN_EPOCHS" "$W/train-$precision/model-card.json" \
+        train --spectra "$W/spectra" --labels "$W/mock/labels.parquet" --max-epochs "$TRAIN_EPOCHS" \
+        --patience 100 --device "$DEVICE" --precision "$precision" --out "$W/train-$precision"
+    trained "encoder-$ENC_PRESET-train" "$precision" 1 "$W/enc-$precision/encoder-card.json" \
+        train-encoder --spectra "$W/spectra" --preset "$ENC_PRESET" --max-spectra "$ENC_N" --max-epochs 1 \
+        --device "$DEVICE" --precision "$precision" --out "$W/enc-$precision"
+done
+
 grep '^{' "$OUT/check.log" | grep '"impl": "candle"' >> "$OUT/speed.jsonl" || true
 log "speed (spectra/s):"
 "$PY" - "$OUT/speed.jsonl" <<'PY' | tee -a "$OUT/check.log"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 for r in sorted(rows, key=lambda r: (r.get("network", ""), bool(r.get("end_to_end")), r.get("precision", ""), r.get("batch", 0), r["impl"])):
-    kind = "end to end" if r.get("end_to_end") else f"batch {r.get('batch')}"
-    print(f"{r.get('network', ''):<18} {r.get('device', ''):<5} {r.get('precision', ''):<5} {kind:<12} {r['impl']:<7} {r['spectra_per_s']:>12,.0f}")
+    kind = "end to end" if r.get("end_to_end") else "training" if r.get("training") else f"batch {r.get('batch')}"
+    extra = f"  val loss {r['last_val_loss']:.4f}" if r.get("last_val_loss") is not None else ""
+    print(f"{r.get('network', ''):<22} {r.get('device', ''):<5} {r.get('precision', ''):<5} {kind:<12} {r['impl']:<7} {r['spectra_per_s']:>12,.0f}{extra}")
 PY
 log "done: $OUT (correctness $([ $status = 0 ] && echo passed || echo FAILED))"
 exit $status

@@ -58,6 +58,10 @@ pub struct TrainEncoderArgs {
     /// Stop after this many epochs without a better validation loss.
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     patience: usize,
+    /// Arithmetic of training: f32, or bf16 mixed precision for GPUs (f32 master weights cast to
+    /// bf16 in each step; layer norm, softmax, losses and AdamW in f32). Slower on a CPU.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     /// Masked runs of tokens per spectrum.
     #[arg(long, default_value_t = 6, value_parser = at_least_one)]
     mask_chunks: usize,
@@ -124,6 +128,7 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
     opts.pretrain.mask_chunks = a.mask_chunks;
     opts.pretrain.mask_chunk_len = a.mask_chunk_len;
     opts.pretrain.seed = a.seed;
+    opts.pretrain.precision = a.precision;
     opts.pairs = a.pairs;
     opts.pretrain.masked_weight = a.masked_weight;
     opts.pretrain.contrastive_weight = if opts.pairs.is_some() { a.contrastive_weight } else { 0.0 };

@@ -87,6 +87,10 @@ pub struct FitArgs {
     /// epoch, against the pull of metal-poor estimates toward the metal-rich mean.
     #[arg(long)]
     balance_feh: bool,
+    /// Arithmetic of training: f32, or bf16 mixed precision for GPUs (f32 master weights cast to
+    /// bf16 in each step; layer norm, loss and AdamW in f32). Slower on a CPU.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
 }
 
 impl FitArgs {
@@ -99,6 +103,7 @@ impl FitArgs {
         cfg.seed = self.seed;
         cfg.augment = self.augment.then(starpipe::model::augment::Augmentation::default);
         cfg.balance_feh = self.balance_feh;
+        cfg.precision = self.precision;
         if !(cfg.learning_rate > 0.0 && cfg.learning_rate.is_finite()) || cfg.weight_decay < 0.0 {
             bail!("--lr must be positive and --weight-decay non-negative");
         }

@@ -7,7 +7,7 @@
 
 use crate::model::Result;
 use crate::nn::params::{Init, Params, WeightPlan, adopt, cast, clone_params, materialize};
-use candle_core::{D, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -115,23 +115,30 @@ impl Encoder {
         Ok(Self { config: self.config.clone(), params: clone_params(&self.params)? })
     }
 
-    fn p(&self, name: &str) -> Tensor {
-        self.params[name].as_tensor().clone()
+    /// A weight in `dtype`: a no-op for weights already in it; under bf16 training the cast is in
+    /// the graph, so the gradient reaches the f32 master weight.
+    fn p_as(&self, name: &str, dtype: DType) -> Result<Tensor> {
+        Ok(self.params[name].as_tensor().to_dtype(dtype)?)
     }
 
     fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        let w = self.p(&format!("{name}.weight"));
-        let b = self.p(&format!("{name}.bias"));
+        let w = self.p_as(&format!("{name}.weight"), x.dtype())?;
+        let b = self.p_as(&format!("{name}.bias"), x.dtype())?;
         Ok(x.broadcast_matmul(&w.t()?)?.broadcast_add(&b)?)
     }
 
+    /// Layer norm, computed in f32 whatever the pass's dtype (a row's mean and variance want more
+    /// than bf16's 8 bits of mantissa), returned in the pass's dtype.
     fn norm(&self, x: &Tensor, name: &str, training: bool) -> Result<Tensor> {
-        let (g, b) = (self.p(&format!("{name}.weight")), self.p(&format!("{name}.bias")));
-        Ok(if training {
-            candle_nn::ops::layer_norm_slow(x, &g, &b, LN_EPS)?
+        let g = self.p_as(&format!("{name}.weight"), DType::F32)?;
+        let b = self.p_as(&format!("{name}.bias"), DType::F32)?;
+        let x32 = x.to_dtype(DType::F32)?;
+        let y = if training {
+            candle_nn::ops::layer_norm_slow(&x32, &g, &b, LN_EPS)?
         } else {
-            candle_nn::ops::layer_norm(x, &g, &b, LN_EPS)?
-        })
+            candle_nn::ops::layer_norm(&x32, &g, &b, LN_EPS)?
+        };
+        Ok(y.to_dtype(x.dtype())?)
     }
 
     fn attention(&self, x: &Tensor, l: usize) -> Result<Tensor> {
@@ -146,8 +153,9 @@ impl Encoder {
                 .contiguous()?)
         };
         let (q, k, v) = (heads("q")?, heads("k")?, heads("v")?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // Softmax in f32: exponentials of bf16 scores lose the small weights.
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?.to_dtype(DType::F32)?;
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(v.dtype())?;
         let out = attn.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, t, d))?;
         self.linear(&out, &format!("layers.{l}.attn.o"))
     }
@@ -155,13 +163,14 @@ impl Encoder {
     /// Token states after the final layer norm, [B, T, D]. `mask` ([B, T] of 0/1) replaces the
     /// embedded tokens where it is 1 with the learned mask token.
     pub fn hidden(&self, tokens: &Tensor, mask: Option<&Tensor>, training: bool) -> Result<Tensor> {
+        let dtype = tokens.dtype();
         let mut x = self.linear(tokens, "embed")?;
         if let Some(m) = mask {
-            let m = m.unsqueeze(D::Minus1)?;
+            let m = m.to_dtype(dtype)?.unsqueeze(D::Minus1)?;
             let keep = (1.0 - &m)?;
-            x = (x.broadcast_mul(&keep)? + m.broadcast_mul(&self.p("mask_token"))?)?;
+            x = (x.broadcast_mul(&keep)? + m.broadcast_mul(&self.p_as("mask_token", dtype)?)?)?;
         }
-        x = x.broadcast_add(&self.p("position"))?;
+        x = x.broadcast_add(&self.p_as("position", dtype)?)?;
         for l in 0..self.config.n_layers {
             let a = self.attention(&self.norm(&x, &format!("layers.{l}.ln1"), training)?, l)?;
             x = (x + a)?;
@@ -176,12 +185,13 @@ impl Encoder {
     /// Tokens are converted to the weights' dtype; the mean is taken in f32 whatever it is.
     pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
         let dtype = self.params["embed.weight"].dtype();
-        Ok(self.hidden(&tokens.to_dtype(dtype)?, None, false)?.to_dtype(candle_core::DType::F32)?.mean(1)?)
+        Ok(self.hidden(&tokens.to_dtype(dtype)?, None, false)?.to_dtype(DType::F32)?.mean(1)?)
     }
 
-    /// Embeddings [B, D] through the training path (layer norm from primitives, so gradients flow).
+    /// Embeddings [B, D] in f32 through the training path (layer norm from primitives, so
+    /// gradients flow), computed in the tokens' dtype (bf16 for mixed-precision training).
     pub fn embed_for_training(&self, tokens: &Tensor) -> Result<Tensor> {
-        Ok(self.hidden(tokens, None, true)?.mean(1)?)
+        Ok(self.hidden(tokens, None, true)?.to_dtype(DType::F32)?.mean(1)?)
     }
 
     /// Masked-token reconstruction loss: mean squared error over the masked tokens only.
@@ -189,10 +199,11 @@ impl Encoder {
         self.reconstruction_loss(tokens, tokens, mask)
     }
 
-    /// The loss with inputs and targets apart (they are the same tokens in training).
+    /// The loss with inputs and targets apart (they are the same tokens in training). The network
+    /// runs in the inputs' dtype; the loss is taken in f32.
     pub fn reconstruction_loss(&self, inputs: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let pred = self.linear(&self.hidden(inputs, Some(mask), true)?, "reconstruct")?;
-        let err = (pred - targets)?.sqr()?.sum(D::Minus1)?; // [B, T]
+        let pred = self.linear(&self.hidden(inputs, Some(mask), true)?, "reconstruct")?.to_dtype(DType::F32)?;
+        let err = (pred - targets.to_dtype(DType::F32)?)?.sqr()?.sum(D::Minus1)?; // [B, T]
         let n = (mask.sum_all()? * self.config.token_dim as f64)?;
         Ok((err * mask)?.sum_all()?.broadcast_div(&n)?)
     }
@@ -319,12 +330,39 @@ mod tests {
         let t = tokens(4, 5);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mask = random_mask(4, 9, 2, 2, &mut rng, &Device::Cpu).unwrap();
-        let grads = e.masked_loss(&t, &mask).unwrap().backward().unwrap();
-        for (name, v) in &e.params {
-            let g = grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}"));
-            let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
-            assert!(norm > 0.0, "zero gradient for {name}");
+        // f32, and bf16 mixed precision: the gradient crosses the casts back to the f32 weights.
+        for dtype in [DType::F32, DType::BF16] {
+            let grads = e.masked_loss(&t.to_dtype(dtype).unwrap(), &mask).unwrap().backward().unwrap();
+            for (name, v) in &e.params {
+                let g = grads.get(v).unwrap_or_else(|| panic!("{dtype:?}: no gradient for {name}"));
+                assert_eq!(g.dtype(), DType::F32);
+                let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+                assert!(norm > 0.0, "{dtype:?}: zero gradient for {name}");
+            }
         }
+    }
+
+    #[test]
+    fn bf16_training_passes_stay_close_to_f32() {
+        // The losses and gradients a mixed-precision step sees, against f32: bf16 rounds each
+        // activation at ~0.4 %, so a few percent after two layers is the expected size.
+        let e = tiny();
+        let t = tokens(8, 6);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mask = random_mask(8, 9, 2, 2, &mut rng, &Device::Cpu).unwrap();
+        let loss = |dtype| e.masked_loss(&t.to_dtype(dtype).unwrap(), &mask).unwrap();
+        let (l32, l16) = (loss(DType::F32), loss(DType::BF16));
+        let (v32, v16): (f32, f32) = (l32.to_scalar().unwrap(), l16.to_scalar().unwrap());
+        assert!((v16 - v32).abs() < 0.03 * v32, "masked loss bf16 {v16} vs f32 {v32}");
+        let (g32, g16) = (l32.backward().unwrap(), l16.backward().unwrap());
+        let w = e.params["layers.0.ff1.weight"].as_tensor();
+        let (a, b) = (g32.get(w).unwrap(), g16.get(w).unwrap());
+        let cos: f32 = ((a * b).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+            / (a.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap()
+                * b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap());
+        assert!(cos > 0.99, "gradient direction bf16 vs f32: cosine {cos}");
+        let za = e.embed_for_training(&t.to_dtype(DType::BF16).unwrap()).unwrap();
+        assert_eq!(za.dtype(), DType::F32, "embeddings leave the training path in f32");
     }
 
     #[test]

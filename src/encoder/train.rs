@@ -18,6 +18,7 @@ use crate::model::{ModelError, Result};
 use crate::nn::adamw::{AdamW, AdamWParams};
 use crate::nn::device::ComputeDevice;
 use crate::nn::params::{Params, restore, snapshot, vars};
+use crate::nn::precision::Precision;
 use crate::nn::weights::{load_tensors, read_json, read_tensors, save_params, write_json};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
@@ -47,6 +48,10 @@ pub struct PretrainConfig {
     /// Weight of the cross-survey contrastive loss (needs pairs; 0 without).
     #[serde(default)]
     pub contrastive_weight: f64,
+    /// Arithmetic of the training steps: bf16 is mixed precision (f32 master weights cast in each
+    /// step's graph; layer norm, softmax, losses and AdamW in f32). Validation runs in f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn one() -> f64 {
@@ -66,6 +71,7 @@ impl Default for PretrainConfig {
             seed: 1,
             masked_weight: 1.0,
             contrastive_weight: 0.0,
+            precision: Precision::F32,
         }
     }
 }
@@ -241,11 +247,15 @@ fn pair_loss(
     features: &[f32],
     pairs: &[(usize, usize)],
     scale: &Var,
+    precision: Precision,
     dev: &Device,
 ) -> Result<Tensor> {
     let (l, d): (Vec<usize>, Vec<usize>) = pairs.iter().copied().unzip();
-    let za = enc.embed_for_training(&tokens_tensor(layout, features, &l, dev)?)?;
-    let zb = enc.embed_for_training(&tokens_tensor(layout, features, &d, dev)?)?;
+    let tokens = |rows: &[usize]| -> Result<Tensor> {
+        Ok(tokens_tensor(layout, features, rows, dev)?.to_dtype(precision.dtype())?)
+    };
+    let za = enc.embed_for_training(&tokens(&l)?)?;
+    let zb = enc.embed_for_training(&tokens(&d)?)?;
     contrastive_loss(&za, &zb, scale.as_tensor())
 }
 
@@ -254,6 +264,7 @@ const LOGIT_SCALE: &str = "contrastive.logit_scale";
 
 pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::ProgressBar) -> Result<EncoderCard> {
     let dev = opts.device.open()?;
+    opts.pretrain.precision.warn_if_slow_on(&dev);
     let shards = shard_paths(&opts.spectra, ShardKind::Spectra)?;
     let npix = opts.window.npix;
     let p = &opts.pretrain;
@@ -428,14 +439,15 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
                 let end = ((b + 1) * p.batch_size).min(shuffled.len());
                 let rows = &shuffled[b * p.batch_size..end];
                 let m = random_mask(rows.len(), layout.n_tokens(), p.mask_chunks, p.mask_chunk_len, &mut rng, &dev)?;
-                let masked = enc.masked_loss(&tokens_tensor(&layout, &features, rows, &dev)?, &m)?;
+                let tokens = tokens_tensor(&layout, &features, rows, &dev)?.to_dtype(p.precision.dtype())?;
+                let masked = enc.masked_loss(&tokens, &m)?;
                 loss = Some(if mw == 1.0 { masked } else { (masked * mw)? });
                 rows_in_step = rows.len();
             }
             if let (Some(scale), true) = (&scale, pair_batches > 0) {
                 let k = b % pair_batches;
                 let chunk = &shuffled_pairs[k * p.batch_size..((k + 1) * p.batch_size).min(shuffled_pairs.len())];
-                let c = (pair_loss(&enc, &layout, &features, chunk, scale, &dev)? * cw)?;
+                let c = (pair_loss(&enc, &layout, &features, chunk, scale, p.precision, &dev)? * cw)?;
                 loss = Some(match loss {
                     Some(l) => (l + c)?,
                     None => c,

@@ -93,6 +93,7 @@ impl FinetuneOptions {
                 seed: 1,
                 augment: None,
                 balance_feh: false,
+                precision: crate::nn::precision::Precision::F32,
             },
             device: ComputeDevice::Cpu,
         }
@@ -107,6 +108,7 @@ pub struct FinetuneSummary {
 
 pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -> Result<FinetuneSummary> {
     let dev = opts.device.open()?;
+    opts.fit.precision.warn_if_slow_on(&dev);
     let (base, base_card) = load_model(&opts.model, &dev)?;
     if opts.fit.augment.is_some() && !matches!(base_card.input, super::card::InputSpec::Pixels { .. }) {
         return Err(ModelError::Invalid(

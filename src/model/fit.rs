@@ -6,8 +6,9 @@ use super::Result;
 use super::loss::gaussian_nll;
 use super::mlp::{Mode, Network};
 use crate::nn::params::{Params, restore, snapshot, vars};
+use crate::nn::precision::Precision;
 use crate::nn::tensors::rows_tensor;
-use candle_core::Device;
+use candle_core::{DType, Device};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -30,6 +31,10 @@ pub struct FitConfig {
     /// epoch (`feh_repeats`), against the pull of the metal-rich majority.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub balance_feh: bool,
+    /// Arithmetic of the training passes. bf16 is mixed precision: the weights AdamW updates stay
+    /// f32 and are cast to bf16 inside each step's graph; layer norm, loss and validation in f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl FitConfig {
@@ -44,6 +49,7 @@ impl FitConfig {
             seed: 1,
             augment: None,
             balance_feh: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -160,7 +166,9 @@ pub fn fit(
                 None => rows_tensor(&train.x, train.n_features, batch, dev)?,
             };
             let y = rows_tensor(&train.y, 3, batch, dev)?;
-            let loss = gaussian_nll(&net.forward(&x, &mut Mode::Train(&mut dropout_rng))?, &y)?;
+            let x = x.to_dtype(cfg.precision.dtype())?;
+            let out = net.forward(&x, &mut Mode::Train(&mut dropout_rng))?.to_dtype(DType::F32)?;
+            let loss = gaussian_nll(&out, &y)?;
             opt.backward_step(&loss)?;
             epoch_loss += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
         }

@@ -95,6 +95,7 @@ pub(crate) fn rows_where(set: &LabelledSet, pred: impl Fn(usize) -> bool) -> Vec
 
 pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Result<TrainSummary> {
     let dev = opts.device.open()?;
+    opts.fit.precision.warn_if_slow_on(&dev);
     let kind = crate::artifacts::discover::model_input_kind(&opts.spectra)?;
     let shards = crate::artifacts::discover::shard_paths(&opts.spectra, kind)?;
     let mut input = if kind == crate::artifacts::ShardKind::Spectra {

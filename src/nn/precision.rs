@@ -1,5 +1,7 @@
-//! Arithmetic precision of inference: f32 (default, bit-for-bit reproducible) or bf16, where GPUs
-//! run matrix work several times faster. Training keeps f32 weights whatever this says.
+//! Arithmetic precision: f32 (default, bit-for-bit reproducible) or bf16, where GPUs run matrix
+//! work several times faster. Inference converts the weights once; training in bf16 is mixed
+//! precision (f32 master weights, cast to bf16 inside each step's graph, so AdamW's updates and
+//! state stay f32; layer norm and losses in f32).
 
 use candle_core::DType;
 
@@ -28,6 +30,10 @@ impl Precision {
         if self == Precision::Bf16 && dev.is_cpu() {
             tracing::warn!("--precision bf16 on the CPU: slower than f32 and less precise; meant for GPUs");
         }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
     }
 
     pub fn as_str(self) -> &'static str {

@@ -798,6 +798,40 @@ fn augmented_training_is_reproducible_and_recorded() {
     assert!(card(&tmp.path().join("c/model-card.json"))["training"]["fit"].get("augment").is_none());
 }
 
+/// `--precision bf16` training (mixed precision): it learns, the card says how it was trained, and
+/// the weights written are the f32 master weights, which infer reads like any other model.
+#[test]
+fn bf16_mixed_precision_training_learns_keeps_f32_weights_and_is_recorded() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bf16");
+    ok(run(
+        &["train", "--hidden", "32,8", "--max-epochs", "3", "--batch-size", "64", "--seed", "5", "--precision", "bf16"],
+        &[("--spectra", &f.p("lamost")), ("--labels", &f.p("lamost-files/labels.parquet")), ("--out", &out)],
+    ));
+    let c = card(&out.join("model-card.json"));
+    assert_eq!(c["training"]["fit"]["precision"], "bf16", "{}", c["training"]["fit"]);
+    let report = &c["training"]["report"];
+    assert!(report["best_val_loss"].as_f64().unwrap() < report["initial_val_loss"].as_f64().unwrap(), "{report}");
+    // The safetensors header names every tensor's dtype.
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let dtypes: Vec<&str> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| v["dtype"].as_str().unwrap())
+        .collect();
+    assert!(!dtypes.is_empty() && dtypes.iter().all(|d| *d == "F32"), "{dtypes:?}");
+    ok(run(
+        &["infer", "--device", "cpu"],
+        &[("--spectra", &f.p("lamost")), ("--model", &out), ("--out", &tmp.path().join("pred"))],
+    ));
+    assert!(card(&f.p("model/model-card.json"))["training"]["fit"].get("precision").is_none(), "f32 is not written");
+}
+
 #[test]
 fn bf16_inference_agrees_with_f32_and_is_recorded() {
     let f = fixture();
