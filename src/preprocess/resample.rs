@@ -233,6 +233,87 @@ mod tests {
         }
     }
 
+    /// The definition, pair by pair: every input pixel's overlap with every output pixel.
+    fn resample_by_overlaps(arm: &Arm, grid_edges: &[f64], z: f64, min_coverage: f64) -> GridSpectrum {
+        let npix = grid_edges.len() - 1;
+        let mut out = GridSpectrum::masked(npix);
+        let e = pixel_edges(&arm.wavelength);
+        for j in 0..npix {
+            let (lo, hi) = (grid_edges[j] * (1.0 + z), grid_edges[j + 1] * (1.0 + z));
+            let (mut sw, mut swf, mut sw2v) = (0.0, 0.0, 0.0);
+            for k in 0..arm.len() {
+                let overlap = e[k + 1].min(hi) - e[k].max(lo);
+                if overlap > 0.0 && arm.ivar[k] > 0.0 {
+                    sw += overlap;
+                    swf += overlap * arm.flux[k] as f64;
+                    sw2v += overlap * (e[k + 1] - e[k]) / arm.ivar[k] as f64;
+                }
+            }
+            if sw >= min_coverage * (hi - lo) && sw2v > 0.0 {
+                out.flux[j] = (swf / sw) as f32;
+                out.ivar[j] = (sw * sw / sw2v) as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_sweep_equals_the_pairwise_overlap_sums() {
+        let grid = LogGrid::lamost_between(3700.0, 6000.0).unwrap();
+        let edges = grid.edges();
+        // DESI-like linear pixels and LAMOST-like log pixels, reaching past the grid on one side
+        // or ending inside it; masked runs, isolated masked pixels, a NaN flux under a mask.
+        let linear = (3600.0, 0.8, 2751);
+        let log: Vec<f64> = (0..3000).map(|i| 10f64.powf(3.59 + 1e-4 * i as f64)).collect();
+        for (case, wavelength) in [
+            (0, (0..linear.2).map(|i| linear.0 + linear.1 * i as f64).collect::<Vec<f64>>()),
+            (1, log),
+            (2, (0..900).map(|i| 5200.0 + 0.8 * i as f64).collect()),
+        ] {
+            let n = wavelength.len();
+            let flux: Vec<f32> = (0..n).map(|i| (1.0 + 0.3 * (i as f64 / 7.3).sin()) as f32).collect();
+            let mut ivar: Vec<f32> = (0..n).map(|i| 2.0 + (i % 5) as f32).collect();
+            ivar[300..340].fill(0.0);
+            for k in (50..n).step_by(61) {
+                ivar[k] = 0.0;
+            }
+            let mut flux = flux;
+            flux[310] = f32::NAN;
+            let arm = Arm {
+                name: "x".into(),
+                wavelength: wavelength.into(),
+                flux,
+                ivar,
+                mask: vec![],
+                lsf_fwhm_angstrom: None,
+            };
+            for z in [0.0, 2.1e-4, -7.7e-4] {
+                let ours = resample_to_rest_frame(&arm, &edges, z, 0.5);
+                let reference = resample_by_overlaps(&arm, &edges, z, 0.5);
+                let usable = |g: &GridSpectrum| g.ivar.iter().filter(|v| **v > 0.0).count();
+                assert!(usable(&reference) > 300, "case {case}: the test must cover pixels");
+                for j in 0..grid.npix {
+                    let close = |a: f32, b: f32| (a - b).abs() <= 2e-6 * b.abs();
+                    assert_eq!(ours.ivar[j] > 0.0, reference.ivar[j] > 0.0, "case {case}, z {z}, pixel {j}");
+                    if reference.ivar[j] > 0.0 {
+                        assert!(
+                            close(ours.flux[j], reference.flux[j]),
+                            "case {case} {j}: {} vs {}",
+                            ours.flux[j],
+                            reference.flux[j]
+                        );
+                        assert!(
+                            close(ours.ivar[j], reference.ivar[j]),
+                            "case {case} {j}: {} vs {}",
+                            ours.ivar[j],
+                            reference.ivar[j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn identical_grids_copy_pixels() {
         let grid = LogGrid::lamost_window(0, 50);
