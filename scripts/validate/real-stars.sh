@@ -24,7 +24,8 @@
 # Usage: scripts/validate/real-stars.sh [OUT]        (default out/validate-real)
 # Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:20:80),
 #   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only),
-#   SEED (1), TRAIN_ARGS (extra `starpipe train` flags), DESI_INGEST_ARGS (`starpipe ingest` flags
+#   SEED (1), TRAIN_ARGS (extra `starpipe train` flags; default `--augment`, the recommended recipe;
+#   set it empty for plain training), DESI_INGEST_ARGS (`starpipe ingest` flags
 #   for the DESI renders; default `--degrade-to-r`, i.e. LAMOST's R = 1800 as the model was trained
 #   on; set it empty for DESI's native resolution), MILES (../shared/data/miles_stars),
 #   PYTHON (.venv-test/bin/python when present: numpy, safetensors, pyarrow).
@@ -40,7 +41,7 @@ library_train_repeats="${LIBRARY_TRAIN_REPEATS:-10}"
 library_snr="${LIBRARY_SNR:-loguniform:20:80}"
 seed="${SEED:-1}"
 miles="${MILES:-../shared/data/miles_stars}"
-read -r -a train_args <<< "${TRAIN_ARGS:-}"
+read -r -a train_args <<< "${TRAIN_ARGS---augment}"
 read -r -a desi_ingest_args <<< "${DESI_INGEST_ARGS---degrade-to-r}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv-test/bin/python ]]; then PYTHON=.venv-test/bin/python; else PYTHON=python3; fi

@@ -209,12 +209,12 @@ pub struct FittedErrorModel {
     pub coverage_1sigma_before: [f64; 3],
     pub coverage_1sigma: [f64; 3],
     pub coverage_2sigma: [f64; 3],
-    /// The OOD threshold these stars set (the 97.5th percentile of the scores of those inside the
+    /// The OOD threshold these stars set (the 99th percentile of the scores of those inside the
     /// training labels' 0.5–99.5 % range); replaces the training 99.5 % threshold in the
     /// catalogue's OOD flag. None with too few such stars.
     #[serde(default)]
     pub ood_threshold: Option<f64>,
-    /// The reconstruction χ² threshold these stars set (97.5th percentile over the same stars; see
+    /// The reconstruction χ² threshold these stars set (99th percentile over the same stars; see
     /// `reconstruction`): above it the catalogue flags OOD. None for embedding models or too few stars.
     #[serde(default)]
     pub chi2_threshold: Option<f64>,
