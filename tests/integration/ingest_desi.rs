@@ -210,6 +210,12 @@ fn degrading_desi_to_lamost_resolution_smooths_the_spectrum() {
     starpipe::ingest::run_ingest(&opts).unwrap();
     let (s_native, s_degraded) = (pixel_scatter(&native), pixel_scatter(&degraded));
     assert!(s_degraded < 0.8 * s_native, "pixel-to-pixel scatter {s_degraded:.4} (R=1800) vs {s_native:.4} (native)");
+    // Smoothing adds no information: the star's S/N on the grid stays what it was (a degraded
+    // pixel's variance is its inputs' mean; the squared-kernel sum doubled it on this file).
+    let snr =
+        |out: &std::path::Path| -> f32 { read_spectra(out).column("snr_grid").unwrap().f32().unwrap().get(0).unwrap() };
+    let (n, d) = (snr(&native), snr(&degraded));
+    assert!(n > 1.0 && (d / n - 1.0).abs() < 0.25, "grid S/N {d} degraded vs {n} native");
 }
 
 #[test]
