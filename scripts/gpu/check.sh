@@ -101,9 +101,9 @@ done
 # 4. Training, f32 against bf16 mixed precision, same data, seed and epochs. The cards record the
 # validation loss reached, so a bf16 run that trains fast but badly shows.
 if [ "$DEVICE" = cuda ]; then TRAIN_EPOCHS=5 ENC_PRESET=specclip; else TRAIN_EPOCHS=2 ENC_PRESET=small; fi
-trained() { # name precision epochs card-json command...
-    local name=$1 precision=$2 epochs=$3 card=$4
-    shift 4
+trained() { # name precision card-json command... (epochs: as many as the card's validation losses)
+    local name=$1 precision=$2 card=$3
+    shift 3
     local t0 t1
     t0=$(date +%s.%N)
     sp "$@"
@@ -121,10 +121,10 @@ print(json.dumps({"impl": "candle", "network": "$name", "device": "$DEVICE", "pr
 PY
 }
 for precision in f32 bf16; do
-    trained mlp-train "$precision" "$TRAIN_EPOCHS" "$W/train-$precision/model-card.json" \
+    trained mlp-train "$precision" "$W/train-$precision/model-card.json" \
         train --spectra "$W/spectra" --labels "$W/mock/labels.parquet" --max-epochs "$TRAIN_EPOCHS" \
         --patience 100 --device "$DEVICE" --precision "$precision" --out "$W/train-$precision"
-    trained "encoder-$ENC_PRESET-train" "$precision" 1 "$W/enc-$precision/encoder-card.json" \
+    trained "encoder-$ENC_PRESET-train" "$precision" "$W/enc-$precision/encoder-card.json" \
         train-encoder --spectra "$W/spectra" --preset "$ENC_PRESET" --max-spectra "$ENC_N" --max-epochs 1 \
         --device "$DEVICE" --precision "$precision" --out "$W/enc-$precision"
 done
