@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod args;
 mod catalog;
 pub mod console;
+mod cpu;
 mod encoder;
 mod ingest;
 mod mock;
@@ -152,6 +153,10 @@ pub(crate) fn parse_command(argv: &[String]) -> std::result::Result<Command, cla
 }
 
 pub fn main() -> std::process::ExitCode {
+    if let Some(missing) = cpu::missing_features() {
+        eprintln!("Error: {}", cpu::refusal(&missing));
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     if matches!(cli.command, Command::Train(_) | Command::Finetune(_) | Command::TrainEncoder(_) | Command::Embed(_)) {
         keep_freed_memory_for_reuse();
