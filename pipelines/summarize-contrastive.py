@@ -60,7 +60,8 @@ def main(out):
         print(f"- encoder `{k}`: {c['n_train']} spectra, {c['epochs_run']} epochs (best {c['best_epoch']}), "
               f"{o.get('n_train_pairs', 0)} + {o.get('n_val_pairs', 0)} pairs"
               + (f", temperature {o['temperature']:.3f}, validation top-1 retrieval {100 * top1:.1f} %" if top1 is not None else ""))
-    px = ev["masked"]
+    # Every evaluation scores the same pixel head on the same test stars.
+    px = ev[kinds[0]]
     n = {r: px[("pixels", "zeroshot", "teff", r)]["n"] for r, _ in REGIMES}
     label = LABEL
     val = validation(out, kinds)

@@ -16,7 +16,7 @@ Usage: python3 scripts/bench/ingest.py [--small 1000] [--large 10000] [--huge 30
        [--desi-stars 3000] [--rounds 5] [--baseline EARLIER_STARPIPE] [--only-desi-production]
 Needs: release binaries (scripts/bench/ingest.sh builds them), pip install astropy numpy pyarrow.
 """
-import argparse, re, os, subprocess, sys, shutil
+import argparse, re, os, statistics, subprocess, sys, shutil
 
 # The peer is one process on one core: keep numpy's BLAS from spinning up threads.
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -159,9 +159,9 @@ def desi_production(a):
         for name, _ in binaries:
             t = times[name]
             ratios = sorted(p / s for p, s in zip(t_py, t))
-            median = ratios[len(ratios) // 2] if len(ratios) % 2 else 0.5 * (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2])
             print(f"    {name:9s} best {min(t):6.2f} CPU s ({stars / min(t):6.0f} stars/CPU-s)   best/best {min(t_py) / min(t):5.1f}x   "
-                  f"per round: median {median:5.1f}x, worst {ratios[0]:5.1f}x, best {ratios[-1]:5.1f}x  (target >= 10x)")
+                  f"per round: median {statistics.median(ratios):5.1f}x, worst {ratios[0]:5.1f}x, best {ratios[-1]:5.1f}x  (target >= 10x)")
+
 
 if __name__ == "__main__":
     main()
