@@ -78,6 +78,8 @@ def main():
     for b in (STARPIPE, RAW):
         if not b.exists():
             sys.exit(f"{b} missing: run scripts/bench/ingest.sh (it builds the release binaries)")
+    if a.baseline and not os.access(a.baseline, os.X_OK):
+        sys.exit(f"--baseline {a.baseline}: not an executable file")
     shutil.rmtree(a.work / "out", ignore_errors=True)
     (a.work / "out").mkdir(parents=True, exist_ok=True)
     if a.only_desi_production:

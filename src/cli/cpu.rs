@@ -5,16 +5,13 @@
 pub fn missing_features() -> Option<String> {
     #[cfg(target_arch = "x86_64")]
     {
-        let mut missing = Vec::new();
-        if cfg!(target_feature = "avx2") && !std::arch::is_x86_feature_detected!("avx2") {
-            missing.push("AVX2");
-        }
-        if cfg!(target_feature = "fma") && !std::arch::is_x86_feature_detected!("fma") {
-            missing.push("FMA");
-        }
-        if cfg!(target_feature = "bmi2") && !std::arch::is_x86_feature_detected!("bmi2") {
-            missing.push("BMI2");
-        }
+        // (name, compiled for it, this CPU has it)
+        let features = [
+            ("AVX2", cfg!(target_feature = "avx2"), std::arch::is_x86_feature_detected!("avx2")),
+            ("FMA", cfg!(target_feature = "fma"), std::arch::is_x86_feature_detected!("fma")),
+            ("BMI2", cfg!(target_feature = "bmi2"), std::arch::is_x86_feature_detected!("bmi2")),
+        ];
+        let missing: Vec<&str> = features.iter().filter(|(_, built, has)| *built && !has).map(|f| f.0).collect();
         (!missing.is_empty()).then(|| missing.join(", "))
     }
     #[cfg(not(target_arch = "x86_64"))]
