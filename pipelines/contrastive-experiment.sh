@@ -17,6 +17,9 @@
 #   clip-w3       masked + contrastive, weight 3;
 #   clip-only     contrastive only (--masked-weight 0);
 #   clip-medium   as clip, with the `medium` preset (3 layers, width 96);
+#   clip-medium-wide  as clip-medium, with PAIR_BATCH_SIZE (168) pairs per contrastive batch: one
+#                 batch goes with each masked batch, so with ~10,000 training pairs an epoch sees
+#                 every pair (clip-medium: 64 per step, ~3,800 per epoch), each with more negatives;
 #   masked-long   masked tokens only for LONG_MASKED_EPOCHS (12) epochs: about the work of the
 #                 contrastive run, which embeds a batch of pairs twice per step (compute control).
 # Each encoder's head is also scored on a validation set: the DESI stars the LAMOST mock does not
@@ -85,6 +88,8 @@ for kind in "${encoders[@]}"; do
     clip-w3) flags=("${pairs[@]}" --contrastive-weight 3) ;;
     clip-only) flags=("${pairs[@]}" --masked-weight 0) ;;
     clip-medium) flags=("${pairs[@]}" --contrastive-weight "$weight" --preset medium) ;;
+    clip-medium-wide) flags=("${pairs[@]}" --contrastive-weight "$weight" --preset medium \
+      --pair-batch-size "${PAIR_BATCH_SIZE:-168}") ;;
     masked-long) flags=(); epochs="${LONG_MASKED_EPOCHS:-12}" ;;
     *) echo "unknown encoder '$kind' in ENCODERS" >&2; exit 2 ;;
   esac

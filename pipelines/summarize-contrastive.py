@@ -3,7 +3,8 @@
 [68 % bootstrap interval] of the pixel head and of the embedding heads on the masked-token and the
 masked + contrastive encoders, per parameter and [Fe/H] regime, and the embedding/pixel ratios.
 
-Among the contrastive encoders that ran (clip, clip-w3, clip-only, clip-medium), the one with the
+Among the contrastive encoders that ran (clip, clip-w3, clip-only, clip-medium,
+clip-medium-wide), the one with the
 lowest validation score is chosen: the mean over Teff, log g and [Fe/H] of the embedding/pixel
 robust σ ratio for [Fe/H] ≥ −1 on the validation stars (OUT/validation-*; never the test stars).
 
@@ -17,9 +18,11 @@ import pyarrow.parquet as pq
 
 PARAMS = [("teff", "Teff (K)", "{:.0f}"), ("logg", "log g", "{:.3f}"), ("feh", "[Fe/H]", "{:.3f}")]
 REGIMES = [("metal-rich", "[Fe/H] ≥ −1"), ("metal-poor", "[Fe/H] < −1")]
-KINDS = ("masked", "clip", "clip-w3", "clip-only", "clip-medium", "masked-long")
+HYBRIDS = ("ivar", "regime", "ivar-regime")
+KINDS = ("masked", "clip", "clip-w3", "clip-only", "clip-medium", "clip-medium-wide", "masked-long")
 LABEL = {"masked": "masked", "clip": "masked + contrastive", "clip-w3": "masked + 3× contrastive",
          "clip-only": "contrastive only", "clip-medium": "masked + contrastive, medium",
+         "clip-medium-wide": "masked + contrastive, medium, wide pair batches",
          "masked-long": "masked, longer"}
 
 
@@ -94,15 +97,15 @@ def main(out):
             print(f"| {name} | {rlabel} | " + " | ".join(cells) + " |")
     print("\nHybrids of the pixel head and each embedding head (ratio to pixels):\n")
     hk = [k for k in kinds if k != "masked-long"]
-    print("| parameter | regime | " + " | ".join(f"hybrid-{h} ({label[k]})" for k in hk for h in ("ivar", "regime")) + " |")
-    print("|---|---|" + "---:|" * (2 * len(hk)))
+    print("| parameter | regime | " + " | ".join(f"hybrid-{h} ({label[k]})" for k in hk for h in HYBRIDS) + " |")
+    print("|---|---|" + "---:|" * (len(HYBRIDS) * len(hk)))
     for p, name, fmt in PARAMS:
         for r, rlabel in REGIMES:
             pix = px[("pixels", "zeroshot", p, r)]["robust_sigma"]
             cells = []
             for k in hk:
-                for h in ("hybrid-ivar", "hybrid-regime"):
-                    row = ev[k].get((h, "zeroshot", p, r))
+                for h in HYBRIDS:
+                    row = ev[k].get((f"hybrid-{h}", "zeroshot", p, r))
                     cells.append("–" if row is None else f"{row['robust_sigma'] / pix:.2f}×")
             print(f"| {name} | {rlabel} | " + " | ".join(cells) + " |")
 

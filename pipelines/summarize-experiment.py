@@ -45,11 +45,11 @@ def main(path: str) -> None:
         print(f"| {s} | " + " | ".join(biases + within) + " |")
     for p, f, title in [("feh", "{:.3f}", "[Fe/H] (dex)"), ("teff", "{:.0f}", "Teff (K)"), ("logg", "{:.3f}", "log g (dex)")]:
         print(f"\n{title}, robust σ [68 % interval]:\n")
-        print("| strategy | regime | pixels | embeddings | hybrid-ivar | hybrid-regime |")
-        print("|---|---|---|---|---|---|")
+        print("| strategy | regime | pixels | embeddings | hybrid-ivar | hybrid-regime | hybrid-ivar-regime |")
+        print("|---|---|---|---|---|---|---|")
         for s in COMPARED:
             for r, label in (("metal-rich", "≥ −1"), ("metal-poor", "< −1")):
-                cells = [cell(i, s, p, r, f) for i in ("pixels", "embeddings", "hybrid-ivar", "hybrid-regime")]
+                cells = [cell(i, s, p, r, f) for i in ("pixels", "embeddings", "hybrid-ivar", "hybrid-regime", "hybrid-ivar-regime")]
                 print(f"| {s} | {label} | " + " | ".join(cells) + " |")
 
 

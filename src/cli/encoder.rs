@@ -31,6 +31,10 @@ pub struct TrainEncoderArgs {
     /// Weight of the contrastive loss (with --pairs).
     #[arg(long, default_value_t = 1.0, requires = "pairs", value_parser = non_negative)]
     contrastive_weight: f64,
+    /// Pairs per contrastive batch (default: --batch-size). One batch of pairs goes with each
+    /// masked batch, so a larger one shows more pairs per epoch and gives each more negatives.
+    #[arg(long, requires = "pairs", value_parser = at_least_one)]
+    pair_batch_size: Option<usize>,
     /// Weight of the masked-token reconstruction loss (0 with --pairs: contrastive only).
     #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
     masked_weight: f64,
@@ -131,6 +135,7 @@ pub fn train_encoder(a: TrainEncoderArgs) -> Result<()> {
     opts.pretrain.precision = a.precision;
     opts.pairs = a.pairs;
     opts.pretrain.masked_weight = a.masked_weight;
+    opts.pretrain.pair_batch_size = a.pair_batch_size;
     opts.pretrain.contrastive_weight = if opts.pairs.is_some() { a.contrastive_weight } else { 0.0 };
     let bar = crate::cli::console::progress_bar(a.max_epochs as u64, "train-encoder", "epochs");
     let card = run_train_encoder(&opts, &bar)?;

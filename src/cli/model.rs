@@ -250,7 +250,8 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     bootstrap: usize,
     /// Also score a model on embeddings (with --embeddings and --embedding-adapter), and the
-    /// hybrids of the two heads per strategy (inverse-variance mean; regime switch at [Fe/H] = −1).
+    /// hybrids of the two heads per strategy (inverse-variance mean; regime switch at [Fe/H] = −1;
+    /// both: pixels unless they put [Fe/H] above −1 by 2σ, the inverse-variance mean there).
     #[arg(long, requires = "embeddings")]
     embedding_model: Option<PathBuf>,
     /// Embedding shards (from `starpipe embed`) of the same spectra.

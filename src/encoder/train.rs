@@ -52,6 +52,18 @@ pub struct PretrainConfig {
     /// step's graph; layer norm, softmax, losses and AdamW in f32). Validation runs in f32.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Pairs per contrastive batch (absent: `batch_size`). Each step draws one batch of pairs
+    /// beside its masked batch, so this sets how many pairs an epoch sees and how many negatives
+    /// each pair has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_batch_size: Option<usize>,
+}
+
+impl PretrainConfig {
+    /// Pairs per contrastive batch.
+    pub fn pair_batch(&self) -> usize {
+        self.pair_batch_size.unwrap_or(self.batch_size).max(1)
+    }
 }
 
 fn one() -> f64 {
@@ -72,6 +84,7 @@ impl Default for PretrainConfig {
             masked_weight: 1.0,
             contrastive_weight: 0.0,
             precision: Precision::F32,
+            pair_batch_size: None,
         }
     }
 }
@@ -381,9 +394,23 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         }
         format!("{:x}", h.finalize())
     };
-    let pair_batches = pairs.as_ref().map_or(0, |x| x.train.len().div_ceil(p.batch_size));
+    let pair_batch = p.pair_batch();
+    let pair_batches = pairs.as_ref().map_or(0, |x| x.train.len().div_ceil(pair_batch));
     let steps_per_epoch = if mw > 0.0 { train.len().div_ceil(p.batch_size) } else { pair_batches };
     let total_steps = (steps_per_epoch * p.max_epochs).max(1);
+    if let Some(pairs) = &pairs {
+        // One pair batch per step: with few steps per epoch, an epoch sees only some of the pairs.
+        let seen = (steps_per_epoch.min(pair_batches) * pair_batch).min(pairs.train.len());
+        tracing::info!(pair_batch, pairs_per_epoch = seen, train_pairs = pairs.train.len(), "contrastive batches");
+        if seen < pairs.train.len() {
+            tracing::warn!(
+                "an epoch sees {seen} of the {} training pairs (one batch of {pair_batch} per step, {steps_per_epoch} steps); \
+                 --pair-batch-size {} would show every pair every epoch",
+                pairs.train.len(),
+                pairs.train.len().div_ceil(steps_per_epoch)
+            );
+        }
+    }
     progress.set_length(p.max_epochs as u64);
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
     let ckpt = Checkpoint::paths(&opts.out);
@@ -446,7 +473,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
             }
             if let (Some(scale), true) = (&scale, pair_batches > 0) {
                 let k = b % pair_batches;
-                let chunk = &shuffled_pairs[k * p.batch_size..((k + 1) * p.batch_size).min(shuffled_pairs.len())];
+                let chunk = &shuffled_pairs[k * pair_batch..((k + 1) * pair_batch).min(shuffled_pairs.len())];
                 let c = (pair_loss(&enc, &layout, &features, chunk, scale, p.precision, &dev)? * cw)?;
                 loss = Some(match loss {
                     Some(l) => (l + c)?,

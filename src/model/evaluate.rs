@@ -162,10 +162,21 @@ fn score_model(
     Ok(out)
 }
 
-/// The two hybrid estimators of a pixel and an embedding head with the same strategy, on the test
-/// stars both scored: `hybrid-ivar` (inverse-variance mean of the two) and `hybrid-regime` (the
-/// embedding head, except where the pixel head says [Fe/H] < −1, where embeddings are weaker).
-fn hybrids(pixels: &Scored, emb: &Scored) -> [Scored; 2] {
+/// `hybrid-ivar-regime` uses the embedding head only where the pixel head puts [Fe/H] at least
+/// this many of its σ above −1. Chosen on the validation stars of the contrastive experiments
+/// (pipelines/README.md): 0 lets metal-poor stars near the boundary take the embedding head's
+/// worse [Fe/H]; 1, 2 and 3 were within 1 % of each other.
+const GATE_SIGMA: f64 = 2.0;
+
+/// The hybrid estimators of a pixel and an embedding head with the same strategy, on the test
+/// stars both scored: `hybrid-ivar` (inverse-variance mean of the two), `hybrid-regime` (the
+/// embedding head, except where the pixel head says [Fe/H] < −1, where embeddings are weaker) and
+/// `hybrid-ivar-regime` (pixels alone unless the pixel head puts the star above [Fe/H] = −1 by
+/// [`GATE_SIGMA`] of its own σ, the inverse-variance mean there). The last exists because an
+/// embedding head's σ is least trustworthy for metal-poor stars, the furthest from its training
+/// set, so the inverse-variance mean over-weights it exactly there; and the margin because a
+/// metal-poor star that the pixel head puts just above −1 is as poorly served by embeddings.
+fn hybrids(pixels: &Scored, emb: &Scored) -> [Scored; 3] {
     let at: HashMap<&str, usize> = emb.spectrum_id.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let both: Vec<(usize, usize)> =
         pixels.spectrum_id.iter().enumerate().filter_map(|(i, s)| at.get(s.as_str()).map(|&j| (i, j))).collect();
@@ -192,7 +203,10 @@ fn hybrids(pixels: &Scored, emb: &Scored) -> [Scored; 2] {
         e
     };
     let regime = |a: &Estimate, b: &Estimate| if a.value[2] < METAL_POOR_FEH { *a } else { *b };
-    [make("hybrid-ivar", &ivar), make("hybrid-regime", &regime)]
+    let ivar_regime = |a: &Estimate, b: &Estimate| {
+        if a.value[2] - GATE_SIGMA * a.error[2] < METAL_POOR_FEH { *a } else { ivar(a, b) }
+    };
+    [make("hybrid-ivar", &ivar), make("hybrid-regime", &regime), make("hybrid-ivar-regime", &ivar_regime)]
 }
 
 pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {

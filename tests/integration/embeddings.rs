@@ -211,6 +211,7 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
         ("embeddings", "lora (n=80)"),
         ("hybrid-ivar", "lora (n=80)"),
         ("hybrid-regime", "zeroshot"),
+        ("hybrid-ivar-regime", "lora (n=80)"),
     ] {
         assert_eq!(count(i, s), 9, "{i} {s}");
     }
@@ -243,6 +244,24 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
         checked += 1;
     }
     assert!(checked > 10, "{checked} hybrid stars checked");
+
+    // The regime-gated inverse-variance hybrid: pixels alone unless the pixel head puts [Fe/H]
+    // above −1 by 2σ, the inverse-variance hybrid there.
+    let (mut poor, mut rich) = (0, 0);
+    for k in (0..per_star.height()).filter(|&k| input[k] == "hybrid-ivar-regime" && strategy[k] == "lora (n=80)") {
+        let p = row("pixels", &strategy[k], &id[k]).unwrap();
+        let twin = if feh[p] - 2.0 * feh_err[p] < -1.0 {
+            poor += 1;
+            p
+        } else {
+            rich += 1;
+            row("hybrid-ivar", &strategy[k], &id[k]).unwrap()
+        };
+        for v in [&feh, &feh_err, &teff, &teff_err] {
+            assert_eq!(v[k], v[twin], "{}", id[k]);
+        }
+    }
+    assert!(poor > 0 && rich > 10, "{poor} stars on pixels alone, {rich} on both heads");
 }
 
 #[test]
@@ -435,6 +454,18 @@ fn contrastive_pretraining_on_crossmatched_pairs() {
         c["val_loss"][c["best_epoch"].as_u64().unwrap() as usize - 1].as_f64().unwrap()
             < c["initial_val_loss"].as_f64().unwrap()
     );
+    // Pair batches too small for the steps to cover the pairs: the run says an epoch sees only
+    // some of them, and the card records the batch (cards without it read the batch size).
+    let n_pairs = o["n_train_pairs"].as_u64().unwrap();
+    assert!(n_pairs > 16, "{n_pairs} training pairs: too few for 4 steps of 4 pairs to miss some");
+    let v = inputs(&p("narrow"));
+    let v: Vec<(&str, &Path)> = v.iter().map(|(k, q)| (*k, q.as_path())).collect();
+    let narrow = run(&[&args[..], &["--pair-batch-size", "4"]].concat(), &v);
+    let stderr = String::from_utf8_lossy(&narrow.stderr).to_string();
+    ok(narrow);
+    assert!(stderr.contains(&format!("an epoch sees 16 of the {n_pairs} training pairs")), "{stderr}");
+    assert_eq!(json(&p("narrow/encoder-card.json"))["pretraining"]["pair_batch_size"], 4);
+    assert!(card["pretraining"].get("pair_batch_size").is_none(), "{}", card["pretraining"]);
     // Killed after its first epoch and run again, it ends where an uninterrupted run ends.
     let out = p("resumed");
     let v = inputs(&out);
