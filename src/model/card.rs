@@ -3,9 +3,11 @@
 //! hash, seed, settings), plus its validation metrics. Cards hold no timestamps, so the same
 //! inputs and seed give byte-identical model directories.
 
+use super::Result;
 use super::fit::{FitConfig, FitReport};
 use super::metrics::Metrics;
 use super::mlp::{LoraConfig, MlpConfig, ResHeadConfig};
+use super::resolution::{Resolution, training_resolutions};
 use super::split::TestSplit;
 use crate::grid::LogGrid;
 use crate::labels::LabelSpec;
@@ -133,6 +135,10 @@ pub struct DataSource {
     pub label_table: String,
     pub labels: LabelSpec,
     pub selection: SelectionCuts,
+    /// The spectral resolutions of the spectra shards read (none for embeddings, and in cards
+    /// written before they were recorded): what `infer` and `evaluate` check shards against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolutions: Vec<Resolution>,
 }
 
 impl DataSource {
@@ -141,13 +147,14 @@ impl DataSource {
         labels: &std::path::Path,
         spec: &LabelSpec,
         cuts: &SelectionCuts,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        Ok(Self {
             shards: shards.iter().map(|p| p.display().to_string()).collect(),
             label_table: labels.display().to_string(),
             labels: spec.clone(),
             selection: cuts.clone(),
-        }
+            resolutions: training_resolutions(shards)?,
+        })
     }
 }
 

@@ -192,7 +192,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
     };
     let fitted = FittedErrorModel {
         model,
-        source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),
+        source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection)?,
         n_used,
         n_rejected,
         n_outside_training_range: set.len() - served.len(),

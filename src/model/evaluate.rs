@@ -6,6 +6,7 @@ use super::data::load_labelled;
 use super::metrics::{self, Metrics};
 use super::mlp::{Adapter, Network};
 use super::predict::{Estimate, predict_standardized, to_physical};
+use super::resolution::{Resolution, learned_resolutions, warn_on_resolution_mismatch};
 use super::split::TestSplit;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
@@ -137,6 +138,17 @@ fn score_model(
         return Err(ModelError::bad(&opts.labels, "no labelled test stars in these spectra"));
     }
     let test = set.dataset(&test_rows, &base_card.label_scaling);
+    // Once per model and per adapter that learned from other shards than the model.
+    let mut checked: Vec<&[Resolution]> = Vec::new();
+    let cards = strategies.iter().filter_map(|(_, c)| c.as_ref());
+    let learned = std::iter::once((model, learned_resolutions(&base_card, None)))
+        .chain(adapters.iter().zip(cards).map(|(dir, c)| (dir.as_path(), learned_resolutions(&base_card, Some(c)))));
+    for (dir, learned) in learned {
+        if !checked.contains(&learned) {
+            warn_on_resolution_mismatch(&shards, learned, dir)?;
+            checked.push(learned);
+        }
+    }
     let mut out = Vec::new();
     for (adapter, card) in &strategies {
         let net = Network { base: &base, adapter };

@@ -26,6 +26,7 @@ pub mod per_shard;
 pub mod predict;
 pub mod reconstruction;
 pub mod repeats;
+pub mod resolution;
 pub mod split;
 pub mod store;
 pub mod train;

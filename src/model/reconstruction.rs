@@ -13,6 +13,7 @@
 //! The threshold that flags comes from real stars (`starpipe calibrate`); mock stars are drawn from
 //! the emulator itself and cannot set it.
 
+use super::resolution::LAMOST_R;
 use crate::grid::LogGrid;
 use crate::mock::Emulator;
 use crate::mock::labels::StarLabels;
@@ -20,9 +21,6 @@ use crate::mock::render::{RestSpectrum, instrument_sample, rest_frame_end};
 
 /// Relative model error per pixel added in quadrature to the noise.
 pub const MODEL_ERROR: f64 = 0.03;
-/// LAMOST's resolving power: what a LAMOST row is seen at (other surveys: at the emulator's own
-/// 2.5 Å unless ingest degraded them).
-const LAMOST_R: f64 = 1800.0;
 /// Model pixels kept either side of the window, Å: several LSF widths at R = 1800.
 const MARGIN: f64 = 30.0;
 /// Where the emulator is defined (MILES' label coverage); predictions are clamped into it.
@@ -58,6 +56,7 @@ impl Reconstruction {
         } else {
             RestSpectrum::emulated(Emulator::builtin(), &star, rest_frame_end(hi))
         };
+        // Other surveys than LAMOST are seen at the emulator's own 2.5 Å unless ingest degraded them.
         let r = self.degraded_to_r.unwrap_or(if survey == "lamost" { LAMOST_R } else { f64::INFINITY });
         instrument_sample(&rest, 0.0, r, &self.edges)
     }

@@ -126,7 +126,8 @@ mod tests {
                     Path::new("labels.parquet"),
                     &LabelSpec::new("obsid"),
                     &SelectionCuts::default(),
-                ),
+                )
+                .unwrap(),
                 n_candidates: 0,
                 n_train: 0,
                 n_val: 0,

@@ -189,7 +189,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
         error_model: None,
         ood,
         training: TrainingRecord {
-            source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection),
+            source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection)?,
             n_candidates: set.len(),
             n_train: train.len(),
             n_val: val.len(),

@@ -185,7 +185,7 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
     let f = fixture();
     let e = emb();
     let out = f.p("eval-both");
-    ok(run(
+    let o = run(
         &["evaluate", "--label-key", "TARGETID", "--bootstrap", "50"],
         &[
             ("--spectra", &f.p("desi")),
@@ -198,7 +198,14 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
             ("--embedding-adapter", &e.lora),
             ("--out", &out),
         ],
-    ));
+    );
+    // The model (and its zero-shot adapter) learned from LAMOST at R = 1800, these DESI shards are
+    // native: one warning, naming the model; the LoRA adapter learned from them; embeddings record
+    // no resolution.
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    ok(o);
+    assert_eq!(stderr.matches("DESI's native resolution").count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("{} learned from spectra at R = 1800", f.p("model").display())), "{stderr}");
     let df = ParquetReader::new(std::fs::File::open(out.join("evaluation.parquet")).unwrap()).finish().unwrap();
     let input = strings(&df, "input");
     let strategy = strings(&df, "strategy");

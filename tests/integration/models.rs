@@ -165,6 +165,36 @@ fn training_writes_a_card_that_describes_the_model() {
 }
 
 #[test]
+fn infer_warns_when_shards_are_not_at_the_resolution_the_model_learned_from() {
+    let f = fixture();
+    // The model learned from LAMOST (R = 1800); the LoRA adapter from DESI as observed.
+    let c = card(&f.p("model/model-card.json"));
+    assert_eq!(c["training"]["resolutions"], serde_json::json!([{ "constant": 1800.0 }]));
+    let a = card(&f.p("adapter-lora/adapter-card.json"));
+    assert_eq!(a["training"]["resolutions"], serde_json::json!(["desi_native"]));
+    let dir = tempfile::tempdir().unwrap();
+    let infer = |spectra: &str, adapter: Option<&str>, out: &str| -> String {
+        let (spectra, model, out) = (f.p(spectra), f.p("model"), dir.path().join(out));
+        let mut paths: Vec<(&str, &Path)> = vec![("--spectra", &spectra), ("--model", &model), ("--out", &out)];
+        let adapter = adapter.map(|a| f.p(a));
+        if let Some(a) = &adapter {
+            paths.push(("--adapter", a));
+        }
+        let o = run(&["infer"], &paths);
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        ok(o);
+        stderr
+    };
+    let log = infer("desi", None, "zeroshot");
+    assert!(log.contains("are at DESI's native resolution"), "{log}");
+    assert!(log.contains("learned from spectra at R = 1800") && log.contains("--degrade-to-r 1800"), "{log}");
+    for (spectra, adapter) in [("lamost", None), ("desi", Some("adapter-lora"))] {
+        let log = infer(spectra, adapter, &format!("{spectra}-{}", adapter.is_some()));
+        assert!(!log.contains("resolution"), "{spectra} {adapter:?}: {log}");
+    }
+}
+
+#[test]
 fn training_is_deterministic_for_a_seed() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
