@@ -189,7 +189,7 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
     set(Flag::BadInput, bad_input);
     set(Flag::NotStar, not_star);
     set(Flag::NoClass, class.is_none());
-    set(Flag::LowSnr, !(f.snr >= t.min_snr));
+    set(Flag::LowSnr, f.snr.is_nan() || f.snr < t.min_snr);
     set(Flag::HighMaskFrac, f.frac_masked > t.high_mask_fraction);
     let warn_bits = f.fiber_status.map_or(0, |s| {
         let s = s as u32;
@@ -217,7 +217,7 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
             _ => false,
         };
         set(Flag::LabelEdge, (0..3).any(outside));
-        set(Flag::LargeErr, (0..3).any(|p| !(error[p] <= t.max_error[p])));
+        set(Flag::LargeErr, (0..3).any(|p| error[p].is_nan() || error[p] > t.max_error[p]));
         set(Flag::MetalPoorEmbed, limits.embedding_input && value[2] < t.metal_poor_feh);
     }
     set(Flag::RvUncertain, !f.rv_err_kms.is_some_and(|e| e <= t.max_rv_err_kms));
@@ -333,7 +333,8 @@ mod tests {
     fn each_condition_sets_exactly_its_bit() {
         let t = Thresholds::default();
         assert_eq!(flags_of(&clean(), &limits(), &t), 0);
-        let cases: Vec<(Flag, Box<dyn Fn(&mut RowFacts)>)> = vec![
+        type Change = Box<dyn Fn(&mut RowFacts)>;
+        let cases: Vec<(Flag, Change)> = vec![
             (Flag::NotStar, Box::new(|f| f.input_class = Some("GALAXY"))),
             (Flag::NotStar, Box::new(|f| f.rv_kms = Some(2000.0))),
             (Flag::LowSnr, Box::new(|f| f.snr = 9.9)),
@@ -395,7 +396,8 @@ mod tests {
         let up = |x: f64| x + x.abs() * 1e-9 + 1e-12;
         let down = |x: f64| x - x.abs() * 1e-9 - 1e-12;
         // (bit, the value at the threshold and just past it on the flagged side)
-        let cases: Vec<(Flag, Box<dyn Fn(&mut RowFacts, bool)>)> = vec![
+        type Change<'a> = Box<dyn Fn(&mut RowFacts, bool) + 'a>;
+        let cases: Vec<(Flag, Change<'_>)> = vec![
             (Flag::LowSnr, Box::new(|f, past| f.snr = if past { down(t.min_snr) } else { t.min_snr })),
             (
                 Flag::HighMaskFrac,

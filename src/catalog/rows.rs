@@ -201,11 +201,11 @@ pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path)
         while end < n && ids.value(end) == ids.value(start) {
             end += 1;
         }
-        for i in start..end {
+        for (i, flag) in flags.iter_mut().enumerate().take(end).skip(start) {
             for j in start..end {
                 let kinds_differ = (model.value(i) == "mlp_embedding") != (model.value(j) == "mlp_embedding");
                 if kinds_differ && matches!((estimate(i), estimate(j)), (Some(a), Some(b)) if disagree(a, b)) {
-                    flags[i] |= Flag::HeadDisagree.mask();
+                    *flag |= Flag::HeadDisagree.mask();
                 }
             }
         }

@@ -316,9 +316,9 @@ mod tests {
         let e = tiny();
         let t = tokens(4, 3);
         let batch = e.embed(&t).unwrap().to_vec2::<f32>().unwrap();
-        for i in 0..4 {
+        for (i, row) in batch.iter().enumerate() {
             let alone = e.embed(&t.narrow(0, i, 1).unwrap()).unwrap().to_vec2::<f32>().unwrap();
-            for (a, b) in alone[0].iter().zip(&batch[i]) {
+            for (a, b) in alone[0].iter().zip(row) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
         }

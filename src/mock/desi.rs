@@ -142,8 +142,8 @@ fn resolution_data(nwave: usize) -> Vec<f32> {
     let kernel: Vec<f64> = (0..11).map(|k| (-0.5 * ((5.0 - k as f64) / sigma_px).powi(2)).exp()).collect();
     let sum: f64 = kernel.iter().sum();
     let mut out = Vec::with_capacity(11 * nwave);
-    for k in 0..11 {
-        out.extend(std::iter::repeat_n((kernel[k] / sum) as f32, nwave));
+    for k in &kernel {
+        out.extend(std::iter::repeat_n((k / sum) as f32, nwave));
     }
     out
 }

@@ -65,7 +65,9 @@ fn subclass(teff: f64, logg: f64) -> String {
 
 /// Pixel centres and edges of the LAMOST grid for each pixel count, computed once.
 fn lamost_grid(npix: usize) -> (&'static [f64], &'static [f64]) {
-    static GRIDS: std::sync::OnceLock<Vec<(usize, Vec<f64>, Vec<f64>)>> = std::sync::OnceLock::new();
+    /// (pixel count, centres, edges) per choice of pixel count.
+    type Grids = Vec<(usize, Vec<f64>, Vec<f64>)>;
+    static GRIDS: std::sync::OnceLock<Grids> = std::sync::OnceLock::new();
     let grids = GRIDS.get_or_init(|| {
         NPIX_CHOICES
             .iter()

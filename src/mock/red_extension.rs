@@ -11,6 +11,7 @@
 //! - Na I 8183/8195 Å, strong in K–M dwarfs (gravity-sensitive), weak in giants;
 //! - TiO band heads at 7589, 8432 and 8859 Å in stars cooler than ~4000 K, with a sharp blue edge
 //!   and recovery over ~150 Å.
+//!
 //! Line profiles are Gaussians at MILES resolution (FWHM 2.5 Å) so that the whole spectrum has one
 //! line-spread function before the instrument is applied; lines too strong for a 65 %-deep core at
 //! that width are widened instead, standing in for their damping wings. Equivalent widths are accurate to perhaps

@@ -315,7 +315,8 @@ pub fn load_labelled(
                     set.counts.without_label += 1;
                     continue;
                 };
-                if cuts.min_snr > 0.0 && !(b.snr[i] as f64 >= cuts.min_snr) {
+                let snr = b.snr[i] as f64;
+                if cuts.min_snr > 0.0 && (snr.is_nan() || snr < cuts.min_snr) {
                     set.counts.below_min_snr += 1;
                     continue;
                 }

@@ -243,7 +243,7 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
     let mut per_star = PerStar::default();
     for s in &scored {
         for k in 0..s.est.len() {
-            per_star.push(s.input, &s.strategy, &s.spectrum_id[k], s.key[k], s.snr[k], &s.reference[k], &s.est[k]);
+            per_star.push(s, k);
         }
     }
     // Bootstrap intervals are most of the work: one task per table row, in the table's order.
@@ -392,24 +392,16 @@ struct PerStar {
 }
 
 impl PerStar {
-    fn push(
-        &mut self,
-        input: &'static str,
-        strategy: &str,
-        id: &str,
-        key: i64,
-        snr: f32,
-        r: &[f64; 3],
-        e: &super::predict::Estimate,
-    ) {
-        self.input.push(input);
-        self.strategy.push(strategy.into());
-        self.spectrum_id.push(id.into());
-        self.source_id.push(key);
-        self.snr.push(snr);
-        self.reference.push(*r);
-        self.value.push(e.value);
-        self.error.push(e.error);
+    /// Test star `k` of a scored model.
+    fn push(&mut self, s: &Scored, k: usize) {
+        self.input.push(s.input);
+        self.strategy.push(s.strategy.clone());
+        self.spectrum_id.push(s.spectrum_id[k].clone());
+        self.source_id.push(s.key[k]);
+        self.snr.push(s.snr[k]);
+        self.reference.push(s.reference[k]);
+        self.value.push(s.est[k].value);
+        self.error.push(s.est[k].error);
     }
 
     fn write(&self, path: &Path) -> Result<()> {

@@ -14,7 +14,7 @@ pub fn predict_standardized(
     batch: usize,
     dev: &Device,
 ) -> Result<Vec<[f32; 6]>> {
-    let n = if n_features == 0 { 0 } else { x.len() / n_features };
+    let n = x.len().checked_div(n_features).unwrap_or(0);
     let mut out = Vec::with_capacity(n);
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch).min(n);
@@ -25,7 +25,7 @@ pub fn predict_standardized(
 
 /// The base network's last-hidden-layer features (rows × width), for out-of-distribution scores.
 pub fn hidden_features(base: &Mlp, x: &[f32], n_features: usize, batch: usize, dev: &Device) -> Result<Vec<f32>> {
-    let n = if n_features == 0 { 0 } else { x.len() / n_features };
+    let n = x.len().checked_div(n_features).unwrap_or(0);
     let mut out = Vec::with_capacity(n * base.config.last_hidden());
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch).min(n);

@@ -105,10 +105,10 @@ impl Evaluation {
                     }
                 })
                 .collect();
-            for r in 0..b.num_rows() {
-                e.metrics
-                    .push(metric_cols.iter().enumerate().map(|(i, c)| (c.to_string(), text[i][r].clone())).collect());
-            }
+            e.metrics.extend(
+                (0..b.num_rows())
+                    .map(|r| metric_cols.iter().zip(&text).map(|(c, col)| (c.to_string(), col[r].clone())).collect()),
+            );
         }
         Ok(e)
     }
