@@ -182,7 +182,7 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     let input = predictor.card.input.clone();
     let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_kind())?);
     let learned = learned_resolutions(&predictor.card, predictor.adapter_card.as_ref());
-    warn_on_resolution_mismatch(&shards, learned, opts.adapter.as_deref().unwrap_or(&opts.model))?;
+    warn_on_resolution_mismatch(&shards, learned, opts.adapter.as_deref().unwrap_or(&opts.model));
     run_per_shard(
         &shards,
         &opts.out,
