@@ -25,10 +25,10 @@
 use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
 use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled};
 use super::infer::Predictor;
-use super::infer::degraded_to_r;
 use super::metrics::quantile;
 use super::predict::{network_sigma, to_physical};
 use super::reconstruction::Reconstruction;
+use super::resolution::degraded_to_r;
 use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS};
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;

@@ -13,11 +13,11 @@ use super::mlp::{Adapter, Mlp, Network};
 use super::per_shard::{input_record, run_per_shard};
 use super::predict::{output_rows, to_physical};
 use super::reconstruction::Reconstruction;
-use super::resolution::{learned_resolutions, warn_on_resolution_mismatch};
+use super::resolution::{degraded_to_r, learned_resolutions, warn_on_resolution_mismatch};
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;
-use crate::artifacts::metadata::{self, PredictionsMeta};
+use crate::artifacts::metadata::PredictionsMeta;
 use crate::artifacts::naming;
 use crate::io::tmp_path;
 use crate::nn::device::ComputeDevice;
@@ -165,14 +165,6 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
         precision: p.precision.as_str().into(),
     }
     .to_key_values())
-}
-
-/// The resolving power ingest degraded a shard's spectra to (its `starpipe.preprocess` record).
-pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
-    let kv = crate::io::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
-    Ok(metadata::get(&kv, metadata::spectra::PREPROCESS)
-        .and_then(|v| serde_json::from_str::<crate::preprocess::PreprocessConfig>(v).ok())
-        .and_then(|c| c.degrade_to_r))
 }
 
 pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Result<InferSummary> {

@@ -43,14 +43,23 @@ impl Resolution {
     }
 }
 
+/// The preprocessing a spectra shard records (`starpipe.preprocess`); None for other shards, and
+/// for a record this version cannot parse (a shard of another version keeps being read as it was).
+fn preprocessing(shard: &Path) -> Result<Option<crate::preprocess::PreprocessConfig>> {
+    let kv = crate::io::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
+    Ok(metadata::get(&kv, metadata::spectra::PREPROCESS).and_then(|v| serde_json::from_str(v).ok()))
+}
+
+/// The resolving power ingest degraded a shard's spectra to, if it did.
+pub fn degraded_to_r(shard: &Path) -> Result<Option<f64>> {
+    Ok(preprocessing(shard)?.and_then(|c| c.degrade_to_r))
+}
+
 /// The resolution of a spectra shard: what ingest degraded it to, else its survey's native one
 /// (from the first row's `survey`). None for a shard that is not a spectra shard (embeddings do not
 /// record what their spectra were at), has no rows, or is of an unknown survey.
 pub fn shard_resolution(shard: &Path) -> Result<Option<Resolution>> {
-    let kv = crate::io::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
-    let Some(pre) = metadata::get(&kv, metadata::spectra::PREPROCESS) else { return Ok(None) };
-    let pre: crate::preprocess::PreprocessConfig = serde_json::from_str(pre)
-        .map_err(|e| ModelError::bad(shard, format!("unreadable {}: {e}", metadata::spectra::PREPROCESS)))?;
+    let Some(pre) = preprocessing(shard)? else { return Ok(None) };
     if let Some(r) = pre.degrade_to_r {
         return Ok(Some(Resolution::Constant(r)));
     }
