@@ -20,6 +20,9 @@
 #   clip-medium-wide  as clip-medium, with PAIR_BATCH_SIZE (168) pairs per contrastive batch: one
 #                 batch goes with each masked batch, so with ~10,000 training pairs an epoch sees
 #                 every pair (clip-medium: 64 per step, ~3,800 per epoch), each with more negatives;
+#   clip-medium-wide-long  as clip-medium-wide for LONG_CONTRASTIVE_EPOCHS (8) epochs (its
+#                 validation loss was still falling at 4); ~2 h on 2 cores, resumable: a killed run
+#                 continues from its last epoch's checkpoint when the script runs again;
 #   masked-long   masked tokens only for LONG_MASKED_EPOCHS (12) epochs: about the work of the
 #                 contrastive run, which embeds a batch of pairs twice per step (compute control).
 # Each encoder's head is also scored on a validation set: the DESI stars the LAMOST mock does not
@@ -90,6 +93,8 @@ for kind in "${encoders[@]}"; do
     clip-medium) flags=("${pairs[@]}" --contrastive-weight "$weight" --preset medium) ;;
     clip-medium-wide) flags=("${pairs[@]}" --contrastive-weight "$weight" --preset medium \
       --pair-batch-size "${PAIR_BATCH_SIZE:-168}") ;;
+    clip-medium-wide-long) flags=("${pairs[@]}" --contrastive-weight "$weight" --preset medium \
+      --pair-batch-size "${PAIR_BATCH_SIZE:-168}"); epochs="${LONG_CONTRASTIVE_EPOCHS:-8}" ;;
     masked-long) flags=(); epochs="${LONG_MASKED_EPOCHS:-12}" ;;
     *) echo "unknown encoder '$kind' in ENCODERS" >&2; exit 2 ;;
   esac

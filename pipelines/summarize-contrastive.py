@@ -4,7 +4,7 @@
 masked + contrastive encoders, per parameter and [Fe/H] regime, and the embedding/pixel ratios.
 
 Among the contrastive encoders that ran (clip, clip-w3, clip-only, clip-medium,
-clip-medium-wide), the one with the
+clip-medium-wide, clip-medium-wide-long), the one with the
 lowest validation score is chosen: the mean over Teff, log g and [Fe/H] of the embedding/pixel
 robust σ ratio for [Fe/H] ≥ −1 on the validation stars (OUT/validation-*; never the test stars).
 
@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 PARAMS = [("teff", "Teff (K)", "{:.0f}"), ("logg", "log g", "{:.3f}"), ("feh", "[Fe/H]", "{:.3f}")]
 REGIMES = [("metal-rich", "[Fe/H] ≥ −1"), ("metal-poor", "[Fe/H] < −1")]
 HYBRIDS = ("ivar", "regime", "ivar-regime")
-KINDS = ("masked", "clip", "clip-w3", "clip-only", "clip-medium", "clip-medium-wide", "masked-long")
+KINDS = ("masked", "clip", "clip-w3", "clip-only", "clip-medium", "clip-medium-wide", "clip-medium-wide-long", "masked-long")
 LABEL = {"masked": "masked", "clip": "masked + contrastive", "clip-w3": "masked + 3× contrastive",
          "clip-only": "contrastive only", "clip-medium": "masked + contrastive, medium",
          "clip-medium-wide": "masked + contrastive, medium, wide pair batches",
+         "clip-medium-wide-long": "masked + contrastive, medium, wide pair batches, longer",
          "masked-long": "masked, longer"}
 
 
