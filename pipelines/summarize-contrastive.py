@@ -3,9 +3,8 @@
 [68 % bootstrap interval] of the pixel head and of the embedding heads on the masked-token and the
 masked + contrastive encoders, per parameter and [Fe/H] regime, and the embedding/pixel ratios.
 
-Among the contrastive encoders that ran (clip, clip-w3, clip-only, clip-medium,
-clip-medium-wide, clip-medium-wide-long), the one with the
-lowest validation score is chosen: the mean over Teff, log g and [Fe/H] of the embedding/pixel
+Among the contrastive encoders that ran (every kind named clip*), the one with the lowest
+validation score is chosen: the mean over Teff, log g and [Fe/H] of the embedding/pixel
 robust σ ratio for [Fe/H] ≥ −1 on the validation stars (OUT/validation-*; never the test stars).
 
 Usage: pipelines/summarize-contrastive.py OUT   (reads OUT/evaluation-KIND/evaluation.parquet,

@@ -201,12 +201,15 @@ pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path)
         while end < n && ids.value(end) == ids.value(start) {
             end += 1;
         }
-        for (i, flag) in flags.iter_mut().enumerate().take(end).skip(start) {
-            for j in start..end {
+        let disagrees_with_a_head_of_the_other_kind = |i: usize| {
+            (start..end).any(|j| {
                 let kinds_differ = (model.value(i) == "mlp_embedding") != (model.value(j) == "mlp_embedding");
-                if kinds_differ && matches!((estimate(i), estimate(j)), (Some(a), Some(b)) if disagree(a, b)) {
-                    *flag |= Flag::HeadDisagree.mask();
-                }
+                kinds_differ && matches!((estimate(i), estimate(j)), (Some(a), Some(b)) if disagree(a, b))
+            })
+        };
+        for (i, flag) in (start..end).zip(&mut flags[start..end]) {
+            if disagrees_with_a_head_of_the_other_kind(i) {
+                *flag |= Flag::HeadDisagree.mask();
             }
         }
         start = end;

@@ -6,7 +6,7 @@ use super::data::load_labelled;
 use super::metrics::{self, Metrics};
 use super::mlp::{Adapter, Network};
 use super::predict::{Estimate, predict_standardized, to_physical};
-use super::resolution::{Resolution, learned_resolutions, warn_on_resolution_mismatch};
+use super::resolution::{Resolution, learned_resolutions, shard_resolutions, warn_on_resolution_mismatch};
 use super::split::TestSplit;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};
@@ -139,13 +139,14 @@ fn score_model(
     }
     let test = set.dataset(&test_rows, &base_card.label_scaling);
     // Once per model and per adapter that learned from other shards than the model.
+    let found = shard_resolutions(&shards);
     let mut checked: Vec<&[Resolution]> = Vec::new();
     let cards = strategies.iter().filter_map(|(_, c)| c.as_ref());
     let learned = std::iter::once((model, learned_resolutions(&base_card, None)))
         .chain(adapters.iter().zip(cards).map(|(dir, c)| (dir.as_path(), learned_resolutions(&base_card, Some(c)))));
     for (dir, learned) in learned {
         if !checked.contains(&learned) {
-            warn_on_resolution_mismatch(&shards, learned, dir);
+            warn_on_resolution_mismatch(&found, shards.len(), learned, dir);
             checked.push(learned);
         }
     }

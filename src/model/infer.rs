@@ -13,7 +13,7 @@ use super::mlp::{Adapter, Mlp, Network};
 use super::per_shard::{input_record, run_per_shard};
 use super::predict::{output_rows, to_physical};
 use super::reconstruction::Reconstruction;
-use super::resolution::{degraded_to_r, learned_resolutions, warn_on_resolution_mismatch};
+use super::resolution::{degraded_to_r, learned_resolutions, shard_resolutions, warn_on_resolution_mismatch};
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;
@@ -174,7 +174,8 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     let input = predictor.card.input.clone();
     let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_kind())?);
     let learned = learned_resolutions(&predictor.card, predictor.adapter_card.as_ref());
-    warn_on_resolution_mismatch(&shards, learned, opts.adapter.as_deref().unwrap_or(&opts.model));
+    let model = opts.adapter.as_deref().unwrap_or(&opts.model);
+    warn_on_resolution_mismatch(&shard_resolutions(&shards), shards.len(), learned, model);
     run_per_shard(
         &shards,
         &opts.out,

@@ -8,7 +8,7 @@ use super::{ModelError, Result};
 use crate::artifacts::metadata;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// LAMOST's resolving power: what a LAMOST shard is at unless ingest degraded it.
 pub const LAMOST_R: f64 = 1800.0;
@@ -80,7 +80,7 @@ pub fn shard_resolution(shard: &Path) -> Result<Option<Resolution>> {
 
 /// The distinct resolutions of a model's training shards, in first-seen order (empty when none
 /// is known, e.g. for embedding shards).
-pub fn training_resolutions(shards: &[std::path::PathBuf]) -> Result<Vec<Resolution>> {
+pub fn training_resolutions(shards: &[PathBuf]) -> Result<Vec<Resolution>> {
     let mut seen: Vec<Resolution> = Vec::new();
     for s in shards {
         if let Some(r) = shard_resolution(s)?
@@ -104,21 +104,34 @@ pub fn learned_resolutions<'a>(
     }
 }
 
-/// Warns, once per run, when spectra shards are at a resolution the model did not learn from.
-/// `learned` empty (a card written before resolutions were recorded, or embeddings): no check.
-/// A shard that cannot be read is left to the stage, which reports it and goes on without it.
-pub fn warn_on_resolution_mismatch(shards: &[std::path::PathBuf], learned: &[Resolution], model: &Path) {
+/// The resolutions of the shards that have one, read once per run for every check against it. A
+/// shard that cannot be read is left to the stage, which reports it and goes on without it.
+pub fn shard_resolutions(shards: &[PathBuf]) -> Vec<(&PathBuf, Resolution)> {
+    shards
+        .iter()
+        .filter_map(|s| match shard_resolution(s) {
+            Ok(r) => r.map(|r| (s, r)),
+            Err(e) => {
+                tracing::debug!("resolution check skips a shard: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Warns when shards (`found`, of `n_shards` read) are at a resolution the model did not learn
+/// from. `learned` empty (a card written before resolutions were recorded, or embeddings): no check.
+pub fn warn_on_resolution_mismatch(
+    found: &[(&PathBuf, Resolution)],
+    n_shards: usize,
+    learned: &[Resolution],
+    model: &Path,
+) {
     if learned.is_empty() {
         return;
     }
-    let mut off: Vec<(&std::path::PathBuf, Resolution)> = Vec::new();
-    for s in shards {
-        match shard_resolution(s) {
-            Ok(Some(r)) if !learned.iter().any(|l| l.matches(&r)) => off.push((s, r)),
-            Ok(_) => {}
-            Err(e) => tracing::debug!("resolution check skips a shard: {e}"),
-        }
-    }
+    let off: Vec<&(&PathBuf, Resolution)> =
+        found.iter().filter(|(_, r)| !learned.iter().any(|l| l.matches(r))).collect();
     if let Some((first, r)) = off.first() {
         let names: Vec<String> = learned.iter().map(|l| l.to_string()).collect();
         let remedy = match learned.iter().find_map(|l| if let Resolution::Constant(r) = l { Some(*r) } else { None }) {
@@ -126,10 +139,9 @@ pub fn warn_on_resolution_mismatch(shards: &[std::path::PathBuf], learned: &[Res
             None => "`ingest` without --degrade-to-r".into(),
         };
         tracing::warn!(
-            "{} of {} shards (first: {}) are at {r}, but {} learned from spectra at {}: its labels will be \
+            "{} of {n_shards} shards (first: {}) are at {r}, but {} learned from spectra at {}: its labels will be \
              biased there. Ingest them at the model's resolution ({remedy}) or adapt the model to them (`finetune`).",
             off.len(),
-            shards.len(),
             first.display(),
             model.display(),
             names.join(", "),

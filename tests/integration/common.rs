@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests.
 
 use polars::prelude::*;
+use starpipe::artifacts::ShardKind;
+use starpipe::artifacts::discover::shard_paths;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::ingest::{IngestOptions, IngestSummary, Survey, run_ingest};
+pub use starpipe::model::resolution::Resolution;
+use starpipe::model::resolution::training_resolutions;
 use starpipe::preprocess::PreprocessConfig;
 use std::path::{Path, PathBuf};
 
@@ -52,6 +56,12 @@ pub fn read_parts(out: &Path, prefix: &str) -> DataFrame {
         df.vstack_mut(&f).unwrap();
     }
     df
+}
+
+/// The resolutions a model trained on an output directory's spectra shards records.
+pub fn resolutions(out: &Path) -> Vec<Resolution> {
+    let shards = shard_paths(&[out.to_path_buf()], ShardKind::Spectra).unwrap();
+    training_resolutions(&shards).unwrap()
 }
 
 /// All spectra shards of an output directory, read with polars.

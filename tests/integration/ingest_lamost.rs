@@ -153,13 +153,7 @@ fn dr10_directory_ingests_without_failures() {
     }
     assert!(uncovered_ends > 0, "the uncovered red end is masked in some spectra");
     // Real LAMOST shards are at LAMOST's own resolution: what a model trained on them records.
-    let shard = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
-        .unwrap();
-    use starpipe::model::resolution::{Resolution, shard_resolution};
-    assert_eq!(shard_resolution(&shard).unwrap(), Some(Resolution::Constant(1800.0)));
+    assert_eq!(resolutions(out.path()), vec![Resolution::Constant(1800.0)]);
 }
 
 #[test]
