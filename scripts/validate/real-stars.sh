@@ -28,7 +28,10 @@
 #   set it empty for plain training), DESI_INGEST_ARGS (`starpipe ingest` flags
 #   for the DESI renders; default `--degrade-to-r`, i.e. LAMOST's R = 1800 as the model was trained
 #   on; set it empty for DESI's native resolution), MILES (../shared/data/miles_stars),
-#   PYTHON (.venv-test/bin/python when present: numpy, safetensors, pyarrow).
+#   PYTHON (.venv-test/bin/python when present: numpy, safetensors, pyarrow),
+#   PRUNE_RENDERS (0; 1 deletes a fold's mock and library FITS files once they are ingested, keeping
+#   their label tables: 5 folds then need ~1 GB of disk instead of ~13 GB. To ingest a pruned fold
+#   again, delete its `*-files` folder too, so the renders are drawn again, identically).
 # Re-running reuses finished steps (a step is redone when its output is missing).
 # Do not tune on any other spectral library: MILES and the DR10 stars are the validation sets.
 set -euo pipefail
@@ -40,6 +43,7 @@ repeats="${REPEATS:-2}"
 library_train_repeats="${LIBRARY_TRAIN_REPEATS:-10}"
 library_snr="${LIBRARY_SNR:-loguniform:20:80}"
 seed="${SEED:-1}"
+prune_renders="${PRUNE_RENDERS:-0}"
 miles="${MILES:-../shared/data/miles_stars}"
 read -r -a train_args <<< "${TRAIN_ARGS---augment}"
 read -r -a desi_ingest_args <<< "${DESI_INGEST_ARGS---degrade-to-r}"
@@ -48,6 +52,14 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 source scripts/steps.sh
 mkdir -p "$out"
+
+# prune_renders FILES SHARDS: with PRUNE_RENDERS=1, the rendered FITS files of FILES once SHARDS
+# holds their ingest summary (the label tables stay: later steps read them).
+prune_renders() {
+  if [[ "$prune_renders" == 1 && -f "$2/ingest-summary-00000-of-00001.json" ]]; then
+    find "$1" -maxdepth 1 -name '*.fits*' -delete
+  fi
+}
 
 # only_stars LABELS IDS OUT: the rows of a label table whose library id IDS lists.
 only_stars() { "$PYTHON" scripts/validate/only_stars.py "$@"; }
@@ -82,6 +94,7 @@ for k in $folds; do
       --emulator "$f/emulator/miles_emulator.safetensors" --out "$f/lamost-files"
   step "fold $k: ingest" "$f/lamost/ingest-summary-00000-of-00001.json" \
     "$bin" ingest --survey lamost --input "$f/lamost-files" --out "$f/lamost" --grid specclip
+  prune_renders "$f/lamost-files" "$f/lamost"
   train_spectra=("$f/lamost")
   train_labels="$f/lamost-files/labels.parquet"
   if (( library_train_repeats > 0 )); then
@@ -100,6 +113,7 @@ open('$f/train-library-ids.txt', 'w').write(''.join(f'{i}\\n' for i in keep))"
         --out "$f/library-files"
     step "fold $k: ingest the library renders" "$f/library/ingest-summary-00000-of-00001.json" \
       "$bin" ingest --survey lamost --input "$f/library-files" --out "$f/library" --grid specclip
+    prune_renders "$f/library-files" "$f/library"
     step "fold $k: join the label tables" "$f/train-labels.parquet" "$PYTHON" -c "
 import pyarrow as pa, pyarrow.parquet as pq
 t = pa.concat_tables([pq.read_table('$f/lamost-files/labels.parquet'), pq.read_table('$f/library-files/labels.parquet')])
