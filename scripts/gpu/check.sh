@@ -31,7 +31,7 @@ trap 'rm -rf "$W"' EXIT
 if [ "$DEVICE" = cuda ]; then
     N=20000 ENC_N=4000 SECS=5 MLP_BATCH="4096 16384" ENC_BATCH="64 256"
 else
-    N=600 ENC_N=200 SECS=1 MLP_BATCH="1024" ENC_BATCH="8"
+    N=300 ENC_N=100 SECS=1 MLP_BATCH="1024" ENC_BATCH="2"
 fi
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/check.log"; }
 sp() { log "starpipe $*"; "$BIN" "$@" >> "$OUT/check.log" 2>&1; }

@@ -8,6 +8,7 @@ mod common;
 mod continuum_bias;
 mod embeddings;
 mod fuzz_corpus;
+mod gpu_check_script;
 mod ingest_bad_inputs;
 mod ingest_desi;
 mod ingest_lamost;
