@@ -19,9 +19,12 @@
 # of this script on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=$(realpath "${1:-$HOME/.cache/starpipe-target-cuda/release/starpipe}")
+BIN=${1:-$HOME/.cache/starpipe-target-cuda/release/starpipe}
+[ -x "$BIN" ] || { echo "check.sh: no starpipe binary at $BIN (scripts/gpu/build.sh builds one)" >&2; exit 2; }
+BIN=$(realpath "$BIN")
 OUT=${2:-${OUT:-/tmp/starpipe-gpu-check}}
 DEVICE=${DEVICE:-cuda}
+case "$DEVICE" in cuda | cpu) ;; *) echo "check.sh: DEVICE is cuda or cpu, not '$DEVICE'" >&2; exit 2 ;; esac
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 : > "$OUT/speed.jsonl"

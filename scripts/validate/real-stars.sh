@@ -44,6 +44,7 @@ library_train_repeats="${LIBRARY_TRAIN_REPEATS:-10}"
 library_snr="${LIBRARY_SNR:-loguniform:20:80}"
 seed="${SEED:-1}"
 prune_renders="${PRUNE_RENDERS:-0}"
+[[ "$prune_renders" == [01] ]] || { echo "real-stars.sh: PRUNE_RENDERS is 0 or 1, not '$prune_renders'" >&2; exit 2; }
 miles="${MILES:-../shared/data/miles_stars}"
 read -r -a train_args <<< "${TRAIN_ARGS---augment}"
 read -r -a desi_ingest_args <<< "${DESI_INGEST_ARGS---degrade-to-r}"
