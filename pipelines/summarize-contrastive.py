@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 PARAMS = [("teff", "Teff (K)", "{:.0f}"), ("logg", "log g", "{:.3f}"), ("feh", "[Fe/H]", "{:.3f}")]
 REGIMES = [("metal-rich", "[Fe/H] ≥ −1"), ("metal-poor", "[Fe/H] < −1")]
 HYBRIDS = ("ivar", "regime", "ivar-regime")
-KINDS = ("masked", "clip", "clip-w3", "clip-only", "clip-medium", "clip-medium-wide", "clip-medium-wide-long", "masked-long")
 LABEL = {"masked": "masked", "clip": "masked + contrastive", "clip-w3": "masked + 3× contrastive",
          "clip-only": "contrastive only", "clip-medium": "masked + contrastive, medium",
          "clip-medium-wide": "masked + contrastive, medium, wide pair batches",
          "clip-medium-wide-long": "masked + contrastive, medium, wide pair batches, longer",
          "masked-long": "masked, longer"}
+KINDS = tuple(LABEL)  # the encoder kinds contrastive-experiment.sh knows, in table order
 
 
 def validation(out, kinds):
