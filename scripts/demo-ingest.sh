@@ -29,4 +29,4 @@ echo "the model in $out/model, its scores in $out/evaluation/evaluation.md, pred
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT survey, count(*), median(snr_grid) FROM '$out/*/spectra-*.parquet' GROUP BY ALL\\\").show()\""
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT status, reason, count(*) FROM '$out/*/report-*.parquet' WHERE status <> 'written' GROUP BY ALL\\\").show()\""
 echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT spectrum_id, round(teff) AS teff, round(teff_err) AS teff_err, round(feh,2) AS feh, round(feh_err,2) AS feh_err FROM '$out/predictions-lamost-real/*.parquet'\\\").show()\""
-echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT round(teff/250)*250 AS teff, round(logg*2)/2 AS logg, count(*) FROM '$out/catalog-desi.parquet' WHERE success AND flags < 256 GROUP BY ALL ORDER BY ALL\\\").show()\""
+echo "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT round(teff/250)*250 AS teff, round(logg*2)/2 AS logg, count(*) FROM '$out/catalog-desi.parquet' WHERE is_default_head AND is_primary AND quality_flags < 256 GROUP BY ALL ORDER BY ALL\\\").show()\""

@@ -4,7 +4,8 @@ Each fold's model is scored only on the MILES stars its emulator never saw (fold
 held_out_ids.txt), so pooling the folds scores every labelled MILES star exactly once. Inside the
 training domain = the labels the mock draws from (Teff 3800-8000 K, log g 0.5-5.2, [Fe/H] -2.5-+0.5);
 the accuracy rows use the 4000-7000 K core, as the survey goals do. "Flagged" counts the domain
-flags (OOD, LABEL_EDGE, LARGE_ERR: catalogue bits 5-7) and, separately, any flag.
+flags (OOD, LABEL_EDGE, LARGE_ERR; their bits are read from each catalogue's `starpipe` metadata) and,
+separately, any flag.
 
 Usage: python scripts/validate/summarize.py OUT      (needs numpy, pyarrow)
 """
@@ -15,8 +16,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 PARAMS = [("teff", "Teff (K)", "{:.0f}"), ("logg", "log g", "{:.3f}"), ("feh", "[Fe/H]", "{:.3f}")]
-DOMAIN_BITS = (1 << 5) | (1 << 6) | (1 << 7)
-FATAL_BITS = 0b11
+import json
+
+DOMAIN_FLAGS = ("OOD", "LABEL_EDGE", "LARGE_ERR")
+
+
+def flag_masks(catalog_path):
+    """(fatal mask, domain-flag mask) as the catalogue's own metadata defines them."""
+    meta = json.loads(pq.read_schema(catalog_path).metadata[b"starpipe"])
+    bits = meta["flag_bits"]
+    return meta["fatal_mask"], sum(1 << bits[name]["bit"] for name in DOMAIN_FLAGS)
 
 
 def robust_sigma(x):
@@ -37,7 +46,10 @@ def catalogue_rows(catalog_path, labels_path, key, lib_key, truth):
     keep = np.array([r is not None for r in rows])
     rows = [r for r in rows if r is not None]
     out = {c: np.array(cat[c], dtype=float)[keep] for c in
-           ("teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "snr", "flags", "ood_score")}
+           ("teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "snr", "quality_flags", "ood_score")}
+    fatal, domain = flag_masks(catalog_path)
+    out["fatal_mask"] = np.full(keep.sum(), fatal, dtype=np.int64)
+    out["domain_mask"] = np.full(keep.sum(), domain, dtype=np.int64)
     out["source_id"] = np.array(cat["source_id"])[keep]
     out["success"] = np.array(cat["success"], dtype=bool)[keep]
     for p, col in zip(("teff", "logg", "feh"), truth):
@@ -92,9 +104,9 @@ def accuracy_rows(pooled):
 
 
 def flag_row(name, d):
-    flags = d["flags"].astype(np.int64)
-    live = (flags & FATAL_BITS) == 0
-    domain = (flags & DOMAIN_BITS) != 0
+    flags = d["quality_flags"].astype(np.int64)
+    live = (flags & d["fatal_mask"]) == 0
+    domain = (flags & d["domain_mask"]) != 0
     anyflag = flags != 0
     n = int(live.sum())
     if n == 0:

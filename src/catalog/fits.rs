@@ -1,20 +1,20 @@
 //! The catalogue as a FITS binary table, for TOPCAT and other FITS tools: one HDU `CATALOG` with
 //! TUNITn (units), TUCDn and TCOMMn (the UCD and description conventions STIL/TOPCAT read; long
 //! descriptions continue over cards by the long-string convention), and an HDU `FLAG_BITS` that
-//! defines every bit of `flags`, with the thresholds as its header keywords.
+//! defines every bit of `quality_flags`, with the thresholds as its header keywords.
 //!
 //! Logarithmic units (dex, log(cm.s**-2)) are not FITS units (astropy warns on them and cannot
 //! read them back; its own writer leaves them out too), so their columns carry the unit at the end
 //! of TCOMMn instead of a TUNITn.
 //!
 //! FITS has no nulls for floats but NaN, and no unsigned 32-bit integers: null floats are NaN, null
-//! integers are −1 with TNULLn = −1, `flags` is a signed 32-bit column (bit 31 is never set),
+//! integers (32- and 64-bit) are −1 with TNULLn = −1 on every nullable column, `quality_flags` is a signed 32-bit column (bit 31 is never set),
 //! booleans are logical (L) columns.
 
-use super::flags::{ALL, FATAL_MASK, Thresholds};
+use super::flags::{ALL, CUTS, FATAL_MASK, Thresholds};
 use super::{CatalogError, Result};
 use crate::schema::TableSchema;
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type};
 use fitsio::FitsFile;
 use fitsio::tables::{ColumnDataType, ColumnDescription};
@@ -66,7 +66,12 @@ fn write_fits_at(tmp: &Path, batch: &RecordBatch, schema: &TableSchema, threshol
                 let a = col.as_primitive::<UInt32Type>();
                 hdu.write_col(&mut f, name, &a.values().iter().map(|&v| v as i32).collect::<Vec<i32>>()).map(|_| ())
             }
-            DataType::Int64 => hdu.write_col(&mut f, name, col.as_primitive::<Int64Type>().values()).map(|_| ()),
+            DataType::Int64 => {
+                // Not the array's values: a null's slot holds whatever the buffer had (0), which
+                // is a valid-looking id.
+                let a = col.as_primitive::<Int64Type>();
+                hdu.write_col(&mut f, name, &a.iter().map(|v| v.unwrap_or(-1)).collect::<Vec<i64>>()).map(|_| ())
+            }
             DataType::Float32 => {
                 let a = col.as_primitive::<Float32Type>();
                 hdu.write_col(&mut f, name, &a.iter().map(|v| v.unwrap_or(f32::NAN)).collect::<Vec<f32>>()).map(|_| ())
@@ -88,7 +93,9 @@ fn write_fits_at(tmp: &Path, batch: &RecordBatch, schema: &TableSchema, threshol
         }
         let comm = if logarithmic { format!("{} [{}]", spec.description, spec.unit) } else { spec.description.clone() };
         write_long_string(&mut f, &format!("TCOMM{n}"), &comm).map_err(e)?;
-        if matches!(field.data_type(), DataType::Int32) && col.null_count() > 0 {
+        // TNULLn on every nullable integer column, nulls or not, so a reader of any file of the
+        // catalogue masks the same value.
+        if matches!(field.data_type(), DataType::Int32 | DataType::Int64) && field.is_nullable() {
             hdu.write_key(&mut f, &format!("TNULL{n}"), -1i64).map_err(e)?;
         }
     }
@@ -98,7 +105,7 @@ fn write_fits_at(tmp: &Path, batch: &RecordBatch, schema: &TableSchema, threshol
     Ok(())
 }
 
-/// `FLAG_BITS`: one row per bit of `flags` (BIT, NAME, CLASS, MEANING), the thresholds as keywords.
+/// `FLAG_BITS`: one row per bit of `quality_flags` (BIT, NAME, CLASS, MEANING), the thresholds as keywords.
 fn write_flag_bits(f: &mut FitsFile, t: &Thresholds) -> fitsio::errors::Result<()> {
     let text = |name: &str, width: usize| {
         ColumnDescription::new(name).with_type(ColumnDataType::String).that_repeats(width).create()
@@ -113,9 +120,13 @@ fn write_flag_bits(f: &mut FitsFile, t: &Thresholds) -> fitsio::errors::Result<(
     let hdu = f.create_table("FLAG_BITS", &cols)?;
     hdu.write_col(f, "BIT", &ALL.iter().map(|b| b.bit() as i32).collect::<Vec<_>>())?;
     hdu.write_col(f, "NAME", &ALL.iter().map(|b| b.name().to_string()).collect::<Vec<_>>())?;
-    hdu.write_col(f, "CLASS", &ALL.iter().map(|b| b.class().to_string()).collect::<Vec<_>>())?;
+    hdu.write_col(f, "CLASS", &ALL.iter().map(|b| b.class().name().to_string()).collect::<Vec<_>>())?;
     hdu.write_col(f, "MEANING", &ALL.iter().map(|b| b.description().to_string()).collect::<Vec<_>>())?;
-    hdu.write_key(f, "FATALMSK", (FATAL_MASK as i64, "flags & FATALMSK != 0: no estimates (success false)"))?;
+    hdu.write_key(f, "FATALMSK", (FATAL_MASK as i64, "quality_flags & FATALMSK != 0: no estimates"))?;
+    // The published cuts, in TOPCAT's expression language.
+    for c in CUTS {
+        hdu.write_key(f, c.fits_key, c.topcat().as_str())?;
+    }
     hdu.write_key(f, "MINSNR", (t.min_snr, "LOW_SNR below this median S/N per pixel"))?;
     hdu.write_key(f, "HMASKFR", (t.high_mask_fraction, "HIGH_MASK_FRAC above this masked fraction"))?;
     hdu.write_key(f, "MAXETEFF", (t.max_error[0], "[K] LARGE_ERR above this teff_err"))?;

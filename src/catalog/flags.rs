@@ -1,48 +1,150 @@
-//! Quality flags of a catalogue row (`flags`, uint32; catalog-conventions.md §2).
+//! Quality flags of a catalogue row (`quality_flags`, uint32; catalog-conventions.md §2).
 //!
-//! Lower bits are more severe, so "clean" cuts are `flags < 2^k`; bit 31 is never set, so the value
-//! also fits a signed 32-bit integer (VOTable has no unsigned type).
+//! The bits come in three classes, one byte each, the more severe the higher: informational bits
+//! 0-7, quality bits 8-15, fatal bits 16-23. "Nothing worse than class X" is therefore
+//! `quality_flags < 2^k` (`CUTS`), the convention of Zhang, Green & Rix, and a new bit of a class
+//! takes a free bit of its byte without moving the cuts. Bit 31 is never set, so the value also
+//! fits a signed 32-bit integer (VOTable and FITS have no unsigned type). The column is not called
+//! `flags`: pandas' `DataFrame.flags` would shadow it in attribute access.
 
 use serde::{Deserialize, Serialize};
 
+/// How bad a flag is; each class owns one byte of `quality_flags`, ordered by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Worth knowing; the estimates are as good as the row's other bits say.
+    Info,
+    /// The estimates exist but should not be trusted without care.
+    Quality,
+    /// No estimates: `success` is false and they are null.
+    Fatal,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Info, Class::Quality, Class::Fatal];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Info => "info",
+            Class::Quality => "quality",
+            Class::Fatal => "fatal",
+        }
+    }
+    /// The lowest bit of the class's byte.
+    pub fn first_bit(self) -> u32 {
+        8 * self as u32
+    }
+    /// Every bit of the class's byte, used or reserved.
+    pub fn mask(self) -> u32 {
+        0xff << self.first_bit()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flag {
-    BadInput = 0,
-    NotStar = 1,
-    LowSnr = 2,
-    HighMaskFrac = 3,
-    FiberWarn = 4,
-    Ood = 5,
-    LabelEdge = 6,
-    LargeErr = 7,
-    HeadDisagree = 8,
-    MetalPoorEmbed = 9,
-    RvUncertain = 10,
-    NoClass = 11,
-    RepeatsDisagree = 12,
+    HeadDisagree = 0,
+    MetalPoorEmbed = 1,
+    RvUncertain = 2,
+    NoClass = 3,
+    RepeatsDisagree = 4,
+    LowSnr = 8,
+    HighMaskFrac = 9,
+    FiberWarn = 10,
+    Ood = 11,
+    LabelEdge = 12,
+    LargeErr = 13,
+    NotStar = 16,
+    BadInput = 17,
 }
 
 pub const ALL: [Flag; 13] = [
-    Flag::BadInput,
-    Flag::NotStar,
+    Flag::HeadDisagree,
+    Flag::MetalPoorEmbed,
+    Flag::RvUncertain,
+    Flag::NoClass,
+    Flag::RepeatsDisagree,
     Flag::LowSnr,
     Flag::HighMaskFrac,
     Flag::FiberWarn,
     Flag::Ood,
     Flag::LabelEdge,
     Flag::LargeErr,
-    Flag::HeadDisagree,
-    Flag::MetalPoorEmbed,
-    Flag::RvUncertain,
-    Flag::NoClass,
-    Flag::RepeatsDisagree,
+    Flag::NotStar,
+    Flag::BadInput,
 ];
 
 /// Bits that make a row unusable: its estimates are null and `success` is false.
-pub const FATAL_MASK: u32 = 0b11;
+pub const FATAL_MASK: u32 = 0xff << 16;
 
-/// Fatal and quality bits (0-7): a row without any passes the basic cut (`flags < 256`).
-pub const BASIC_CUT_MASK: u32 = 0xff;
+/// A published selection: the rows whose bits all belong to the classes it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub name: &'static str,
+    /// The classes a kept row may carry.
+    pub allows: &'static [Class],
+    pub keeps: &'static str,
+    /// The FITS keyword of `FLAG_BITS` that holds the cut in TOPCAT's language.
+    pub fits_key: &'static str,
+}
+
+/// The cuts every document and every file's metadata publish, from the strictest.
+pub const CUTS: [Cut; 3] = [
+    Cut { name: "strict", allows: &[], keeps: "rows without any flag", fits_key: "CUTSTRCT" },
+    Cut {
+        name: "basic",
+        allows: &[Class::Info],
+        keeps: "rows without a fatal or quality flag (informational flags allowed)",
+        fits_key: "CUTBASIC",
+    },
+    Cut {
+        name: "usable",
+        allows: &[Class::Info, Class::Quality],
+        keeps: "rows with estimates (no fatal flag): the same rows as `success`",
+        fits_key: "CUTUSABL",
+    },
+];
+
+impl Cut {
+    /// Rows with `quality_flags` below this value pass: the first bit of the least severe class not allowed.
+    pub fn below(&self) -> u32 {
+        let worst_allowed = self.allows.iter().max().map_or(0, |c| *c as u32 + 1);
+        1 << (8 * worst_allowed)
+    }
+    pub fn passes(&self, quality_flags: u32) -> bool {
+        quality_flags < self.below()
+    }
+    /// The cut as an SQL condition (DuckDB, Polars' SQL, ADQL).
+    pub fn sql(&self) -> String {
+        if self.allows.is_empty() { format!("{COLUMN} = 0") } else { format!("{COLUMN} < {}", self.below()) }
+    }
+    /// The cut as a Polars expression.
+    pub fn polars(&self) -> String {
+        if self.allows.is_empty() {
+            format!("pl.col(\"{COLUMN}\") == 0")
+        } else {
+            format!("pl.col(\"{COLUMN}\") < {}", self.below())
+        }
+    }
+    /// The cut as a pandas (and numpy/astropy) condition on a frame or table `t`.
+    pub fn pandas(&self) -> String {
+        if self.allows.is_empty() {
+            format!("t[\"{COLUMN}\"] == 0")
+        } else {
+            format!("t[\"{COLUMN}\"] < {}", self.below())
+        }
+    }
+    /// The cut in TOPCAT's expression language (and STILTS).
+    pub fn topcat(&self) -> String {
+        if self.allows.is_empty() { format!("{COLUMN} == 0") } else { format!("{COLUMN} < {}", self.below()) }
+    }
+}
+
+/// The name of the bitmask column in every catalogue table.
+pub const COLUMN: &str = "quality_flags";
+
+pub fn cut(name: &str) -> &'static Cut {
+    CUTS.iter().find(|c| c.name == name).expect("a published cut")
+}
 
 impl Flag {
     pub fn bit(self) -> u32 {
@@ -68,13 +170,11 @@ impl Flag {
             Flag::RepeatsDisagree => "REPEATS_DISAGREE",
         }
     }
-    pub fn class(self) -> &'static str {
-        match self {
-            Flag::BadInput | Flag::NotStar => "fatal",
-            Flag::HeadDisagree | Flag::MetalPoorEmbed | Flag::RvUncertain | Flag::NoClass | Flag::RepeatsDisagree => {
-                "info"
-            }
-            _ => "quality",
+    pub fn class(self) -> Class {
+        match self.bit() / 8 {
+            0 => Class::Info,
+            1 => Class::Quality,
+            _ => Class::Fatal,
         }
     }
     pub fn description(self) -> &'static str {
@@ -439,11 +539,66 @@ mod tests {
 
     #[test]
     fn bits_are_ordered_by_severity_and_never_use_bit_31() {
-        let classes: Vec<&str> = ALL.iter().map(|f| f.class()).collect();
-        let rank = |c: &str| ["fatal", "quality", "info"].iter().position(|x| *x == c).unwrap();
-        assert!(classes.windows(2).all(|w| rank(w[0]) <= rank(w[1])));
-        let fatal: u32 = ALL.iter().filter(|f| f.class() == "fatal").map(|f| f.mask()).sum();
-        assert_eq!(fatal, FATAL_MASK);
+        // The class each flag must have, written out by name (not derived from the bit).
+        let intended = [
+            ("HEAD_DISAGREE", Class::Info),
+            ("METAL_POOR_EMBED", Class::Info),
+            ("RV_UNCERTAIN", Class::Info),
+            ("NO_CLASS", Class::Info),
+            ("REPEATS_DISAGREE", Class::Info),
+            ("LOW_SNR", Class::Quality),
+            ("HIGH_MASK_FRAC", Class::Quality),
+            ("FIBER_WARN", Class::Quality),
+            ("OOD", Class::Quality),
+            ("LABEL_EDGE", Class::Quality),
+            ("LARGE_ERR", Class::Quality),
+            ("NOT_STAR", Class::Fatal),
+            ("BAD_INPUT", Class::Fatal),
+        ];
+        assert_eq!(ALL.len(), intended.len());
+        for (flag, (name, class)) in ALL.iter().zip(intended) {
+            assert_eq!((flag.name(), flag.class()), (name, class));
+        }
+        // Every bit of a more severe class lies above every bit of a less severe one.
+        for a in ALL {
+            for b in ALL {
+                if a.class() < b.class() {
+                    assert!(a.bit() < b.bit(), "{} below {}", a.name(), b.name());
+                }
+            }
+        }
+        let fatal: u32 = ALL.iter().filter(|f| f.class() == Class::Fatal).map(|f| f.mask()).sum();
+        assert_eq!(fatal & !FATAL_MASK, 0);
+        assert_eq!(fatal, (1 << 16) | (1 << 17));
         assert!(ALL.iter().all(|f| f.bit() < 31));
+        let bits: std::collections::BTreeSet<u32> = ALL.iter().map(|f| f.bit()).collect();
+        assert_eq!(bits.len(), ALL.len(), "two flags share a bit");
+    }
+
+    #[test]
+    fn each_cut_keeps_exactly_the_rows_its_words_promise() {
+        // Every single bit, every pair of bits, no bit and every bit: kept exactly when no bit
+        // lies outside the classes the cut allows.
+        let mut values = vec![0u32, ALL.iter().map(|f| f.mask()).sum()];
+        for a in ALL {
+            values.push(a.mask());
+            for b in ALL {
+                values.push(a.mask() | b.mask());
+            }
+        }
+        for cut in CUTS {
+            for &v in &values {
+                let promised = ALL.iter().all(|f| v & f.mask() == 0 || cut.allows.contains(&f.class()));
+                assert_eq!(cut.passes(v), promised, "{} on {v:#x}", cut.name);
+            }
+        }
+        assert_eq!(cut("strict").sql(), "quality_flags = 0");
+        assert_eq!(cut("basic").sql(), "quality_flags < 256");
+        assert_eq!(cut("usable").sql(), "quality_flags < 65536");
+        assert_eq!(cut("basic").polars(), "pl.col(\"quality_flags\") < 256");
+        // `usable` is `success`.
+        for &v in &values {
+            assert_eq!(cut("usable").passes(v), v & FATAL_MASK == 0);
+        }
     }
 }

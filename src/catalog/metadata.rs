@@ -2,7 +2,7 @@
 //! one FIELD per column, so astropy and TOPCAT see units and UCDs) and the `starpipe` JSON key
 //! (flag bits, thresholds, heads).
 
-use super::flags::{ALL, FATAL_MASK, Thresholds};
+use super::flags::{ALL, CUTS, Class, FATAL_MASK, Thresholds};
 use super::rows::Head;
 use crate::schema::TableSchema;
 
@@ -42,14 +42,14 @@ pub fn votable(schema: &TableSchema) -> String {
     s
 }
 
-/// The `starpipe` key: versioned JSON a reader needs to interpret `flags` and the heads.
+/// The `starpipe` key: versioned JSON a reader needs to interpret `quality_flags` and the heads.
 pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
     let bits: serde_json::Map<String, serde_json::Value> = ALL
         .iter()
         .map(|f| {
             (
                 f.name().to_string(),
-                serde_json::json!({"bit": f.bit(), "class": f.class(), "description": f.description()}),
+                serde_json::json!({"bit": f.bit(), "class": f.class().name(), "description": f.description()}),
             )
         })
         .collect();
@@ -68,15 +68,36 @@ pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
         })
         .collect();
     serde_json::json!({
-        "format": "starpipe-catalog/1",
+        "format": "starpipe-catalog/2",
         "version": crate::VERSION,
         "flag_bits": bits,
         "fatal_mask": FATAL_MASK,
-        "cuts": {"basic": "flags < 256", "strict": "flags == 0"},
+        "flag_column": super::flags::COLUMN,
+        "classes": Class::ALL.iter().map(|c| serde_json::json!({"name": c.name(), "mask": c.mask()})).collect::<Vec<_>>(),
+        "cuts": cuts(),
         "thresholds": thresholds,
         "heads": heads,
     })
     .to_string()
+}
+
+/// The published cuts, each with what it keeps and how to write it in the tools users bring.
+fn cuts() -> serde_json::Map<String, serde_json::Value> {
+    CUTS.iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                serde_json::json!({
+                    "keeps": c.keeps,
+                    "allows_classes": c.allows.iter().map(|a| a.name()).collect::<Vec<_>>(),
+                    "sql": c.sql(),
+                    "polars": c.polars(),
+                    "pandas": c.pandas(),
+                    "topcat": c.topcat(),
+                }),
+            )
+        })
+        .collect()
 }
 
 /// Key-value metadata written into every catalogue Parquet file.

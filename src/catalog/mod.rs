@@ -108,24 +108,41 @@ pub struct CatalogSummary {
     pub written: u64,
     pub success: u64,
     pub partitions: usize,
-    /// Rows per flag name.
-    pub flag_counts: Vec<(&'static str, u64)>,
+    /// Rows written per flag, every flag in bit order (zeros included), counted on the rows as
+    /// written: after head disagreements are marked and, for the per-star table, stars combined.
+    pub flag_counts: Vec<(flags::Flag, u64)>,
+    /// Rows written that pass each published cut (`flags::CUTS`, in that order).
+    pub cut_counts: Vec<(&'static flags::Cut, u64)>,
 }
 
-fn tally(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch) {
+fn quality_flags(batch: &arrow::array::RecordBatch) -> &arrow::array::UInt32Array {
     use arrow::array::AsArray;
-    let flags = batch.column_by_name("flags").expect("catalogue schema").as_primitive::<arrow::datatypes::UInt32Type>();
-    if summary.flag_counts.is_empty() {
-        summary.flag_counts = flags::ALL.iter().map(|f| (f.name(), 0)).collect();
-    }
-    for v in flags.values() {
+    batch.column_by_name(flags::COLUMN).expect("catalogue schema").as_primitive::<arrow::datatypes::UInt32Type>()
+}
+
+/// Per-spectrum rows as joined, before sorting.
+fn tally_spectra(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch) {
+    for v in quality_flags(batch).values() {
         summary.rows += 1;
         if v & flags::FATAL_MASK == 0 {
             summary.success += 1;
         }
-        for (k, f) in flags::ALL.iter().enumerate() {
+    }
+}
+
+/// The flags of rows as they go into the file.
+fn tally_flags(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch) {
+    if summary.flag_counts.is_empty() {
+        summary.flag_counts = flags::ALL.iter().map(|f| (*f, 0)).collect();
+        summary.cut_counts = flags::CUTS.iter().map(|c| (c, 0)).collect();
+    }
+    for &v in quality_flags(batch).values() {
+        for (c, n) in summary.cut_counts.iter_mut() {
+            *n += u64::from(c.passes(v));
+        }
+        for (f, n) in summary.flag_counts.iter_mut() {
             if v & f.mask() != 0 {
-                summary.flag_counts[k].1 += 1;
+                *n += 1;
             }
         }
     }
@@ -158,7 +175,7 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
         return Err(CatalogError::Invalid("give at least one --predictions directory".into()));
     }
     refuse_same_shard_names(&shards)?;
-    let heads = opts.predictions.iter().map(|d| Head::open(d)).collect::<Result<Vec<_>>>()?;
+    let heads = Head::open_all(&opts.predictions)?;
     let table = if opts.per_star { crate::schema::catalog_stars() } else { crate::schema::catalog() };
     let kv = metadata::key_values(&table, &opts.thresholds, &heads);
     // The flag bits, thresholds and heads also in the Arrow schema's metadata: what
@@ -194,16 +211,18 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 let mut batches = Vec::new();
                 for shard in &shards {
                     shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
-                        tally(&mut summary, &b);
+                        tally_spectra(&mut summary, &b);
                         batches.push(b);
                         Ok(())
                     })?;
                 }
                 if opts.format == Format::Parquet {
-                    summary.written =
-                        write::write_sorted(tmp, &schema, batches, opts.thresholds.disagree_sigma, &output, &kv)?;
+                    let mut seen = |b: &arrow::array::RecordBatch| tally_flags(&mut summary, b);
+                    let sigma = opts.thresholds.disagree_sigma;
+                    summary.written = write::write_sorted(tmp, &schema, batches, sigma, &output, &kv, &mut seen)?;
                 } else {
                     let sorted = write::sorted_rows(&schema, batches, opts.thresholds.disagree_sigma, &output, tmp)?;
+                    tally_flags(&mut summary, &sorted);
                     summary.written = sorted.num_rows() as u64;
                     fits::write_fits(tmp, &sorted, &table, &opts.thresholds)?;
                 }
@@ -213,17 +232,18 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 let mut spill = write::Spill::new(&tmp.join("spill"), &hist, opts.max_rows, schema.clone())?;
                 for shard in &shards {
                     shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
-                        tally(&mut summary, &b);
+                        tally_spectra(&mut summary, &b);
                         spill.push(&b)
                     })?;
                 }
                 let parts = spill.partitions().to_vec();
-                let leaves = spill.write_leaves(tmp, opts.thresholds.disagree_sigma, &output, &kv)?;
+                let mut seen = |b: &arrow::array::RecordBatch| tally_flags(&mut summary, b);
+                let leaves = spill.write_leaves(tmp, opts.thresholds.disagree_sigma, &output, &kv, &mut seen)?;
                 std::fs::remove_dir_all(tmp.join("spill")).map_err(|e| CatalogError::io(tmp, e))?;
                 summary.written = leaves.iter().map(|(_, md)| md.file_metadata().num_rows() as u64).sum();
                 write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &out_schema, &kv)?;
                 write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;
-                write::write_hats_index(tmp, &parts, summary.written, &opts.collection, opts.max_rows)?;
+                write::write_hats_index(tmp, &parts, summary.written, &opts.collection, opts.max_rows, &output)?;
                 summary.partitions = parts.len();
             }
         }

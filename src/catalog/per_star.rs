@@ -5,7 +5,7 @@
 //! disagreements): every spectrum of a star shares the star's position, so a star never spans two
 //! partitions and memory stays bounded by the partition.
 
-use super::flags::{BASIC_CUT_MASK, FATAL_MASK, Flag};
+use super::flags::{FATAL_MASK, Flag, cut};
 use super::{CatalogError, Result};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::take;
@@ -67,7 +67,7 @@ pub fn combine_stars(
     let primary = col("is_primary").as_boolean();
     let f32c = |n: &str| col(n).as_primitive::<Float32Type>();
     let snr = f32c("snr");
-    let flags = col("flags").as_primitive::<UInt32Type>();
+    let flags = col(super::flags::COLUMN).as_primitive::<UInt32Type>();
     let est: Vec<_> = PARAMS.iter().map(|p| (f32c(p), f32c(&format!("{p}_err")))).collect();
 
     // Stars in order of first appearance: rows are sorted by position, so this is the order of the
@@ -93,7 +93,7 @@ pub fn combine_stars(
         let m = &members[key];
         // The best spectrum is the one mark_primaries chose.
         let b = *m.iter().find(|&&i| primary.value(i)).expect("every star has a primary row");
-        let good: Vec<usize> = m.iter().copied().filter(|&i| flags.value(i) & BASIC_CUT_MASK == 0).collect();
+        let good: Vec<usize> = m.iter().copied().filter(|&i| cut("basic").passes(flags.value(i))).collect();
         let used: Vec<usize> = if !good.is_empty() {
             good
         } else if success(b) {
@@ -171,6 +171,8 @@ pub fn combine_stars(
                 | "snr"
                 | "model"
                 | "adapter"
+                | "head"
+                | "is_default_head"
                 | "model_hash"
                 | "adapter_hash"
                 | "pipeline_version" => from_best(name)?,
@@ -178,7 +180,7 @@ pub fn combine_stars(
                 "n_spectra" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.n_spectra))),
                 "n_used" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.n_used))),
                 "snr_combined" => Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.snr_combined))),
-                "flags" => Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
+                super::flags::COLUMN => Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
                 "success" => Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.success)))),
                 other => {
                     let (p, kind) = PARAMS

@@ -30,6 +30,10 @@ pub struct Head {
     /// The weights' and adapter's hashes, as the rows carry them (`model_hash`, `adapter_hash`).
     pub model_sha256: String,
     pub adapter_sha256: String,
+    /// `model/adapter` (`mlp_pixels/full`): the `head` column, unique within a catalogue.
+    pub name: String,
+    /// The catalogue's default head (`is_default_head`).
+    pub is_default: bool,
 }
 
 impl Head {
@@ -46,6 +50,8 @@ impl Head {
             Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?, a.get(2)?.as_f64()?])
         };
         let embedding = meta.made_from_embeddings();
+        let model = if embedding { "mlp_embedding" } else { "mlp_pixels" };
+        let adapter = first_adapter_kind(&first)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             limits: ModelLimits {
@@ -56,11 +62,34 @@ impl Head {
                 label_p995: triple("p995"),
                 embedding_input: embedding,
             },
-            model: if embedding { "mlp_embedding" } else { "mlp_pixels" }.into(),
+            model: model.into(),
             error_model: serde_json::from_str(&meta.error_model_json).ok(),
             model_sha256: meta.model_sha256,
             adapter_sha256: meta.adapter_sha256,
+            name: format!("{model}/{adapter}"),
+            is_default: false,
         })
+    }
+
+    /// The heads of `--predictions` directories in the order given: the first is the default, and
+    /// two with one name (model and adapter kind) are refused, since a query could not tell them apart.
+    pub fn open_all(dirs: &[PathBuf]) -> Result<Vec<Self>> {
+        let mut heads = dirs.iter().map(|d| Head::open(d)).collect::<Result<Vec<_>>>()?;
+        for (i, h) in heads.iter().enumerate() {
+            if let Some(other) = heads[..i].iter().find(|o| o.name == h.name) {
+                return Err(CatalogError::Invalid(format!(
+                    "{} and {} are both the head {}: the `head` column could not tell their rows apart; write \
+                     them into separate catalogues",
+                    other.dir.display(),
+                    h.dir.display(),
+                    h.name
+                )));
+            }
+        }
+        if let Some(first) = heads.first_mut() {
+            first.is_default = true;
+        }
+        Ok(heads)
     }
 
     /// The head's calibrated error floor per parameter (zero without one).
@@ -72,6 +101,17 @@ impl Head {
     fn predictions_for(&self, spectra_shard: &Path) -> PathBuf {
         self.dir.join(naming::predictions_of(spectra_shard))
     }
+}
+
+/// The adapter kind (`zeroshot`, `full`, `lora`, `reshead`) of a head's first prediction row.
+fn first_adapter_kind(shard: &Path) -> Result<String> {
+    for b in open_projected(shard, &["adapter_kind"])? {
+        let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
+        if b.num_rows() > 0 {
+            return Ok(b.column(0).as_string::<i32>().value(0).to_string());
+        }
+    }
+    Err(CatalogError::bad(shard, "no prediction rows: cannot tell the head's adapter"))
 }
 
 fn open_projected<'a>(
@@ -193,7 +233,7 @@ pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path)
     let disagree = |a: [(f64, f64); 3], b: [(f64, f64); 3]| {
         (0..3).any(|p| (a[p].0 - b[p].0).abs() > disagree_sigma * (a[p].1.powi(2) + b[p].1.powi(2)).sqrt())
     };
-    let mut flags = col("flags").as_primitive::<UInt32Type>().values().to_vec();
+    let mut flags = col(super::flags::COLUMN).as_primitive::<UInt32Type>().values().to_vec();
     let n = batch.num_rows();
     let mut start = 0;
     while start < n {
@@ -214,7 +254,7 @@ pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path)
         }
         start = end;
     }
-    let at = batch.schema().index_of("flags").expect("catalogue schema");
+    let at = batch.schema().index_of(super::flags::COLUMN).expect("catalogue schema");
     let mut cols = batch.columns().to_vec();
     cols[at] = Arc::new(UInt32Array::from(flags));
     RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })
@@ -454,6 +494,8 @@ fn build_batch(
         Arc::new(Float32Array::from_iter(p.chi2.iter().map(|o| o.map(|v| v as f32)))),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(head.model.as_str(), n))),
         Arc::new(StringArray::from_iter_values(p.adapter.iter())),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(head.name.as_str(), n))),
+        Arc::new(BooleanArray::from(vec![head.is_default; n])),
         Arc::new(StringArray::from_iter_values(p.model_hash.iter())),
         Arc::new(StringArray::from_iter_values(p.adapter_hash.iter())),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(crate::VERSION, n))),
@@ -503,12 +545,12 @@ mod tests {
 
     #[test]
     fn pixel_and_embedding_heads_that_disagree_are_both_flagged() {
-        let names = ["spectrum_id", "model", "teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "flags"];
+        let names = ["spectrum_id", "model", "teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "quality_flags"];
         let fields: Vec<Field> = names
             .iter()
             .map(|n| match *n {
                 "spectrum_id" | "model" => Field::new(*n, DataType::Utf8, false),
-                "flags" => Field::new(*n, DataType::UInt32, false),
+                "quality_flags" => Field::new(*n, DataType::UInt32, false),
                 _ => Field::new(*n, DataType::Float32, true),
             })
             .collect();

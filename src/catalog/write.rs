@@ -78,7 +78,9 @@ pub fn sorted_rows(
 }
 
 /// Writes batches (sorted, and combined for the per-star table) to one Parquet file under a
-/// temporary name, then renames it; returns the rows written.
+/// temporary name, then renames it; `written` sees the rows as they go into the file (flags
+/// complete). Returns the rows written.
+#[allow(clippy::too_many_arguments)]
 pub fn write_sorted(
     path: &Path,
     schema: &SchemaRef,
@@ -86,8 +88,10 @@ pub fn write_sorted(
     disagree_sigma: f64,
     table: &Table,
     kv: &[(String, String)],
+    written: &mut dyn FnMut(&RecordBatch),
 ) -> Result<u64> {
     let sorted = sorted_rows(schema, batches, disagree_sigma, table, path)?;
+    written(&sorted);
     crate::io::write_atomically(path, |tmp| {
         let file = File::create(tmp).map_err(|e| CatalogError::io(tmp, e))?;
         let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(props(kv))).map_err(pq_err(tmp))?;
@@ -156,13 +160,15 @@ impl Spill {
         Ok(())
     }
 
-    /// Sorts each partition and writes it as a HATS leaf under `root`; returns the leaves' footers.
+    /// Sorts each partition and writes it as a HATS leaf under `root`; `written` sees each leaf's
+    /// rows. Returns the leaves' footers.
     pub fn write_leaves(
         mut self,
         root: &Path,
         disagree_sigma: f64,
         table: &Table,
         kv: &[(String, String)],
+        written: &mut dyn FnMut(&RecordBatch),
     ) -> Result<Vec<(Partition, ParquetMetaData)>> {
         let mut out = Vec::new();
         for i in 0..self.parts.len() {
@@ -177,12 +183,43 @@ impl Spill {
             let leaf = root.join(part.path());
             let dir = leaf.parent().expect("leaf paths have directories");
             std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
-            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, table, kv)?;
-            debug_assert!(rows <= part.rows);
+            let mut leaf_rows = Ok(());
+            let mut check = |b: &RecordBatch| {
+                leaf_rows = rows_belong_to(&part, b, &leaf);
+                if leaf_rows.is_ok() {
+                    written(b);
+                }
+            };
+            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, table, kv, &mut check)?;
+            leaf_rows?;
+            if rows > part.rows {
+                return Err(CatalogError::Invalid(format!(
+                    "{}: {rows} rows where the sky histogram counted {}",
+                    leaf.display(),
+                    part.rows
+                )));
+            }
             std::fs::remove_file(&path).map_err(|e| CatalogError::io(&path, e))?;
             out.push((part, footer(&leaf)?));
         }
         Ok(out)
+    }
+}
+
+/// Every row of a leaf lies in the leaf's pixel: a row in a neighbour's file is invisible to a
+/// reader that prunes partitions by position (LSDB, HATS cone searches).
+fn rows_belong_to(part: &Partition, batch: &RecordBatch, leaf: &Path) -> Result<()> {
+    let h = batch.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>();
+    let shift = 2 * (29 - u32::from(part.order));
+    match h.values().iter().find(|&&v| (v >> shift) as u64 != part.pixel) {
+        Some(v) => Err(CatalogError::Invalid(format!(
+            "{}: a row at _healpix_29 {v} (order-{} pixel {}) in the leaf of pixel {}",
+            leaf.display(),
+            part.order,
+            v >> shift,
+            part.pixel
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -231,8 +268,61 @@ pub fn write_metadata(path: &Path, leaves: &[(Partition, ParquetMetaData)]) -> R
     ParquetMetaDataWriter::new(&mut f, &md).finish().map_err(pq_err(path))
 }
 
+impl Table {
+    /// HATS `default_columns`: what LSDB loads unless asked otherwise. Always whatever tells heads
+    /// and repeats apart, so a default load is never read as one row per star when it is not.
+    pub fn default_columns(&self) -> &'static [&'static str] {
+        match self {
+            Table::Spectra => &[
+                "source_id",
+                "ra",
+                "dec",
+                "head",
+                "is_default_head",
+                "model",
+                "adapter",
+                "is_primary",
+                "teff",
+                "teff_err",
+                "logg",
+                "logg_err",
+                "feh",
+                "feh_err",
+                "quality_flags",
+                "success",
+            ],
+            Table::Stars { .. } => &[
+                "star_id",
+                "source_id",
+                "ra",
+                "dec",
+                "head",
+                "is_default_head",
+                "model",
+                "adapter",
+                "n_used",
+                "teff",
+                "teff_err",
+                "logg",
+                "logg_err",
+                "feh",
+                "feh_err",
+                "quality_flags",
+                "success",
+            ],
+        }
+    }
+}
+
 /// `partition_info.csv` and `hats.properties`.
-pub fn write_hats_index(root: &Path, parts: &[Partition], rows: u64, collection: &str, max_rows: u64) -> Result<()> {
+pub fn write_hats_index(
+    root: &Path,
+    parts: &[Partition],
+    rows: u64,
+    collection: &str,
+    max_rows: u64,
+    table: &Table,
+) -> Result<()> {
     let mut csv = String::from("Norder,Npix\n");
     let mut sorted = parts.to_vec();
     sorted.sort_by_key(|p| (p.order, p.pixel));
@@ -246,10 +336,11 @@ pub fn write_hats_index(root: &Path, parts: &[Partition], rows: u64, collection:
         "obs_collection={collection}\ndataproduct_type=object\nhats_nrows={}\nhats_col_ra=ra\nhats_col_dec=dec\n\
          hats_col_healpix=_healpix_29\nhats_col_healpix_order=29\nhats_npix_suffix=.parquet\nhats_max_rows={max_rows}\n\
          hats_order={}\nhats_estsize={size_kib}\nhats_version=v1.0\nhats_builder=starpipe {}\n\
-         default_columns=source_id ra dec teff teff_err logg logg_err feh feh_err flags success\n",
+         default_columns={}\n",
         rows,
         parts.iter().map(|p| p.order).max().unwrap_or(0),
-        crate::VERSION
+        crate::VERSION,
+        table.default_columns().join(" ")
     );
     let p = root.join("hats.properties");
     std::fs::write(&p, props).map_err(|e| CatalogError::io(&p, e))
@@ -262,4 +353,44 @@ fn walk_size(dir: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn default_columns_are_columns_of_their_table() {
+        let stars = Table::Stars { schema: crate::schema::catalog_stars().to_arrow(0), floors: Default::default() };
+        for (table, schema) in [(Table::Spectra, crate::schema::catalog()), (stars, crate::schema::catalog_stars())] {
+            let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+            for c in table.default_columns() {
+                assert!(names.contains(c), "{c} is not a column of {}", schema.name);
+            }
+            // What tells heads and repeats apart is always loaded.
+            assert!(table.default_columns().contains(&"head") && table.default_columns().contains(&"is_default_head"));
+        }
+        assert!(Table::Spectra.default_columns().contains(&"is_primary"));
+    }
+
+    #[test]
+    fn a_row_outside_its_leaf_pixel_is_refused() {
+        let part = Partition { order: 3, pixel: 17, rows: 2 };
+        let shift = 2 * (29 - 3);
+        let batch = |h: Vec<i64>| {
+            let schema = Arc::new(Schema::new(vec![Field::new("_healpix_29", DataType::Int64, false)]));
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(h))]).unwrap()
+        };
+        let leaf = Path::new("leaf.parquet");
+        // First and last order-29 pixel of order-3 pixel 17 belong; one step either side does not.
+        let (first, last) = (17i64 << shift, (18i64 << shift) - 1);
+        assert!(rows_belong_to(&part, &batch(vec![first, last]), leaf).is_ok());
+        for outside in [first - 1, last + 1] {
+            let err = rows_belong_to(&part, &batch(vec![first, outside]), leaf).unwrap_err().to_string();
+            assert!(err.contains("leaf.parquet") && err.contains("pixel 17"), "{err}");
+        }
+    }
 }

@@ -90,8 +90,13 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
             a.out.display()
         );
     }
-    for (name, n) in s.flag_counts.iter().filter(|(_, n)| *n > 0) {
-        println!("  {n:>9}  {name}");
+    // Every flag that is set, the most frequent included, then what each published cut keeps.
+    println!("  rows written per flag ({}, bit, class):", starpipe::catalog::flags::COLUMN);
+    for (flag, n) in s.flag_counts.iter().filter(|(_, n)| *n > 0) {
+        println!("  {n:>9}  {:<17} bit {:>2}  {}", flag.name(), flag.bit(), flag.class().name());
+    }
+    for (cut, n) in &s.cut_counts {
+        println!("  {n:>9}  pass the {} cut ({}): {}", cut.name, cut.sql(), cut.keeps);
     }
     if a.format == Format::Fits {
         println!(

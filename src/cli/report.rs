@@ -16,8 +16,8 @@ pub struct ReportArgs {
     /// Ingest output directories, for the inputs written, skipped and failed by reason.
     #[arg(long, num_args = 1..)]
     spectra: Vec<PathBuf>,
-    /// Catalogue head to plot, as "MODEL + ADAPTER" (e.g. "mlp_pixels + full"; default: the first
-    /// pixel head).
+    /// Catalogue head to plot, as in the catalogue's `head` column, MODEL/ADAPTER (e.g.
+    /// "mlp_embedding/zeroshot"; default: the catalogue's default head, `is_default_head`).
     #[arg(long)]
     head: Option<String>,
     /// Output directory: index.html and the PNG figures.

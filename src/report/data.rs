@@ -2,6 +2,7 @@
 //! estimates and flags, and the ingest report parts (inputs written, skipped, failed, with reasons).
 
 use super::ReportError;
+use crate::catalog::flags;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, UInt32Type};
 use std::collections::BTreeMap;
@@ -131,8 +132,8 @@ pub fn format_number(v: f64) -> String {
     }
 }
 
-/// The catalogue columns the report plots, for one head (model + adapter): the one asked for, else
-/// the first pixel head (the method's estimates; embedding heads serve the flags), else the first.
+/// The catalogue columns the report plots, for one head (the `head` column, `model/adapter`): the
+/// one asked for, else the catalogue's default head (`is_default_head`).
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub head: String,
@@ -179,15 +180,19 @@ impl Catalog {
         if files.is_empty() {
             return Err(ReportError::Read { path: path.to_path_buf(), reason: "no catalogue Parquet file".into() });
         }
-        let cols = ["model", "adapter", "teff", "logg", "feh", "snr", "flags", "success", "is_primary"];
+        let cols = ["head", "is_default_head", "teff", "logg", "feh", "snr", flags::COLUMN, "success", "is_primary"];
         let mut batches = Vec::new();
         for f in &files {
             batches.extend(read_all(f, &cols)?);
         }
         let mut heads = std::collections::BTreeSet::new();
+        let mut default = None;
         for b in &batches {
-            let (m, a) = (strings(b.column(0)), strings(b.column(1)));
-            heads.extend(m.into_iter().zip(a).map(|(m, a)| if a.is_empty() { m } else { format!("{m} + {a}") }));
+            let (names, is_default) = (strings(b.column(0)), bools(b.column(1)));
+            if let Some(r) = is_default.iter().position(|d| *d) {
+                default = Some(names[r].clone());
+            }
+            heads.extend(names);
         }
         let chosen = match head {
             Some(h) if heads.contains(h) => h.to_string(),
@@ -198,23 +203,17 @@ impl Catalog {
                     reason: format!("no head '{h}' in the catalogue (heads: {})", known.join(", ")),
                 });
             }
-            None => heads
-                .iter()
-                .find(|h| h.starts_with("mlp_pixels"))
-                .or_else(|| heads.iter().next())
-                .cloned()
-                .unwrap_or_default(),
+            None => default.or_else(|| heads.iter().next().cloned()).unwrap_or_default(),
         };
         let mut c = Catalog { head: chosen, heads: heads.len(), ..Default::default() };
         for b in &batches {
-            let (m, a) = (strings(b.column(0)), strings(b.column(1)));
+            let names = strings(b.column(0));
             let (teff, logg, feh, snr) =
                 (floats(b.column(2)), floats(b.column(3)), floats(b.column(4)), floats(b.column(5)));
             let flags = b.column(6).as_primitive::<UInt32Type>();
             let (success, primary) = (bools(b.column(7)), bools(b.column(8)));
             for r in 0..b.num_rows() {
-                let head = if a[r].is_empty() { m[r].clone() } else { format!("{} + {}", m[r], a[r]) };
-                if head != c.head {
+                if names[r] != c.head {
                     continue;
                 }
                 c.rows += 1;

@@ -231,22 +231,23 @@ fn evaluation_section(
 }
 
 fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut ReportSummary) -> Result<(), ReportError> {
-    let good = (0..c.rows).filter(|&i| c.success[i] && c.primary[i] && c.flags[i] < 256).count();
+    let basic = flags::cut("basic");
+    let good = |i: usize| c.success[i] && c.primary[i] && basic.passes(c.flags[i]);
     let _ = writeln!(
         html,
-        "<h2 id=\"catalogue\">Catalogue</h2>\n<p>{} rows of head <code>{}</code> ({} head(s) in the catalogue); {} primary, successful \
-         with no fatal or quality flag (flags &lt; 256; info flags allowed).</p>",
+        "<h2 id=\"catalogue\">Catalogue</h2>\n<p>{} rows of head <code>{}</code> ({} head(s) in the catalogue); {} primary \
+         with no fatal or quality flag (the basic cut, <code>{}</code>: {}).</p>",
         c.rows,
         escape(&c.head),
         c.heads,
-        good
+        (0..c.rows).filter(|&i| good(i)).count(),
+        escape(&basic.sql()),
+        escape(basic.keeps)
     );
-    let stars: Vec<(f64, f64, f64)> = (0..c.rows)
-        .filter(|&i| c.success[i] && c.primary[i] && c.flags[i] < 256)
-        .map(|i| (c.teff[i], c.logg[i], c.feh[i]))
-        .collect();
+    let stars: Vec<(f64, f64, f64)> =
+        (0..c.rows).filter(|&i| good(i)).map(|i| (c.teff[i], c.logg[i], c.feh[i])).collect();
     let p = out.join("kiel.png");
-    plots::kiel(&p, &format!("Kiel diagram: {} stars (flags < 256)", stars.len()), &stars, (-2.5, 0.5))?;
+    plots::kiel(&p, &format!("Kiel diagram: {} stars ({})", stars.len(), basic.sql()), &stars, (-2.5, 0.5))?;
     image(html, summary, p, "Kiel diagram coloured by [Fe/H]");
 
     let log_snr: Vec<f64> = c.snr.iter().map(|s| s.max(1e-3).log10()).collect();
@@ -275,7 +276,7 @@ fn catalog_section(c: &Catalog, out: &Path, html: &mut String, summary: &mut Rep
             "<tr><td>{}</td><td class=l>{}</td><td class=l>{}</td><td>{count}</td><td class=l>{}</td></tr>",
             f.bit(),
             f.name(),
-            f.class(),
+            f.class().name(),
             escape(f.description())
         );
     }

@@ -43,7 +43,7 @@ def main():
     # The flag bits where a user looks: the Arrow schema, of the file and of a HATS leaf's dataset.
     for schema in (pq.read_schema(catalog), table.schema):
         meta = json.loads(schema.metadata[b"starpipe"])
-        assert meta["flag_bits"]["NOT_STAR"]["bit"] == 1, meta["flag_bits"]
+        assert meta["flag_bits"]["NOT_STAR"]["bit"] == 16, meta["flag_bits"]
 
     # Every partition, read by path as LSDB does: only rows of its pixel, sorted, at most
     # max_rows (60 in the test) unless the pixel sits at the histogram order and cannot split.
@@ -91,13 +91,24 @@ def main():
     comments = {header[f"TTYPE{i}"]: header[f"TCOMM{i}"] for i in range(1, header["TFIELDS"] + 1)}
     assert comments["logg"].endswith("[log(cm.s**-2)]") and comments["feh"].endswith("[dex]"), comments["logg"]
     assert max(len(c) for c in comments.values()) > 68, "long descriptions continue, not cut at 68"
-    assert "FLAG_BITS" in comments["flags"], comments["flags"]
+    assert "FLAG_BITS" in comments["quality_flags"], comments["quality_flags"]
     named = {str(r["NAME"]): int(r["BIT"]) for r in bits}
-    assert named["NOT_STAR"] == 1 and named["NO_CLASS"] == 11, named
+    assert named["NOT_STAR"] == 16 and named["NO_CLASS"] == 3, named
+    assert fits.getheader(fits_path, "FLAG_BITS")["CUTBASIC"] == "quality_flags < 256"
     assert fits.getheader(fits_path, "FLAG_BITS")["MINSNR"] == 10.0
     assert list(f["spectrum_id"]) == table.column("spectrum_id").to_pylist()
     assert np.allclose(np.asarray(f["teff"]), table.column("teff").to_numpy(zero_copy_only=False), equal_nan=True)
-    assert np.array_equal(np.asarray(f["flags"]), table.column("flags").to_numpy().astype(np.int32))
+    assert np.array_equal(np.asarray(f["quality_flags"]), table.column("quality_flags").to_numpy().astype(np.int32))
+    # Null ids in Parquet are TNULL values in FITS, never a valid-looking 0.
+    for name in ("gaia_source_id", "ref_id"):
+        column = table.column(name)
+        k = 1 + table.column_names.index(name)
+        assert header.get(f"TNULL{k}") == -1, (name, header.get(f"TNULL{k}"))
+        nulls = np.asarray(column.is_null())
+        raw = np.asarray(fits.getdata(fits_path, "CATALOG")[name])
+        assert np.array_equal(raw == -1, nulls), f"{name}: nulls {nulls.sum()}, -1 in FITS {(raw == -1).sum()}"
+        assert not np.any(raw[~nulls] == 0), f"{name}: a 0 id in FITS"
+        assert np.array_equal(np.ma.getmaskarray(f[name]), nulls), f"{name}: astropy must mask exactly the nulls"
     assert np.array_equal(np.asarray(f["success"]), table.column("success").to_numpy(zero_copy_only=False))
 
     # The README's queries, on both layouts. Its Gaia join reads 'gaia.parquet': here a stand-in
@@ -123,9 +134,18 @@ def main():
     scope = {}
     for block in py:
         exec(block.replace('"catalog.parquet"', f'"{catalog}"'), scope)
-    n_success = duckdb.sql(f"SELECT count(*) FROM '{catalog}' WHERE success").fetchall()[0][0]
-    assert int(scope["per_pixel"]["len"].sum()) == n_success
+    # One row per star: every README query selects one head and the primary spectrum.
+    heads, stars, rows = duckdb.sql(
+        f"SELECT count(DISTINCT head), count(DISTINCT star_id), count(*) FROM '{catalog}' "
+        f"WHERE is_default_head AND is_primary AND success"
+    ).fetchall()[0]
+    total_heads = duckdb.sql(f"SELECT count(DISTINCT head) FROM '{catalog}'").fetchall()[0][0]
+    assert total_heads >= 2 and heads == 1 and stars == rows, (total_heads, heads, stars, rows)
+    assert int(scope["per_pixel"]["len"].sum()) == rows
     assert int(scope["kiel"]["len"].sum()) == sum(r[2] for r in first)
+    metal_poor = duckdb.sql(sql[1].replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
+    assert len({r[0] for r in metal_poor}) == len(metal_poor), "a star listed twice"
+    assert scope["metal_poor"]["source_id"].n_unique() == scope["metal_poor"].height
     print(f"ok: {table.num_rows} rows, {len(pixels)} partitions, {len(sql)} SQL + {len(py)} Python README blocks")
 
 
