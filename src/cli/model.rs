@@ -323,6 +323,9 @@ pub fn repeats(a: RepeatsArgs) -> Result<()> {
     let opts = RepeatsOptions { catalogs: a.catalog, star_ids, out: a.out.clone() };
     let stats = run_repeats(&opts)?;
     print!("{}", starpipe::model::repeats::markdown(&stats));
+    if let Some(note) = starpipe::model::repeats::cross_survey_note(&opts, &stats) {
+        println!("note: {note}");
+    }
     println!("  tables: {} and repeats.md beside it", a.out.join("repeats.parquet").display());
     Ok(())
 }

@@ -58,6 +58,32 @@ pub fn read_columns<'a>(
     Ok(reader.map(move |b| {
         let b = b?;
         let order = columns.iter().map(|c| b.schema().index_of(c)).collect::<Result<Vec<_>, _>>()?;
-        b.project(&order)
+        plain_strings(b.project(&order)?)
     }))
+}
+
+/// Strings as `Utf8` whatever wrote the file: pandas 3 and Polars write `large_string` (or views,
+/// or dictionaries for categoricals), and a table a user saved is read like one we wrote.
+fn plain_strings(b: RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let is_text = |t: &DataType| match t {
+        DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        _ => false,
+    };
+    if !b.schema().fields().iter().any(|f| is_text(f.data_type())) {
+        return Ok(b);
+    }
+    let mut fields = Vec::new();
+    let mut cols = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if is_text(f.data_type()) {
+            cols.push(arrow::compute::cast(c, &DataType::Utf8)?);
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()).with_metadata(f.metadata().clone()));
+        } else {
+            cols.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new_with_metadata(fields, b.schema().metadata().clone())), cols)
 }

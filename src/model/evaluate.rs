@@ -292,8 +292,8 @@ pub fn render_markdown(rows: &[MetricsRow], n_test: usize, split: &TestSplit, la
     let _ = writeln!(
         s,
         "# Evaluation\n\n{n_test} test spectra (test split: seed {}, fraction {}) against `{}`.\n\
-         Δ = predicted − reference; [lo, hi] are bootstrap 68 % intervals; outliers: |Δ| > 300 K, 0.5 dex, 0.3 dex;\n\
-         |Δ|<σ and |Δ|<2σ are the fractions inside the predicted 1σ and 2σ (0.683 and 0.954 when the errors\n\
+         Δ = predicted − reference; [lo, hi] are bootstrap 68 % intervals; outliers: `|Δ|` > 300 K, 0.5 dex, 0.3 dex;\n\
+         `|Δ|<σ` and `|Δ|<2σ` are the fractions inside the predicted 1σ and 2σ (0.683 and 0.954 when the errors\n\
          are right); σ(Δ/σ) is the robust width of the pull distribution (1 when they are right).\n",
         split.seed,
         split.test_fraction,
@@ -303,7 +303,7 @@ pub fn render_markdown(rows: &[MetricsRow], n_test: usize, split: &TestSplit, la
         let _ = writeln!(s, "## {} ({})\n", p.name(), p.unit());
         let _ = writeln!(
             s,
-            "| input | strategy | regime | N | bias | robust σ [68 %] | σ | MAE | outliers | |Δ|<σ | |Δ|<2σ | σ(Δ/σ) |"
+            "| input | strategy | regime | N | bias | robust σ [68 %] | σ | MAE | outliers | \\|Δ\\|<σ | \\|Δ\\|<2σ | σ(Δ/σ) |"
         );
         let _ = writeln!(s, "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
         for r in rows.iter().filter(|r| r.parameter == p) {

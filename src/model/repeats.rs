@@ -283,11 +283,28 @@ pub fn pair_statistics(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
         }
     }
     if out.is_empty() {
-        return Err(ModelError::Invalid(
-            "no pair of spectra of one star: no source_id (or star id) occurs twice among successful rows".into(),
-        ));
+        return Err(ModelError::Invalid(format!(
+            "no pair of spectra of one star: no source_id (or star id) occurs twice among successful rows. {HOW_TO_PAIR}"
+        )));
     }
     Ok(out)
+}
+
+const HOW_TO_PAIR: &str = "A LAMOST obsid is one spectrum and the two surveys key stars differently (LAMOST \
+     designation, DESI TARGETID): pair them through a shared id with --star-ids TABLE… --star-id-column COLUMN, one \
+     table per catalogue mapping its source_id to e.g. the Gaia source_id (DESI: the catalogue's gaia_source_id; \
+     LAMOST: the LRS catalogue's obsid → gaia_source_id).";
+
+/// Said when two catalogues were given and no star is in both: without a shared star id the
+/// surveys' keys never meet, and an empty comparison must not read as agreement.
+pub fn cross_survey_note(opts: &RepeatsOptions, stats: &[PairStats]) -> Option<String> {
+    (opts.catalogs.len() == 2 && !stats.iter().any(|r| r.kind == "cross")).then(|| {
+        format!(
+            "no cross-survey pair: no star of {} is in {} under the star keys used. {HOW_TO_PAIR}",
+            opts.catalogs[0].display(),
+            opts.catalogs[1].display()
+        )
+    })
 }
 
 /// Runs the checks and writes `repeats.parquet` and `repeats.md` into `opts.out`.
@@ -296,14 +313,19 @@ pub fn run_repeats(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
     write_parquet(&opts.out.join("repeats.parquet"), &stats)?;
     let md = opts.out.join("repeats.md");
-    crate::io::write_bytes_atomically(&md, markdown(&stats).as_bytes())?;
+    let mut text = markdown(&stats);
+    if let Some(note) = cross_survey_note(opts, &stats) {
+        tracing::warn!("{note}");
+        text += &format!("\n**Note:** {note}\n");
+    }
+    crate::io::write_bytes_atomically(&md, text.as_bytes())?;
     Ok(stats)
 }
 
 /// The report as a Markdown table.
 pub fn markdown(stats: &[PairStats]) -> String {
     let mut s = String::from(
-        "| pairs | heads | parameter | N | scatter (x₁−x₂)/√2 | claimed σ | scatter / claimed | σ of z | |z| < 1 | median offset |\n\
+        "| pairs | heads | parameter | N | scatter (x₁−x₂)/√2 | claimed σ | scatter / claimed | σ of z | \\|z\\| < 1 | median offset |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in stats {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Prediction directories of the two heads, made once.
-fn heads() -> &'static (PathBuf, PathBuf) {
+pub(crate) fn heads() -> &'static (PathBuf, PathBuf) {
     static H: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     H.get_or_init(|| {
         let f = fixture();

@@ -130,3 +130,58 @@ impl Gaussian {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
+
+/// Cells of one Markdown table row: split on `|` not escaped by `\`, outer pipes dropped.
+fn markdown_cells(line: &str) -> Vec<String> {
+    let (mut cells, mut cell, mut escaped) = (Vec::new(), String::new(), false);
+    for c in line.trim().trim_start_matches('|').chars() {
+        match c {
+            '|' if !escaped => cells.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+        escaped = c == '\\' && !escaped;
+    }
+    if !cell.trim().is_empty() {
+        cells.push(cell);
+    }
+    cells
+}
+
+/// Checks every table of a Markdown document as a GitHub-flavoured Markdown renderer reads it: a
+/// header row, a delimiter row of as many cells (each `-`s with optional `:`), and body rows of
+/// that width. Returns the number of tables.
+pub fn assert_markdown_tables(text: &str, what: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut tables, mut i) = (0, 0);
+    while i < lines.len() {
+        if !lines[i].trim_start().starts_with('|') {
+            i += 1;
+            continue;
+        }
+        let header = markdown_cells(lines[i]);
+        let delimiter = lines.get(i + 1).map(|l| markdown_cells(l)).unwrap_or_default();
+        assert_eq!(header.len(), delimiter.len(), "{what}: header cells vs delimiter cells at line {}", i + 1);
+        assert!(
+            delimiter.iter().all(|d| {
+                let d = d.trim().trim_start_matches(':').trim_end_matches(':');
+                !d.is_empty() && d.chars().all(|c| c == '-')
+            }),
+            "{what}: line {} is not a delimiter row",
+            i + 2
+        );
+        i += 2;
+        while i < lines.len() && lines[i].trim_start().starts_with('|') {
+            assert_eq!(markdown_cells(lines[i]).len(), header.len(), "{what}: cells at line {}", i + 1);
+            i += 1;
+        }
+        tables += 1;
+    }
+    tables
+}
+
+#[test]
+fn the_markdown_checker_counts_escaped_pipes_as_text() {
+    assert_eq!(assert_markdown_tables("| a | \\|z\\| < 1 |\n|---|---:|\n| 1 | 2 |\n", "ok"), 1);
+    let broken = std::panic::catch_unwind(|| assert_markdown_tables("| a | |z| < 1 |\n|---|---|\n", "broken"));
+    assert!(broken.is_err(), "an unescaped pipe makes extra header cells");
+}

@@ -21,3 +21,4 @@ mod pipeline;
 mod python_readers;
 mod shards_readable;
 mod slurm;
+mod user_tables;

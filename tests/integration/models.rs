@@ -335,6 +335,7 @@ fn evaluate_scores_every_strategy_per_regime_on_test_stars() {
     }
     let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
     assert!(md.contains("| pixels | lora (n=80) | metal-poor |"), "{md}");
+    assert_eq!(assert_markdown_tables(&md, "evaluation.md"), 3, "one table per parameter");
     // Per-star predictions: every test star once per strategy, none of them used in fine-tuning.
     let per_star =
         ParquetReader::new(std::fs::File::open(out.join("evaluation-predictions.parquet")).unwrap()).finish().unwrap();
@@ -796,10 +797,44 @@ fn repeats_pairs_spectra_of_one_star_within_and_across_surveys() {
     let scatter: Vec<f64> = df.column("scatter").unwrap().f64().unwrap().into_no_null_iter().collect();
     let claimed: Vec<f64> = df.column("claimed_error").unwrap().f64().unwrap().into_no_null_iter().collect();
     assert!(scatter.iter().chain(&claimed).all(|v| v.is_finite() && *v >= 0.0) && claimed.iter().all(|c| *c > 0.0));
-    assert!(std::fs::read_to_string(p("checks/repeats.md")).unwrap().contains("median offset"));
+    let md = std::fs::read_to_string(p("checks/repeats.md")).unwrap();
+    assert!(md.contains("median offset"));
+    assert_eq!(assert_markdown_tables(&md, "repeats.md"), 1);
+    // Two surveys whose star ids never meet (here: offset on purpose): repeats are scored, and the
+    // missing cross-survey comparison is said, with the way to pair them.
+    let apart_desi = p("desi-ids-apart.parquet");
+    let script = format!(
+        "import duckdb; duckdb.sql(\"COPY (SELECT TARGETID, library_id + 1000000 AS library_id FROM '{}') TO '{}' (FORMAT parquet)\")",
+        ids_desi.display(),
+        apart_desi.display()
+    );
+    let made = std::process::Command::new(python("duckdb")).args(["-c", &script]).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let apart = ok(run(
+        &[
+            "repeats",
+            "--star-id-column",
+            "library_id",
+            "--star-ids",
+            ids_lamost.to_str().unwrap(),
+            apart_desi.to_str().unwrap(),
+        ],
+        &[("--catalog", &p("lamost.parquet")), ("--catalog", &p("desi.parquet")), ("--out", &p("apart"))],
+    ));
+    assert!(apart.contains("no cross-survey pair") && apart.contains("--star-ids"), "{apart}");
+    let md = std::fs::read_to_string(p("apart/repeats.md")).unwrap();
+    assert!(md.contains("no cross-survey pair"), "{md}");
+    // Two surveys without any star id: nothing pairs at all, said with the way out.
+    let none = run(
+        &["repeats"],
+        &[("--catalog", &p("lamost.parquet")), ("--catalog", &p("desi.parquet")), ("--out", &p("none2"))],
+    );
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && err.contains("--star-ids"), "{err}");
     // Without star ids a LAMOST obsid never repeats: nothing to pair, said plainly.
     let none = run(&["repeats"], &[("--catalog", &p("lamost.parquet")), ("--out", &p("none"))]);
-    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no pair of spectra"));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && err.contains("no pair of spectra") && err.contains("--star-ids"), "{err}");
 }
 
 /// `--augment`: seeded, so the same seed trains the same weights, recorded in the card, and not
