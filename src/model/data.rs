@@ -33,6 +33,44 @@ pub fn window_offset(grid: &LogGrid, window: &LogGrid) -> Option<usize> {
         .then(|| window.start - grid.start)
 }
 
+/// Why a shard's grid cannot feed a model's window, in Å (pixel indices aside).
+pub fn uncovered(grid: &LogGrid, window: &LogGrid) -> String {
+    let span = |g: &LogGrid| format!("{:.1}-{:.1} Å", g.first_angstrom(), g.last_angstrom());
+    let same_sampling = (grid.log10_lambda0 - window.log10_lambda0).abs() < 1e-12
+        && (grid.dlog10_lambda - window.dlog10_lambda).abs() < 1e-15;
+    if !same_sampling {
+        return format!(
+            "the shard's grid ({}, Δlog10 λ = {:e}) is sampled differently from the model's window ({}, Δlog10 λ = {:e}): \
+             re-ingest with the model's grid",
+            span(grid),
+            grid.dlog10_lambda,
+            span(window),
+            window.dlog10_lambda
+        );
+    }
+    let mut short = Vec::new();
+    if grid.start > window.start {
+        short.push(format!(
+            "starts at {:.1} Å, after the window's {:.1} Å",
+            grid.first_angstrom(),
+            window.first_angstrom()
+        ));
+    }
+    if grid.start + grid.npix < window.start + window.npix {
+        short.push(format!(
+            "ends at {:.1} Å, before the window's {:.1} Å",
+            grid.last_angstrom(),
+            window.last_angstrom()
+        ));
+    }
+    format!(
+        "the shard's grid ({}) does not cover the model's window ({}): it {}; re-ingest with a grid that covers the window",
+        span(grid),
+        span(window),
+        short.join(" and ")
+    )
+}
+
 /// One model input from one spectrum (see the module docs).
 pub fn pixel_features(flux: &[f32], ivar: &[f32], out: &mut [f32]) {
     for ((o, &f), &w) in out.iter_mut().zip(flux).zip(ivar) {
@@ -87,18 +125,7 @@ pub fn for_each_batch(
     mut f: impl FnMut(SpectraBatch) -> Result<()>,
 ) -> Result<()> {
     let grid = shard_grid(path)?;
-    let offset = window_offset(&grid, window).ok_or_else(|| {
-        ModelError::bad(
-            path,
-            format!(
-                "shard grid (native pixels {}..{}) does not cover the model's window ({}..{})",
-                grid.start,
-                grid.start + grid.npix,
-                window.start,
-                window.start + window.npix
-            ),
-        )
-    })?;
+    let offset = window_offset(&grid, window).ok_or_else(|| ModelError::bad(path, uncovered(&grid, window)))?;
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
     let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "flux", "ivar"];
     let reader = crate::io::read_columns(file, &columns, batch_rows)
@@ -359,5 +386,21 @@ mod input_rule_tests {
         let mut other = full;
         other.dlog10_lambda *= 1.5;
         assert_eq!(window_offset(&other, &window), None, "another sampling is refused");
+        // Each end on its own: a grid one pixel short of the window at either end does not cover it.
+        let (start, end) = (window.start, window.start + window.npix);
+        let grid = |from: usize, to: usize| LogGrid::lamost_window(from, to - from);
+        assert_eq!(window_offset(&grid(start, end), &window), Some(0), "exactly the window");
+        assert_eq!(window_offset(&grid(start - 5, end), &window), Some(5));
+        assert_eq!(window_offset(&grid(start + 1, end + 50), &window), None, "starts one pixel late");
+        assert_eq!(window_offset(&grid(start - 50, end - 1), &window), None, "ends one pixel early");
+    }
+
+    #[test]
+    fn a_grid_that_does_not_cover_the_window_is_named_in_angstrom() {
+        let window = LogGrid::preset(crate::grid::GridPreset::Specclip);
+        let short = LogGrid::lamost_window(window.start, window.npix - 10);
+        let msg = uncovered(&short, &window);
+        assert!(msg.contains('Å') && msg.contains(&format!("{:.1}", window.last_angstrom())), "{msg}");
+        assert!(msg.contains("ends") && !msg.contains("starts"), "{msg}");
     }
 }

@@ -463,6 +463,21 @@ fn mismatched_inputs_are_refused_with_the_file_and_reason() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("labels.parquet") && err.contains("'targetid'"), "{err}");
+    // Spectra on a grid that misses either end of the model's window (3999-5599 Å): the shard is
+    // named, the missing end said in Å, and nothing half-written is left.
+    for (lo, hi, says) in [("3900", "5500", "ends at"), ("4100", "5700", "starts at")] {
+        let (spectra, pred) = (dir.path().join(format!("short-{lo}")), dir.path().join(format!("pred-{lo}")));
+        ok(run(
+            &["ingest", "--survey", "lamost", "--no-progress", "--wave-min", lo, "--wave-max", hi],
+            &[("--input", &data("real/lamost")), ("--out", &spectra)],
+        ));
+        let out = run(&["infer"], &[("--spectra", &spectra), ("--model", &f.p("model")), ("--out", &pred)]);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("spectra-00000") && text.contains(says) && text.contains(" Å"), "{text}");
+        let left: Vec<_> = std::fs::read_dir(&pred).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "nothing written for a refused shard: {left:?}");
+    }
     // --device cuda in a CPU build.
     let out = run(
         &["infer", "--device", "cuda"],
