@@ -31,11 +31,11 @@ impl Class {
         }
     }
     /// The lowest bit of the class's byte.
-    pub fn first_bit(self) -> u32 {
+    pub const fn first_bit(self) -> u32 {
         8 * self as u32
     }
     /// Every bit of the class's byte, used or reserved.
-    pub fn mask(self) -> u32 {
+    pub const fn mask(self) -> u32 {
         0xff << self.first_bit()
     }
 }
@@ -74,7 +74,7 @@ pub const ALL: [Flag; 13] = [
 ];
 
 /// Bits that make a row unusable: its estimates are null and `success` is false.
-pub const FATAL_MASK: u32 = 0xff << 16;
+pub const FATAL_MASK: u32 = Class::Fatal.mask();
 
 /// A published selection: the rows whose bits all belong to the classes it allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,37 +105,34 @@ pub const CUTS: [Cut; 3] = [
 ];
 
 impl Cut {
-    /// Rows with `quality_flags` below this value pass: the first bit of the least severe class not allowed.
+    /// Rows with `quality_flags` below this value pass: the first bit of the least severe class
+    /// the cut does not allow (a cut allows the mildest classes, so one comparison says it).
     pub fn below(&self) -> u32 {
-        let worst_allowed = self.allows.iter().max().map_or(0, |c| *c as u32 + 1);
-        1 << (8 * worst_allowed)
+        let first_refused = Class::ALL.iter().find(|c| !self.allows.contains(c)).expect("a cut refuses some class");
+        1 << first_refused.first_bit()
     }
     pub fn passes(&self, quality_flags: u32) -> bool {
         quality_flags < self.below()
     }
+    /// `LHS == 0` or `LHS < N` in a tool's syntax, given its column reference and equality operator.
+    fn condition(&self, column: &str, equals: &str) -> String {
+        if self.allows.is_empty() { format!("{column} {equals} 0") } else { format!("{column} < {}", self.below()) }
+    }
     /// The cut as an SQL condition (DuckDB, Polars' SQL, ADQL).
     pub fn sql(&self) -> String {
-        if self.allows.is_empty() { format!("{COLUMN} = 0") } else { format!("{COLUMN} < {}", self.below()) }
+        self.condition(COLUMN, "=")
     }
     /// The cut as a Polars expression.
     pub fn polars(&self) -> String {
-        if self.allows.is_empty() {
-            format!("pl.col(\"{COLUMN}\") == 0")
-        } else {
-            format!("pl.col(\"{COLUMN}\") < {}", self.below())
-        }
+        self.condition(&format!("pl.col(\"{COLUMN}\")"), "==")
     }
     /// The cut as a pandas (and numpy/astropy) condition on a frame or table `t`.
     pub fn pandas(&self) -> String {
-        if self.allows.is_empty() {
-            format!("t[\"{COLUMN}\"] == 0")
-        } else {
-            format!("t[\"{COLUMN}\"] < {}", self.below())
-        }
+        self.condition(&format!("t[\"{COLUMN}\"]"), "==")
     }
     /// The cut in TOPCAT's expression language (and STILTS).
     pub fn topcat(&self) -> String {
-        if self.allows.is_empty() { format!("{COLUMN} == 0") } else { format!("{COLUMN} < {}", self.below()) }
+        self.condition(COLUMN, "==")
     }
 }
 

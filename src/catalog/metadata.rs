@@ -58,6 +58,8 @@ pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
         .map(|h| {
             serde_json::json!({
                 "predictions": h.dir.display().to_string(),
+                "head": h.name,
+                "default": h.is_default,
                 "model": h.model,
                 "ood_threshold": h.limits.ood_threshold,
                 "chi2_threshold": h.limits.chi2_threshold,

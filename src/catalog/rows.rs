@@ -51,7 +51,7 @@ impl Head {
         };
         let embedding = meta.made_from_embeddings();
         let model = if embedding { "mlp_embedding" } else { "mlp_pixels" };
-        let adapter = first_adapter_kind(&first)?;
+        let adapter = adapter_kind(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             limits: ModelLimits {
@@ -103,15 +103,20 @@ impl Head {
     }
 }
 
-/// The adapter kind (`zeroshot`, `full`, `lora`, `reshead`) of a head's first prediction row.
-fn first_adapter_kind(shard: &Path) -> Result<String> {
-    for b in open_projected(shard, &["adapter_kind"])? {
-        let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
-        if b.num_rows() > 0 {
-            return Ok(b.column(0).as_string::<i32>().value(0).to_string());
+/// The adapter kind (`zeroshot`, `full`, `lora`, `reshead`) of a head: its first prediction row,
+/// in whichever shard has one (a task may have predicted no spectrum).
+fn adapter_kind(dir: &Path) -> Result<String> {
+    let shards = discover::shard_paths(&[dir.to_path_buf()], ShardKind::Predictions)
+        .map_err(|e| CatalogError::Invalid(e.to_string()))?;
+    for shard in &shards {
+        for b in open_projected(shard, &["adapter_kind"])? {
+            let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
+            if b.num_rows() > 0 {
+                return Ok(b.column(0).as_string::<i32>().value(0).to_string());
+            }
         }
     }
-    Err(CatalogError::bad(shard, "no prediction rows: cannot tell the head's adapter"))
+    Err(CatalogError::bad(dir, "no prediction rows in any shard: cannot tell the head's adapter"))
 }
 
 fn open_projected<'a>(

@@ -183,15 +183,11 @@ impl Spill {
             let leaf = root.join(part.path());
             let dir = leaf.parent().expect("leaf paths have directories");
             std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
-            let mut leaf_rows = Ok(());
-            let mut check = |b: &RecordBatch| {
-                leaf_rows = rows_belong_to(&part, b, &leaf);
-                if leaf_rows.is_ok() {
-                    written(b);
-                }
-            };
-            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, table, kv, &mut check)?;
-            leaf_rows?;
+            // Checked before anything is written: a neighbour's row must not reach the file.
+            for b in &batches {
+                rows_belong_to(&part, b, &leaf)?;
+            }
+            let rows = write_sorted(&leaf, &self.schema, batches, disagree_sigma, table, kv, written)?;
             if rows > part.rows {
                 return Err(CatalogError::Invalid(format!(
                     "{}: {rows} rows where the sky histogram counted {}",
@@ -271,46 +267,14 @@ pub fn write_metadata(path: &Path, leaves: &[(Partition, ParquetMetaData)]) -> R
 impl Table {
     /// HATS `default_columns`: what LSDB loads unless asked otherwise. Always whatever tells heads
     /// and repeats apart, so a default load is never read as one row per star when it is not.
-    pub fn default_columns(&self) -> &'static [&'static str] {
-        match self {
-            Table::Spectra => &[
-                "source_id",
-                "ra",
-                "dec",
-                "head",
-                "is_default_head",
-                "model",
-                "adapter",
-                "is_primary",
-                "teff",
-                "teff_err",
-                "logg",
-                "logg_err",
-                "feh",
-                "feh_err",
-                "quality_flags",
-                "success",
-            ],
-            Table::Stars { .. } => &[
-                "star_id",
-                "source_id",
-                "ra",
-                "dec",
-                "head",
-                "is_default_head",
-                "model",
-                "adapter",
-                "n_used",
-                "teff",
-                "teff_err",
-                "logg",
-                "logg_err",
-                "feh",
-                "feh_err",
-                "quality_flags",
-                "success",
-            ],
-        }
+    pub fn default_columns(&self) -> Vec<&'static str> {
+        let (keys, repeats): (&[&'static str], &'static str) = match self {
+            Table::Spectra => (&["source_id"], "is_primary"),
+            Table::Stars { .. } => (&["star_id", "source_id"], "n_used"),
+        };
+        let rest = ["ra", "dec", "head", "is_default_head", "model", "adapter", repeats];
+        let estimates = ["teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "quality_flags", "success"];
+        keys.iter().copied().chain(rest).chain(estimates).collect()
     }
 }
 
@@ -368,7 +332,7 @@ mod tests {
         for (table, schema) in [(Table::Spectra, crate::schema::catalog()), (stars, crate::schema::catalog_stars())] {
             let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
             for c in table.default_columns() {
-                assert!(names.contains(c), "{c} is not a column of {}", schema.name);
+                assert!(names.contains(&c), "{c} is not a column of {}", schema.name);
             }
             // What tells heads and repeats apart is always loaded.
             assert!(table.default_columns().contains(&"head") && table.default_columns().contains(&"is_default_head"));

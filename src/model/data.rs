@@ -25,20 +25,20 @@ pub fn shard_grid(path: &Path) -> Result<LogGrid> {
     serde_json::from_str(json).map_err(|e| ModelError::Json { path: path.to_path_buf(), source: e })
 }
 
+fn same_sampling(a: &LogGrid, b: &LogGrid) -> bool {
+    (a.log10_lambda0 - b.log10_lambda0).abs() < 1e-12 && (a.dlog10_lambda - b.dlog10_lambda).abs() < 1e-15
+}
+
 /// Where `window` starts inside `grid`, if the grid covers it on the same sampling.
 pub fn window_offset(grid: &LogGrid, window: &LogGrid) -> Option<usize> {
-    let same_sampling = (grid.log10_lambda0 - window.log10_lambda0).abs() < 1e-12
-        && (grid.dlog10_lambda - window.dlog10_lambda).abs() < 1e-15;
-    (same_sampling && window.start >= grid.start && window.start + window.npix <= grid.start + grid.npix)
+    (same_sampling(grid, window) && window.start >= grid.start && window.start + window.npix <= grid.start + grid.npix)
         .then(|| window.start - grid.start)
 }
 
 /// Why a shard's grid cannot feed a model's window, in Å (pixel indices aside).
 pub fn uncovered(grid: &LogGrid, window: &LogGrid) -> String {
     let span = |g: &LogGrid| format!("{:.1}-{:.1} Å", g.first_angstrom(), g.last_angstrom());
-    let same_sampling = (grid.log10_lambda0 - window.log10_lambda0).abs() < 1e-12
-        && (grid.dlog10_lambda - window.dlog10_lambda).abs() < 1e-15;
-    if !same_sampling {
+    if !same_sampling(grid, window) {
         return format!(
             "the shard's grid ({}, Δlog10 λ = {:e}) is sampled differently from the model's window ({}, Δlog10 λ = {:e}): \
              re-ingest with the model's grid",

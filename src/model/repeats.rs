@@ -315,7 +315,6 @@ pub fn run_repeats(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
     let md = opts.out.join("repeats.md");
     let mut text = markdown(&stats);
     if let Some(note) = cross_survey_note(opts, &stats) {
-        tracing::warn!("{note}");
         text += &format!("\n**Note:** {note}\n");
     }
     crate::io::write_bytes_atomically(&md, text.as_bytes())?;

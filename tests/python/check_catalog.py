@@ -143,6 +143,8 @@ def main():
     assert total_heads >= 2 and heads == 1 and stars == rows, (total_heads, heads, stars, rows)
     assert int(scope["per_pixel"]["len"].sum()) == rows
     assert int(scope["kiel"]["len"].sum()) == sum(r[2] for r in first)
+    assert len(scope["clean"]) == sum(r[2] for r in first), "pandas and the SQL Kiel query select the same stars"
+    assert scope["clean"]["star_id"].is_unique
     metal_poor = duckdb.sql(sql[1].replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
     assert len({r[0] for r in metal_poor}) == len(metal_poor), "a star listed twice"
     assert scope["metal_poor"]["source_id"].n_unique() == scope["metal_poor"].height
