@@ -208,16 +208,22 @@ fn output_of(command: &Command) -> Option<(&std::path::Path, bool)> {
 }
 
 /// Fails at once, naming the user's path, when `--out` cannot be written, instead of after the
-/// work (a training run, then "Operation not permitted" on a temporary name).
+/// work (a training run, then "Operation not permitted" on a temporary name). It probes the
+/// nearest directory that exists and creates none: a command refused later (a wrong `--input`)
+/// leaves no empty `--out` behind.
 fn check_writable(out: &std::path::Path, is_dir: bool) -> Result<()> {
-    let dir = if is_dir { out } else { out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref()) };
-    let probe = dir.join(format!(".starpipe-write-probe-{}", std::process::id()));
-    std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::OpenOptions::new().write(true).create_new(true).open(&probe))
+    let target = if is_dir { out } else { out.parent().unwrap_or("".as_ref()) };
+    let existing =
+        target.ancestors().find(|p| p.is_dir()).filter(|p| !p.as_os_str().is_empty()).unwrap_or(".".as_ref());
+    let probe = existing.join(format!(".starpipe-write-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
         .map(|_| {
             let _ = std::fs::remove_file(&probe);
         })
-        .with_context(|| format!("cannot write --out {}", out.display()))
+        .with_context(|| format!("cannot write --out {} ({} is not writable)", out.display(), existing.display()))
 }
 
 pub(crate) fn dispatch(command: Command) -> Result<()> {

@@ -4,7 +4,9 @@
 //! - every input of the task ends in exactly one report part, as written, skipped or failed;
 //! - shard `k` covers a contiguous range of the task's ordered inputs and all spectra from them;
 //!   a file's spectra never straddle two shards;
-//! - a shard exists under its final name only when it and its report part are complete;
+//! - a report part exists under its final name only when its shard does (the shard is renamed
+//!   first), so the report never lists spectra that are not on disk; a shard without its report
+//!   part is unfinished (killed between the renames) and the re-run writes it again;
 //! - the shard contents depend only on the inputs and the settings (the fingerprint), so a resumed
 //!   run writes the same files an uninterrupted one would; shards made from input files that have
 //!   changed since (size or modification time) are discarded and the task starts over.
@@ -311,7 +313,9 @@ fn find_resume_point(out: &Path, tag: &str, expected: &str, inputs_fp: &str) -> 
             return Ok(ResumePoint { next_shard: 0, next_input: 0, counts: Counts::default(), shards: vec![] });
         }
         if !report_path(out, tag, p.next_shard).exists() {
-            return Err(broken("its report part is missing".into()));
+            // Killed after the shard's rename, before its report part's: not finished.
+            tracing::info!(shard = %path.display(), "no report part: the shard is written again");
+            return Ok(p);
         }
         let range = kv.get(META_INPUTS).ok_or_else(|| broken("no input range in metadata".into()))?;
         let (start, end) = range
@@ -332,17 +336,20 @@ fn find_resume_point(out: &Path, tag: &str, expected: &str, inputs_fp: &str) -> 
     }
 }
 
-/// Removes report parts numbered at or after the first unfinished shard: they belong to no finished
-/// shard (a run killed between the two renames, or shards removed by hand) and would be counted twice.
-fn remove_orphan_reports(out: &Path, tag: &str, first_unfinished: usize) {
+/// Removes shards and report parts numbered at or after the first unfinished shard: a shard whose
+/// report part is missing (a run killed between the two renames) and anything after it (files
+/// removed by hand) would be counted twice or not at all.
+fn remove_unfinished(out: &Path, tag: &str, first_unfinished: usize) {
     let mut k = first_unfinished;
-    // Parts are numbered consecutively, but a gap can be left by hand: look a little past one.
+    // Files are numbered consecutively, but a gap can be left by hand: look a little past one.
     let mut misses = 0;
     while misses < 16 {
-        let path = report_path(out, tag, k);
-        if path.exists() {
-            tracing::info!(file = %path.display(), "removing a report part with no finished shard");
-            let _ = std::fs::remove_file(&path);
+        let (shard, report) = (shard_path(out, tag, k), report_path(out, tag, k));
+        if shard.exists() || report.exists() {
+            for path in [shard, report].iter().filter(|p| p.exists()) {
+                tracing::info!(file = %path.display(), "removing an output of an unfinished shard");
+                let _ = std::fs::remove_file(path);
+            }
             misses = 0;
         } else {
             misses += 1;
@@ -396,7 +403,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     let fp = fingerprint(opts);
     let inputs_fp = inputs_fingerprint(&inputs);
     let resume = find_resume_point(&opts.out, &tag, &fp, &inputs_fp)?;
-    remove_orphan_reports(&opts.out, &tag, resume.next_shard);
+    remove_unfinished(&opts.out, &tag, resume.next_shard);
     tracing::info!(
         survey = opts.survey.as_str(),
         discovered = all.len(),
@@ -642,7 +649,10 @@ impl ShardSink {
         let Some(open) = self.open.take() else { return Ok(()) };
         let k = self.next_shard;
         let name = open.writer.file_name();
-        write_report(&report_path(&self.out, &self.tag, k), &name, &open.report)?;
+        // The report part waits under its temporary name until the shard is in place, so it never
+        // lists spectra that are not on disk.
+        let report = report_path(&self.out, &self.tag, k);
+        write_report(&crate::io::tmp_path(&report), &name, &open.report)?;
         let mut meta = self.metadata_common.clone();
         meta.push((META_FINGERPRINT.into(), self.fingerprint.clone()));
         meta.push((META_INPUTS_FINGERPRINT.into(), self.inputs_fingerprint.clone()));
@@ -650,6 +660,7 @@ impl ShardSink {
         meta.push((META_COUNTS.into(), serde_json::to_string(&open.counts).expect("counts serialise")));
         let rows = open.writer.rows();
         let path = open.writer.finish(meta)?;
+        crate::io::commit(&report)?;
         tracing::info!(shard = %path.display(), spectra = rows, inputs = end_input - open.first_input, "shard written");
         self.counts.merge(&open.counts);
         self.shards.push(name);

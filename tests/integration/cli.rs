@@ -91,6 +91,23 @@ fn mock_prints_the_emulator_report_and_an_emulated_star() {
     assert!(!bad.status.success());
 }
 
+/// A command refused for its input leaves nothing where its output would have gone: the
+/// writability check probes the nearest existing directory and creates none.
+#[test]
+fn a_wrong_input_leaves_no_empty_out_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("new/spectra");
+    let run = starpipe()
+        .args(["ingest", "--survey", "lamost", "--input", "/nonexistent-input", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && err.contains("/nonexistent-input"), "{err}");
+    assert!(!dir.path().join("new").exists(), "an empty --out was left behind");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no probe file left either");
+}
+
 /// An output that cannot be written is found before any work, named as the user wrote it, said
 /// once; with JSON logs the fatal error is a JSON line too.
 #[test]

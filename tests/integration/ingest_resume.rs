@@ -26,21 +26,29 @@ fn an_interrupted_run_resumes_to_byte_identical_shards() {
     let reference = files(&full);
     assert_eq!(reference.len(), 14, "7 shards + 7 report parts");
 
-    // Simulate a kill after shard 2: later shards gone, a half-written temporary left behind.
+    // Simulate a kill between shard 3's rename and its report part's (the shard is renamed first,
+    // so the report never lists spectra that are not on disk): shard 3 without its report part,
+    // whose temporary is left behind, and a half-written shard 4.
     let cut = dir.path().join("cut");
     std::fs::create_dir(&cut).unwrap();
     for (name, bytes) in &reference {
         let k: usize = name.trim_end_matches(".parquet").rsplit('-').next().unwrap().parse().unwrap();
-        if k <= 2 || (k == 3 && name.starts_with("report-")) {
+        if k <= 2 || (k == 3 && name.starts_with("spectra-")) {
             std::fs::write(cut.join(name), bytes).unwrap();
         }
     }
-    std::fs::write(cut.join("spectra-00000-of-00001-00003.parquet.tmp"), b"partial").unwrap();
+    std::fs::write(
+        cut.join("report-00000-of-00001-00003.parquet.tmp"),
+        &reference["report-00000-of-00001-00003.parquet"],
+    )
+    .unwrap();
+    std::fs::write(cut.join("spectra-00000-of-00001-00004.parquet.tmp"), b"partial").unwrap();
     let resumed = run_ingest(&opts(&cut)).unwrap();
     assert_eq!(resumed.shards_resumed, 3);
     assert_eq!(resumed.counts, s.counts, "the summary covers resumed and new shards alike");
     assert_eq!(files(&cut), reference, "resumed output must equal an uninterrupted run, byte for byte");
-    assert!(!cut.join("spectra-00000-of-00001-00003.parquet.tmp").exists());
+    assert!(!cut.join("spectra-00000-of-00001-00004.parquet.tmp").exists());
+    assert!(!cut.join("report-00000-of-00001-00003.parquet.tmp").exists());
 
     // A finished run re-run does nothing and changes nothing.
     let again = run_ingest(&opts(&cut)).unwrap();

@@ -264,6 +264,24 @@ fn a_bad_pipeline_is_refused_before_any_work_with_key_and_line() {
 
 /// Runs `args` to completion, then again killed (SIGKILL) at `kills` random points and re-run each
 /// time; the directory `out` must end byte-identical to the uninterrupted run's.
+/// What a killed run leaves must not claim more than it wrote: every ingest report part under its
+/// final name has its spectra shard, holding exactly the spectra the part lists as written.
+fn reports_match_their_shards(out: &Path) {
+    use polars::prelude::{ParquetReader, SerReader};
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("report-").filter(|n| n.ends_with(".parquet")) else { continue };
+        let report = ParquetReader::new(std::fs::File::open(e.path()).unwrap()).finish().unwrap();
+        // A written spectrum is a row with its spectrum_id (file rows of DESI coadds have none).
+        let written = report.column("spectrum_id").unwrap().str().unwrap().iter().flatten().count();
+        let shard = out.join(format!("spectra-{rest}"));
+        assert!(shard.exists(), "{name} is final but {} is not", shard.display());
+        let rows = ParquetReader::new(std::fs::File::open(&shard).unwrap()).finish().unwrap().height();
+        assert_eq!(written, rows, "{name} lists {written} spectra written, its shard holds {rows}");
+    }
+}
+
 fn kill_and_rerun(args: &dyn Fn(&Path) -> Vec<String>, outputs: &dyn Fn(&Path) -> PathBuf, kills: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_starpipe");
@@ -290,6 +308,7 @@ fn kill_and_rerun(args: &dyn Fn(&Path) -> Vec<String>, outputs: &dyn Fn(&Path) -
             killed_midway += 1;
         }
         child.wait().unwrap();
+        reports_match_their_shards(&outputs(&work));
         let status =
             Command::new(bin).args(args(&work)).env("RUST_LOG", "error").stdout(Stdio::null()).status().unwrap();
         assert!(status.success(), "re-run after a kill at {delay:?}");
