@@ -1,35 +1,51 @@
 //! File-level metadata of every catalogue file: the VOParquet 1.0 keys (a data-less VOTable with
-//! one FIELD per column, so astropy and TOPCAT see units and UCDs) and the `starpipe` JSON key
-//! (flag bits, thresholds, heads).
+//! one FIELD per column, so TOPCAT and astropy's `parquet.votable` see units and UCDs), astropy's
+//! own keys (so a plain `Table.read` gets units and descriptions without a warning) and the
+//! `starpipe` JSON key (flag bits, cuts, thresholds, heads).
 
 use super::flags::{ALL, CUTS, Class, FATAL_MASK, Thresholds};
 use super::rows::Head;
 use crate::schema::TableSchema;
+use std::collections::BTreeMap;
+
+/// The longest value, in characters, of each string column of a catalogue. astropy reads strings
+/// at a fixed width (`table::len::<col>`; longer values are cut without a word, a missing key is a
+/// warning) and so does the VOTable (`arraysize="N*"`), so both get the true width.
+pub type StringWidths = BTreeMap<String, usize>;
+
+/// The width of a string column of `schema`: the per-star table's `best_spectrum_id` is a
+/// `spectrum_id`; every other string column has its per-spectrum namesake.
+fn width(widths: &StringWidths, column: &str) -> usize {
+    let source = if column == "best_spectrum_id" { "spectrum_id" } else { column };
+    widths.get(source).copied().unwrap_or(0).max(1)
+}
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn votable_type(t: &str) -> (&'static str, &'static str) {
+fn votable_type(t: &str) -> &'static str {
     match t {
-        // A bounded variable length: astropy reads "*" as object columns and then cannot stack
-        // them with the data's strings; "N*" reads as fixed-width strings, which it can.
-        "utf8" => ("char", " arraysize=\"128*\""),
-        "bool" => ("boolean", ""),
-        "int32" | "uint32" => ("int", ""),
-        "int64" => ("long", ""),
-        "float32" => ("float", ""),
-        _ => ("double", ""),
+        "utf8" => "char",
+        "bool" => "boolean",
+        "int32" | "uint32" => "int",
+        "int64" => "long",
+        "float32" => "float",
+        _ => "double",
     }
 }
 
 /// The VOTable document of `IVOA.VOTable-Parquet.content`.
-pub fn votable(schema: &TableSchema) -> String {
+pub fn votable(schema: &TableSchema, widths: &StringWidths) -> String {
     let mut s = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\">\n<RESOURCE type=\"results\">\n<TABLE name=\"starpipe_catalog\">\n",
     );
     for c in &schema.columns {
-        let (dt, arraysize) = votable_type(&c.type_name);
+        let dt = votable_type(&c.type_name);
+        // A bounded variable length: astropy reads "*" as object columns and then cannot stack
+        // them with the data's strings; "N*" reads as fixed-width strings, which it can.
+        let arraysize =
+            if dt == "char" { format!(" arraysize=\"{}*\"", width(widths, &c.name)) } else { String::new() };
         let unit = if c.unit.is_empty() { String::new() } else { format!(" unit=\"{}\"", xml_escape(&c.unit)) };
         let ucd = c.ucd.as_deref().map_or(String::new(), |u| format!(" ucd=\"{}\"", xml_escape(u)));
         s.push_str(&format!(
@@ -102,11 +118,51 @@ fn cuts() -> serde_json::Map<String, serde_json::Value> {
         .collect()
 }
 
+/// A unit as astropy spells it: the VOUnit `log(cm.s**-2)` is astropy's `dex(cm/s2)` (astropy
+/// reads the former as an unrecognised unit); `dex`, `K`, `deg`, `km/s`, `mag`, `d` are the same.
+fn astropy_unit(unit: &str) -> &str {
+    if unit == "log(cm.s**-2)" { "dex(cm/s2)" } else { unit }
+}
+
+/// astropy's `table_meta_yaml` (JSON is YAML): every column with its unit, description and UCD,
+/// which a plain `Table.read` applies. Every column must be listed, or astropy fails to read.
+fn astropy_meta(schema: &TableSchema) -> String {
+    let columns: Vec<serde_json::Value> = schema
+        .columns
+        .iter()
+        .map(|c| {
+            let mut entry = serde_json::json!({"name": c.name, "description": c.description});
+            if !c.unit.is_empty() {
+                entry["unit"] = astropy_unit(&c.unit).into();
+            }
+            if let Some(ucd) = &c.ucd {
+                entry["meta"] = serde_json::json!({"ucd": ucd});
+            }
+            entry
+        })
+        .collect();
+    serde_json::json!({"datatype": columns}).to_string()
+}
+
 /// Key-value metadata written into every catalogue Parquet file.
-pub fn key_values(schema: &TableSchema, thresholds: &Thresholds, heads: &[Head]) -> Vec<(String, String)> {
-    vec![
+pub fn key_values(
+    schema: &TableSchema,
+    thresholds: &Thresholds,
+    heads: &[Head],
+    widths: &StringWidths,
+) -> Vec<(String, String)> {
+    let mut kv = vec![
         ("IVOA.VOTable-Parquet.version".into(), "1.0".into()),
-        ("IVOA.VOTable-Parquet.content".into(), votable(schema)),
+        ("IVOA.VOTable-Parquet.content".into(), votable(schema, widths)),
         ("starpipe".into(), starpipe_json(thresholds, heads)),
-    ]
+        ("table_meta_yaml".into(), astropy_meta(schema)),
+    ];
+    kv.extend(
+        schema
+            .columns
+            .iter()
+            .filter(|c| c.type_name == "utf8")
+            .map(|c| (format!("table::len::{}", c.name), width(widths, &c.name).to_string())),
+    );
+    kv
 }

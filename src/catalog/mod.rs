@@ -130,6 +130,18 @@ fn tally_spectra(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch
     }
 }
 
+/// The longest value of each string column, in characters (what fixed-width readers count).
+fn measure_strings(widths: &mut metadata::StringWidths, batch: &arrow::array::RecordBatch) {
+    use arrow::array::AsArray;
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if let Some(strings) = column.as_string_opt::<i32>() {
+            let longest = strings.iter().flatten().map(|v| v.chars().count()).max().unwrap_or(0);
+            let w = widths.entry(field.name().clone()).or_insert(0);
+            *w = (*w).max(longest);
+        }
+    }
+}
+
 /// The flags of rows as they go into the file.
 fn tally_flags(summary: &mut CatalogSummary, batch: &arrow::array::RecordBatch) {
     if summary.flag_counts.is_empty() {
@@ -177,17 +189,12 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     refuse_same_shard_names(&shards)?;
     let heads = Head::open_all(&opts.predictions)?;
     let table = if opts.per_star { crate::schema::catalog_stars() } else { crate::schema::catalog() };
-    let kv = metadata::key_values(&table, &opts.thresholds, &heads);
-    // The flag bits, thresholds and heads also in the Arrow schema's metadata: what
-    // `pq.read_schema()`, `pq.read_table().schema` and Polars show, not only the file's key-values.
-    let starpipe: std::collections::HashMap<String, String> =
-        kv.iter().filter(|(k, _)| k == "starpipe").cloned().collect();
-    let with_metadata = |t: &crate::schema::TableSchema| {
-        std::sync::Arc::new(t.to_arrow(0).as_ref().clone().with_metadata(starpipe.clone()))
-    };
+    // The file's key-values (written into the Arrow schema's metadata too, `write`) need every
+    // string's width: made once the rows are joined.
+    let key_values = |widths: &metadata::StringWidths| metadata::key_values(&table, &opts.thresholds, &heads, widths);
     // Rows are joined and flagged per spectrum; the per-star table combines them per partition.
-    let schema = with_metadata(&crate::schema::catalog());
-    let out_schema = with_metadata(&table);
+    let schema = crate::schema::catalog().to_arrow(0);
+    let out_schema = table.to_arrow(0);
     let output = if opts.per_star {
         let floors =
             heads.iter().map(|h| ((h.model_sha256.clone(), h.adapter_sha256.clone()), h.error_floor())).collect();
@@ -206,16 +213,19 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
     remove_any(&crate::io::tmp_path(&opts.out))?;
     crate::io::write_atomically(&opts.out, |tmp| {
         let mut summary = CatalogSummary::default();
+        let mut widths = metadata::StringWidths::new();
         match opts.format {
             Format::Parquet | Format::Fits => {
                 let mut batches = Vec::new();
                 for shard in &shards {
                     shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
                         tally_spectra(&mut summary, &b);
+                        measure_strings(&mut widths, &b);
                         batches.push(b);
                         Ok(())
                     })?;
                 }
+                let kv = key_values(&widths);
                 if opts.format == Format::Parquet {
                     let mut seen = |b: &arrow::array::RecordBatch| tally_flags(&mut summary, b);
                     let sigma = opts.thresholds.disagree_sigma;
@@ -233,9 +243,11 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 for shard in &shards {
                     shard_rows(shard, &heads, &opts.thresholds, &schema, |b| {
                         tally_spectra(&mut summary, &b);
+                        measure_strings(&mut widths, &b);
                         spill.push(&b)
                     })?;
                 }
+                let kv = key_values(&widths);
                 let parts = spill.partitions().to_vec();
                 let mut seen = |b: &arrow::array::RecordBatch| tally_flags(&mut summary, b);
                 let leaves = spill.write_leaves(tmp, opts.thresholds.disagree_sigma, &output, &kv, &mut seen)?;

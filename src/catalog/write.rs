@@ -91,6 +91,8 @@ pub fn write_sorted(
     written: &mut dyn FnMut(&RecordBatch),
 ) -> Result<u64> {
     let sorted = sorted_rows(schema, batches, disagree_sigma, table, path)?;
+    let schema = with_key_values(&sorted.schema(), kv);
+    let sorted = sorted.with_schema(schema).map_err(arrow_err(path))?;
     written(&sorted);
     crate::io::write_atomically(path, |tmp| {
         let file = File::create(tmp).map_err(|e| CatalogError::io(tmp, e))?;
@@ -224,10 +226,19 @@ fn footer(path: &Path) -> Result<ParquetMetaData> {
     Ok(SerializedFileReader::new(f).map_err(pq_err(path))?.metadata().clone())
 }
 
+/// The file's key-values also in the Arrow schema's metadata: a file that embeds its Arrow schema
+/// is read by pyarrow (and so pandas, astropy, LSDB) with that schema's metadata, not the footer's.
+fn with_key_values(schema: &SchemaRef, kv: &[(String, String)]) -> SchemaRef {
+    let mut metadata = schema.metadata().clone();
+    metadata.extend(kv.iter().cloned());
+    std::sync::Arc::new(schema.as_ref().clone().with_metadata(metadata))
+}
+
 /// `_common_metadata`: the schema and key-value metadata, no rows.
 pub fn write_common_metadata(path: &Path, schema: &SchemaRef, kv: &[(String, String)]) -> Result<()> {
     let f = File::create(path).map_err(|e| CatalogError::io(path, e))?;
-    ArrowWriter::try_new(f, schema.clone(), Some(props(kv))).map_err(pq_err(path))?.close().map_err(pq_err(path))?;
+    let schema = with_key_values(schema, kv);
+    ArrowWriter::try_new(f, schema, Some(props(kv))).map_err(pq_err(path))?.close().map_err(pq_err(path))?;
     Ok(())
 }
 

@@ -407,6 +407,19 @@ fn per_star_table_combines_repeat_spectra_and_carries_identifiers() {
     let props = std::fs::read_to_string(hats.join("hats.properties")).unwrap();
     assert!(props.contains(&format!("hats_nrows={}\n", stars.height())), "{props}");
     catalog(&p("stars.fits"), &["--per-star", "--format", "fits"], &p("spectra"), &[&p("pred")]);
+    // astropy with its defaults reads the per-star table without a warning, units applied and no
+    // string cut short (best_spectrum_id takes spectrum_id's width).
+    let script = format!(
+        "import warnings\nimport astropy.units as u\nimport pyarrow.parquet as pq\nfrom astropy.table import Table\n\
+         warnings.simplefilter('error')\nt = Table.read('{path}')\n\
+         assert t['feh_err'].unit == u.dex and t['teff'].unit == u.K, (t['feh_err'].unit, t['teff'].unit)\n\
+         assert list(t['best_spectrum_id']) == pq.read_table('{path}').column('best_spectrum_id').to_pylist()\n\
+         print('ok', len(t))",
+        path = p("stars.parquet").display()
+    );
+    let out = Command::new(python("astropy, pyarrow")).args(["-c", &script]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.starts_with("ok"), "{text}");
     let mut shards: Vec<PathBuf> = std::fs::read_dir(p("spectra"))
         .unwrap()
         .map(|e| e.unwrap().path())

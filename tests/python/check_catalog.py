@@ -79,7 +79,22 @@ def main():
     t = Table.read(catalog, format="parquet.votable")
     assert str(t["teff"].unit) == "K" and str(t["feh"].unit) == "dex", (t["teff"].unit, t["feh"].unit)
     import warnings
+
+    import astropy.units as u
     from astropy.io import fits
+
+    # A plain Table.read, astropy's defaults: units, descriptions and UCDs, and not one warning,
+    # on the single file and on a HATS leaf.
+    leaf = str(hats.io.paths.pixel_catalog_file(hats_dir, pixels[0]))
+    for path in (catalog, leaf):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plain = Table.read(path)
+        assert plain["teff"].unit == u.K and plain["ra"].unit == u.deg, (plain["teff"].unit, plain["ra"].unit)
+        assert plain["feh"].unit == u.dex and plain["logg"].unit == u.dex(u.cm / u.s**2), (plain["feh"].unit, plain["logg"].unit)
+        assert plain["teff"].meta.get("ucd") == "phys.temperature.effective" and plain["teff"].description
+        # Fixed-width strings at the true width: nothing cut.
+        assert list(plain["spectrum_id"]) == pq.read_table(path).column("spectrum_id").to_pylist()
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a UnitsWarning (or any other) fails the check
@@ -145,6 +160,7 @@ def main():
     assert int(scope["kiel"]["len"].sum()) == sum(r[2] for r in first)
     assert len(scope["clean"]) == sum(r[2] for r in first), "pandas and the SQL Kiel query select the same stars"
     assert scope["clean"]["star_id"].is_unique
+    assert str(scope["t"]["gaia_source_id"].dtype) == "Int64", scope["t"]["gaia_source_id"].dtype
     metal_poor = duckdb.sql(sql[1].replace("'catalog.parquet'", f"'{catalog}'")).fetchall()
     assert len({r[0] for r in metal_poor}) == len(metal_poor), "a star listed twice"
     assert scope["metal_poor"]["source_id"].n_unique() == scope["metal_poor"].height
