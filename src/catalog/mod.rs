@@ -9,6 +9,7 @@
 
 pub mod fits;
 pub mod flags;
+pub mod margin;
 pub mod metadata;
 pub mod per_star;
 pub mod rows;
@@ -82,6 +83,9 @@ pub struct CatalogOptions {
     pub collection: String,
     /// Write the per-star table (`schemas/catalog_stars.toml`) instead of one row per spectrum.
     pub per_star: bool,
+    /// HATS: the margin cache's threshold (arcsec), written beside the catalogue
+    /// (`margin::margin_dir`); None for none.
+    pub margin_arcsec: Option<f64>,
 }
 
 impl CatalogOptions {
@@ -96,6 +100,7 @@ impl CatalogOptions {
             histogram_order: 10,
             collection: "starpipe_catalog".into(),
             per_star: false,
+            margin_arcsec: Some(margin::DEFAULT_THRESHOLD_ARCSEC),
         }
     }
 }
@@ -113,6 +118,30 @@ pub struct CatalogSummary {
     pub flag_counts: Vec<(flags::Flag, u64)>,
     /// Rows written that pass each published cut (`flags::CUTS`, in that order).
     pub cut_counts: Vec<(&'static flags::Cut, u64)>,
+    /// HATS: rows in the margin cache, when one was written.
+    pub margin_rows: Option<u64>,
+}
+
+/// The margin cache of the HATS catalogue being written at `tmp` (to be renamed to `opts.out`),
+/// written and renamed into place beside it first: a run killed between the two renames leaves a
+/// margin the re-run replaces.
+fn write_margin_beside(
+    opts: &CatalogOptions,
+    tmp: &Path,
+    parts: &[sky::Partition],
+    schema: &arrow::datatypes::SchemaRef,
+    kv: &[(String, String)],
+    arcsec: f64,
+) -> Result<u64> {
+    let dir = margin::margin_dir(&opts.out, arcsec);
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let primary = opts.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    remove_any(&crate::io::tmp_path(&dir))?;
+    crate::io::write_atomically(&dir, |mtmp| {
+        let rows = margin::write_margin(mtmp, &name, &primary, tmp, parts, schema, kv, arcsec)?;
+        remove_any(&dir)?;
+        Ok(rows)
+    })
 }
 
 fn quality_flags(batch: &arrow::array::RecordBatch) -> &arrow::array::UInt32Array {
@@ -255,8 +284,13 @@ pub fn run_catalog(opts: &CatalogOptions) -> Result<CatalogSummary> {
                 summary.written = leaves.iter().map(|(_, md)| md.file_metadata().num_rows() as u64).sum();
                 write::write_common_metadata(&tmp.join("dataset/_common_metadata"), &out_schema, &kv)?;
                 write::write_metadata(&tmp.join("dataset/_metadata"), &leaves)?;
-                write::write_hats_index(tmp, &parts, summary.written, &opts.collection, opts.max_rows, &output)?;
+                let dataset =
+                    write::Dataset::Object { collection: &opts.collection, max_rows: opts.max_rows, table: &output };
+                write::write_hats_index(tmp, &parts, summary.written, &dataset)?;
                 summary.partitions = parts.len();
+                if let Some(arcsec) = opts.margin_arcsec {
+                    summary.margin_rows = Some(write_margin_beside(opts, tmp, &parts, &out_schema, &kv, arcsec)?);
+                }
             }
         }
         // A rename does not replace a directory (HATS), nor a file by a directory.

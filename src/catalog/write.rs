@@ -91,18 +91,23 @@ pub fn write_sorted(
     written: &mut dyn FnMut(&RecordBatch),
 ) -> Result<u64> {
     let sorted = sorted_rows(schema, batches, disagree_sigma, table, path)?;
-    let schema = with_key_values(&sorted.schema(), kv);
-    let sorted = sorted.with_schema(schema).map_err(arrow_err(path))?;
     written(&sorted);
+    write_rows(path, &sorted, kv)
+}
+
+/// Writes rows as they are to one Parquet file (temporary name, then renamed), the key-values in
+/// the footer and in the Arrow schema; returns the rows written.
+pub fn write_rows(path: &Path, rows: &RecordBatch, kv: &[(String, String)]) -> Result<u64> {
+    let rows = rows.clone().with_schema(with_key_values(&rows.schema(), kv)).map_err(arrow_err(path))?;
     crate::io::write_atomically(path, |tmp| {
         let file = File::create(tmp).map_err(|e| CatalogError::io(tmp, e))?;
-        let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(props(kv))).map_err(pq_err(tmp))?;
-        for start in (0..sorted.num_rows()).step_by(ROW_GROUP_ROWS) {
-            let len = ROW_GROUP_ROWS.min(sorted.num_rows() - start);
-            w.write(&sorted.slice(start, len)).map_err(pq_err(tmp))?;
+        let mut w = ArrowWriter::try_new(file, rows.schema(), Some(props(kv))).map_err(pq_err(tmp))?;
+        for start in (0..rows.num_rows()).step_by(ROW_GROUP_ROWS) {
+            let len = ROW_GROUP_ROWS.min(rows.num_rows() - start);
+            w.write(&rows.slice(start, len)).map_err(pq_err(tmp))?;
         }
         w.close().map_err(pq_err(tmp))?;
-        Ok(sorted.num_rows() as u64)
+        Ok(rows.num_rows() as u64)
     })
 }
 
@@ -221,7 +226,7 @@ fn rows_belong_to(part: &Partition, batch: &RecordBatch, leaf: &Path) -> Result<
     }
 }
 
-fn footer(path: &Path) -> Result<ParquetMetaData> {
+pub fn footer(path: &Path) -> Result<ParquetMetaData> {
     let f = File::open(path).map_err(|e| CatalogError::io(path, e))?;
     Ok(SerializedFileReader::new(f).map_err(pq_err(path))?.metadata().clone())
 }
@@ -289,15 +294,17 @@ impl Table {
     }
 }
 
+/// What a HATS directory holds, for its `hats.properties`.
+pub enum Dataset<'a> {
+    /// The catalogue itself.
+    Object { collection: &'a str, max_rows: u64, table: &'a Table },
+    /// A margin cache of the catalogue at `primary` (relative to the margin's parent directory):
+    /// the rows within `threshold_arcsec` of each partition's edge, from its neighbours.
+    Margin { name: &'a str, primary: &'a str, threshold_arcsec: f64 },
+}
+
 /// `partition_info.csv` and `hats.properties`.
-pub fn write_hats_index(
-    root: &Path,
-    parts: &[Partition],
-    rows: u64,
-    collection: &str,
-    max_rows: u64,
-    table: &Table,
-) -> Result<()> {
+pub fn write_hats_index(root: &Path, parts: &[Partition], rows: u64, dataset: &Dataset) -> Result<()> {
     let mut csv = String::from("Norder,Npix\n");
     let mut sorted = parts.to_vec();
     sorted.sort_by_key(|p| (p.order, p.pixel));
@@ -307,15 +314,22 @@ pub fn write_hats_index(
     let csv_path = root.join("partition_info.csv");
     std::fs::write(&csv_path, csv).map_err(|e| CatalogError::io(&csv_path, e))?;
     let size_kib: u64 = walk_size(&root.join("dataset")) / 1024;
+    let kind = match dataset {
+        Dataset::Object { collection, max_rows, table } => format!(
+            "obs_collection={collection}\ndataproduct_type=object\nhats_max_rows={max_rows}\ndefault_columns={}\n",
+            table.default_columns().join(" ")
+        ),
+        Dataset::Margin { name, primary, threshold_arcsec } => format!(
+            "obs_collection={name}\ndataproduct_type=margin\nhats_primary_table_url={primary}\n\
+             hats_margin_threshold={threshold_arcsec:?}\n"
+        ),
+    };
     let props = format!(
-        "obs_collection={collection}\ndataproduct_type=object\nhats_nrows={}\nhats_col_ra=ra\nhats_col_dec=dec\n\
-         hats_col_healpix=_healpix_29\nhats_col_healpix_order=29\nhats_npix_suffix=.parquet\nhats_max_rows={max_rows}\n\
-         hats_order={}\nhats_estsize={size_kib}\nhats_version=v1.0\nhats_builder=starpipe {}\n\
-         default_columns={}\n",
-        rows,
+        "{kind}hats_nrows={rows}\nhats_col_ra=ra\nhats_col_dec=dec\nhats_col_healpix=_healpix_29\n\
+         hats_col_healpix_order=29\nhats_npix_suffix=.parquet\nhats_order={}\nhats_estsize={size_kib}\n\
+         hats_version=v1.0\nhats_builder=starpipe {}\n",
         parts.iter().map(|p| p.order).max().unwrap_or(0),
         crate::VERSION,
-        table.default_columns().join(" ")
     );
     let p = root.join("hats.properties");
     std::fs::write(&p, props).map_err(|e| CatalogError::io(&p, e))

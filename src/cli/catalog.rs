@@ -32,6 +32,10 @@ pub struct CatalogArgs {
     /// HATS: most rows per partition.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rows: u64,
+    /// HATS: the margin cache's threshold in arcseconds (hats-import's convention, for LSDB
+    /// cross-matches at partition edges), written beside the catalogue as <out>_<N>arcs; 0 for none.
+    #[arg(long, default_value_t = starpipe::catalog::margin::DEFAULT_THRESHOLD_ARCSEC, value_parser = crate::cli::args::non_negative)]
+    margin_threshold: f64,
     /// HATS: obs_collection name.
     #[arg(long, default_value = "starpipe_catalog")]
     collection: String,
@@ -57,6 +61,10 @@ pub struct CatalogArgs {
     disagree_sigma: f64,
 }
 
+fn opts_margin(threshold: f64) -> Option<f64> {
+    (threshold > 0.0).then_some(threshold)
+}
+
 pub fn catalog(a: CatalogArgs) -> Result<()> {
     if a.max_error.len() != 3 {
         bail!("--max-error takes three values: Teff (K), log g (dex), [Fe/H] (dex)");
@@ -65,6 +73,7 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
     opts.max_rows = a.max_rows;
     opts.collection = a.collection;
     opts.per_star = a.per_star;
+    opts.margin_arcsec = opts_margin(a.margin_threshold);
     opts.thresholds.min_snr = a.min_snr;
     opts.thresholds.high_mask_fraction = a.high_mask_fraction;
     opts.thresholds.disagree_sigma = a.disagree_sigma;
@@ -97,6 +106,12 @@ pub fn catalog(a: CatalogArgs) -> Result<()> {
     }
     for (cut, n) in &s.cut_counts {
         println!("  {n:>9}  pass the {} cut ({}): {}", cut.name, cut.sql(), cut.keeps);
+    }
+    if let (Format::Hats, Some(rows), Some(arcsec)) = (a.format, s.margin_rows, opts_margin(a.margin_threshold)) {
+        println!(
+            "  margin cache ({arcsec}″, for LSDB cross-matches at partition edges): {rows} rows in {}",
+            starpipe::catalog::margin::margin_dir(&a.out, arcsec).display()
+        );
     }
     if a.format == Format::Fits {
         println!(

@@ -119,7 +119,14 @@ fn hats_directory_and_readme_queries_check_out_in_python() {
     catalog(&single, &[], &f.p("desi"), &[zero, lora]);
     let fits = dir.path().join("catalog.fits");
     catalog(&fits, &["--format", "fits"], &f.p("desi"), &[zero, lora]);
-    let stdout = catalog(&hats, &["--format", "hats", "--max-rows", "60"], &f.p("desi"), &[zero, lora]);
+    // A 60″ margin: wide enough that the mock's stars lie near partition edges.
+    let stdout = catalog(
+        &hats,
+        &["--format", "hats", "--max-rows", "60", "--margin-threshold", "60"],
+        &f.p("desi"),
+        &[zero, lora],
+    );
+    assert!(stdout.contains("margin cache (60″"), "{stdout}");
     assert!(!stdout.contains(" 1 partition(s)"), "{stdout}");
     assert!(!starpipe::io::tmp_path(&hats).exists(), "temporary directory left behind");
     let python = python("duckdb, astropy, hats, polars, pyarrow");
@@ -130,6 +137,18 @@ fn hats_directory_and_readme_queries_check_out_in_python() {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .arg(f.p("desi-files/labels.parquet"))
         .arg(&fits)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+    assert!(result.status.success() && text.contains("ok:"), "{text}");
+
+    // The margin cache: valid, the rows hats-import's rule picks, and what LSDB needs to match
+    // sources across partition edges.
+    let result = Command::new(crate::common::python("hats, lsdb"))
+        .arg(data("../python/check_margin.py"))
+        .arg(&hats)
+        .arg(dir.path().join("hats_60arcs"))
+        .arg("60")
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
@@ -406,6 +425,9 @@ fn per_star_table_combines_repeat_spectra_and_carries_identifiers() {
     assert_eq!(leaves, stars.height());
     let props = std::fs::read_to_string(hats.join("hats.properties")).unwrap();
     assert!(props.contains(&format!("hats_nrows={}\n", stars.height())), "{props}");
+    // By default a 5″ margin cache is written beside it.
+    let margin = std::fs::read_to_string(p("stars-hats_5arcs/hats.properties")).unwrap();
+    assert!(margin.contains("dataproduct_type=margin\nhats_primary_table_url=stars-hats\n"), "{margin}");
     catalog(&p("stars.fits"), &["--per-star", "--format", "fits"], &p("spectra"), &[&p("pred")]);
     // astropy with its defaults reads the per-star table without a warning, units applied and no
     // string cut short (best_spectrum_id takes spectrum_id's width).
