@@ -527,10 +527,44 @@ mod tests {
                     f.estimate = Some(([5800.0, 4.4, feh], [60.0, 0.1, 0.05]));
                 }),
             ),
+            // The lower edge of the label range too (Teff p005 = 3800 K).
+            (
+                Flag::LabelEdge,
+                Box::new(|f, past| {
+                    let teff = if past { down(3800.0) } else { 3800.0 };
+                    f.estimate = Some(([teff, 4.4, 0.0], [60.0, 0.1, 0.05]));
+                }),
+            ),
+            // LARGE_ERR for log g and [Fe/H], each at its own limit.
+            (
+                Flag::LargeErr,
+                Box::new(|f, past| {
+                    let e = if past { up(t.max_error[1]) } else { t.max_error[1] };
+                    f.estimate = Some(([5800.0, 4.4, 0.0], [60.0, e, 0.05]));
+                }),
+            ),
+            (
+                Flag::LargeErr,
+                Box::new(|f, past| {
+                    let e = if past { up(t.max_error[2]) } else { t.max_error[2] };
+                    f.estimate = Some(([5800.0, 4.4, 0.0], [60.0, 0.1, e]));
+                }),
+            ),
+            // The reconstruction χ² threshold (3.0 in `limits`).
+            (Flag::Ood, Box::new(|f, past| f.chi2_red = Some(if past { up(3.0) } else { 3.0 }))),
         ];
         for (flag, set) in &cases {
             assert_eq!(flags(&|f| set(f, false)), 0, "{} at its threshold", flag.name());
             assert_eq!(flags(&|f| set(f, true)), flag.mask(), "{} just past it", flag.name());
+        }
+        // METAL_POOR_EMBED on an embedding head: not at [Fe/H] = metal_poor_feh, just below it.
+        let mut emb = limits();
+        emb.embedding_input = true;
+        emb.label_p005 = Some([3800.0, 1.0, -2.5]);
+        for (feh, flagged) in [(t.metal_poor_feh, false), (down(t.metal_poor_feh), true)] {
+            let mut f = clean();
+            f.estimate = Some(([5800.0, 4.4, feh], [60.0, 0.1, 0.05]));
+            assert_eq!(flags_of(&f, &emb, &t), if flagged { Flag::MetalPoorEmbed.mask() } else { 0 }, "[Fe/H] {feh}");
         }
     }
 

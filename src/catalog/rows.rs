@@ -588,5 +588,14 @@ mod tests {
         let flags: Vec<u32> = marked.column(8).as_primitive::<UInt32Type>().values().to_vec();
         let bit = Flag::HeadDisagree.mask();
         assert_eq!(flags, vec![0, 0, bit, bit, 0, 0, 0, 0]);
+        // Both sides of the edge: s2 is z combined σ apart; a threshold just above z keeps it
+        // unflagged, just below flags it.
+        let (a, b, s) = ((-1.2f32) as f64, (-0.7f32) as f64, 0.1f32 as f64);
+        let z = (a - b).abs() / (2.0 * s * s).sqrt();
+        for (sigma, flagged) in [(z * (1.0 + 1e-9), false), (z * (1.0 - 1e-9), true)] {
+            let marked = mark_disagreements(&batch, sigma, Path::new("test")).unwrap();
+            let flags = marked.column(8).as_primitive::<UInt32Type>().values().to_vec();
+            assert_eq!(flags[2] & bit != 0, flagged, "disagree_sigma {sigma} around {z}");
+        }
     }
 }

@@ -164,3 +164,37 @@ fn a_coadds_spectra_stay_in_one_shard() {
     let report = read_report(&out);
     assert_eq!(report.iter().filter(|r| r.level == "file").count(), coadds, "one file row per input");
 }
+
+/// Every file of a DESI mock (coadds, redrock files, revisits, damaged files, labels) is the same
+/// bytes whatever the number of threads, as the LAMOST mock's are: star `i` draws from its own stream.
+#[test]
+fn the_same_files_whatever_the_thread_count() {
+    let run = |threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let extras = starpipe::mock::desi::DesiExtras { revisit_fraction: 0.5, overlap: None };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let rows = pool
+            .install(|| {
+                generate_desi(dir.path(), starpipe::mock::Stars::builtin(), 90, 20, 4, SNR, 0.2, &extras, &|| {})
+            })
+            .unwrap();
+        write_desi_labels(dir.path(), &rows).unwrap();
+        let files: std::collections::BTreeMap<String, Vec<u8>> = walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                (e.path().strip_prefix(dir.path()).unwrap().display().to_string(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        (rows, files)
+    };
+    let (rows_one, one) = run(1);
+    let (rows_three, three) = run(3);
+    assert!(one.keys().filter(|k| k.starts_with("coadd-") || k.contains("/coadd-")).count() >= 4, "{:?}", one.keys());
+    assert_eq!(one.keys().collect::<Vec<_>>(), three.keys().collect::<Vec<_>>());
+    for (name, bytes) in &one {
+        assert!(three[name] == *bytes, "{name} differs between 1 and 3 threads");
+    }
+    assert_eq!(rows_one, rows_three);
+}
