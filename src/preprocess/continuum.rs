@@ -408,26 +408,39 @@ mod tests {
         let config = ContinuumConfig::default();
         let fitter = ContinuumFitter::new(&grid, &[], config);
         let ours = fitter.fit_continuum(&spec).unwrap();
-        // Reference: normal equations summed pixel by pixel, solved by the same elimination.
-        let nb = config.degree + 1;
-        let (mut a, mut b) = (vec![0.0f64; nb * nb], vec![0.0f64; nb]);
-        let mut row = vec![0.0; nb];
+        // Reference without the code under test: the weighted least-squares polynomial is the one
+        // polynomial of the fit's degree whose weighted residuals are orthogonal to every power of
+        // x. (1) The fit is such a polynomial: Lagrange interpolation through degree + 1 of its
+        // values (at Chebyshev nodes) reproduces all the others. (2) Its residuals are orthogonal
+        // to 1, x, …, x^degree.
+        let degree = config.degree;
         let x = |i: usize| 2.0 * i as f64 / (n - 1) as f64 - 1.0;
-        for i in 0..n {
-            let w = if fitter.is_continuum_pixel[i] && ivar[i] > 0.0 { ivar[i] as f64 } else { 0.0 };
-            chebyshev_row(x(i), &mut row);
-            for p in 0..nb {
-                b[p] += w * flux[i] as f64 * row[p];
-                for q in 0..nb {
-                    a[p * nb + q] += w * row[p] * row[q];
-                }
-            }
-        }
-        let c = solve(&mut a, &mut b, nb).unwrap();
+        let nodes: Vec<usize> = (0..=degree)
+            .map(|k| {
+                let t = (std::f64::consts::PI * (k as f64 + 0.5) / (degree + 1) as f64).cos();
+                ((t + 1.0) / 2.0 * (n - 1) as f64).round() as usize
+            })
+            .collect();
+        let lagrange = |xi: f64| -> f64 {
+            nodes
+                .iter()
+                .map(|&a| {
+                    let basis: f64 = nodes.iter().filter(|&&b| b != a).map(|&b| (xi - x(b)) / (x(a) - x(b))).product();
+                    ours[a] * basis
+                })
+                .sum()
+        };
         for (i, fitted) in ours.iter().enumerate() {
-            chebyshev_row(x(i), &mut row);
-            let reference: f64 = (0..nb).map(|k| c[k] * row[k]).sum();
-            assert!((fitted / reference - 1.0).abs() < 1e-10, "{i}: {fitted} vs {reference}");
+            assert!((lagrange(x(i)) / fitted - 1.0).abs() < 1e-9, "{i}: the fit is not a degree-{degree} polynomial");
+        }
+        for k in 0..=degree as i32 {
+            let (mut dot, mut size) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                let w = if fitter.is_continuum_pixel[i] && ivar[i] > 0.0 { ivar[i] as f64 } else { 0.0 };
+                dot += w * (flux[i] as f64 - ours[i]) * x(i).powi(k);
+                size += w * (flux[i] as f64).abs() * x(i).abs().powi(k);
+            }
+            assert!(dot.abs() < 1e-9 * size, "residuals not orthogonal to x^{k}: {dot} against {size}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! A seeded corpus of damaged real files (`starpipe::fuzz`) on every test run: the ingest process
 //! never dies, every input is accounted for exactly once in the report, and no shard holds a
-//! non-finite flux or ivar, or a negative ivar (judged by `starpipe::fuzz::check`, which the
-//! fuzz benchmark uses too).
+//! non-finite flux or ivar, or a negative ivar: judged by `starpipe::fuzz::check` (which the fuzz
+//! benchmark uses too) and again, independently, by DuckDB (`tests/python/check_corpus_duckdb.py`).
 
 use crate::common::*;
 use starpipe::fuzz::{Mutant, check_ingest_output, desi_corpus, lamost_corpus};
@@ -55,7 +55,23 @@ fn ingest_and_check(survey: &str, out: &Path, mutants: &[Mutant]) -> BTreeMap<St
     assert!(check.holds(), "{survey}: {check:#?}");
     assert_eq!(check.accounted, mutants.len());
     assert!(check.spectra > 0, "some damaged files still hold good spectra: {check:?}");
+    independent_verdict(out, &input, check.spectra);
     check.files
+}
+
+/// The same promises judged without the library's checker: DuckDB reads the report parts and the
+/// shards as a user would. Every manifest line has exactly one file row, no shard value is
+/// non-finite and no ivar negative, and the shards hold the spectra the checker counted.
+fn independent_verdict(out: &Path, manifest: &Path, spectra: usize) {
+    let run = Command::new(python("duckdb"))
+        .arg(data("../python/check_corpus_duckdb.py"))
+        .arg(out)
+        .arg(manifest)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{text}");
+    assert_eq!(text.trim(), spectra.to_string(), "DuckDB counts another number of spectra than the checker");
 }
 
 #[test]
