@@ -47,6 +47,9 @@ pub mod predictions {
     pub const ERROR_MODEL: &str = "starpipe.infer.error_model";
     /// The arithmetic of the network: `f32` or `bf16`.
     pub const PRECISION: &str = "starpipe.infer.precision";
+    /// What the head's error model was fitted on by `starpipe calibrate` (JSON: label table,
+    /// stars used, coverage); empty when it has none, i.e. its errors are uncalibrated.
+    pub const CALIBRATION: &str = "starpipe.infer.calibration";
 }
 
 /// The value of `key`, if the file has it.
@@ -86,6 +89,9 @@ pub struct PredictionsMeta {
     pub error_model_json: String,
     /// `f32` or `bf16` (empty: a shard from before precision was recorded, f32).
     pub precision: String,
+    /// The `starpipe calibrate` record of the head's error model; empty when uncalibrated (and
+    /// in shards from before it was recorded).
+    pub calibration: String,
 }
 
 fn number(v: Option<f64>) -> String {
@@ -107,6 +113,7 @@ impl PredictionsMeta {
             (MODEL_INPUT, self.model_input.clone()),
             (ERROR_MODEL, self.error_model_json.clone()),
             (PRECISION, self.precision.clone()),
+            (CALIBRATION, self.calibration.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -130,7 +137,13 @@ impl PredictionsMeta {
             model_input: s(MODEL_INPUT),
             error_model_json: s(ERROR_MODEL),
             precision: s(PRECISION),
+            calibration: s(CALIBRATION),
         }
+    }
+
+    /// Whether the head's errors come from an error model fitted on held-out labelled stars.
+    pub fn is_calibrated(&self) -> bool {
+        !self.calibration.is_empty()
     }
 
     pub fn made_from_embeddings(&self) -> bool {

@@ -47,6 +47,7 @@ pub enum Flag {
     RvUncertain = 2,
     NoClass = 3,
     RepeatsDisagree = 4,
+    Uncalibrated = 5,
     LowSnr = 8,
     HighMaskFrac = 9,
     FiberWarn = 10,
@@ -57,12 +58,13 @@ pub enum Flag {
     BadInput = 17,
 }
 
-pub const ALL: [Flag; 13] = [
+pub const ALL: [Flag; 14] = [
     Flag::HeadDisagree,
     Flag::MetalPoorEmbed,
     Flag::RvUncertain,
     Flag::NoClass,
     Flag::RepeatsDisagree,
+    Flag::Uncalibrated,
     Flag::LowSnr,
     Flag::HighMaskFrac,
     Flag::FiberWarn,
@@ -165,6 +167,7 @@ impl Flag {
             Flag::RvUncertain => "RV_UNCERTAIN",
             Flag::NoClass => "NO_CLASS",
             Flag::RepeatsDisagree => "REPEATS_DISAGREE",
+            Flag::Uncalibrated => "UNCALIBRATED",
         }
     }
     pub fn class(self) -> Class {
@@ -200,6 +203,10 @@ impl Flag {
             Flag::RvUncertain => "no input RV error, or it exceeds max_rv_err_kms (rest-framing unreliable)",
             Flag::NoClass => {
                 "the survey gave no classification (DESI without a redrock file: selected by MWS targeting bits)"
+            }
+            Flag::Uncalibrated => {
+                "the head has no error model fitted on held-out labelled stars (`starpipe calibrate`): its errors are \
+                 the network's, scaled on its own validation stars, and their coverage is unverified"
             }
             Flag::RepeatsDisagree => {
                 "per-star table only: a spectrum combined into the star's mean lies more than disagree_sigma of \
@@ -248,6 +255,8 @@ pub struct ModelLimits {
     pub label_p005: Option<[f64; 3]>,
     pub label_p995: Option<[f64; 3]>,
     pub embedding_input: bool,
+    /// Whether the head's errors come from an error model `starpipe calibrate` fitted.
+    pub calibrated: bool,
 }
 
 /// The facts about one row that its flags depend on.
@@ -316,6 +325,7 @@ pub fn flags_of(f: &RowFacts, limits: &ModelLimits, t: &Thresholds) -> u32 {
         set(Flag::LabelEdge, (0..3).any(outside));
         set(Flag::LargeErr, (0..3).any(|p| error[p].is_nan() || error[p] > t.max_error[p]));
         set(Flag::MetalPoorEmbed, limits.embedding_input && value[2] < t.metal_poor_feh);
+        set(Flag::Uncalibrated, !limits.calibrated);
     }
     set(Flag::RvUncertain, !f.rv_err_kms.is_some_and(|e| e <= t.max_rv_err_kms));
     flags
@@ -402,6 +412,7 @@ mod tests {
             label_p005: Some([3800.0, 1.0, -2.3]),
             label_p995: Some([7800.0, 4.9, 0.45]),
             embedding_input: false,
+            calibrated: true,
         }
     }
 
@@ -474,6 +485,13 @@ mod tests {
         f.survey = "lamost";
         f.fiber_status = Some(1 << 3);
         assert_eq!(flags_of(&f, &limits(), &t), Flag::FiberWarn.mask());
+        // A head without a fitted error model: every row with estimates says so, fatal rows do not.
+        let mut raw = limits();
+        raw.calibrated = false;
+        assert_eq!(flags_of(&clean(), &raw, &t), Flag::Uncalibrated.mask());
+        let mut f = clean();
+        f.estimate = None;
+        assert_eq!(flags_of(&f, &raw, &t), Flag::BadInput.mask());
         // An embedding head on a metal-poor star.
         let mut emb = limits();
         emb.embedding_input = true;
@@ -577,6 +595,7 @@ mod tests {
             ("RV_UNCERTAIN", Class::Info),
             ("NO_CLASS", Class::Info),
             ("REPEATS_DISAGREE", Class::Info),
+            ("UNCALIBRATED", Class::Info),
             ("LOW_SNR", Class::Quality),
             ("HIGH_MASK_FRAC", Class::Quality),
             ("FIBER_WARN", Class::Quality),

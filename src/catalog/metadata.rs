@@ -76,6 +76,7 @@ pub fn starpipe_json(thresholds: &Thresholds, heads: &[Head]) -> String {
                 "predictions": h.dir.display().to_string(),
                 "head": h.name,
                 "default": h.is_default,
+                "calibrated": h.limits.calibrated,
                 "model": h.model,
                 "ood_threshold": h.limits.ood_threshold,
                 "chi2_threshold": h.limits.chi2_threshold,

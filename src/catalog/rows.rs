@@ -61,6 +61,7 @@ impl Head {
                 label_p005: triple("p005"),
                 label_p995: triple("p995"),
                 embedding_input: embedding,
+                calibrated: meta.is_calibrated(),
             },
             model: model.into(),
             error_model: serde_json::from_str(&meta.error_model_json).ok(),
@@ -88,6 +89,14 @@ impl Head {
         }
         if let Some(first) = heads.first_mut() {
             first.is_default = true;
+        }
+        for h in heads.iter().filter(|h| !h.limits.calibrated) {
+            tracing::warn!(
+                head = %h.name,
+                predictions = %h.dir.display(),
+                "head without a fitted error model: its errors are uncalibrated (rows flagged UNCALIBRATED); run \
+                 `starpipe calibrate` on labelled stars the model never saw, then `infer` again"
+            );
         }
         Ok(heads)
     }

@@ -147,6 +147,28 @@ impl Predictor {
     pub fn adapter_sha256(&self) -> &str {
         self.adapter_card.as_ref().and_then(|c| c.weights_sha256.as_deref()).unwrap_or("")
     }
+
+    /// The error model `starpipe calibrate` fitted for the errors this predictor reports (the
+    /// adapter's when there is one), if any.
+    pub fn calibration(&self) -> Option<&super::card::FittedErrorModel> {
+        match &self.adapter_card {
+            Some(c) => c.error_model.as_ref(),
+            None => self.card.error_model.as_ref(),
+        }
+    }
+
+    /// The calibration record the prediction shards carry: what the error model was fitted on and
+    /// how it covers; empty when there is none.
+    fn calibration_record(&self) -> String {
+        self.calibration().map_or(String::new(), |m| {
+            serde_json::json!({
+                "label_table": m.source.label_table,
+                "n_used": m.n_used,
+                "coverage_1sigma": m.coverage_1sigma,
+            })
+            .to_string()
+        })
+    }
 }
 
 fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
@@ -163,6 +185,7 @@ fn provenance(shard: &Path, p: &Predictor) -> Result<Vec<(String, String)>> {
         // Part of what a shard was predicted with: a recalibrated card shares the weights' hash.
         error_model_json: serde_json::to_string(&p.errors).unwrap_or_default(),
         precision: p.precision.as_str().into(),
+        calibration: p.calibration_record(),
     }
     .to_key_values())
 }
@@ -171,6 +194,15 @@ pub fn run_infer(opts: &InferOptions, progress: &indicatif::ProgressBar) -> Resu
     let dev = opts.device.open()?;
     opts.precision.warn_if_slow_on(&dev);
     let predictor = Predictor::load(&opts.model, opts.adapter.as_deref(), &dev)?.with_precision(opts.precision)?;
+    if predictor.calibration().is_none() {
+        tracing::warn!(
+            model = %opts.model.display(),
+            adapter = %opts.adapter.as_ref().map_or(String::new(), |a| a.display().to_string()),
+            "this head has no error model fitted on held-out labelled stars: its errors are the network's, scaled on \
+             its own validation stars, and their coverage is unverified (the catalogue flags its rows UNCALIBRATED); \
+             run `starpipe calibrate` on labelled stars it never saw"
+        );
+    }
     let input = predictor.card.input.clone();
     let shards = opts.shard.select(&shard_paths(&opts.spectra, input.shard_kind())?);
     let learned = learned_resolutions(&predictor.card, predictor.adapter_card.as_ref());

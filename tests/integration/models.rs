@@ -769,6 +769,32 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
     let recorded =
         kv.iter().find(|(k, _)| k == "starpipe.infer.chi2_threshold").map(|(_, v)| v.parse::<f64>().unwrap());
     assert_eq!(recorded, Some(chi2_threshold));
+    // The shards say whether the errors are calibrated, and the catalogue flags the rows of a head
+    // that is not (saying so once), never those of one that is.
+    let calibration = starpipe::artifacts::metadata::get(&kv, "starpipe.infer.calibration").unwrap_or_default();
+    let record: serde_json::Value = serde_json::from_str(calibration).unwrap();
+    assert_eq!(record["n_used"], em["n_used"], "{calibration}");
+    for (pred, calibrated) in [("p0", false), ("p1", true)] {
+        let cat = tmp.path().join(format!("cat-{pred}.parquet"));
+        let out = run(
+            &["catalog"],
+            &[("--spectra", &f.p("desi")), ("--predictions", &tmp.path().join(pred)), ("--out", &cat)],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stderr.matches("UNCALIBRATED").count(), usize::from(!calibrated), "{stderr}");
+        let df = ParquetReader::new(std::fs::File::open(&cat).unwrap()).finish().unwrap();
+        let flags: Vec<u32> = df.column("quality_flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+        let success: Vec<bool> =
+            df.column("success").unwrap().bool().unwrap().iter().map(|b| b == Some(true)).collect();
+        for (f, ok) in flags.iter().zip(&success) {
+            assert_eq!(f & (1 << 5) != 0, *ok && !calibrated, "{pred}: flags {f:#x}");
+        }
+        let kv = starpipe::io::read_key_value_metadata(&cat).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_str(starpipe::artifacts::metadata::get(&kv, "starpipe").unwrap()).unwrap();
+        assert_eq!(meta["heads"][0]["calibrated"], calibrated);
+    }
     let sigma_scale = card(&f.p("model/model-card.json"))["sigma_scale"].clone();
     for (p, name) in ["teff", "logg", "feh"].iter().enumerate() {
         let col = |df: &DataFrame, c: &str| -> Vec<f32> {
