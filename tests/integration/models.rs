@@ -401,16 +401,34 @@ fn evaluate_scores_every_strategy_per_regime_on_test_stars() {
     for ((w1, w2), z) in col("within_1sigma").iter().zip(col("within_2sigma")).zip(col("z_robust_sigma")) {
         assert!(*w1 <= w2 && w2 <= 1.0 && z > 0.0 && z.is_finite(), "{w1} {w2} {z}");
     }
-    // The report draws the pull distribution of each parameter.
+    // The report shows coverage and pulls per head, never pooled over strategies: its coverage of
+    // each head and parameter is the evaluation's for that head over all test stars, and each head
+    // has its own pull distributions.
     let report = f.p("eval-report");
     ok(run(&["report"], &[("--evaluation", &out), ("--out", &report)]));
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
-    for param in ["teff", "logg", "feh"] {
-        let png = std::fs::read(report.join(format!("pulls_{param}.png"))).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{param}");
-        assert!(html.contains(&format!("pulls_{param}.png")));
+    let (input, strategy, parameter, regime) =
+        (strings(&df, "input"), strings(&df, "strategy"), strings(&df, "parameter"), strings(&df, "regime"));
+    let within = col("within_1sigma");
+    let mut rows = 0;
+    for i in (0..df.height()).filter(|&i| regime[i] == "all") {
+        let row = format!(
+            "<tr><td class=l>{}/{}</td><td class=l>{}</td><td>{}</td><td>{:.3}</td>",
+            input[i], strategy[i], parameter[i], n[i], within[i]
+        );
+        assert!(html.contains(&row), "the report lacks {row}");
+        rows += 1;
     }
-    assert!(html.contains("within 2σ"));
+    assert_eq!(rows, 4 * 3, "four heads, three parameters");
+    for g in 0..4 {
+        for param in ["teff", "logg", "feh"] {
+            let name = format!("pulls_{g:02}_{param}.png");
+            let png = std::fs::read(report.join(&name)).unwrap();
+            assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}");
+            assert!(html.contains(&name));
+        }
+    }
+    assert!(!report.join("pulls_teff.png").exists(), "no pooled pull distribution");
 }
 
 #[test]
