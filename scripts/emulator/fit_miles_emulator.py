@@ -10,7 +10,7 @@ never used for fitting; the report gives their residuals and the leave-one-out r
 training stars (exact, from the hat matrix), per wavelength region and Teff regime.
 
 Usage: python3 scripts/emulator/fit_miles_emulator.py [MILES_DIR] [OUT_DIR] [--fold K/N]
-       defaults: ../shared/data/miles_stars  data/emulator  0/5
+       defaults: data/miles  data/emulator  0/5
 Writes OUT_DIR/miles_emulator.safetensors (coefficients, float32), OUT_DIR/emulator_report.json and
 OUT_DIR/held_out_ids.txt (the MILES ids never fitted, one per line) and OUT_DIR/fitted_ids.txt (the
 others).
@@ -26,7 +26,7 @@ from safetensors.numpy import save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 _args = argparse.ArgumentParser(description="Fit the MILES emulator (see the module docstring).")
-_args.add_argument("miles", nargs="?", default=str(ROOT.parent / "shared" / "data" / "miles_stars"))
+_args.add_argument("miles", nargs="?", default=str(ROOT / "data" / "miles"))
 _args.add_argument("out", nargs="?", default=str(ROOT / "data" / "emulator"))
 _args.add_argument("--fold", default="0/5", help="K/N: hold out fold K of N (default 0/5, the shipped split)")
 ARGS = _args.parse_args()

@@ -27,7 +27,7 @@
 #   SEED (1), TRAIN_ARGS (extra `starpipe train` flags; default `--augment`, the recommended recipe;
 #   set it empty for plain training), DESI_INGEST_ARGS (`starpipe ingest` flags
 #   for the DESI renders; default `--degrade-to-r`, i.e. LAMOST's R = 1800 as the model was trained
-#   on; set it empty for DESI's native resolution), MILES (../shared/data/miles_stars),
+#   on; set it empty for DESI's native resolution), MILES (data/miles),
 #   PYTHON (.venv-test/bin/python when present: numpy, safetensors, pyarrow),
 #   PRUNE_RENDERS (0; 1 deletes a fold's mock and library FITS files once they are ingested, keeping
 #   their label tables: 5 folds then need ~1 GB of disk instead of ~13 GB. To ingest a pruned fold
@@ -45,7 +45,7 @@ library_snr="${LIBRARY_SNR:-loguniform:20:80}"
 seed="${SEED:-1}"
 prune_renders="${PRUNE_RENDERS:-0}"
 [[ "$prune_renders" == [01] ]] || { echo "real-stars.sh: PRUNE_RENDERS is 0 or 1, not '$prune_renders'" >&2; exit 2; }
-miles="${MILES:-../shared/data/miles_stars}"
+miles="${MILES:-data/miles}"
 read -r -a train_args <<< "${TRAIN_ARGS---augment}"
 read -r -a desi_ingest_args <<< "${DESI_INGEST_ARGS---degrade-to-r}"
 if [[ -z "${PYTHON:-}" ]]; then

@@ -2,7 +2,7 @@
 //! `starpipe mock --library DIR` renders through the same instrument path as emulated stars, so
 //! models can be scored on real spectra in survey formats.
 //!
-//! The directory holds (MILES as repacked in `shared/data/miles_stars/` is exactly this):
+//! The directory holds (MILES as repacked in `data/miles/`, shipped with the repository, is exactly this):
 //! - one or more `*.npz` files, each with `flux` (float32 [stars, pixels], any flux unit), an
 //!   integer id array named `id` or `<something>_id` ([stars]), the wavelength in the rest frame as
 //!   `wave_air` or `wave_vacuum` (float64 [pixels], Å; the name declares the medium) and
