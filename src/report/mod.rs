@@ -183,32 +183,25 @@ fn evaluation_section(
          distribution.</p>\n<table><tr><th class=l>head</th><th class=l>parameter</th><th>n</th><th>within 1σ</th>\
          <th>within 2σ</th><th>σ(Δ/σ)</th><th>median Δ/σ</th></tr>\n",
     );
+    // The evaluation's own numbers for each head over all its test stars (regime "all").
+    for m in e.metrics.iter().filter(|m| m.get("regime").is_some_and(|r| r == "all")) {
+        let g = |k: &str| escape(m.get(k).map(String::as_str).unwrap_or(""));
+        let _ = writeln!(
+            html,
+            "<tr><td class=l>{}/{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            g("input"),
+            g("strategy"),
+            g("parameter"),
+            g("n"),
+            g("within_1sigma"),
+            g("within_2sigma"),
+            g("z_robust_sigma"),
+            g("median_z")
+        );
+    }
     let pulls_of = |stars: &[data::ScoredStar], k: usize| -> Vec<f64> {
         stars.iter().map(|s| (s.predicted[k] - s.reference[k]) / s.error[k]).filter(|z| z.is_finite()).collect()
     };
-    for (name, stars) in &e.groups {
-        for (k, (param, _)) in PARAMETERS.iter().enumerate() {
-            let z = pulls_of(stars, k);
-            let n = z.len().max(1) as f64;
-            let within = |w: f64| z.iter().filter(|v| v.abs() < w).count() as f64 / n;
-            let mut sorted = z.clone();
-            sorted.sort_by(f64::total_cmp);
-            let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
-            let mut dev: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
-            dev.sort_by(f64::total_cmp);
-            let width = 1.4826 * dev.get(dev.len() / 2).copied().unwrap_or(f64::NAN);
-            let _ = writeln!(
-                html,
-                "<tr><td class=l>{}</td><td class=l>{param}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}</td><td>{:+.2}</td></tr>",
-                escape(name),
-                z.len(),
-                within(1.0),
-                within(2.0),
-                width,
-                median
-            );
-        }
-    }
     html.push_str("</table>\n");
     for (g, (name, stars)) in e.groups.iter().enumerate() {
         for (k, (param, _)) in PARAMETERS.iter().enumerate() {
