@@ -476,6 +476,18 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             r.metrics.within_1sigma
         );
     }
+    println!("  coverage at 1σ per S/N bin (Teff, log g, [Fe/H]; 0.683 when the errors are right):");
+    for (head, bins) in &s.snr_coverage {
+        let cells: Vec<String> = bins
+            .iter()
+            .filter(|b| b.n > 0)
+            .map(|b| {
+                let w = b.within_1sigma;
+                format!("S/N {}–{} (n={}) {:.2}/{:.2}/{:.2}", b.snr_min, b.snr_max, b.n, w[0], w[1], w[2])
+            })
+            .collect();
+        println!("    {head}: {}", cells.join("; "));
+    }
     println!("  tables: {} and {}", s.markdown.display(), s.parquet.display());
     Ok(())
 }
@@ -506,6 +518,12 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             f.coverage_2sigma[p],
             f.n_rejected[p]
         );
+    }
+    // On the stars it was fitted on, so 0.68 overall by construction; the bins say where it holds.
+    println!("  |Δ|<σ per S/N bin on these stars (Teff / log g / [Fe/H]):");
+    for b in f.coverage_by_snr.iter().filter(|b| b.n > 0) {
+        let w = b.within_1sigma;
+        println!("    S/N {:>3}–{:<3} n {:>5}  {:.2} / {:.2} / {:.2}", b.snr_min, b.snr_max, b.n, w[0], w[1], w[2]);
     }
     println!("  calibrated copy: {}", a.out.display());
     Ok(())

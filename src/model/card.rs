@@ -216,6 +216,10 @@ pub struct FittedErrorModel {
     pub coverage_1sigma_before: [f64; 3],
     pub coverage_1sigma: [f64; 3],
     pub coverage_2sigma: [f64; 3],
+    /// Coverage at 1σ after calibration per S/N bin (`metrics::SNR_BINS`): the error model is one
+    /// for every S/N, so where it holds and where not.
+    #[serde(default)]
+    pub coverage_by_snr: Vec<super::metrics::SnrCoverage>,
     /// The OOD threshold these stars set (the 99th percentile of the scores of those inside the
     /// training labels' 0.5–99.5 % range); replaces the training 99.5 % threshold in the
     /// catalogue's OOD flag. None with too few such stars.

@@ -199,6 +199,16 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         coverage_1sigma_before: coverage(&predictor.errors, 1.0),
         coverage_1sigma: coverage(&model, 1.0),
         coverage_2sigma: coverage(&model, 2.0),
+        coverage_by_snr: super::metrics::coverage_by_snr(
+            &served
+                .iter()
+                .map(|&i| {
+                    let e = to_physical(&raw[i], scaling, &model);
+                    let within = |p: usize| (e.value[p] - set.labels[i][p]).abs() < e.error[p];
+                    (f64::from(set.snr[i]), [within(0), within(1), within(2)])
+                })
+                .collect::<Vec<_>>(),
+        ),
         ood_threshold,
         chi2_threshold,
     };

@@ -70,6 +70,8 @@ pub struct MetricsRow {
 pub struct EvaluationSummary {
     pub n_test: usize,
     pub rows: Vec<MetricsRow>,
+    /// Per head (`input/strategy`): coverage at 1σ per S/N bin.
+    pub snr_coverage: Vec<(String, Vec<metrics::SnrCoverage>)>,
     pub markdown: PathBuf,
     pub parquet: PathBuf,
 }
@@ -270,13 +272,51 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
         }
     }));
     let n_test = scored.first().map_or(0, |s| s.est.len());
+    let snr_coverage: Vec<(String, Vec<metrics::SnrCoverage>)> = scored
+        .iter()
+        .map(|s| {
+            let stars: Vec<(f64, [bool; 3])> = (0..s.est.len())
+                .map(|k| {
+                    let within = |p: usize| (s.est[k].value[p] - s.reference[k][p]).abs() < s.est[k].error[p];
+                    (s.snr[k] as f64, [within(0), within(1), within(2)])
+                })
+                .collect();
+            (format!("{}/{}", s.input, s.strategy), metrics::coverage_by_snr(&stars))
+        })
+        .collect();
     let parquet = opts.out.join("evaluation.parquet");
     write_metrics(&parquet, &rows)?;
     per_star.write(&opts.out.join("evaluation-predictions.parquet"))?;
     let markdown = opts.out.join("evaluation.md");
-    let text = render_markdown(&rows, n_test, &split, &opts.labels);
+    let mut text = render_markdown(&rows, n_test, &split, &opts.labels);
+    text += &render_snr_coverage(&snr_coverage);
     std::fs::write(&markdown, text).map_err(|e| ModelError::io(&markdown, e))?;
-    Ok(EvaluationSummary { n_test, rows, markdown, parquet })
+    Ok(EvaluationSummary { n_test, rows, snr_coverage, markdown, parquet })
+}
+
+/// Coverage at 1σ per head and S/N bin as Markdown: errors checked at high S/N only can be too
+/// small where most of a survey's stars are.
+pub fn render_snr_coverage(coverage: &[(String, Vec<metrics::SnrCoverage>)]) -> String {
+    let mut s = String::from(
+        "## Coverage at 1σ per S/N bin\n\nThe fraction of test stars with `|Δ|<σ` (0.683 when the errors are right) \
+         by median S/N per pixel.\n\n| head | S/N | N | Teff | log g | [Fe/H] |\n|---|---|---:|---:|---:|---:|\n",
+    );
+    for (head, bins) in coverage {
+        for b in bins {
+            let cell = |p: usize| if b.n == 0 { "–".to_string() } else { format!("{:.2}", b.within_1sigma[p]) };
+            let _ = writeln!(
+                s,
+                "| {head} | {}–{} | {} | {} | {} | {} |",
+                b.snr_min,
+                b.snr_max,
+                b.n,
+                cell(0),
+                cell(1),
+                cell(2)
+            );
+        }
+    }
+    s
 }
 
 fn fmt_value(p: Parameter, v: f64) -> String {

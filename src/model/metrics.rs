@@ -4,6 +4,34 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// The S/N bins of the coverage tables (median S/N per pixel): from where errors stop being
+/// promised (LOW_SNR at 10) through DESI MWS's median (~20) to the bright end.
+pub const SNR_BINS: [(f64, f64); 4] = [(4.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 150.0)];
+
+/// How often |Δ| < σ among the stars of one S/N bin, per parameter (Teff, log g, [Fe/H]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnrCoverage {
+    pub snr_min: f64,
+    pub snr_max: f64,
+    pub n: usize,
+    /// NaN-free: 0 stars give 0 (and `n` says so).
+    pub within_1sigma: [f64; 3],
+}
+
+/// Coverage per [`SNR_BINS`] bin from each star's S/N and whether |Δ| < σ in each parameter;
+/// stars outside every bin are not counted.
+pub fn coverage_by_snr(stars: &[(f64, [bool; 3])]) -> Vec<SnrCoverage> {
+    SNR_BINS
+        .iter()
+        .map(|&(lo, hi)| {
+            let inside: Vec<&[bool; 3]> = stars.iter().filter(|(s, _)| *s >= lo && *s < hi).map(|(_, w)| w).collect();
+            let n = inside.len();
+            let within = [0, 1, 2].map(|p| inside.iter().filter(|w| w[p]).count() as f64 / n.max(1) as f64);
+            SnrCoverage { snr_min: lo, snr_max: hi, n, within_1sigma: within }
+        })
+        .collect()
+}
+
 /// The q-quantile (linear interpolation between order statistics); sorts `v`. NaN when empty.
 pub fn quantile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -197,6 +225,23 @@ pub fn compute(delta: &[f64], sigma_pred: &[f64], threshold: f64, n_boot: usize,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn coverage_is_counted_per_snr_bin_with_closed_lower_edges() {
+        let stars = [
+            (3.9, [true; 3]),           // below every bin: not counted
+            (4.0, [true, false, true]), // 4-10
+            (9.99, [false, false, true]),
+            (10.0, [true, true, false]), // 10-20
+            (150.0, [true; 3]),          // the top edge is open: not counted
+        ];
+        let c = coverage_by_snr(&stars);
+        assert_eq!(c.iter().map(|b| b.n).collect::<Vec<_>>(), vec![2, 1, 0, 0]);
+        assert_eq!(c[0].within_1sigma, [0.5, 0.0, 1.0]);
+        assert_eq!(c[1].within_1sigma, [1.0, 1.0, 0.0]);
+        assert_eq!(c[2].within_1sigma, [0.0; 3], "an empty bin is 0, with n = 0");
+        assert_eq!((c[3].snr_min, c[3].snr_max), (50.0, 150.0));
+    }
+
     use super::*;
     use rand_distr::{Distribution, Normal};
 

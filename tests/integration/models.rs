@@ -387,7 +387,7 @@ fn evaluate_scores_every_strategy_per_regime_on_test_stars() {
     }
     let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
     assert!(md.contains("| pixels | lora (n=80) | metal-poor |"), "{md}");
-    assert_eq!(assert_markdown_tables(&md, "evaluation.md"), 3, "one table per parameter");
+    assert_eq!(assert_markdown_tables(&md, "evaluation.md"), 4, "one table per parameter, one per S/N bin");
     // Per-star predictions: every test star once per strategy, none of them used in fine-tuning.
     let per_star =
         ParquetReader::new(std::fs::File::open(out.join("evaluation-predictions.parquet")).unwrap()).finish().unwrap();
@@ -396,6 +396,28 @@ fn evaluate_scores_every_strategy_per_regime_on_test_stars() {
     for id in per_star.column("source_id").unwrap().i64().unwrap().into_no_null_iter() {
         assert!(split.is_test(id));
     }
+    // Coverage per S/N bin, recomputed here from the per-star rows for each head and bin.
+    let ps = |c: &str| -> Vec<f64> {
+        per_star.column(c).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().into_no_null_iter().collect()
+    };
+    let (snr, teff, teff_err, teff_ref) = (ps("snr"), ps("teff"), ps("teff_err"), ps("teff_ref"));
+    let (ps_input, ps_strategy) = (strings(&per_star, "input"), strings(&per_star, "strategy"));
+    let mut checked_bins = 0;
+    for head in ["pixels/zeroshot", "pixels/lora (n=80)"] {
+        for (lo, hi) in [(4.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 150.0)] {
+            let rows: Vec<usize> = (0..per_star.height())
+                .filter(|&i| format!("{}/{}", ps_input[i], ps_strategy[i]) == head && snr[i] >= lo && snr[i] < hi)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let within = rows.iter().filter(|&&i| (teff[i] - teff_ref[i]).abs() < teff_err[i]).count();
+            let row = format!("| {head} | {lo}–{hi} | {} | {:.2} |", rows.len(), within as f64 / rows.len() as f64);
+            assert!(md.contains(&row), "evaluation.md lacks {row}:\n{md}");
+            checked_bins += 1;
+        }
+    }
+    assert!(checked_bins >= 4, "the mock spans several S/N bins");
     // Coverage at 1σ and 2σ and the width of the pulls, per row.
     let col = |c: &str| -> Vec<f64> { df.column(c).unwrap().f64().unwrap().into_no_null_iter().collect() };
     for ((w1, w2), z) in col("within_1sigma").iter().zip(col("within_2sigma")).zip(col("z_robust_sigma")) {
@@ -741,6 +763,20 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
         assert!(em["coverage_2sigma"][p].as_f64().unwrap() > cov);
     }
     assert_eq!(em["label_table"], f.p("desi-files/labels.parquet").display().to_string());
+    // Coverage per S/N bin, recorded and printed: the bins hold the stars the model was fitted on
+    // (S/N 20-150 here), each bin's fraction a real fraction.
+    let bins = em["coverage_by_snr"].as_array().unwrap();
+    assert_eq!(bins.len(), 4);
+    let counted: u64 = bins.iter().map(|b| b["n"].as_u64().unwrap()).sum();
+    assert!(counted > 100 && counted as usize <= n_labelled, "{counted}");
+    assert!(
+        bins.iter().all(|b| b["within_1sigma"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| (0.0..=1.0).contains(&w.as_f64().unwrap())))
+    );
+    assert!(stdout.contains("per S/N bin") && stdout.contains("S/N  50–150"), "{stdout}");
     // The OOD threshold these stars set reaches the prediction shards, for the catalogue.
     let threshold = em["ood_threshold"].as_f64().unwrap();
     assert!(threshold > 0.0);
