@@ -76,7 +76,7 @@ pub fn device(s: &str) -> Result<starpipe::nn::device::ComputeDevice, String> {
     let d = ComputeDevice::from_str(s, true).map_err(|_| format!("'{s}' is not auto, cpu or cuda"))?;
     if d == ComputeDevice::Cuda && !cfg!(feature = "cuda") {
         return Err("this starpipe was built without the `cuda` feature: use --device auto or cpu, or a binary \
-                    built with --features cuda (README: GPU build)"
+                    built with --features cuda (DEVELOPERS.md: GPU build)"
             .into());
     }
     Ok(d)

@@ -68,8 +68,8 @@ impl ComputeDevice {
                 NnError::Invalid(format!("--device cuda: GPU 0 cannot be used ({e}); use --device cpu or auto"))
             }),
             ComputeDevice::Cuda => Err(NnError::Invalid(
-                "--device cuda: this starpipe was built without the `cuda` feature (see docs in README: \
-                 cargo build --release --features cuda)"
+                "--device cuda: this starpipe was built without the `cuda` feature (DEVELOPERS.md: \
+                 GPU build)"
                     .into(),
             )),
         }
