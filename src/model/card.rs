@@ -300,3 +300,14 @@ impl AdapterCard {
         }
     }
 }
+
+/// The resolutions a model with an optional adapter learned from: a trained adapter's (it was
+/// fitted to its shards), else the base model's (zero-shot adapters train nothing). With the cards,
+/// so that `resolution` (reading shards) and `card` (recording what was read) do not use each other
+/// both ways.
+pub fn learned_resolutions<'a>(base: &'a ModelCard, adapter: Option<&'a AdapterCard>) -> &'a [Resolution] {
+    match adapter.filter(|c| c.n_trainable_parameters > 0).and_then(|c| c.training.as_ref()) {
+        Some(t) => &t.source.resolutions,
+        None => &base.training.source.resolutions,
+    }
+}

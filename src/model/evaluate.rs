@@ -1,12 +1,12 @@
 //! `starpipe evaluate`: score a model and its adapters on the held-out test stars of a labelled
 //! survey, per parameter × [Fe/H] regime × strategy, as Markdown and Parquet.
 
-use super::card::{AdapterCard, SelectionCuts};
+use super::card::{AdapterCard, SelectionCuts, learned_resolutions};
 use super::data::load_labelled;
 use super::metrics::{self, Metrics};
 use super::mlp::{Adapter, Network};
 use super::predict::{Estimate, predict_standardized, to_physical};
-use super::resolution::{Resolution, learned_resolutions, shard_resolutions, warn_on_resolution_mismatch};
+use super::resolution::{Resolution, shard_resolutions, warn_on_resolution_mismatch};
 use super::split::TestSplit;
 use super::store::{load_adapter, load_model};
 use super::{ModelError, PARAMETERS, Parameter, Result};

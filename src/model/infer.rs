@@ -6,14 +6,14 @@
 //! whose record matches and redoes the rest (files are written under a temporary name, then
 //! renamed, so a killed run leaves no half-written shard).
 
-use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard};
+use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard, learned_resolutions};
 use super::data::{RawPixels, SpectraBatch, for_each_input_batch};
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
 use super::per_shard::{input_record, run_per_shard};
 use super::predict::{output_rows, to_physical};
 use super::reconstruction::Reconstruction;
-use super::resolution::{degraded_to_r, learned_resolutions, shard_resolutions, warn_on_resolution_mismatch};
+use super::resolution::{degraded_to_r, shard_resolutions, warn_on_resolution_mismatch};
 use super::store::{load_adapter, load_model};
 use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;

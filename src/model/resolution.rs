@@ -92,18 +92,6 @@ pub fn training_resolutions(shards: &[PathBuf]) -> Result<Vec<Resolution>> {
     Ok(seen)
 }
 
-/// The resolutions a model with an optional adapter learned from: a trained adapter's (it was
-/// fitted to its shards), else the base model's (zero-shot adapters train nothing).
-pub fn learned_resolutions<'a>(
-    base: &'a super::card::ModelCard,
-    adapter: Option<&'a super::card::AdapterCard>,
-) -> &'a [Resolution] {
-    match adapter.filter(|c| c.n_trainable_parameters > 0).and_then(|c| c.training.as_ref()) {
-        Some(t) => &t.source.resolutions,
-        None => &base.training.source.resolutions,
-    }
-}
-
 /// The resolutions of the shards that have one, read once per run for every check against it. A
 /// shard that cannot be read is left to the stage, which reports it and goes on without it.
 pub fn shard_resolutions(shards: &[PathBuf]) -> Vec<(&PathBuf, Resolution)> {
