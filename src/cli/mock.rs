@@ -39,6 +39,7 @@ pub struct MockArgs {
     /// (layout: `.npz` spectra with `wave_air` or `wave_vacuum` and `fwhm_angstrom`, plus a
     /// `*params*.csv` with teff, logg, feh; MILES as shipped works). Label files gain the library
     /// star id. DESI: every FIBERMAP row is a star. --n is then the library size × --repeats.
+    /// `builtin:miles` is the MILES library compiled into starpipe (data/miles/).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["emulator", "n"])]
     pub library: Option<PathBuf>,
     /// DESI: observe this fraction of the pixels a second time, in the dark program: repeat spectra
@@ -59,7 +60,9 @@ pub struct MockArgs {
     #[arg(long, default_value_t = 1, value_parser = at_least_one, requires = "library")]
     pub repeats: usize,
     /// With --library: render only the stars listed in this file (one id per line, `#` comments),
-    /// e.g. the stars an emulator refit left out.
+    /// e.g. the stars an emulator refit left out. `builtin:held-out` and `builtin:training` are the
+    /// built-in emulator's split of MILES: stars it never saw (for calibration), and those it was
+    /// fitted on inside the mock's label domain (for training renders).
     #[arg(long, value_name = "FILE", requires = "library")]
     pub library_ids: Option<PathBuf>,
     /// Emulator coefficients to use instead of the built-in ones (a safetensors file written by
@@ -82,14 +85,16 @@ fn parse_labels(s: &str) -> Result<[f64; 3], String> {
     <[f64; 3]>::try_from(v).map_err(|_| format!("'{s}': need three comma-separated numbers TEFF,LOGG,FEH"))
 }
 
-/// The library `--library` names, cut to `--library-ids` when given; its left-out stars are logged.
-fn open_library(dir: &std::path::Path, ids: Option<&std::path::Path>) -> Result<starpipe::mock::Library> {
-    let mut library = starpipe::mock::Library::open(dir)?;
+/// The library `--library` names (a directory or `builtin:miles`), cut to `--library-ids` (a file
+/// or `builtin:held-out`/`builtin:training`) when given; its left-out stars are logged.
+fn open_library(name: &std::path::Path, ids: Option<&std::path::Path>) -> Result<starpipe::mock::Library> {
+    use starpipe::mock::builtin_library;
+    let mut library = builtin_library::open_library(name)?;
     for (reason, count, example) in &library.left_out {
-        tracing::info!("library {}: {count} stars left out: {reason} (e.g. {example})", dir.display());
+        tracing::info!("library {}: {count} stars left out: {reason} (e.g. {example})", name.display());
     }
     if let Some(path) = ids {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = builtin_library::id_list_text(path)?;
         let wanted: Vec<i64> = text
             .lines()
             .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -107,7 +112,7 @@ fn open_library(dir: &std::path::Path, ids: Option<&std::path::Path>) -> Result<
             );
         }
         if library.stars.is_empty() {
-            bail!("{}: none of its ids is a usable star of the library {}", path.display(), dir.display());
+            bail!("{}: none of its ids is a usable star of the library {}", path.display(), name.display());
         }
     }
     Ok(library)

@@ -21,9 +21,10 @@ use std::path::PathBuf;
 /// Where the labels are and which columns to read.
 #[derive(Args, Debug)]
 pub struct LabelArgs {
-    /// Label table (.parquet or .csv).
-    #[arg(long)]
-    labels: PathBuf,
+    /// Label table (.parquet or .csv). `train` takes several, read as one (e.g. a mock survey's
+    /// labels.parquet and library renders'); the other commands take one.
+    #[arg(long, required = true, num_args = 1..)]
+    labels: Vec<PathBuf>,
     /// Key column joined to the spectra's source_id (default: obsid for train, targetid otherwise;
     /// names match case-insensitively).
     #[arg(long)]
@@ -46,6 +47,16 @@ pub struct LabelArgs {
 }
 
 impl LabelArgs {
+    /// The one label table of a command that takes one.
+    fn table(&self) -> Result<PathBuf> {
+        match self.labels.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => {
+                bail!("--labels takes one table here ({} given); only `train` reads several as one", self.labels.len())
+            }
+        }
+    }
+
     fn spec(&self, default_key: &str) -> Result<LabelSpec> {
         Ok(LabelSpec::new(self.label_key.as_deref().unwrap_or(default_key)).with_columns(&self.label_columns)?)
     }
@@ -418,7 +429,7 @@ fn print_validation(v: &[starpipe::model::card::ParameterMetrics]) {
 
 pub fn finetune(a: FinetuneArgs) -> Result<()> {
     let device = a.compute.setup()?;
-    let mut opts = FinetuneOptions::new(a.spectra, a.labels.labels.clone(), a.model, a.out.clone(), a.strategy);
+    let mut opts = FinetuneOptions::new(a.spectra, a.labels.table()?, a.model, a.out.clone(), a.strategy);
     opts.label_spec = a.labels.spec("targetid")?;
     opts.selection = a.labels.cuts();
     opts.n_train = a.n_train;
@@ -448,7 +459,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let device = a.compute.setup()?;
     let opts = EvaluateOptions {
         spectra: a.spectra,
-        labels: a.labels.labels.clone(),
+        labels: a.labels.table()?,
         label_spec: a.labels.spec("targetid")?,
         model: a.model,
         adapters: a.adapter,
@@ -498,20 +509,24 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         model: a.model,
         adapter: a.adapter,
         spectra: a.spectra,
-        labels: a.labels.labels.clone(),
+        labels: a.labels.table()?,
         label_spec: a.labels.spec("obsid")?,
         selection: a.labels.cuts(),
         out: a.out.clone(),
         device,
     };
     let f = run_calibrate(&opts)?;
-    println!("calibrate: error model σ = √((k·σ_net)² + floor²) fitted on {} stars", f.n_used[0] + f.n_rejected[0]);
+    println!(
+        "calibrate: error model σ = √((k·σ_net)² + floor² + (snr_term/snr)²) fitted on {} stars",
+        f.n_used[0] + f.n_rejected[0]
+    );
     for (p, param) in starpipe::model::PARAMETERS.iter().enumerate() {
         println!(
-            "  {:<5} k {:>6.3}  floor {:>8.4} {:<15} |Δ|<σ {:.2} → {:.2}, |Δ|<2σ {:.2}  ({} rejected as > 5σ)",
+            "  {:<5} k {:>6.3}  floor {:>8.4}  snr_term {:>8.3} {:<15} |Δ|<σ {:.2} → {:.2}, |Δ|<2σ {:.2}  ({} rejected as > 5σ)",
             param.name(),
             f.model.scale[p],
             f.model.floor[p],
+            f.model.snr_term[p],
             param.unit(),
             f.coverage_1sigma_before[p],
             f.coverage_1sigma[p],

@@ -6,7 +6,7 @@ pub mod parameters;
 pub mod table;
 
 pub use parameters::{PARAMETERS, Parameter};
-pub use table::{LabelSpec, LabelTable, Labels, read_labels, read_table};
+pub use table::{LabelSpec, LabelTable, Labels, read_label_tables, read_labels, read_table};
 
 use std::path::PathBuf;
 

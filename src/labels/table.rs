@@ -111,6 +111,49 @@ impl LabelTable {
     }
 }
 
+/// Reads several label tables as one (a mock survey's and a library render's, say), each with
+/// [`read_labels`]. A key in two tables is used once when their labels agree and, as within one
+/// table, not at all when they differ (counted as conflicting, the example naming both files).
+pub fn read_label_tables(paths: &[PathBuf], spec: &LabelSpec) -> Result<LabelTable> {
+    let (first, rest) = paths.split_first().expect("at least one label table");
+    let mut merged = read_labels(first, spec)?;
+    for path in rest {
+        let table = read_labels(path, spec)?;
+        let u = &mut merged.unusable;
+        for (field, other) in [
+            (&mut u.without_key, &table.unusable.without_key),
+            (&mut u.missing_label, &table.unusable.missing_label),
+            (&mut u.non_finite, &table.unusable.non_finite),
+            (&mut u.non_numeric, &table.unusable.non_numeric),
+            (&mut u.repeated, &table.unusable.repeated),
+            (&mut u.conflicting, &table.unusable.conflicting),
+        ] {
+            if field.count == 0 {
+                field.example = other.example.clone();
+            }
+            field.count += other.count;
+        }
+        for (key, labels) in table.rows {
+            match merged.rows.get(&key) {
+                None => {
+                    merged.rows.insert(key, labels);
+                }
+                Some(seen) if seen.values == labels.values => {
+                    merged.unusable.repeated.add(|| format!("key {key} in {} and {}", first.display(), path.display()))
+                }
+                Some(_) => {
+                    merged.rows.remove(&key);
+                    merged
+                        .unusable
+                        .conflicting
+                        .add(|| format!("key {key}: other labels in {} than in {}", path.display(), first.display()));
+                }
+            }
+        }
+    }
+    Ok(merged)
+}
+
 fn column_names(b: &RecordBatch) -> String {
     b.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
 }
@@ -279,6 +322,27 @@ mod tests {
         assert!(t.get(1).is_some() && t.get(2).is_none() && t.get(3).is_some());
         assert_eq!((t.unusable.repeated.count, t.unusable.conflicting.count), (1, 1));
         assert!(t.unusable.conflicting.example.starts_with("key 2:"), "{}", t.unusable.conflicting.example);
+    }
+
+    #[test]
+    fn several_tables_read_as_one_and_keys_across_them_follow_the_same_rules() {
+        let (_a, a) = csv("obsid,teff,logg,feh\n1,5000,4.5,0.0\n2,6000,4.0,-1\n3,4800,2.5,0\n4,,4.0,0\n");
+        let (_b, b) = csv("obsid,teff,logg,feh\n3,4800,2.5,0\n2,6100,4.0,-1\n5,5500,4.2,-0.5\n");
+        let t = read_label_tables(&[a.clone(), b.clone()], &spec()).unwrap();
+        // 1 and 5 from one table each, 3 in both alike; 2 differs between them: not used.
+        assert!(t.get(1).is_some() && t.get(3).is_some() && t.get(5).is_some() && t.get(2).is_none());
+        assert_eq!(t.rows.len(), 3);
+        assert_eq!(
+            (t.unusable.repeated.count, t.unusable.conflicting.count, t.unusable.missing_label.count),
+            (1, 1, 1)
+        );
+        let example = &t.unusable.conflicting.example;
+        assert!(example.starts_with("key 2:") && example.contains(&b.display().to_string()), "{example}");
+        // One table is exactly read_labels.
+        assert_eq!(
+            read_label_tables(std::slice::from_ref(&a), &spec()).unwrap().rows,
+            read_labels(&a, &spec()).unwrap().rows
+        );
     }
 
     #[test]

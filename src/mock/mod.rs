@@ -4,6 +4,7 @@
 //! distribution, deliberate damage, errors) live here.
 
 mod air_vacuum;
+pub mod builtin_library;
 pub mod desi;
 mod emulator;
 mod fits_bytes;

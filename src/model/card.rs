@@ -144,13 +144,14 @@ pub struct DataSource {
 impl DataSource {
     pub fn new(
         shards: &[std::path::PathBuf],
-        labels: &std::path::Path,
+        labels: &[std::path::PathBuf],
         spec: &LabelSpec,
         cuts: &SelectionCuts,
     ) -> Result<Self> {
         Ok(Self {
             shards: shards.iter().map(|p| p.display().to_string()).collect(),
-            label_table: labels.display().to_string(),
+            // One table as its path; several as their paths joined by ", ".
+            label_table: labels.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
             labels: spec.clone(),
             selection: cuts.clone(),
             resolutions: training_resolutions(shards)?,
@@ -181,19 +182,31 @@ pub struct TrainingRecord {
 pub struct ErrorModel {
     pub scale: [f64; 3],
     pub floor: [f64; 3],
+    /// The part of σ that falls as 1/(S/N): σ_snr = snr_term / snr (parameter units × S/N). What
+    /// the network's own σ misses of the noise at low S/N (it saw S/N ≥ 20 in training); fitted by
+    /// `calibrate`, zero (and absent from the card) when the data do not ask for it.
+    #[serde(default, skip_serializing_if = "all_zero")]
+    pub snr_term: [f64; 3],
+}
+
+fn all_zero(v: &[f64; 3]) -> bool {
+    v.iter().all(|x| *x == 0.0)
 }
 
 impl ErrorModel {
     /// A scale only (what training and fine-tuning calibrate).
     pub fn scale_only(scale: [f64; 3]) -> Self {
-        Self { scale, floor: [0.0; 3] }
+        Self { scale, floor: [0.0; 3], snr_term: [0.0; 3] }
     }
 
-    /// The reported error of parameter `p` for a network σ in physical units.
-    pub fn error(&self, p: usize, sigma_net: f64) -> f64 {
+    /// The reported error of parameter `p` for a network σ in physical units and the spectrum's
+    /// median S/N per pixel: √((k·σ_net)² + floor² + (snr_term/snr)²). A spectrum without a
+    /// finite positive S/N gets no S/N term (it carries BAD_INPUT or LOW_SNR).
+    pub fn error(&self, p: usize, sigma_net: f64, snr: f64) -> f64 {
         let scaled = self.scale[p] * sigma_net;
-        // No floor: exactly the scaled σ (so cards without a floor give the bytes they always gave).
-        if self.floor[p] == 0.0 { scaled } else { scaled.hypot(self.floor[p]) }
+        let noise = if self.snr_term[p] > 0.0 && snr.is_finite() && snr > 0.0 { self.snr_term[p] / snr } else { 0.0 };
+        // No floor nor S/N term: exactly the scaled σ (so such cards give the bytes they always gave).
+        if self.floor[p] == 0.0 && noise == 0.0 { scaled } else { scaled.hypot(self.floor[p]).hypot(noise) }
     }
 }
 

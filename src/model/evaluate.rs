@@ -171,7 +171,11 @@ fn score_model(
             key: test_rows.iter().map(|&r| set.key[r]).collect(),
             snr: test_rows.iter().map(|&r| set.snr[r]).collect(),
             reference: test_rows.iter().map(|&r| set.labels[r]).collect(),
-            est: outputs.iter().map(|o| to_physical(o, &base_card.label_scaling, &errors)).collect(),
+            est: outputs
+                .iter()
+                .zip(&test_rows)
+                .map(|(o, &r)| to_physical(o, &base_card.label_scaling, &errors, set.snr[r]))
+                .collect(),
         });
     }
     Ok(out)

@@ -204,7 +204,7 @@ pub fn run_finetune(opts: &FinetuneOptions, progress: &indicatif::ProgressBar) -
         test_split: opts.split,
         n_train_requested: opts.n_train,
         training: Some(TrainingRecord {
-            source: DataSource::new(&shards, &opts.labels, &opts.label_spec, &opts.selection)?,
+            source: DataSource::new(&shards, std::slice::from_ref(&opts.labels), &opts.label_spec, &opts.selection)?,
             n_candidates: set.len(),
             n_train: train_keys.len(),
             n_val: val_keys.len(),

@@ -251,7 +251,8 @@ fn predict_shard(
             // The read block is one network batch: its feature matrix becomes the input tensor as is.
             let n = b.len();
             let (raw, ood) = p.predict(b.features, b.n_features, dev)?;
-            let est: Vec<_> = raw.iter().map(|o| to_physical(o, &p.card.label_scaling, &p.errors)).collect();
+            let est: Vec<_> =
+                raw.iter().zip(&b.snr).map(|(o, &snr)| to_physical(o, &p.card.label_scaling, &p.errors, snr)).collect();
             let chi2: Vec<f64> = match &reconstruction {
                 Some(r) => {
                     use rayon::prelude::*;

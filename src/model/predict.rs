@@ -56,14 +56,14 @@ pub struct Estimate {
     pub error: [f64; 3],
 }
 
-/// Undoes the label standardisation and applies the error model (σ factors, and a floor where
-/// one was fitted).
-pub fn to_physical(raw: &[f32; 6], scaling: &LabelScaling, errors: &ErrorModel) -> Estimate {
+/// Undoes the label standardisation and applies the error model (σ factors, and a floor and an
+/// S/N term where they were fitted) for a spectrum of median S/N `snr` per pixel.
+pub fn to_physical(raw: &[f32; 6], scaling: &LabelScaling, errors: &ErrorModel, snr: f32) -> Estimate {
     let mut e = Estimate { value: [0.0; 3], error: [0.0; 3] };
     let sigma_net = network_sigma(raw, scaling);
     for p in 0..3 {
         e.value[p] = raw[p] as f64 * scaling.std[p] + scaling.mean[p];
-        e.error[p] = errors.error(p, sigma_net[p]);
+        e.error[p] = errors.error(p, sigma_net[p], f64::from(snr));
     }
     e
 }
@@ -81,15 +81,15 @@ mod physical_tests {
     fn errors_are_raw_sigma_times_the_label_scale_times_the_calibration_factor() {
         let scaling = LabelScaling { mean: [5000.0, 4.0, -0.3], std: [800.0, 0.9, 0.4] };
         let raw = [0.5f32, -1.0, 0.0, 0.0, (0.5f32).ln(), 1.0];
-        let e = to_physical(&raw, &scaling, &ErrorModel::scale_only([1.5, 2.0, 1.0]));
+        let e = to_physical(&raw, &scaling, &ErrorModel::scale_only([1.5, 2.0, 1.0]), 30.0);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-5 * b.abs().max(1.0);
         assert!(close(e.value[0], 5400.0) && close(e.value[1], 3.1) && close(e.value[2], -0.3), "{e:?}");
         assert!(close(e.error[0], 800.0 * 1.5), "{e:?}");
         assert!(close(e.error[1], 0.9 * 0.5 * 2.0), "{e:?}");
         assert!(close(e.error[2], 0.4 * std::f64::consts::E), "{e:?}");
         // A floor adds in quadrature.
-        let floored = ErrorModel { scale: [1.5, 2.0, 1.0], floor: [900.0, 0.0, 1.0] };
-        let f = to_physical(&raw, &scaling, &floored);
+        let floored = ErrorModel { scale: [1.5, 2.0, 1.0], floor: [900.0, 0.0, 1.0], snr_term: [0.0; 3] };
+        let f = to_physical(&raw, &scaling, &floored, 30.0);
         assert!(
             close(f.error[0], 1500.0)
                 && close(f.error[1], 0.9)
@@ -97,5 +97,22 @@ mod physical_tests {
             "{f:?}"
         );
         assert_eq!(f.value, e.value);
+    }
+
+    #[test]
+    fn the_snr_term_adds_in_quadrature_and_falls_as_one_over_snr() {
+        let scaling = LabelScaling { mean: [5000.0, 4.0, -0.3], std: [800.0, 0.9, 0.4] };
+        let raw = [0.0f32, 0.0, 0.0, (0.1f32).ln(), (0.1f32).ln(), (0.1f32).ln()];
+        let model = ErrorModel { scale: [1.0; 3], floor: [60.0, 0.0, 0.0], snr_term: [800.0, 0.0, 1.2] };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-4 * b.abs().max(1.0);
+        let at = |snr: f32| to_physical(&raw, &scaling, &model, snr).error;
+        // Teff: network 80 K, floor 60 K, 800/snr.
+        assert!(close(at(10.0)[0], (80.0f64.powi(2) + 60.0f64.powi(2) + 80.0f64.powi(2)).sqrt()), "{:?}", at(10.0));
+        assert!(close(at(40.0)[0], (80.0f64.powi(2) + 60.0f64.powi(2) + 20.0f64.powi(2)).sqrt()), "{:?}", at(40.0));
+        // log g has no term: the same σ at every S/N; [Fe/H] grows toward low S/N.
+        assert!(close(at(5.0)[1], 0.09) && close(at(100.0)[1], 0.09));
+        assert!(close(at(4.0)[2], 0.04f64.hypot(0.3)) && at(4.0)[2] > at(20.0)[2]);
+        // A spectrum without an S/N gets no term.
+        assert!(close(at(f32::NAN)[0], 100.0) && close(at(0.0)[0], 100.0));
     }
 }

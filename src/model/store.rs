@@ -123,7 +123,7 @@ mod tests {
             training: TrainingRecord {
                 source: DataSource::new(
                     &[],
-                    Path::new("labels.parquet"),
+                    &[std::path::PathBuf::from("labels.parquet")],
                     &LabelSpec::new("obsid"),
                     &SelectionCuts::default(),
                 )

@@ -15,7 +15,7 @@ use super::split::unit_hash;
 use super::store::save_model;
 use super::{ModelError, PARAMETERS, Result};
 use crate::grid::{GridPreset, LogGrid};
-use crate::labels::{LabelSpec, read_labels};
+use crate::labels::{LabelSpec, read_label_tables};
 use crate::nn::device::ComputeDevice;
 use std::path::PathBuf;
 
@@ -23,7 +23,9 @@ use std::path::PathBuf;
 pub struct TrainOptions {
     /// Spectra shards or directories of them.
     pub spectra: Vec<PathBuf>,
-    pub labels: PathBuf,
+    /// Label tables, read as one (`labels::read_label_tables`): a mock survey's and library
+    /// renders', say.
+    pub labels: Vec<PathBuf>,
     pub label_spec: LabelSpec,
     pub out: PathBuf,
     /// Grid window the model reads from spectra shards; default SpecCLIP's 3999–5599 Å.
@@ -39,7 +41,7 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    pub fn new(spectra: Vec<PathBuf>, labels: PathBuf, out: PathBuf) -> Self {
+    pub fn new(spectra: Vec<PathBuf>, labels: Vec<PathBuf>, out: PathBuf) -> Self {
         Self {
             spectra,
             labels,
@@ -72,7 +74,8 @@ pub(crate) fn physical_metrics(
     held_out: Option<[f64; 3]>,
 ) -> Vec<ParameterMetrics> {
     let est: Vec<_> =
-        outputs.iter().map(|o| to_physical(o, scaling, &super::card::ErrorModel::scale_only(*sigma_scale))).collect();
+        // A scale has no S/N term, so the S/N does not matter here.
+        outputs.iter().map(|o| to_physical(o, scaling, &super::card::ErrorModel::scale_only(*sigma_scale), f32::NAN)).collect();
     PARAMETERS
         .iter()
         .map(|&p| {
@@ -120,7 +123,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
             "--augment perturbs spectra: it applies to pixel models, not embeddings".into(),
         ));
     }
-    let labels = read_labels(&opts.labels, &opts.label_spec)?;
+    let labels = read_label_tables(&opts.labels, &opts.label_spec)?;
     tracing::info!(shards = shards.len(), labels = labels.rows.len(), input = input.kind(), "reading labelled inputs");
     let mut set = load_labelled(&shards, &input, &labels, &opts.selection)?;
     let c = &set.counts;
@@ -138,7 +141,7 @@ pub fn run_train(opts: &TrainOptions, progress: &indicatif::ProgressBar) -> Resu
     let train_rows = rows_where(&set, |i| unit_hash(set.key[i], seed ^ 0x7A1) >= opts.val_fraction);
     if train_rows.len() < 10 {
         return Err(ModelError::bad(
-            &opts.labels,
+            &opts.labels[0],
             format!("only {} training spectra after the join and cuts ({:?})", train_rows.len(), set.counts),
         ));
     }

@@ -19,6 +19,7 @@ mod mock_library;
 mod models;
 mod pipeline;
 mod python_readers;
+mod recommended;
 mod shards_readable;
 mod slurm;
 mod user_tables;

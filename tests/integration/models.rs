@@ -828,6 +828,7 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
     let calibration = starpipe::artifacts::metadata::get(&kv, "starpipe.infer.calibration").unwrap_or_default();
     let record: serde_json::Value = serde_json::from_str(calibration).unwrap();
     assert_eq!(record["n_used"], em["n_used"], "{calibration}");
+    let mut catalogues = Vec::new();
     for (pred, calibrated) in [("p0", false), ("p1", true)] {
         let cat = tmp.path().join(format!("cat-{pred}.parquet"));
         let out = run(
@@ -848,17 +849,22 @@ fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
         let meta: serde_json::Value =
             serde_json::from_str(starpipe::artifacts::metadata::get(&kv, "starpipe").unwrap()).unwrap();
         assert_eq!(meta["heads"][0]["calibrated"], calibrated);
+        catalogues.push(df);
     }
     let sigma_scale = card(&f.p("model/model-card.json"))["sigma_scale"].clone();
+    let col =
+        |df: &DataFrame, c: &str| -> Vec<f32> { df.column(c).unwrap().f32().unwrap().into_no_null_iter().collect() };
+    // Each row's S/N sets its S/N term: the catalogue rows (same spectra, same order) carry it.
+    let snr = col(&catalogues[0], "snr");
+    assert_eq!(snr, col(&catalogues[1], "snr"));
     for (p, name) in ["teff", "logg", "feh"].iter().enumerate() {
-        let col = |df: &DataFrame, c: &str| -> Vec<f32> {
-            df.column(c).unwrap().f32().unwrap().into_no_null_iter().collect()
-        };
         assert_eq!(col(&plain, name), col(&calibrated, name), "values do not change");
         let (k, floor) = (em["scale"][p].as_f64().unwrap(), em["floor"][p].as_f64().unwrap());
+        let snr_term = em.get("snr_term").map_or(0.0, |t| t[p].as_f64().unwrap());
         let s0 = sigma_scale[p].as_f64().unwrap();
-        for (e0, e1) in col(&plain, &format!("{name}_err")).iter().zip(col(&calibrated, &format!("{name}_err"))) {
-            let expected = (k * *e0 as f64 / s0).hypot(floor);
+        let err = format!("{name}_err");
+        for ((e0, e1), q) in col(&catalogues[0], &err).iter().zip(col(&catalogues[1], &err)).zip(&snr) {
+            let expected = (k * *e0 as f64 / s0).hypot(floor).hypot(snr_term / *q as f64);
             assert!((e1 as f64 - expected).abs() < 1e-4 * expected, "{name}: {e1} vs {expected}");
         }
     }
