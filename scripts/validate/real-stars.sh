@@ -12,7 +12,7 @@
 #     → train (--min-snr 20, plus TRAIN_ARGS) → infer + catalogue on the MILES renders and the
 #     DR10 spectra;
 #   → error model: the fold's held-out stars split in two halves by star; `starpipe calibrate` fits
-#     σ = √((k·σ_net)² + floor²) on the LAMOST renders of one half, and the other half is scored
+#     σ = √((k·σ_net)² + floor² + (snr_term/snr)²) on the LAMOST renders of one half, and the other half is scored
 #     with it (both ways round), so no star is scored by errors fitted on itself;
 #   → the same for DESI with DESI's own calibration: the zero-shot adapter calibrated on the other
 #     half's DESI renders (`calibrate --adapter`);
@@ -22,7 +22,8 @@
 #     never saw them), in both formats, inside and outside the training domain, and the DR10 stars.
 #
 # Usage: scripts/validate/real-stars.sh [OUT]        (default out/validate-real)
-# Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:20:80),
+# Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:4:150: the
+#   range the shipped pipelines calibrate on and a DESI release reaches),
 #   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only),
 #   SEED (1), TRAIN_ARGS (extra `starpipe train` flags; default `--augment`, the recommended recipe;
 #   set it empty for plain training), DESI_INGEST_ARGS (`starpipe ingest` flags
@@ -41,7 +42,7 @@ folds="${FOLDS:-0 1 2 3 4}"
 n_mock="${N_MOCK:-20000}"
 repeats="${REPEATS:-2}"
 library_train_repeats="${LIBRARY_TRAIN_REPEATS:-10}"
-library_snr="${LIBRARY_SNR:-loguniform:20:80}"
+library_snr="${LIBRARY_SNR:-loguniform:4:150}"
 seed="${SEED:-1}"
 prune_renders="${PRUNE_RENDERS:-0}"
 [[ "$prune_renders" == [01] ]] || { echo "real-stars.sh: PRUNE_RENDERS is 0 or 1, not '$prune_renders'" >&2; exit 2; }

@@ -103,6 +103,25 @@ def accuracy_rows(pooled):
         print(accuracy_row(f"{s}, inside training domain", subset(d, inside_domain(d))))
 
 
+SNR_BINS = ((4, 10), (10, 20), (20, 50), (50, 150))
+
+
+def snr_coverage_rows(sets):
+    """Coverage at 1σ per S/N bin, inside the training domain, per survey format."""
+    for s, parts in sets.items():
+        if not parts:
+            continue
+        d = concat(parts)
+        d = subset(d, inside_domain(d) & d["success"])
+        for lo, hi in SNR_BINS:
+            b = subset(d, (d["snr"] >= lo) & (d["snr"] < hi))
+            cells = [f"{s}, S/N {lo}–{hi}", str(len(b["snr"]))]
+            for p, _, _ in PARAMS:
+                z = np.abs(b[p] - b[p + "_ref"]) / b[p + "_err"]
+                cells.append(f"{np.mean(z < 1):.2f}" if len(z) else "-")
+            print("| " + " | ".join(cells) + " |")
+
+
 def flag_row(name, d):
     flags = d["quality_flags"].astype(np.int64)
     live = (flags & d["fatal_mask"]) == 0
@@ -173,9 +192,13 @@ def main():
         accuracy_rows(calibrated)
         for i, d in enumerate(dr10_cal):
             print(accuracy_row(f"LAMOST DR10 (25 real), fold {folds[i].name.split('-')[1]} model, error model A", d))
-        print("\nError models fitted (k, floor per parameter):\n")
-        print("| fold | half | k Teff | floor Teff (K) | k log g | floor log g | k [Fe/H] | floor [Fe/H] |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\nCoverage at 1σ per S/N bin (median S/N per pixel), inside the training domain, each half")
+        print("scored with the other half's error model:\n")
+        print("| subset | N | cov Teff | cov log g | cov [Fe/H] |\n|---|---:|---|---|---|")
+        snr_coverage_rows(calibrated)
+        print("\nError models fitted (k, floor, snr_term per parameter; snr_term in the parameter's unit × S/N):\n")
+        print("| fold | half | k Teff | floor Teff (K) | snr_term Teff | k log g | floor log g | snr_term log g | k [Fe/H] | floor [Fe/H] | snr_term [Fe/H] |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         import json
         for f in folds:
             for h in "AB":
@@ -184,7 +207,8 @@ def main():
                     em = json.loads(card.read_text())["error_model"]
                     cells = [f.name, h]
                     for p in range(3):
-                        cells += [f"{em['scale'][p]:.2f}", f"{em['floor'][p]:.3g}"]
+                        term = em.get("snr_term", [0.0, 0.0, 0.0])[p]
+                        cells += [f"{em['scale'][p]:.2f}", f"{em['floor'][p]:.3g}", f"{term:.3g}"]
                     print("| " + " | ".join(cells) + " |")
 
     print("\nFlags: fraction of non-fatal rows with a domain flag (OOD, LABEL_EDGE, LARGE_ERR) / any flag;")

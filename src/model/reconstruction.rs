@@ -64,15 +64,27 @@ impl Reconstruction {
     /// Reduced χ² of the observed window (normalised flux and ivar) against the emulator at
     /// `labels`; NaN with fewer than 50 usable pixels or non-finite labels.
     pub fn chi2(&self, labels: [f64; 3], survey: &str, flux: &[f32], ivar: &[f32]) -> f64 {
+        self.fit(labels, survey, flux, ivar).map_or(f64::NAN, |f| f.chi2_red)
+    }
+
+    /// The window's wavelengths (vacuum, rest frame, Å), one per pixel of [`Fit::model`].
+    pub fn wavelengths(&self) -> &[f64] {
+        &self.wave
+    }
+
+    /// The emulator at `labels` brought to the observed continuum, and the reduced χ² of the fit:
+    /// what `chi2` reports, with the curve behind it (for a per-star figure). None with fewer than
+    /// 50 usable pixels or non-finite labels.
+    pub fn fit(&self, labels: [f64; 3], survey: &str, flux: &[f32], ivar: &[f32]) -> Option<Fit> {
         if labels.iter().any(|v| !v.is_finite()) {
-            return f64::NAN;
+            return None;
         }
         let model = self.model(labels, survey);
         let usable: Vec<usize> = (0..flux.len())
             .filter(|&i| ivar[i] > 0.0 && flux[i].is_finite() && model[i] > 0.0 && model[i].is_finite())
             .collect();
         if usable.len() < 50 {
-            return f64::NAN;
+            return None;
         }
         // obs ≈ model · (c0 + c1 x + c2 x²): weighted linear least squares in c.
         let (lo, hi) = (self.wave[0], self.wave[self.wave.len() - 1]);
@@ -91,16 +103,75 @@ impl Reconstruction {
                 }
             }
         }
-        let Some(c) = solve3(ata, atb) else { return f64::NAN };
-        let chi2: f64 = usable
-            .iter()
-            .map(|&i| {
-                let fitted = model[i] as f64 * (c[0] + c[1] * x(i) + c[2] * x(i) * x(i));
-                weight(i, fitted) * (flux[i] as f64 - fitted).powi(2)
-            })
-            .sum();
-        chi2 / (usable.len() - 3) as f64
+        let c = solve3(ata, atb)?;
+        let fitted: Vec<f64> =
+            (0..flux.len()).map(|i| model[i] as f64 * (c[0] + c[1] * x(i) + c[2] * x(i) * x(i))).collect();
+        let chi2: f64 = usable.iter().map(|&i| weight(i, fitted[i]) * (flux[i] as f64 - fitted[i]).powi(2)).sum();
+        // σ per pixel as the χ² counts it (noise and model error); infinite where unusable.
+        let sigma = (0..flux.len())
+            .map(|i| if usable.binary_search(&i).is_ok() { 1.0 / weight(i, fitted[i]).sqrt() } else { f64::INFINITY })
+            .collect();
+        Some(Fit { model: fitted, sigma, chi2_red: chi2 / (usable.len() - 3) as f64 })
     }
+}
+
+/// The reconstruction of one spectrum.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// The emulator at the labels, on the observed continuum, per window pixel.
+    pub model: Vec<f64>,
+    /// Per-pixel σ the χ² uses (noise and [`MODEL_ERROR`]); infinite for masked pixels.
+    pub sigma: Vec<f64>,
+    pub chi2_red: f64,
+}
+
+/// One spectrum of the shards with its reconstruction at given labels (a per-star figure).
+#[derive(Debug, Clone)]
+pub struct SpectrumReconstruction {
+    pub spectrum_id: String,
+    pub survey: String,
+    pub shard: std::path::PathBuf,
+    /// Window wavelengths (vacuum, rest frame, Å), normalised flux and ivar (0 = masked).
+    pub wave: Vec<f64>,
+    pub flux: Vec<f32>,
+    pub ivar: Vec<f32>,
+    /// None when too few pixels are usable or the labels are not finite.
+    pub fit: Option<Fit>,
+}
+
+/// Finds the `wanted` spectra (spectrum id, labels) in the normalised-spectra shards or
+/// directories `spectra` and reconstructs each on `window` at its labels, as `infer` does for
+/// `chi2_red`. Ids not found are left out of the result.
+pub fn reconstruct_spectra(
+    spectra: &[std::path::PathBuf],
+    window: &LogGrid,
+    wanted: &[(String, [f64; 3])],
+) -> crate::model::Result<Vec<SpectrumReconstruction>> {
+    use super::data::{RawPixels, for_each_batch};
+    let shards = crate::artifacts::discover::shard_paths(spectra, crate::artifacts::ShardKind::Spectra)?;
+    let labels: std::collections::HashMap<&str, [f64; 3]> = wanted.iter().map(|(id, l)| (id.as_str(), *l)).collect();
+    let mut found = Vec::new();
+    for shard in &shards {
+        let check = Reconstruction::new(window, super::resolution::degraded_to_r(shard)?);
+        for_each_batch(shard, window, super::data::READ_BATCH_ROWS, RawPixels::Keep, |b| {
+            let n = b.n_features;
+            for i in 0..b.len() {
+                let Some(l) = labels.get(b.spectrum_id[i].as_str()) else { continue };
+                let (flux, ivar) = (b.flux[i * n..(i + 1) * n].to_vec(), b.ivar[i * n..(i + 1) * n].to_vec());
+                found.push(SpectrumReconstruction {
+                    spectrum_id: b.spectrum_id[i].clone(),
+                    survey: b.survey[i].clone(),
+                    shard: shard.clone(),
+                    wave: check.wavelengths().to_vec(),
+                    fit: check.fit(*l, &b.survey[i], &flux, &ivar),
+                    flux,
+                    ivar,
+                });
+            }
+            Ok(())
+        })?;
+    }
+    Ok(found)
 }
 
 /// Solves a 3×3 system by Cramer's rule (None when singular).

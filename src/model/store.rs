@@ -29,6 +29,16 @@ pub fn save_model(dir: &Path, model: &Mlp, card: &mut ModelCard) -> Result<()> {
     Ok(write_json(&dir.join(MODEL_CARD), card)?)
 }
 
+/// The pixel window a model reads (from its card alone): where its reconstruction check ran.
+pub fn model_window(dir: &Path) -> Result<crate::grid::LogGrid> {
+    let card_path = dir.join(MODEL_CARD);
+    let card: ModelCard = read_json(&card_path)?;
+    match card.input {
+        super::card::InputSpec::Pixels { window } => Ok(window),
+        _ => Err(ModelError::bad(&card_path, "an embedding model reads no pixel window: give the pixel model")),
+    }
+}
+
 pub fn load_model(dir: &Path, dev: &Device) -> Result<(Mlp, ModelCard)> {
     let card_path = dir.join(MODEL_CARD);
     let card: ModelCard = read_json(&card_path)?;

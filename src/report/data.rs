@@ -139,9 +139,13 @@ pub struct Catalog {
     pub head: String,
     pub heads: usize,
     pub rows: usize,
+    pub spectrum_id: Vec<String>,
     pub teff: Vec<f64>,
     pub logg: Vec<f64>,
     pub feh: Vec<f64>,
+    /// 1σ errors of Teff, log g, [Fe/H] per row.
+    pub errors: Vec<[f64; 3]>,
+    pub chi2_red: Vec<f64>,
     pub snr: Vec<f64>,
     pub flags: Vec<u32>,
     pub success: Vec<bool>,
@@ -180,7 +184,22 @@ impl Catalog {
         if files.is_empty() {
             return Err(ReportError::Read { path: path.to_path_buf(), reason: "no catalogue Parquet file".into() });
         }
-        let cols = ["head", "is_default_head", "teff", "logg", "feh", "snr", flags::COLUMN, "success", "is_primary"];
+        let cols = [
+            "head",
+            "is_default_head",
+            "teff",
+            "logg",
+            "feh",
+            "snr",
+            flags::COLUMN,
+            "success",
+            "is_primary",
+            "spectrum_id",
+            "teff_err",
+            "logg_err",
+            "feh_err",
+            "chi2_red",
+        ];
         let mut batches = Vec::new();
         for f in &files {
             batches.extend(read_all(f, &cols)?);
@@ -212,11 +231,17 @@ impl Catalog {
                 (floats(b.column(2)), floats(b.column(3)), floats(b.column(4)), floats(b.column(5)));
             let flags = b.column(6).as_primitive::<UInt32Type>();
             let (success, primary) = (bools(b.column(7)), bools(b.column(8)));
+            let ids = strings(b.column(9));
+            let errors = [floats(b.column(10)), floats(b.column(11)), floats(b.column(12))];
+            let chi2 = floats(b.column(13));
             for r in 0..b.num_rows() {
                 if names[r] != c.head {
                     continue;
                 }
                 c.rows += 1;
+                c.spectrum_id.push(ids[r].clone());
+                c.errors.push([errors[0][r], errors[1][r], errors[2][r]]);
+                c.chi2_red.push(chi2[r]);
                 c.teff.push(teff[r]);
                 c.logg.push(logg[r]);
                 c.feh.push(feh[r]);
@@ -227,6 +252,31 @@ impl Catalog {
             }
         }
         Ok(c)
+    }
+
+    /// The row of a spectrum in the chosen head.
+    pub fn row_of(&self, spectrum_id: &str) -> Option<usize> {
+        self.spectrum_id.iter().position(|s| s == spectrum_id)
+    }
+
+    /// (spectrum id, labels) of the given spectra in the chosen head: what a per-star figure
+    /// reconstructs. An id the head does not hold, or one without estimates, is an error naming it.
+    pub fn labels_of(&self, path: &Path, ids: &[String]) -> Result<Vec<(String, [f64; 3])>, ReportError> {
+        ids.iter()
+            .map(|id| {
+                let r = self.row_of(id).ok_or_else(|| ReportError::Read {
+                    path: path.to_path_buf(),
+                    reason: format!("no spectrum '{id}' in head {} of the catalogue", self.head),
+                })?;
+                if !self.success[r] {
+                    return Err(ReportError::Read {
+                        path: path.to_path_buf(),
+                        reason: format!("spectrum '{id}' has no estimates (success is false): nothing to reconstruct"),
+                    });
+                }
+                Ok((id.clone(), [self.teff[r], self.logg[r], self.feh[r]]))
+            })
+            .collect()
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod plots;
+pub mod stars;
 
 use crate::catalog::flags;
 use data::{Catalog, Evaluation, IngestAccounting, PARAMETERS};
@@ -35,6 +36,9 @@ pub struct ReportOptions {
     pub spectra: Vec<PathBuf>,
     /// The catalogue head to plot, as `model + adapter` (default: the first pixel head).
     pub head: Option<String>,
+    /// Spectra to draw with their reconstruction (needs the catalogue): `stars::StarSpectrum`s,
+    /// made by `model::reconstruction::reconstruct_spectra` at the catalogue's labels.
+    pub stars: Vec<stars::StarSpectrum>,
     pub out: PathBuf,
 }
 
@@ -77,6 +81,7 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
     let sections = [
         (opts.evaluation.is_some(), "evaluation", "Evaluation"),
         (opts.catalog.is_some(), "catalogue", "Catalogue"),
+        (!opts.stars.is_empty(), "stars", "Chosen spectra"),
         (!opts.spectra.is_empty(), "ingest", "Ingest"),
     ];
     let links: Vec<String> =
@@ -91,6 +96,9 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
     if let Some(path) = &opts.catalog {
         let c = Catalog::read(path, opts.head.as_deref())?;
         catalog_section(&c, out, &mut html, &mut summary)?;
+        if !opts.stars.is_empty() {
+            stars::stars_section(&c, &opts.stars, out, &mut html, &mut summary)?;
+        }
     }
     if !opts.spectra.is_empty() {
         html.push_str("<h2 id=\"ingest\">Ingest: every input accounted for</h2>\n");

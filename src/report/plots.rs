@@ -274,3 +274,91 @@ pub fn histogram(
         .map_err(|e| plot_error(path, e))?;
     root.present().map_err(|e| plot_error(path, e))
 }
+
+/// A spectrum with its reconstruction (upper panel; masked pixels shaded) and the residuals in
+/// units of σ (lower panel), with two title lines.
+pub fn star_spectrum(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    s: &super::stars::StarSpectrum,
+) -> Result<(), ReportError> {
+    register_font();
+    let root = BitMapBackend::new(path, (1100, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+    let root = root.titled(title, ("sans-serif", 15)).map_err(|e| plot_error(path, e))?;
+    let (upper, lower) = root.split_vertically(420);
+    let (lo, hi) = (s.wave.first().copied().unwrap_or(0.0), s.wave.last().copied().unwrap_or(1.0));
+    let usable = |i: usize| s.ivar[i] > 0.0 && s.flux[i].is_finite();
+    let (y0, y1) = robust_range((0..s.flux.len()).filter(|&i| usable(i)).map(|i| s.flux[i] as f64));
+    let mut chart = ChartBuilder::on(&upper)
+        .caption(subtitle, ("sans-serif", 13))
+        .margin(8)
+        .x_label_area_size(10)
+        .y_label_area_size(55)
+        .build_cartesian_2d(lo..hi, y0..y1)
+        .map_err(|e| plot_error(path, e))?;
+    chart
+        .configure_mesh()
+        .y_desc("normalised flux")
+        .x_labels(0)
+        .label_style(("sans-serif", 11))
+        .axis_desc_style(("sans-serif", 12))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    // Masked pixels: a grey band across the panel.
+    let half = |i: usize| if i + 1 < s.wave.len() { (s.wave[i + 1] - s.wave[i]) / 2.0 } else { 0.5 };
+    chart
+        .draw_series(
+            (0..s.wave.len()).filter(|&i| !usable(i)).map(|i| {
+                Rectangle::new([(s.wave[i] - half(i), y0), (s.wave[i] + half(i), y1)], BLACK.mix(0.12).filled())
+            }),
+        )
+        .map_err(|e| plot_error(path, e))?;
+    // The flux, broken at masked pixels.
+    let segments = |keep: &dyn Fn(usize) -> bool, value: &dyn Fn(usize) -> f64| -> Vec<Vec<(f64, f64)>> {
+        let mut out: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for i in 0..s.wave.len() {
+            if keep(i) {
+                out.last_mut().expect("one segment").push((s.wave[i], value(i)));
+            } else if !out.last().expect("one segment").is_empty() {
+                out.push(Vec::new());
+            }
+        }
+        out
+    };
+    for seg in segments(&usable, &|i| s.flux[i] as f64) {
+        chart.draw_series(LineSeries::new(seg, BLACK.stroke_width(1))).map_err(|e| plot_error(path, e))?;
+    }
+    if let Some(model) = &s.model {
+        for seg in segments(&|i| model[i].is_finite(), &|i| model[i]) {
+            chart.draw_series(LineSeries::new(seg, RED.stroke_width(1))).map_err(|e| plot_error(path, e))?;
+        }
+    }
+    let mut res = ChartBuilder::on(&lower)
+        .margin(8)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(lo..hi, -6.0f64..6.0)
+        .map_err(|e| plot_error(path, e))?;
+    res.configure_mesh()
+        .x_desc("rest-frame vacuum wavelength [Å]")
+        .y_desc("(flux − model) / σ")
+        .label_style(("sans-serif", 11))
+        .axis_desc_style(("sans-serif", 12))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|e| plot_error(path, e))?;
+    for y in [-3.0, 0.0, 3.0] {
+        let style = if y == 0.0 { BLACK.stroke_width(1) } else { BLUE.mix(0.5).stroke_width(1) };
+        res.draw_series(LineSeries::new([(lo, y), (hi, y)], style)).map_err(|e| plot_error(path, e))?;
+    }
+    if let (Some(model), Some(sigma)) = (&s.model, &s.sigma) {
+        res.draw_series((0..s.wave.len()).filter(|&i| usable(i) && sigma[i].is_finite()).map(|i| {
+            Circle::new((s.wave[i], ((s.flux[i] as f64 - model[i]) / sigma[i]).clamp(-6.0, 6.0)), 1, BLACK.filled())
+        }))
+        .map_err(|e| plot_error(path, e))?;
+    }
+    root.present().map_err(|e| plot_error(path, e))
+}

@@ -729,7 +729,8 @@ fn calibrated_errors_cover_about_68_percent_of_new_stars() {
 }
 
 /// `calibrate` on another survey's stars: the copy keeps the weights, its card holds the error
-/// model, and predictions through it report σ = √((k·σ_net)² + floor²) with the same values.
+/// model, and predictions through it report σ = √((k·σ_net)² + floor² + (snr_term/snr)²) with the
+/// same values.
 #[test]
 fn calibrate_writes_a_copy_whose_errors_follow_the_fitted_error_model() {
     let f = fixture();
@@ -1088,4 +1089,49 @@ fn bf16_inference_agrees_with_f32_and_is_recorded() {
     let again = infer("f32", &bf16_out);
     assert!(again.contains("(0 kept"), "{again}");
     assert_eq!(precision(&shard).as_deref(), Some("f32"));
+}
+
+/// `report --star`: a chosen spectrum drawn with its reconstruction, whose χ² is the catalogue's
+/// `chi2_red` (the same check, the same window), with the flag names of its bits; an id the
+/// catalogue lacks is refused by name.
+#[test]
+fn report_draws_chosen_spectra_with_the_reconstruction_behind_their_chi2() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pred, cat) = (tmp.path().join("pred"), tmp.path().join("cat.parquet"));
+    ok(run(&["infer"], &[("--spectra", &f.p("desi")), ("--model", &f.p("model")), ("--out", &pred)]));
+    ok(run(&["catalog"], &[("--spectra", &f.p("desi")), ("--predictions", &pred), ("--out", &cat)]));
+    let df = ParquetReader::new(std::fs::File::open(&cat).unwrap()).finish().unwrap();
+    let ids: Vec<String> =
+        df.column("spectrum_id").unwrap().str().unwrap().iter().map(|s| s.unwrap_or("").to_string()).collect();
+    let flags: Vec<u32> = df.column("quality_flags").unwrap().u32().unwrap().into_no_null_iter().collect();
+    let chi2: Vec<f32> = df.column("chi2_red").unwrap().f32().unwrap().into_no_null_iter().collect();
+    let success: Vec<bool> = df.column("success").unwrap().bool().unwrap().iter().map(|b| b == Some(true)).collect();
+    // The worst-fitting spectrum with estimates, and one with the most flag bits.
+    let worst = (0..ids.len()).filter(|&i| success[i]).max_by(|&a, &b| chi2[a].total_cmp(&chi2[b])).unwrap();
+    let flagged = (0..ids.len()).filter(|&i| success[i]).max_by_key(|&i| flags[i].count_ones()).unwrap();
+    let report = tmp.path().join("report");
+    ok(run(
+        &["report", "--star", &ids[worst], "--star", &ids[flagged]],
+        &[("--catalog", &cat), ("--spectra", &f.p("desi")), ("--model", &f.p("model")), ("--out", &report)],
+    ));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for (k, &i) in [worst, flagged].iter().enumerate() {
+        assert!(report.join(format!("star_{k:02}.png")).exists());
+        let row = html.lines().find(|l| l.contains(&format!("<td class=l>{}</td>", ids[i]))).unwrap();
+        // χ² (catalogue) and χ² (figure) cells agree: the figure is the reconstruction behind it.
+        let cells: Vec<&str> = row.split("<td>").map(|c| c.split('<').next().unwrap()).collect();
+        let n = cells.len();
+        assert_eq!(cells[n - 2], cells[n - 1].trim_end(), "{row}");
+        assert_eq!(cells[n - 2], format!("{:.2}", chi2[i]), "{row}");
+        for f in starpipe::catalog::flags::ALL.iter().filter(|f| flags[i] & f.mask() != 0) {
+            assert!(row.contains(f.name()), "{row} lacks {}", f.name());
+        }
+    }
+    let refused = run(
+        &["report", "--star", "no-such-spectrum"],
+        &[("--catalog", &cat), ("--spectra", &f.p("desi")), ("--out", &tmp.path().join("r2"))],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("no-such-spectrum"), "{stderr}");
 }
