@@ -24,7 +24,8 @@
 # Usage: scripts/validate/real-stars.sh [OUT]        (default out/validate-real)
 # Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:4:150: the
 #   range the shipped pipelines calibrate on and a DESI release reaches),
-#   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only),
+#   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only), TRAIN_SNR (loguniform:10:150:
+#   the S/N of the training mock and library renders), TRAIN_MIN_SNR (20: `train --min-snr`),
 #   SEED (1), TRAIN_ARGS (extra `starpipe train` flags; default `--augment`, the recommended recipe;
 #   set it empty for plain training), DESI_INGEST_ARGS (`starpipe ingest` flags
 #   for the DESI renders; default `--degrade-to-r`, i.e. LAMOST's R = 1800 as the model was trained
@@ -43,6 +44,8 @@ n_mock="${N_MOCK:-20000}"
 repeats="${REPEATS:-2}"
 library_train_repeats="${LIBRARY_TRAIN_REPEATS:-10}"
 library_snr="${LIBRARY_SNR:-loguniform:4:150}"
+train_snr="${TRAIN_SNR:-loguniform:10:150}"
+train_min_snr="${TRAIN_MIN_SNR:-20}"
 seed="${SEED:-1}"
 prune_renders="${PRUNE_RENDERS:-0}"
 [[ "$prune_renders" == [01] ]] || { echo "real-stars.sh: PRUNE_RENDERS is 0 or 1, not '$prune_renders'" >&2; exit 2; }
@@ -92,7 +95,7 @@ for k in $folds; do
   step "fold $k: emulator without its stars" "$f/emulator/held_out_ids.txt" \
     "$PYTHON" scripts/emulator/fit_miles_emulator.py "$miles" "$f/emulator" --fold "$k/5"
   step "fold $k: mock LAMOST ($n_mock stars)" "$f/lamost-files/labels.parquet" \
-    "$bin" mock --survey lamost --n "$n_mock" --seed "$((seed + k))" --snr-dist loguniform:10:150 \
+    "$bin" mock --survey lamost --n "$n_mock" --seed "$((seed + k))" --snr-dist "$train_snr" \
       --emulator "$f/emulator/miles_emulator.safetensors" --out "$f/lamost-files"
   step "fold $k: ingest" "$f/lamost/ingest-summary-00000-of-00001.json" \
     "$bin" ingest --survey lamost --input "$f/lamost-files" --out "$f/lamost" --grid specclip
@@ -111,7 +114,7 @@ open('$f/train-library-ids.txt', 'w').write(''.join(f'{i}\\n' for i in keep))"
     step "fold $k: MILES stars outside the fold as LAMOST ($library_train_repeats per star)" \
       "$f/library-files/labels.parquet" \
       "$bin" mock --survey lamost --library "$miles" --library-ids "$f/train-library-ids.txt" \
-        --repeats "$library_train_repeats" --snr-dist loguniform:10:150 --seed "$((seed + 100 + k))" \
+        --repeats "$library_train_repeats" --snr-dist "$train_snr" --seed "$((seed + 100 + k))" \
         --out "$f/library-files"
     step "fold $k: ingest the library renders" "$f/library/ingest-summary-00000-of-00001.json" \
       "$bin" ingest --survey lamost --input "$f/library-files" --out "$f/library" --grid specclip
@@ -124,7 +127,7 @@ pq.write_table(t, '$f/train-labels.parquet', compression='zstd')"
     train_labels="$f/train-labels.parquet"
   fi
   step "fold $k: pre-train" "$f/model/model-card.json" \
-    "$bin" train --spectra "${train_spectra[@]}" --labels "$train_labels" --min-snr 20 \
+    "$bin" train --spectra "${train_spectra[@]}" --labels "$train_labels" --min-snr "$train_min_snr" \
       --seed "$seed" "${train_args[@]}" --out "$f/model"
   step "fold $k: held-out stars in two halves" "$f/half-B-ids.txt" "$PYTHON" -c "
 ids = [int(l) for l in open('$f/emulator/held_out_ids.txt') if l.strip() and not l.startswith('#')]

@@ -31,6 +31,9 @@ pub mod embeddings {
     pub const DIM: &str = "starpipe.embed.dim";
     /// The arithmetic of the encoder: `f32` or `bf16`.
     pub const PRECISION: &str = "starpipe.embed.precision";
+    /// What the encoder is, in words (size, data, epochs, objective) and whether it is the
+    /// recommended one: what `evaluate` prints beside embedding heads.
+    pub const ENCODER: &str = "starpipe.embed.encoder";
 }
 
 /// Prediction shards (`infer`).
@@ -160,6 +163,8 @@ pub struct EmbeddingsMeta {
     pub dim: usize,
     /// `f32` or `bf16` (empty: from before precision was recorded, f32).
     pub precision: String,
+    /// The encoder in words (empty: from before it was recorded).
+    pub encoder: String,
 }
 
 impl EmbeddingsMeta {
@@ -171,6 +176,7 @@ impl EmbeddingsMeta {
             (ENCODER_SHA256.to_string(), self.encoder_sha256.clone()),
             (DIM.to_string(), self.dim.to_string()),
             (PRECISION.to_string(), self.precision.clone()),
+            (ENCODER.to_string(), self.encoder.clone()),
         ]
     }
 
@@ -183,6 +189,7 @@ impl EmbeddingsMeta {
             encoder_sha256: get(kv, ENCODER_SHA256)?.to_string(),
             dim: get(kv, DIM)?.parse().ok()?,
             precision: get(kv, PRECISION).unwrap_or_default().to_string(),
+            encoder: get(kv, ENCODER).unwrap_or_default().to_string(),
         })
     }
 }
@@ -211,6 +218,7 @@ mod tests {
             encoder_sha256: "ab".into(),
             dim: 64,
             precision: "bf16".into(),
+            encoder: "width 64".into(),
         };
         assert_eq!(EmbeddingsMeta::from_key_values(&e.to_key_values()), Some(e));
         assert_eq!(EmbeddingsMeta::from_key_values(&kv), None);

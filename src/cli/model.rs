@@ -499,6 +499,9 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             .collect();
         println!("    {head}: {}", cells.join("; "));
     }
+    if let Some(e) = s.encoder.as_ref().filter(|e| !e.is_empty()) {
+        println!("  embedding heads: {e}");
+    }
     println!("  tables: {} and {}", s.markdown.display(), s.parquet.display());
     Ok(())
 }

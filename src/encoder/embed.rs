@@ -58,6 +58,7 @@ pub fn run_embed(opts: &EmbedOptions, progress: &indicatif::ProgressBar) -> Resu
             encoder_sha256: card.weights_sha256.clone(),
             dim: enc.config.d_model,
             precision: opts.precision.as_str().into(),
+            encoder: card.describe(),
         }
         .to_key_values())
     };

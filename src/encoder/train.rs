@@ -118,6 +118,51 @@ pub struct EncoderCard {
     pub weights_sha256: String,
 }
 
+/// The smallest encoder whose embedding head earned its place on the mocks (pipelines/README.md,
+/// "contrastive-experiment.sh"): the `medium` width, cross-survey pairs, this many epochs.
+const RECOMMENDED: (usize, usize) = (96, 8);
+
+impl EncoderCard {
+    /// Cross-survey pairs were part of the objective.
+    pub fn is_contrastive(&self) -> bool {
+        self.objective.as_ref().is_some_and(|o| o.contrastive_weight > 0.0 && o.n_train_pairs > 0)
+    }
+
+    /// At least the recommended encoder: width, pairs and epochs (see [`RECOMMENDED`]).
+    pub fn is_recommended(&self) -> bool {
+        self.architecture.d_model >= RECOMMENDED.0 && self.is_contrastive() && self.epochs_run >= RECOMMENDED.1
+    }
+
+    /// One line for the people reading an evaluation: what the encoder is, and whether its
+    /// embedding head can be expected to do what the measured results say.
+    pub fn describe(&self) -> String {
+        let a = &self.architecture;
+        let objective = if self.is_contrastive() {
+            "masked tokens + cross-survey pairs (contrastive)"
+        } else {
+            "masked tokens only (no cross-survey pairs)"
+        };
+        let verdict = if self.is_recommended() {
+            "at least the recommended encoder".to_string()
+        } else {
+            format!(
+                "not the recommended encoder (width ≥ {}, cross-survey pairs, ≥ {} epochs), so its embedding head is \
+                 expected to be weaker than the measured results (pipelines/README.md, contrastive-experiment.sh)",
+                RECOMMENDED.0, RECOMMENDED.1
+            )
+        };
+        format!(
+            "encoder {}: width {}, {} layers, {} weights, trained on {} spectra for {} epochs, {objective}; {verdict}",
+            &self.weights_sha256[..self.weights_sha256.len().min(12)],
+            a.d_model,
+            a.n_layers,
+            self.n_parameters,
+            self.n_train + self.n_val,
+            self.epochs_run,
+        )
+    }
+}
+
 /// What an encoder was trained to do, and how well it aligns the surveys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objective {

@@ -72,6 +72,9 @@ pub struct EvaluationSummary {
     pub rows: Vec<MetricsRow>,
     /// Per head (`input/strategy`): coverage at 1σ per S/N bin.
     pub snr_coverage: Vec<(String, Vec<metrics::SnrCoverage>)>,
+    /// The encoder behind the embedding heads, in words (from the embedding shards' metadata),
+    /// when embedding heads were scored.
+    pub encoder: Option<String>,
     pub markdown: PathBuf,
     pub parquet: PathBuf,
 }
@@ -294,8 +297,26 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
     let markdown = opts.out.join("evaluation.md");
     let mut text = render_markdown(&rows, n_test, &split, &opts.labels);
     text += &render_snr_coverage(&snr_coverage);
+    let encoder = opts.embedding.as_ref().map(|e| encoder_description(&e.spectra)).transpose()?;
+    if let Some(e) = &encoder {
+        let _ = write!(text, "\n## The embedding heads' encoder\n\n{e}\n");
+    }
     std::fs::write(&markdown, text).map_err(|e| ModelError::io(&markdown, e))?;
-    Ok(EvaluationSummary { n_test, rows, snr_coverage, markdown, parquet })
+    Ok(EvaluationSummary { n_test, rows, snr_coverage, encoder, markdown, parquet })
+}
+
+/// What the encoder of the embedding shards is, as `embed` recorded it (the first shard's
+/// metadata; shards of an older starpipe say so).
+fn encoder_description(embeddings: &[PathBuf]) -> Result<String> {
+    use crate::artifacts::metadata::EmbeddingsMeta;
+    let shards = crate::artifacts::discover::shard_paths(embeddings, crate::artifacts::ShardKind::Embeddings)?;
+    let Some(first) = shards.first() else { return Ok(String::new()) };
+    let kv = crate::io::read_key_value_metadata(first).map_err(|e| ModelError::bad(first, e))?;
+    Ok(match EmbeddingsMeta::from_key_values(&kv) {
+        Some(m) if !m.encoder.is_empty() => m.encoder,
+        Some(m) => format!("encoder {} (its description was not recorded by this older embed)", m.encoder_sha256),
+        None => String::new(),
+    })
 }
 
 /// Coverage at 1σ per head and S/N bin as Markdown: errors checked at high S/N only can be too

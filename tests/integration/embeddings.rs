@@ -203,8 +203,19 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
     // native: one warning, naming the model; the LoRA adapter learned from them; embeddings record
     // no resolution.
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    ok(o);
+    let stdout = ok(o);
     assert_eq!(stderr.matches("DESI's native resolution").count(), 1, "{stderr}");
+    // It says which encoder made the embeddings, and that this tiny one (small width, no pairs,
+    // 2 epochs) is not the one the measured embedding results are for.
+    let encoder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.encoder.join("encoder-card.json")).unwrap()).unwrap();
+    let sha = encoder["weights_sha256"].as_str().unwrap();
+    let md = std::fs::read_to_string(out.join("evaluation.md")).unwrap();
+    for text in [&stdout, &md] {
+        assert!(text.contains(&format!("encoder {}", &sha[..12])), "{text}");
+        assert!(text.contains("trained on 300 spectra for 2 epochs"), "{text}");
+        assert!(text.contains("masked tokens only") && text.contains("not the recommended encoder"), "{text}");
+    }
     assert!(stderr.contains(&format!("{} learned from spectra at R = 1800", f.p("model").display())), "{stderr}");
     let df = ParquetReader::new(std::fs::File::open(out.join("evaluation.parquet")).unwrap()).finish().unwrap();
     let input = strings(&df, "input");
