@@ -1,4 +1,4 @@
-# Sourced by the experiment scripts (pipelines/transfer-experiment.sh, scripts/validate/real-stars.sh):
+# Sourced by the experiment scripts (experiments/transfer-experiment.sh, experiments/real-stars.sh):
 # builds starpipe (unless STARPIPE_BIN is set), sets $bin, and defines `step`, which makes a long script resumable.
 
 # STARPIPE_BIN runs a given binary instead (e.g. a release build copied aside, so that rebuilding

@@ -72,10 +72,11 @@ def main():
     run = [binary, "run", pipeline, "--workdir", work, "--shards", str(a.shards)]
     ncpu = os.cpu_count()
 
-    print(f"set-up (not measured): LAMOST mock, ingest, pre-training in {work}", flush=True)
+    print(f"set-up (not measured): LAMOST mock, ingest, pre-training, calibration in {work}", flush=True)
     log = os.path.join(a.work, "rehearsal.log")
     with open(log, "w") as out:
-        subprocess.run(run + ["--stage", "mock-lamost", "--stage", "ingest-lamost", "--stage", "pretrain"],
+        setup = ["mock-lamost", "ingest-lamost", "pretrain", "mock-calib-desi", "ingest-calib-desi", "calibrate"]
+        subprocess.run(run + [arg for name in setup for arg in ("--stage", name)],
                        check=True, stdout=out, stderr=subprocess.STDOUT)
 
     results = {}

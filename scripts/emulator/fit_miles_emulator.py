@@ -15,7 +15,7 @@ Writes OUT_DIR/miles_emulator.safetensors (coefficients, float32), OUT_DIR/emula
 OUT_DIR/held_out_ids.txt (the MILES ids never fitted, one per line) and OUT_DIR/fitted_ids.txt (the
 others).
 --fold K/N holds out every N-th star of each stratum starting at the K-th (by the hash order), so
-folds 0..N-1 partition the labelled stars: real-star validation (scripts/validate/) refits the
+folds 0..N-1 partition the labelled stars: real-star validation (experiments/) refits the
 emulator without each fold and scores that fold's real spectra. Fold 0/5 is the shipped emulator.
 Needs numpy and safetensors (pip install numpy safetensors).
 """

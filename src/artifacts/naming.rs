@@ -55,6 +55,11 @@ pub fn report_part(tag: &str, k: usize) -> String {
     format!("report-{tag}-{k:05}.parquet")
 }
 
+/// A glob of every report part of the ingest task tagged `tag` (for messages: where the reasons are).
+pub fn report_parts_glob(tag: &str) -> String {
+    format!("report-{tag}-*.parquet")
+}
+
 /// The summary an ingest task writes last.
 pub fn ingest_summary(tag: &str) -> String {
     format!("ingest-summary-{tag}.json")

@@ -102,7 +102,10 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
     let summary = run_ingest(&opts)?;
     print_summary(&summary, &a.out);
     if let Some(why) = summary.failure(a.max_failed_fraction) {
-        bail!("{why}; the reasons are in {}/report-{}-*.parquet", a.out.display(), a.shard.tag());
+        bail!(
+            "{why}; the reasons are in {}",
+            a.out.join(starpipe::artifacts::naming::report_parts_glob(&a.shard.tag())).display()
+        );
     }
     Ok(())
 }

@@ -118,7 +118,7 @@ pub struct EncoderCard {
     pub weights_sha256: String,
 }
 
-/// The smallest encoder whose embedding head earned its place on the mocks (pipelines/README.md,
+/// The smallest encoder whose embedding head earned its place on the mocks (experiments/README.md,
 /// "contrastive-experiment.sh"): the `medium` width, cross-survey pairs, this many epochs.
 const RECOMMENDED: (usize, usize) = (96, 8);
 
@@ -147,7 +147,7 @@ impl EncoderCard {
         } else {
             format!(
                 "not the recommended encoder (width ≥ {}, cross-survey pairs, ≥ {} epochs), so its embedding head is \
-                 expected to be weaker than the measured results (pipelines/README.md, contrastive-experiment.sh)",
+                 expected to be weaker than the measured results (experiments/README.md, contrastive-experiment.sh)",
                 RECOMMENDED.0, RECOMMENDED.1
             )
         };

@@ -480,7 +480,7 @@ pub fn run_ingest(opts: &IngestOptions) -> Result<IngestSummary, IngestError> {
     if failures_logged > FAILURES_ON_CONSOLE {
         tracing::warn!(
             more = failures_logged - FAILURES_ON_CONSOLE,
-            reports = %opts.out.join(format!("report-{tag}-*.parquet")).display(),
+            reports = %opts.out.join(crate::artifacts::naming::report_parts_glob(&tag)).display(),
             "more inputs failed than were shown; every failure and its reason is in the report parts"
         );
     }

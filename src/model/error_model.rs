@@ -19,7 +19,7 @@
 //! and of the reconstruction χ² (`reconstruction`), of those inside the training labels' 0.5–99.5 %
 //! range. Real spectra sit further from the training set than the mock stars that set the 99.5 %
 //! training threshold, so that one lets most real out-of-domain stars through. The quantile was
-//! chosen by the real-star validation (scripts/validate/): each threshold flags its share of real
+//! chosen by the real-star validation (experiments/): each threshold flags its share of real
 //! in-domain stars by construction, and the survey subclass (a type mostly outside the training
 //! range) already catches the hot and cool stars outside; 95 % flagged 14 % of in-domain LAMOST
 //! renders, 97.5 % 11 %, 99 % about 8 %, with 94 % of out-of-domain stars flagged at 97.5 and 99 %.

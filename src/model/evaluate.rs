@@ -186,7 +186,7 @@ fn score_model(
 
 /// `hybrid-ivar-regime` uses the embedding head only where the pixel head puts [Fe/H] at least
 /// this many of its σ above −1. Chosen on the validation stars of the contrastive experiments
-/// (pipelines/README.md): 0 lets metal-poor stars near the boundary take the embedding head's
+/// (experiments/README.md): 0 lets metal-poor stars near the boundary take the embedding head's
 /// worse [Fe/H]; 1, 2 and 3 were within 1 % of each other.
 const GATE_SIGMA: f64 = 2.0;
 

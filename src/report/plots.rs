@@ -275,14 +275,19 @@ pub fn histogram(
     root.present().map_err(|e| plot_error(path, e))
 }
 
+/// What [`star_spectrum`] draws: a spectrum on its wavelengths, and the model and σ behind a fit.
+pub struct SpectrumPlot<'a> {
+    pub wave: &'a [f64],
+    pub flux: &'a [f32],
+    /// 0 = masked.
+    pub ivar: &'a [f32],
+    pub model: Option<&'a [f64]>,
+    pub sigma: Option<&'a [f64]>,
+}
+
 /// A spectrum with its reconstruction (upper panel; masked pixels shaded) and the residuals in
 /// units of σ (lower panel), with two title lines.
-pub fn star_spectrum(
-    path: &Path,
-    title: &str,
-    subtitle: &str,
-    s: &super::stars::StarSpectrum,
-) -> Result<(), ReportError> {
+pub fn star_spectrum(path: &Path, title: &str, subtitle: &str, s: &SpectrumPlot) -> Result<(), ReportError> {
     register_font();
     let root = BitMapBackend::new(path, (1100, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
@@ -331,7 +336,7 @@ pub fn star_spectrum(
     for seg in segments(&usable, &|i| s.flux[i] as f64) {
         chart.draw_series(LineSeries::new(seg, BLACK.stroke_width(1))).map_err(|e| plot_error(path, e))?;
     }
-    if let Some(model) = &s.model {
+    if let Some(model) = s.model {
         for seg in segments(&|i| model[i].is_finite(), &|i| model[i]) {
             chart.draw_series(LineSeries::new(seg, RED.stroke_width(1))).map_err(|e| plot_error(path, e))?;
         }
@@ -354,7 +359,7 @@ pub fn star_spectrum(
         let style = if y == 0.0 { BLACK.stroke_width(1) } else { BLUE.mix(0.5).stroke_width(1) };
         res.draw_series(LineSeries::new([(lo, y), (hi, y)], style)).map_err(|e| plot_error(path, e))?;
     }
-    if let (Some(model), Some(sigma)) = (&s.model, &s.sigma) {
+    if let (Some(model), Some(sigma)) = (s.model, s.sigma) {
         res.draw_series((0..s.wave.len()).filter(|&i| usable(i) && sigma[i].is_finite()).map(|i| {
             Circle::new((s.wave[i], ((s.flux[i] as f64 - model[i]) / sigma[i]).clamp(-6.0, 6.0)), 1, BLACK.filled())
         }))

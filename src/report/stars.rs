@@ -82,7 +82,14 @@ pub(super) fn stars_section(
             if names.is_empty() { "none".to_string() } else { names.join(", ") }
         );
         let path = out.join(format!("star_{k:02}.png"));
-        super::plots::star_spectrum(&path, &title, &subtitle, s)?;
+        let plot = super::plots::SpectrumPlot {
+            wave: &s.wave,
+            flux: &s.flux,
+            ivar: &s.ivar,
+            model: s.model.as_deref(),
+            sigma: s.sigma.as_deref(),
+        };
+        super::plots::star_spectrum(&path, &title, &subtitle, &plot)?;
         figures.push((path, s.spectrum_id.clone()));
     }
     html.push_str("</table>\n");

@@ -30,6 +30,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// Narrower rules inside an allowed edge: (module, path prefix it uses, files allowed to).
 const EXCEPTIONS: &[(&str, &str, &[&str])] = &[("model", "crate::mock::", &["src/model/reconstruction.rs"])];
 
+/// Files that read DESI's per-exposure `spectra-*.fits` inputs by name (not our spectra shards).
+const DESI_FILE_READERS: &[&str] = &["src/ingest/desi.rs", "src/ingest/discover.rs", "src/fuzz/mod.rs"];
+
 /// Paths a module must never use even where its layer allows the module.
 const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("encoder", "crate::model::mlp", "the encoder shares nn, not the MLP"),
@@ -51,11 +54,44 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The code of a file without comments and without its `#[cfg(test)]` module.
-fn code(path: &Path) -> String {
+/// The code of a file, line by line (1-based numbers kept), without comments and without its
+/// `#[cfg(test)]` items: the attribute's item is skipped to its closing brace, so code after a
+/// test module is still checked.
+fn code_lines(path: &Path) -> Vec<(usize, String)> {
     let text = std::fs::read_to_string(path).unwrap();
-    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-    text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((i, line)) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            // Skip the item: to the end of its first line without braces, or to its matching brace.
+            let mut depth = 0i64;
+            let mut opened = false;
+            for (_, l) in lines.by_ref() {
+                depth += l.matches('{').count() as i64 - l.matches('}').count() as i64;
+                opened |= l.contains('{');
+                if (opened && depth <= 0) || (!opened && l.trim_end().ends_with(';')) {
+                    break;
+                }
+            }
+            continue;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        out.push((i + 1, line.to_string()));
+    }
+    out
+}
+
+/// The code of a file as one string (see [`code_lines`]).
+fn code(path: &Path) -> String {
+    code_lines(path).into_iter().map(|(_, l)| l).collect::<Vec<_>>().join("\n")
+}
+
+/// The first line of `path`'s code containing `text` (1-based), for messages.
+fn line_of(path: &Path, text: &str) -> usize {
+    code_lines(path).into_iter().find(|(_, l)| l.contains(text)).map_or(0, |(n, _)| n)
 }
 
 /// `crate::X…` paths a file uses, as written (`use crate::{a, b}` groups are expanded).
@@ -115,7 +151,7 @@ fn every_module_uses_only_what_its_layer_allows() {
                     continue;
                 }
                 if !ok.contains(target) {
-                    broken.push(format!("{rel}: {module} uses {path}"));
+                    broken.push(format!("{rel}:{}: {module} uses {path}", line_of(file, &format!("{target}::"))));
                 }
                 for (m, prefix, files) in EXCEPTIONS {
                     if m == module && path.starts_with(prefix) && !files.contains(&rel.as_str()) {
@@ -124,7 +160,8 @@ fn every_module_uses_only_what_its_layer_allows() {
                 }
                 for (m, prefix, why) in FORBIDDEN {
                     if m == module && path.starts_with(prefix) {
-                        broken.push(format!("{rel}: {path}: {why}"));
+                        let line = line_of(file, prefix.trim_start_matches("crate::"));
+                        broken.push(format!("{rel}:{line}: {path}: {why}"));
                     }
                 }
             }
@@ -137,24 +174,115 @@ fn every_module_uses_only_what_its_layer_allows() {
 fn contracts_are_spelt_only_by_their_owner() {
     // (what, the text that spells it, the only place allowed to).
     let rules: &[(&str, &str, &str)] = &[
-        ("renaming a temporary file into place", "fs::rename(", "src/io/"),
+        // Any spelling of std::fs::rename: called, imported, imported under another name.
+        ("renaming a temporary file into place", "fs::rename", "src/io/"),
+        ("renaming a temporary file into place", "rename as ", "src/io/"),
         ("a metadata key", "\"starpipe.", "src/artifacts/"),
         ("a prediction shard name", "\"predictions-", "src/artifacts/"),
         ("an embedding shard name", "\"embeddings-", "src/artifacts/"),
+        ("a spectra shard name", "\"spectra-", "src/artifacts/"),
+        ("an ingest report part name", "\"report-", "src/artifacts/"),
         ("an ingest summary name", "\"ingest-summary-", "src/artifacts/"),
     ];
     let root = src().parent().unwrap().to_path_buf();
     let mut broken = Vec::new();
     for file in rust_files(&src()) {
         let rel = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
-        let code = code(&file);
-        for (what, text, owner) in rules {
-            if code.contains(text) && !rel.starts_with(owner) {
-                broken.push(format!("{rel} spells {what} ({text}…): ask {owner}"));
+        for (n, line) in code_lines(&file) {
+            for (what, text, owner) in rules {
+                // `use std::fs::{self, rename}` imports it too.
+                let grouped = *text == "fs::rename" && line.contains("fs::{") && line.contains("rename");
+                // DESI's own per-exposure files are `spectra-*.fits`: ingest and the fuzz corpus
+                // read them by that name, which is no shard of ours.
+                let desi_file = *text == "\"spectra-" && DESI_FILE_READERS.contains(&rel.as_str());
+                if (line.contains(text) || grouped) && !rel.starts_with(owner) && !desi_file {
+                    broken.push(format!("{rel}:{n} spells {what} ({text}…): ask {owner}"));
+                }
             }
         }
     }
     assert!(broken.is_empty(), "contracts spelt outside their owner:\n  {}", broken.join("\n  "));
+}
+
+/// The files of one module folder that a file uses (`super::x`, `crate::<module>::x`, and
+/// `x::` of a sibling declared in the folder), as sibling stems; `mod.rs` is the folder's root
+/// and takes no part (children use its error type, it re-exports theirs).
+fn sibling_uses(folder: &Path, module: &str, file: &Path, siblings: &BTreeSet<String>) -> Vec<(String, usize)> {
+    let own = file.file_stem().unwrap().to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for (n, line) in code_lines(file) {
+        for prefix in ["super::".to_string(), format!("crate::{module}::")] {
+            let mut rest = line.as_str();
+            while let Some(i) = rest.find(&prefix) {
+                let tail = &rest[i + prefix.len()..];
+                let names: Vec<&str> = match tail.strip_prefix('{') {
+                    Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                        .split(',')
+                        .map(|p| p.trim().split("::").next().unwrap_or(""))
+                        .collect(),
+                    None => vec![tail.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("")],
+                };
+                for name in names {
+                    if name != own && siblings.contains(name) {
+                        out.push((name.to_string(), n));
+                    }
+                }
+                rest = tail;
+            }
+        }
+    }
+    let _ = folder;
+    out
+}
+
+#[test]
+fn no_circle_between_the_files_of_a_module() {
+    let mut circles = Vec::new();
+    for (module, files) in library_modules() {
+        let folder = src().join(&module);
+        if !folder.is_dir() {
+            continue;
+        }
+        // Files directly in the folder (a subfolder counts as one sibling, through its mod.rs).
+        let stem = |f: &Path| -> String {
+            let rel = f.strip_prefix(&folder).unwrap();
+            rel.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string()
+        };
+        let siblings: BTreeSet<String> = files.iter().map(|f| stem(f)).filter(|s| s != "mod").collect();
+        let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for f in &files {
+            let from = stem(f);
+            if from == "mod" || f.parent() != Some(folder.as_path()) {
+                continue;
+            }
+            let rel = f.strip_prefix(src().parent().unwrap()).unwrap().to_string_lossy().into_owned();
+            for (to, line) in sibling_uses(&folder, &module, f, &siblings) {
+                edges.entry(from.clone()).or_default().entry(to).or_insert(format!("{rel}:{line}"));
+            }
+        }
+        // A circle: a path from `to` back to `from` for some edge from → to.
+        for (from, outs) in &edges {
+            for (to, at) in outs {
+                let mut seen = BTreeSet::new();
+                let mut stack = vec![(to.clone(), vec![to.clone()])];
+                while let Some((node, path)) = stack.pop() {
+                    if &node == from {
+                        circles.push(format!("{at}: {module}/{from} → {}", path.join(" → ")));
+                        break;
+                    }
+                    if !seen.insert(node.clone()) {
+                        continue;
+                    }
+                    for next in edges.get(&node).into_iter().flat_map(|m| m.keys()) {
+                        let mut p = path.clone();
+                        p.push(next.clone());
+                        stack.push((next.clone(), p));
+                    }
+                }
+            }
+        }
+    }
+    assert!(circles.is_empty(), "circles between the files of a module:\n  {}", circles.join("\n  "));
 }
 
 #[test]

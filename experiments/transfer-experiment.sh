@@ -8,7 +8,7 @@
 #   → one evaluation table on held-out DESI stars: pixels, embeddings and their hybrids.
 # Both mocks come from one MILES emulator, so every LAMOST/DESI difference is instrumental.
 #
-# Usage: pipelines/transfer-experiment.sh [OUT]   (default out/transfer-experiment)
+# Usage: experiments/transfer-experiment.sh [OUT]   (default out/transfer-experiment)
 # Sizes via the environment: N_LAMOST (20000), N_DESI (6000 good stars), N_TRAIN ("50 200 1000 3000"),
 # SEED (1), ENCODER_SPECTRA (6000), ENCODER_EPOCHS (6). Re-running reuses finished steps (a step is
 # redone when its output is missing).

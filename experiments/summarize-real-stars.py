@@ -1,4 +1,4 @@
-"""Tables of the real-star validation (scripts/validate/real-stars.sh OUT) as Markdown.
+"""Tables of the real-star validation (experiments/real-stars.sh OUT) as Markdown.
 
 Each fold's model is scored only on the MILES stars its emulator never saw (fold-K/emulator/
 held_out_ids.txt), so pooling the folds scores every labelled MILES star exactly once. Inside the
@@ -7,7 +7,7 @@ the accuracy rows use the 4000-7000 K core, as the survey goals do. "Flagged" co
 flags (OOD, LABEL_EDGE, LARGE_ERR; their bits are read from each catalogue's `starpipe` metadata) and,
 separately, any flag.
 
-Usage: python scripts/validate/summarize.py OUT      (needs numpy, pyarrow)
+Usage: python experiments/summarize-real-stars.py OUT      (needs numpy, pyarrow)
 """
 import sys
 from pathlib import Path

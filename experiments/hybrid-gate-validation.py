@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """How `hybrid-ivar-regime`'s gate was chosen (src/model/evaluate.rs, GATE_SIGMA): on the validation
-stars of pipelines/contrastive-experiment.sh runs (DESI stars the LAMOST mock does not have and that
+stars of experiments/contrastive-experiment.sh runs (DESI stars the LAMOST mock does not have and that
 are not test stars), the robust σ of the inverse-variance hybrid of the pixel and embedding heads,
 as a ratio to the pixel head's, when pixels alone are used wherever the pixel head's
 [Fe/H] − k·σ < −1, for k = none (plain `hybrid-ivar`), 0, 1, 2, 3. Columns: Teff, log g, [Fe/H],
 each for [Fe/H] ≥ −1 and < −1 (by the reference label); mean over the six.
 
-Usage: pipelines/hybrid-gate-validation.py KIND OUT [OUT ...]
+Usage: experiments/hybrid-gate-validation.py KIND OUT [OUT ...]
   KIND  the encoder whose embedding head is combined (e.g. clip-medium)
   OUT   experiment folders holding validation-pixels/ and validation-KIND/ (evaluation-predictions.parquet)
 Needs numpy and pyarrow.

@@ -8,7 +8,7 @@
 # then `evaluate` (zero-shot, held-out DESI test stars, bootstrap intervals) on the DESI stars the
 # LAMOST mock does not have, so no scored star had its labels in pre-training.
 #
-# Usage: pipelines/contrastive-experiment.sh [OUT]   (default out/contrastive-experiment)
+# Usage: experiments/contrastive-experiment.sh [OUT]   (default out/contrastive-experiment)
 # Sizes via the environment: N_LAMOST (20000), N_DESI (6000), OVERLAP (0.3), SEED (1),
 # ENCODER_SPECTRA (4000), ENCODER_EPOCHS (4), CONTRASTIVE_WEIGHT (1).
 # ENCODERS (default "masked clip") lists the encoders to compare, any of:
@@ -29,7 +29,7 @@
 # have and that are not test stars (the zero-shot heads train on no DESI star, so these are unused).
 # The summary chooses among the contrastive encoders by that validation score alone and reports the
 # chosen one's test numbers. Re-running reuses finished steps. Summary: OUT/summary.md
-# (pipelines/summarize-contrastive.py).
+# (experiments/summarize-contrastive.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/contrastive-experiment}"
@@ -120,4 +120,4 @@ for kind in "${encoders[@]}"; do
     "$bin" evaluate --spectra "$out/emb-$kind-desi" --labels "$out/desi-labels-validation.parquet" \
       --model "$out/model-$kind" --test-fraction 1 --out "$out/validation-$kind"
 done
-"$py" pipelines/summarize-contrastive.py "$out" | tee "$out/summary.md"
+"$py" experiments/summarize-contrastive.py "$out" | tee "$out/summary.md"

@@ -18,10 +18,10 @@
 #     half's DESI renders (`calibrate --adapter`);
 #   → `starpipe repeats` (label-free checks) on half B's renders, catalogued with half A's error
 #     model: repeat pairs in each format and LAMOST–DESI pairs of the same star;
-#   → scripts/validate/summarize.py scores each fold's *held-out* MILES stars only (the emulator
+#   → experiments/summarize-real-stars.py scores each fold's *held-out* MILES stars only (the emulator
 #     never saw them), in both formats, inside and outside the training domain, and the DR10 stars.
 #
-# Usage: scripts/validate/real-stars.sh [OUT]        (default out/validate-real)
+# Usage: experiments/real-stars.sh [OUT]        (default out/validate-real)
 # Environment: FOLDS ("0 1 2 3 4"), N_MOCK (20000), REPEATS (2), LIBRARY_SNR (loguniform:4:150: the
 #   range the shipped pipelines calibrate on and a DESI release reaches),
 #   LIBRARY_TRAIN_REPEATS (10; 0 = pre-train on emulated mocks only), TRAIN_SNR (loguniform:10:150:
@@ -37,7 +37,7 @@
 # Re-running reuses finished steps (a step is redone when its output is missing).
 # Do not tune on any other spectral library: MILES and the DR10 stars are the validation sets.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 out="${1:-out/validate-real}"
 folds="${FOLDS:-0 1 2 3 4}"
 n_mock="${N_MOCK:-20000}"
@@ -67,7 +67,7 @@ prune_renders() {
 }
 
 # only_stars LABELS IDS OUT: the rows of a label table whose library id IDS lists.
-only_stars() { "$PYTHON" scripts/validate/only_stars.py "$@"; }
+only_stars() { "$PYTHON" experiments/only_stars.py "$@"; }
 # catalogue TARGET TAG INFER_ARGS…: predict the renders $out/TARGET, then catalogue them as
 # $f/catalog-TARGET-TAG.parquet (TAG empty for the plain model).
 catalogue() {
@@ -170,4 +170,4 @@ open('$f/half-B-ids.txt', 'w').write(''.join(f'{i}\\n' for i in ids[1::2]))"
       --star-ids "$f/ids-lamost-B.parquet" "$f/ids-desi-B.parquet" --star-id-column library_id --out "$f/repeats-B"
 done
 
-"$PYTHON" scripts/validate/summarize.py "$out" | tee "$out/validation.md"
+"$PYTHON" experiments/summarize-real-stars.py "$out" | tee "$out/validation.md"

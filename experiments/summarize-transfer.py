@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Markdown tables of pipelines/README.md from a transfer-experiment evaluation.
+"""Markdown tables of experiments/README.md from a transfer-experiment evaluation.
 
-Usage: pipelines/summarize-experiment.py OUT/evaluation/evaluation.parquet
+Usage: experiments/summarize-transfer.py OUT/evaluation/evaluation.parquet
 Needs duckdb (scripts/requirements-test.txt).
 """
 import sys

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown tables of pipelines/README.md from pipelines/contrastive-experiment.sh: zero-shot robust σ
+"""Markdown tables of experiments/README.md from experiments/contrastive-experiment.sh: zero-shot robust σ
 [68 % bootstrap interval] of the pixel head and of the embedding heads on the masked-token and the
 masked + contrastive encoders, per parameter and [Fe/H] regime, and the embedding/pixel ratios.
 
@@ -7,7 +7,7 @@ Among the contrastive encoders that ran (every kind named clip*), the one with t
 validation score is chosen: the mean over Teff, log g and [Fe/H] of the embedding/pixel
 robust σ ratio for [Fe/H] ≥ −1 on the validation stars (OUT/validation-*; never the test stars).
 
-Usage: pipelines/summarize-contrastive.py OUT   (reads OUT/evaluation-KIND/evaluation.parquet,
+Usage: experiments/summarize-contrastive.py OUT   (reads OUT/evaluation-KIND/evaluation.parquet,
 OUT/validation-KIND/evaluation.parquet and OUT/encoder-KIND/encoder-card.json for every KIND that
 ran). Needs pyarrow.
 """
