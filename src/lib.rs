@@ -18,6 +18,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod report;
 pub mod schema;
+pub mod shards;
 pub mod spectrum;
 
 /// The starpipe version written into every output's metadata.

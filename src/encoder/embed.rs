@@ -7,16 +7,16 @@
 use super::network::Encoder;
 use super::tokens::TokenLayout;
 use super::train::{load_encoder, tokens_tensor};
+use super::{EncoderError, Result};
 use crate::artifacts::ShardKind;
 use crate::artifacts::discover::shard_paths;
 use crate::artifacts::metadata::EmbeddingsMeta;
 use crate::artifacts::naming;
 use crate::io::tmp_path;
-use crate::model::data::{RawPixels, for_each_batch};
-use crate::model::per_shard::{input_record, run_per_shard};
-use crate::model::{ModelError, Result};
 use crate::nn::device::ComputeDevice;
 use crate::nn::precision::Precision;
+use crate::shards::per_shard::{input_record, run_per_shard};
+use crate::shards::read::{RawPixels, for_each_batch};
 use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub struct EmbedOptions {
 }
 
 /// How the input shards were accounted for.
-pub type EmbedSummary = crate::model::per_shard::ShardsSummary;
+pub type EmbedSummary = crate::shards::per_shard::ShardsSummary;
 
 /// Embeddings of a block of features (rows × npix), row-major rows × D.
 pub fn embed_features(enc: &Encoder, layout: &TokenLayout, features: &[f32], dev: &Device) -> Result<Vec<f32>> {
@@ -84,10 +84,10 @@ fn embed_shard(
     let d = enc.config.d_model;
     let schema = crate::schema::embeddings().to_arrow(d);
     let tmp = tmp_path(out);
-    let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
-    let mut writer = crate::model::per_shard::shard_writer(&tmp, schema.clone(), meta, 16_384)?;
+    let pq = |e| EncoderError::File(crate::io::FileError::Parquet { path: tmp.clone(), source: e });
+    let mut writer = crate::shards::per_shard::shard_writer(&tmp, schema.clone(), meta, 16_384)?;
     let mut rows = 0;
-    for_each_batch(shard, &card.window, batch_size, RawPixels::Drop, |b| {
+    for_each_batch::<EncoderError>(shard, &card.window, batch_size, RawPixels::Drop, |b| {
         let n = b.len();
         let e = embed_features(enc, &card.tokens, &b.features, dev)?;
         let list =
@@ -101,8 +101,10 @@ fn embed_shard(
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(card.weights_sha256.as_str(), n))),
         ];
         let batch = RecordBatch::try_new(schema.clone(), cols)
-            .map_err(|e| ModelError::Arrow { path: out.to_path_buf(), source: e })?;
-        writer.write(&batch).map_err(|e| ModelError::Parquet { path: tmp.clone(), source: e })?;
+            .map_err(|e| EncoderError::File(crate::io::FileError::Arrow { path: out.to_path_buf(), source: e }))?;
+        writer
+            .write(&batch)
+            .map_err(|e| EncoderError::File(crate::io::FileError::Parquet { path: tmp.clone(), source: e }))?;
         rows += n;
         Ok(())
     })?;

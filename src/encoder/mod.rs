@@ -1,9 +1,43 @@
 //! A SpecCLIP-style transformer encoder of normalised spectra (SpecCLIP, as arXiv 2602.15021 uses it), trained here by
 //! masked-token reconstruction since SpecCLIP's weights cannot be downloaded: `tokens` (the
 //! token layout), `network` (the encoder), `train` (`starpipe train-encoder`), `embed`
-//! (`starpipe embed`, embedding shards).
+//! (`starpipe embed`, embedding shards). It reads shards through `crate::shards`, the floor it
+//! shares with `model`, and uses nothing of `model`.
 
 pub mod embed;
 pub mod network;
 pub mod tokens;
 pub mod train;
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong training an encoder or embedding spectra; each names the file it
+/// concerns where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
+    #[error(transparent)]
+    Discover(#[from] crate::artifacts::discover::DiscoverError),
+    #[error(transparent)]
+    Write(#[from] crate::io::WriteError),
+    #[error(transparent)]
+    Labels(#[from] crate::labels::LabelError),
+}
+
+impl EncoderError {
+    pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::File(crate::io::FileError::bad(path, reason))
+    }
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::File(crate::io::FileError::io(path, source))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EncoderError>;

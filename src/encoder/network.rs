@@ -5,7 +5,7 @@
 //! Training paths use only ops with a backward pass: layer norm from primitives and
 //! `candle_nn::ops::softmax` (the fused `softmax_last_dim` and layer norm drop gradients).
 
-use crate::model::Result;
+use super::Result;
 use crate::nn::params::{Init, Params, WeightPlan, adopt, cast, clone_params, materialize};
 use candle_core::{D, DType, Device, Tensor};
 use rand::{Rng, SeedableRng};

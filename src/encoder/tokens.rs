@@ -1,6 +1,6 @@
 //! SpecCLIP-style tokens of a spectrum (SpecCLIP, as arXiv 2602.15021 uses it).
 //!
-//! The model input of a pixel (`model::data::pixel_features`) is standardised per spectrum (z-score
+//! The model input of a pixel (`shards::read::pixel_features`) is standardised per spectrum (z-score
 //! over the window), cut into windows of `patch` pixels every `stride` pixels, and one more token
 //! carries log10 of the spectrum's scale. Every token has `patch + 1` values: a window is its `patch`
 //! values and a 0, the scale token is `patch` zeros and log10(σ). Unlike SpecCLIP, which drops the

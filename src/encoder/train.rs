@@ -10,16 +10,16 @@ use super::network::{
     retrieval_top1,
 };
 use super::tokens::TokenLayout;
+use super::{EncoderError, Result};
 use crate::artifacts::ShardKind;
 use crate::artifacts::discover::shard_paths;
 use crate::grid::{GridPreset, LogGrid};
-use crate::model::data::{RawPixels, for_each_batch};
-use crate::model::{ModelError, Result};
 use crate::nn::adamw::{AdamW, AdamWParams};
 use crate::nn::device::ComputeDevice;
 use crate::nn::params::{Params, restore, snapshot, vars};
 use crate::nn::precision::Precision;
 use crate::nn::weights::{load_tensors, read_json, read_tensors, save_params, write_json};
+use crate::shards::read::{RawPixels, for_each_batch};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -247,10 +247,10 @@ fn read_crossmatch(path: &Path) -> Result<Vec<(i64, i64)>> {
     for b in &crate::labels::read_table(path)? {
         let column = |name: &str| -> Result<Vec<i64>> {
             let (i, _) = b.schema().column_with_name(name).ok_or_else(|| {
-                ModelError::bad(path, format!("no column '{name}' (a crossmatch needs obsid and targetid)"))
+                EncoderError::bad(path, format!("no column '{name}' (a crossmatch needs obsid and targetid)"))
             })?;
             let c = arrow::compute::cast(b.column(i), &DataType::Int64)
-                .map_err(|e| ModelError::bad(path, format!("column '{name}': {e}")))?;
+                .map_err(|e| EncoderError::bad(path, format!("column '{name}': {e}")))?;
             Ok(c.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(i64::MIN)).collect())
         };
         pairs.extend(column("obsid")?.into_iter().zip(column("targetid")?));
@@ -283,7 +283,7 @@ fn match_pairs(
     let (val, train): (Vec<_>, Vec<_>) =
         pairs.iter().partition(|(o, _, _)| id_hash(&o.to_string(), seed ^ 0x7A1) < val_fraction);
     if train.len() < 2 || val.len() < 2 {
-        return Err(ModelError::bad(
+        return Err(EncoderError::bad(
             path,
             format!(
                 "{} of its {listed} pairs have both spectra in --spectra ({} train, {} validation): the \
@@ -333,7 +333,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
     let (mut ids, mut surveys, mut source_ids) = (Vec::new(), Vec::new(), Vec::new());
     let mut features = Vec::new();
     for s in &shards {
-        for_each_batch(s, &opts.window, 2048, RawPixels::Drop, |b| {
+        for_each_batch::<EncoderError>(s, &opts.window, 2048, RawPixels::Drop, |b| {
             ids.extend(b.spectrum_id);
             if crossmatch.is_some() {
                 surveys.extend(b.survey);
@@ -352,7 +352,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
     let (val, train): (Vec<usize>, Vec<usize>) =
         order.iter().partition(|&&i| id_hash(&ids[i], seed ^ 0x7A1) < opts.val_fraction);
     if train.len() < 2 || val.is_empty() {
-        return Err(ModelError::Invalid(format!(
+        return Err(EncoderError::Invalid(format!(
             "too few spectra to pre-train on ({} train, {} validation)",
             train.len(),
             val.len()
@@ -364,7 +364,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
     };
     let (mw, cw) = (p.masked_weight, if pairs.is_some() { p.contrastive_weight } else { 0.0 });
     if mw <= 0.0 && cw <= 0.0 {
-        return Err(ModelError::Invalid(
+        return Err(EncoderError::Invalid(
             "nothing to train: the masked-token weight is 0 and there are no pairs with a contrastive weight".into(),
         ));
     }
@@ -457,7 +457,7 @@ pub fn run_train_encoder(opts: &EncoderTrainOptions, progress: &indicatif::Progr
         }
     }
     progress.set_length(p.max_epochs as u64);
-    std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| EncoderError::io(&opts.out, e))?;
     let ckpt = Checkpoint::paths(&opts.out);
     let resumed = match opts.resume {
         true => Checkpoint::load(&opts.out, &params, &enc.config, &mut opt, &data_sha256, p)?,
@@ -695,7 +695,7 @@ impl Checkpoint {
                 .keys()
                 .map(|k| match (map.get(&format!("m.{k}")), map.get(&format!("v.{k}"))) {
                     (Some(m), Some(v)) => Ok((m.clone(), v.clone())),
-                    _ => Err(ModelError::bad(&optimizer, format!("no moments for '{k}'"))),
+                    _ => Err(EncoderError::bad(&optimizer, format!("no moments for '{k}'"))),
                 })
                 .collect::<Result<Vec<_>>>()?;
             opt.restore(c.optimizer_steps, &moments)?;
@@ -711,12 +711,12 @@ fn load_weights(path: &Path, params: &Params, dev: &Device) -> Result<Vec<Tensor
     let map = read_tensors(path, dev)?;
     params
         .keys()
-        .map(|k| map.get(k).cloned().ok_or_else(|| ModelError::bad(path, format!("no tensor '{k}'"))))
+        .map(|k| map.get(k).cloned().ok_or_else(|| EncoderError::bad(path, format!("no tensor '{k}'"))))
         .collect()
 }
 
 pub fn save_encoder(dir: &Path, enc: &Encoder, card: &mut EncoderCard) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| EncoderError::io(dir, e))?;
     card.weights_sha256 = save_params(&dir.join(ENCODER_WEIGHTS), &enc.params)?;
     Ok(write_json(&dir.join(ENCODER_CARD), card)?)
 }
@@ -725,10 +725,10 @@ pub fn load_encoder(dir: &Path, dev: &Device) -> Result<(Encoder, EncoderCard)> 
     let card_path = dir.join(ENCODER_CARD);
     let card: EncoderCard = read_json(&card_path)?;
     if card.format != ENCODER_FORMAT {
-        return Err(ModelError::bad(&card_path, format!("format '{}' is not {ENCODER_FORMAT}", card.format)));
+        return Err(EncoderError::bad(&card_path, format!("format '{}' is not {ENCODER_FORMAT}", card.format)));
     }
     let path = dir.join(ENCODER_WEIGHTS);
     let tensors = load_tensors(&path, &card.weights_sha256, dev)?;
-    let enc = Encoder::from_tensors(card.architecture.clone(), tensors).map_err(|e| ModelError::bad(&path, e))?;
+    let enc = Encoder::from_tensors(card.architecture.clone(), tensors).map_err(|e| EncoderError::bad(&path, e))?;
     Ok((enc, card))
 }

@@ -13,6 +13,32 @@ pub use tables::{read_columns, read_key_value_metadata, write_small_table};
 
 use std::path::PathBuf;
 
+/// A file that could not be read or used, naming it and why: the failures every stage shares.
+/// Stage errors wrap it whole (`#[error(transparent)] File(#[from] FileError)`), so a message reads
+/// the same whichever stage reports it and no stage repeats these variants.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a readable Parquet file: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("{path}: {source}")]
+    Arrow { path: PathBuf, source: arrow::error::ArrowError },
+    #[error("{path}: {reason}")]
+    BadInput { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+}
+
+impl FileError {
+    pub fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::BadInput { path: path.into(), reason: reason.into() }
+    }
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
 /// A write that failed, naming the file. Stage errors convert from it variant by variant, so a
 /// message reads the same whichever stage reports it.
 #[derive(Debug, thiserror::Error)]

@@ -10,28 +10,22 @@ pub use table::{LabelSpec, LabelTable, Labels, read_label_tables, read_labels, r
 
 use std::path::PathBuf;
 
-/// Why a label table cannot be read; each variant that concerns a file names it. The model error
-/// converts from it variant by variant, so messages read the same.
+/// Why a label table cannot be read: a file's failure (`io::FileError`, naming it) or a bad
+/// request.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a readable Parquet file: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
-    #[error("{path}: {source}")]
-    Arrow { path: PathBuf, source: arrow::error::ArrowError },
-    #[error("{path}: {reason}")]
-    BadInput { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
     #[error("{0}")]
     Invalid(String),
 }
 
 impl LabelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::File(crate::io::FileError::io(path, source))
     }
     pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::BadInput { path: path.into(), reason: reason.into() }
+        Self::File(crate::io::FileError::bad(path, reason))
     }
 }
 

@@ -265,14 +265,16 @@ pub fn read_table(path: &Path) -> Result<Vec<RecordBatch>> {
 
 fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).map_err(|e| LabelError::io(path, e))?;
-    let pq = |e| LabelError::Parquet { path: path.to_path_buf(), source: e };
+    let pq = |e| LabelError::File(crate::io::FileError::Parquet { path: path.to_path_buf(), source: e });
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| LabelError::Arrow { path: path.to_path_buf(), source: e })
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LabelError::File(crate::io::FileError::Arrow { path: path.to_path_buf(), source: e }))
 }
 
 fn read_csv(path: &Path) -> Result<Vec<RecordBatch>> {
     use arrow::csv::reader::{Format, ReaderBuilder};
-    let arrow_err = |e| LabelError::Arrow { path: path.to_path_buf(), source: e };
+    let arrow_err = |e| LabelError::File(crate::io::FileError::Arrow { path: path.to_path_buf(), source: e });
     let format = Format::default().with_header(true);
     let file = File::open(path).map_err(|e| LabelError::io(path, e))?;
     let (schema, _) = format.infer_schema(file, Some(10_000)).map_err(arrow_err)?;

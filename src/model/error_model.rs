@@ -317,7 +317,7 @@ fn chi2_threshold(
     let mut chi2 = Vec::new();
     for shard in shards {
         let check = Reconstruction::new(window, degraded_to_r(shard)?);
-        for_each_batch(shard, window, READ_BATCH_ROWS, RawPixels::Keep, |b| {
+        for_each_batch::<ModelError>(shard, window, READ_BATCH_ROWS, RawPixels::Keep, |b| {
             let n = b.n_features;
             for i in 0..b.len() {
                 if let Some(labels) = wanted.get(b.spectrum_id[i].as_str()) {

@@ -440,7 +440,8 @@ pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
     cols.push(m(&|x| x.median_z));
     cols.push(str_col(rows.iter().map(|r| r.model_sha256.as_str())));
     cols.push(str_col(rows.iter().map(|r| r.adapter_sha256.as_str())));
-    let batch = RecordBatch::try_new(schema, cols).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
+    let batch = RecordBatch::try_new(schema, cols)
+        .map_err(|e| ModelError::File(crate::io::FileError::Arrow { path: path.into(), source: e }))?;
     write_small_table(path, &batch).map_err(|e| ModelError::bad(path, e.to_string()))
 }
 
@@ -484,8 +485,8 @@ impl PerStar {
             cols.push(f64_col(self.value.iter().map(|r| r[p])));
             cols.push(f64_col(self.error.iter().map(|r| r[p])));
         }
-        let batch =
-            RecordBatch::try_new(schema, cols).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
+        let batch = RecordBatch::try_new(schema, cols)
+            .map_err(|e| ModelError::File(crate::io::FileError::Arrow { path: path.into(), source: e }))?;
         write_small_table(path, &batch).map_err(|e| ModelError::bad(path, e.to_string()))
     }
 }

@@ -10,7 +10,6 @@ use super::card::{AdapterCard, ErrorModel, InputSpec, ModelCard, learned_resolut
 use super::data::{RawPixels, SpectraBatch, for_each_input_batch};
 use super::mlp::Mode;
 use super::mlp::{Adapter, Mlp, Network};
-use super::per_shard::{input_record, run_per_shard};
 use super::predict::{output_rows, to_physical};
 use super::reconstruction::Reconstruction;
 use super::resolution::{degraded_to_r, shard_resolutions, warn_on_resolution_mismatch};
@@ -22,6 +21,7 @@ use crate::artifacts::naming;
 use crate::io::tmp_path;
 use crate::nn::device::ComputeDevice;
 use crate::nn::precision::Precision;
+use crate::shards::per_shard::{input_record, run_per_shard};
 use arrow::array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub struct InferOptions {
 }
 
 /// How the input shards were accounted for.
-pub type InferSummary = super::per_shard::ShardsSummary;
+pub type InferSummary = crate::shards::per_shard::ShardsSummary;
 
 /// A model ready for inference: LoRA merged into the weights, everything else as trained.
 pub struct Predictor {
@@ -229,8 +229,8 @@ fn predict_shard(
 ) -> Result<usize> {
     let schema = crate::schema::predictions().to_arrow(0);
     let tmp = tmp_path(out);
-    let pq = |e| ModelError::Parquet { path: tmp.clone(), source: e };
-    let mut writer = crate::model::per_shard::shard_writer(&tmp, schema.clone(), meta, 65_536)?;
+    let pq = |e| ModelError::File(crate::io::FileError::Parquet { path: tmp.clone(), source: e });
+    let mut writer = crate::shards::per_shard::shard_writer(&tmp, schema.clone(), meta, 65_536)?;
     let reconstruction = match input {
         InputSpec::Pixels { window } => Some(Reconstruction::new(window, degraded_to_r(shard)?)),
         InputSpec::Embeddings { .. } => None,
@@ -282,8 +282,10 @@ fn predict_shard(
                 cols.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n))));
             }
             let batch = RecordBatch::try_new(schema.clone(), cols)
-                .map_err(|e| ModelError::Arrow { path: out.to_path_buf(), source: e })?;
-            writer.write(&batch).map_err(|e| ModelError::Parquet { path: tmp.clone(), source: e })?;
+                .map_err(|e| ModelError::File(crate::io::FileError::Arrow { path: out.to_path_buf(), source: e }))?;
+            writer
+                .write(&batch)
+                .map_err(|e| ModelError::File(crate::io::FileError::Parquet { path: tmp.clone(), source: e }))?;
             rows += n;
         }
         reader.join().expect("shard reader thread panicked")

@@ -22,7 +22,6 @@ pub mod loss;
 pub mod metrics;
 pub mod mlp;
 pub mod ood;
-pub mod per_shard;
 pub mod predict;
 pub mod reconstruction;
 pub mod repeats;
@@ -31,23 +30,17 @@ pub mod split;
 pub mod store;
 pub mod train;
 
+use crate::io::FileError;
 use std::path::PathBuf;
 
 pub use crate::labels::{PARAMETERS, Parameter};
 
-/// Everything that can go wrong in the model stages; each variant names the file it concerns.
+/// Everything that can go wrong in the model stages; each names the file it concerns where there
+/// is one (a file's failures are `io::FileError`, which every stage shares).
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a readable Parquet file: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
-    #[error("{path}: {source}")]
-    Arrow { path: PathBuf, source: arrow::error::ArrowError },
-    #[error("{path}: {reason}")]
-    BadInput { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
@@ -58,9 +51,9 @@ impl From<crate::io::WriteError> for ModelError {
     fn from(e: crate::io::WriteError) -> Self {
         use crate::io::WriteError as W;
         match e {
-            W::Io { path, source } => Self::Io { path, source },
-            W::Parquet { path, source } => Self::Parquet { path, source },
-            W::Arrow { path, source } => Self::Arrow { path, source },
+            W::Io { path, source } => FileError::Io { path, source }.into(),
+            W::Parquet { path, source } => FileError::Parquet { path, source }.into(),
+            W::Arrow { path, source } => FileError::Arrow { path, source }.into(),
         }
     }
 }
@@ -69,8 +62,8 @@ impl From<crate::artifacts::discover::DiscoverError> for ModelError {
     fn from(e: crate::artifacts::discover::DiscoverError) -> Self {
         use crate::artifacts::discover::DiscoverError as D;
         match e {
-            D::Io { path, source } => Self::Io { path, source },
-            D::BadInput { path, reason } => Self::BadInput { path, reason },
+            D::Io { path, source } => FileError::Io { path, source }.into(),
+            D::BadInput { path, reason } => FileError::BadInput { path, reason }.into(),
             other @ D::NoModelInput(_) => Self::Invalid(other.to_string()),
         }
     }
@@ -80,10 +73,7 @@ impl From<crate::labels::LabelError> for ModelError {
     fn from(e: crate::labels::LabelError) -> Self {
         use crate::labels::LabelError as L;
         match e {
-            L::Io { path, source } => Self::Io { path, source },
-            L::Parquet { path, source } => Self::Parquet { path, source },
-            L::Arrow { path, source } => Self::Arrow { path, source },
-            L::BadInput { path, reason } => Self::BadInput { path, reason },
+            L::File(e) => e.into(),
             L::Invalid(m) => Self::Invalid(m),
         }
     }
@@ -93,9 +83,9 @@ impl From<crate::nn::NnError> for ModelError {
     fn from(e: crate::nn::NnError) -> Self {
         use crate::nn::NnError as N;
         match e {
-            N::Io { path, source } => Self::Io { path, source },
-            N::Json { path, source } => Self::Json { path, source },
-            N::BadInput { path, reason } => Self::BadInput { path, reason },
+            N::Io { path, source } => FileError::Io { path, source }.into(),
+            N::Json { path, source } => FileError::Json { path, source }.into(),
+            N::BadInput { path, reason } => FileError::BadInput { path, reason }.into(),
             N::Candle(e) => Self::Candle(e),
             N::Invalid(m) => Self::Invalid(m),
         }
@@ -104,10 +94,10 @@ impl From<crate::nn::NnError> for ModelError {
 
 impl ModelError {
     pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::BadInput { path: path.into(), reason: reason.into() }
+        Self::File(FileError::bad(path, reason))
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::File(FileError::io(path, source))
     }
 }
 

@@ -153,23 +153,29 @@ pub fn reconstruct_spectra(
     let mut found = Vec::new();
     for shard in &shards {
         let check = Reconstruction::new(window, super::resolution::degraded_to_r(shard)?);
-        for_each_batch(shard, window, super::data::READ_BATCH_ROWS, RawPixels::Keep, |b| {
-            let n = b.n_features;
-            for i in 0..b.len() {
-                let Some(l) = labels.get(b.spectrum_id[i].as_str()) else { continue };
-                let (flux, ivar) = (b.flux[i * n..(i + 1) * n].to_vec(), b.ivar[i * n..(i + 1) * n].to_vec());
-                found.push(SpectrumReconstruction {
-                    spectrum_id: b.spectrum_id[i].clone(),
-                    survey: b.survey[i].clone(),
-                    shard: shard.clone(),
-                    wave: check.wavelengths().to_vec(),
-                    fit: check.fit(*l, &b.survey[i], &flux, &ivar),
-                    flux,
-                    ivar,
-                });
-            }
-            Ok(())
-        })?;
+        for_each_batch::<crate::model::ModelError>(
+            shard,
+            window,
+            super::data::READ_BATCH_ROWS,
+            RawPixels::Keep,
+            |b| {
+                let n = b.n_features;
+                for i in 0..b.len() {
+                    let Some(l) = labels.get(b.spectrum_id[i].as_str()) else { continue };
+                    let (flux, ivar) = (b.flux[i * n..(i + 1) * n].to_vec(), b.ivar[i * n..(i + 1) * n].to_vec());
+                    found.push(SpectrumReconstruction {
+                        spectrum_id: b.spectrum_id[i].clone(),
+                        survey: b.survey[i].clone(),
+                        shard: shard.clone(),
+                        wave: check.wavelengths().to_vec(),
+                        fit: check.fit(*l, &b.survey[i], &flux, &ivar),
+                        flux,
+                        ivar,
+                    });
+                }
+                Ok(())
+            },
+        )?;
     }
     Ok(found)
 }

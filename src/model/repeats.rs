@@ -153,7 +153,7 @@ fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars>
     let mut stars = Stars::new();
     for file in catalogue_files(path)? {
         let f = std::fs::File::open(&file).map_err(|e| ModelError::io(&file, e))?;
-        let pq = |e| ModelError::Parquet { path: file.clone(), source: e };
+        let pq = |e| ModelError::File(crate::io::FileError::Parquet { path: file.clone(), source: e });
         let has_star_id = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
             f.try_clone().map_err(|e| ModelError::io(&file, e))?,
         )
@@ -163,7 +163,7 @@ fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars>
         .is_ok();
         let columns: Vec<&str> = COLUMNS.iter().copied().chain(has_star_id.then_some("star_id")).collect();
         for b in crate::io::read_columns(f, &columns, 65_536).map_err(pq)? {
-            let b = b.map_err(|e| ModelError::Arrow { path: file.clone(), source: e })?;
+            let b = b.map_err(|e| ModelError::File(crate::io::FileError::Arrow { path: file.clone(), source: e }))?;
             let src = b.column(0).as_primitive::<Int64Type>();
             let (sid, model, adapter) =
                 (b.column(1).as_string::<i32>(), b.column(10).as_string::<i32>(), b.column(11).as_string::<i32>());
@@ -382,8 +382,8 @@ fn write_parquet(path: &Path, stats: &[PairStats]) -> Result<()> {
             other => panic!("column '{other}' of schemas/repeats.toml has no writer"),
         })
         .collect();
-    let batch =
-        RecordBatch::try_new(schema, columns).map_err(|e| ModelError::Arrow { path: path.into(), source: e })?;
+    let batch = RecordBatch::try_new(schema, columns)
+        .map_err(|e| ModelError::File(crate::io::FileError::Arrow { path: path.into(), source: e }))?;
     crate::io::write_small_table(path, &batch).map_err(|e| ModelError::Invalid(e.to_string()))
 }
 

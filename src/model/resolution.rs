@@ -63,10 +63,10 @@ pub fn shard_resolution(shard: &Path) -> Result<Option<Resolution>> {
     if let Some(r) = pre.degrade_to_r {
         return Ok(Some(Resolution::Constant(r)));
     }
-    let arrow = |e| ModelError::Arrow { path: shard.to_path_buf(), source: e };
+    let arrow = |e| ModelError::File(crate::io::FileError::Arrow { path: shard.to_path_buf(), source: e });
     let file = std::fs::File::open(shard).map_err(|e| ModelError::io(shard, e))?;
     let mut blocks = crate::io::read_columns(file, &["survey"], 1)
-        .map_err(|e| ModelError::Parquet { path: shard.to_path_buf(), source: e })?;
+        .map_err(|e| ModelError::File(crate::io::FileError::Parquet { path: shard.to_path_buf(), source: e }))?;
     let Some(block) = blocks.next() else { return Ok(None) };
     let survey =
         arrow::compute::cast(block.map_err(arrow)?.column(0), &arrow::datatypes::DataType::Utf8).map_err(arrow)?;

@@ -94,7 +94,8 @@ fn encoder_card_and_embedding_shards() {
         .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("spectra-"))
         .unwrap();
     let mut first = Vec::new();
-    starpipe::model::data::for_each_batch(&shard, &card.window, 3, starpipe::model::data::RawPixels::Drop, |b| {
+    use starpipe::shards::read::{RawPixels, for_each_batch};
+    for_each_batch::<starpipe::io::FileError>(&shard, &card.window, 3, RawPixels::Drop, |b| {
         if first.is_empty() {
             first = starpipe::encoder::embed::embed_features(&enc, &card.tokens, &b.features, &dev).unwrap();
         }

@@ -2,7 +2,7 @@
 //! named after it; an output whose recorded provenance matches is kept (resume); a shard that
 //! fails is reported and the others are still written; outputs appear only complete.
 
-use super::{ModelError, Result};
+use super::{FileError, Result};
 use crate::io::{read_key_value_metadata, tmp_path};
 use std::path::{Path, PathBuf};
 
@@ -19,24 +19,26 @@ pub struct ShardsSummary {
 /// Runs `work(input, output, provenance) -> rows` for every input shard whose output is missing or
 /// was made from something else. `provenance` is written into each output's metadata by `work`
 /// and compared on re-runs.
-pub fn run_per_shard(
+/// Generic in the stage's error type `E`, which takes this module's errors.
+pub fn run_per_shard<E: From<FileError> + std::fmt::Display>(
     shards: &[PathBuf],
     out_dir: &Path,
     output_name: impl Fn(&Path) -> String,
-    provenance: impl Fn(&Path) -> Result<Vec<(String, String)>>,
-    mut work: impl FnMut(&Path, &Path, Vec<(String, String)>) -> Result<usize>,
+    provenance: impl Fn(&Path) -> std::result::Result<Vec<(String, String)>, E>,
+    mut work: impl FnMut(&Path, &Path, Vec<(String, String)>) -> std::result::Result<usize, E>,
     progress: &indicatif::ProgressBar,
-) -> Result<ShardsSummary> {
+) -> std::result::Result<ShardsSummary, E> {
     let mut names = std::collections::HashMap::new();
     for shard in shards {
         if let Some(other) = names.insert(output_name(shard), shard) {
-            return Err(ModelError::bad(
+            return Err(FileError::bad(
                 shard,
                 format!("would write the same output shard as {} (run once per survey directory)", other.display()),
-            ));
+            )
+            .into());
         }
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| FileError::io(out_dir, e))?;
     let mut summary = ShardsSummary::default();
     progress.set_length(shards.len() as u64);
     let mut heartbeat = crate::progress::Heartbeat::default();
@@ -70,7 +72,7 @@ pub fn run_per_shard(
 /// The file name and size of an input shard, as provenance records it
 /// ([`crate::artifacts::metadata::input_record`]).
 pub fn input_record(shard: &Path) -> Result<String> {
-    crate::artifacts::metadata::input_record(shard).map_err(|e| ModelError::io(shard, e))
+    crate::artifacts::metadata::input_record(shard).map_err(|e| FileError::io(shard, e))
 }
 
 /// The Parquet writer of one output shard, at its temporary name: zstd, `row_group_rows` rows per
@@ -84,12 +86,12 @@ pub fn shard_writer(
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::metadata::KeyValue;
     use parquet::file::properties::WriterProperties;
-    let file = std::fs::File::create(tmp).map_err(|e| ModelError::io(tmp, e))?;
+    let file = std::fs::File::create(tmp).map_err(|e| FileError::io(tmp, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_key_value_metadata(Some(meta.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
         .build();
     parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
-        .map_err(|e| ModelError::Parquet { path: tmp.to_path_buf(), source: e })
+        .map_err(|e| FileError::Parquet { path: tmp.to_path_buf(), source: e })
 }
