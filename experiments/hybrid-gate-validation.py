@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How `hybrid-ivar-regime`'s gate was chosen (src/model/evaluate.rs, GATE_SIGMA): on the validation
+"""How `hybrid-ivar-regime`'s gate was chosen (src/validate/evaluate.rs, GATE_SIGMA): on the validation
 stars of experiments/contrastive-experiment.sh runs (DESI stars the LAMOST mock does not have and that
 are not test stars), the robust σ of the inverse-variance hybrid of the pixel and embedding heads,
 as a ratio to the pixel head's, when pixels alone are used wherever the pixel head's

@@ -20,6 +20,8 @@ pub mod report;
 pub mod schema;
 pub mod shards;
 pub mod spectrum;
+pub mod trust;
+pub mod validate;
 
 /// The starpipe version written into every output's metadata.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

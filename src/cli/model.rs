@@ -6,16 +6,16 @@ use clap::Args;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::labels::LabelSpec;
 use starpipe::model::card::SelectionCuts;
-use starpipe::model::error_model::{CalibrateOptions, run_calibrate};
-use starpipe::model::evaluate::{EvaluateOptions, run_evaluate};
 use starpipe::model::finetune::{FinetuneOptions, Strategy, run_finetune};
 use starpipe::model::fit::FitConfig;
 use starpipe::model::infer::{InferOptions, run_infer};
-use starpipe::model::repeats::{RepeatsOptions, StarIds, run_repeats};
 use starpipe::model::split::TestSplit;
 use starpipe::model::train::{TrainOptions, run_train};
 use starpipe::nn::device::ComputeDevice;
 use starpipe::nn::precision::Precision;
+use starpipe::validate::error_model::{CalibrateOptions, run_calibrate};
+use starpipe::validate::evaluate::{EvaluateOptions, run_evaluate};
+use starpipe::validate::repeats::{RepeatsOptions, StarIds, run_repeats};
 use std::path::PathBuf;
 
 /// Where the labels are and which columns to read.
@@ -333,8 +333,8 @@ pub fn repeats(a: RepeatsArgs) -> Result<()> {
         .collect();
     let opts = RepeatsOptions { catalogs: a.catalog, star_ids, out: a.out.clone() };
     let stats = run_repeats(&opts)?;
-    print!("{}", starpipe::model::repeats::markdown(&stats));
-    if let Some(note) = starpipe::model::repeats::cross_survey_note(&opts, &stats) {
+    print!("{}", starpipe::validate::repeats::markdown(&stats));
+    if let Some(note) = starpipe::validate::repeats::cross_survey_note(&opts, &stats) {
         println!("note: {note}");
     }
     println!("  tables: {} and repeats.md beside it", a.out.join("repeats.parquet").display());
@@ -464,7 +464,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         model: a.model,
         adapters: a.adapter,
         split: a.split.split()?,
-        embedding: a.embedding_model.map(|model| starpipe::model::evaluate::EmbeddingSide {
+        embedding: a.embedding_model.map(|model| starpipe::validate::evaluate::EmbeddingSide {
             spectra: a.embeddings,
             model,
             adapters: a.embedding_adapter,

@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use starpipe::model::reconstruction::reconstruct_spectra;
 use starpipe::report::data::Catalog;
 use starpipe::report::stars::StarSpectrum;
 use starpipe::report::{ReportOptions, write_report};
+use starpipe::trust::reconstruction::reconstruct_spectra;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -65,7 +65,8 @@ fn star_spectra(catalog: &std::path::Path, a: &ReportArgs) -> Result<Vec<StarSpe
         Some(dir) => starpipe::model::store::model_window(dir)?,
         None => LogGrid::preset(GridPreset::Specclip),
     };
-    let found = reconstruct_spectra(&a.spectra, &window, &wanted)?;
+    let shards = starpipe::artifacts::discover::shard_paths(&a.spectra, starpipe::artifacts::ShardKind::Spectra)?;
+    let found = reconstruct_spectra(&shards, &window, &wanted)?;
     a.star
         .iter()
         .map(|id| {

@@ -23,7 +23,7 @@ pub fn sigma_scale(outputs: &[[f32; 6]], labels: &[f32]) -> [f64; 3] {
     }
     [0, 1, 2].map(|p| {
         let mut z: Vec<f64> = outputs.iter().enumerate().map(|(i, o)| pull(o, labels[i * 3 + p], p)).collect();
-        let q = super::metrics::quantile(&mut z, 0.6827);
+        let q = crate::trust::metrics::quantile(&mut z, 0.6827);
         if q.is_finite() && q > 0.0 { q } else { 1.0 }
     })
 }

@@ -5,12 +5,12 @@
 
 use super::Result;
 use super::fit::{FitConfig, FitReport};
-use super::metrics::Metrics;
 use super::mlp::{LoraConfig, MlpConfig, ResHeadConfig};
-use super::resolution::{Resolution, training_resolutions};
 use super::split::TestSplit;
 use crate::grid::LogGrid;
 use crate::labels::LabelSpec;
+use crate::trust::metrics::Metrics;
+use crate::trust::resolution::{Resolution, training_resolutions};
 use serde::{Deserialize, Serialize};
 
 pub const MODEL_FORMAT: &str = "starpipe-model/1";
@@ -52,7 +52,8 @@ pub struct LabelRange {
 
 impl LabelRange {
     pub fn of(rows: &[[f64; 3]]) -> Self {
-        let q = |p: usize, at: f64| super::metrics::quantile(&mut rows.iter().map(|r| r[p]).collect::<Vec<_>>(), at);
+        let q =
+            |p: usize, at: f64| crate::trust::metrics::quantile(&mut rows.iter().map(|r| r[p]).collect::<Vec<_>>(), at);
         Self {
             min: [0, 1, 2].map(|p| q(p, 0.0)),
             max: [0, 1, 2].map(|p| q(p, 1.0)),
@@ -232,7 +233,7 @@ pub struct FittedErrorModel {
     /// Coverage at 1σ after calibration per S/N bin (`metrics::SNR_BINS`): the error model is one
     /// for every S/N, so where it holds and where not.
     #[serde(default)]
-    pub coverage_by_snr: Vec<super::metrics::SnrCoverage>,
+    pub coverage_by_snr: Vec<crate::trust::metrics::SnrCoverage>,
     /// The OOD threshold these stars set (the 99th percentile of the scores of those inside the
     /// training labels' 0.5–99.5 % range); replaces the training 99.5 % threshold in the
     /// catalogue's OOD flag. None with too few such stars.
@@ -261,7 +262,7 @@ pub struct ModelCard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_model: Option<FittedErrorModel>,
     /// Gaussian of the training set's last-hidden-layer features, for out-of-distribution scores.
-    pub ood: Option<super::ood::OodModel>,
+    pub ood: Option<crate::trust::ood::OodModel>,
     pub training: TrainingRecord,
     pub validation: Vec<ParameterMetrics>,
     /// SHA-256 of `model.safetensors`: the model's identity in adapters and predictions.

@@ -2,30 +2,24 @@
 //! log g and [Fe/H], each as a Gaussian (mean and log σ), pre-trained on one survey and transferred
 //! to another zero-shot, by full fine-tuning, LoRA, or a residual-head adapter.
 //!
-//! One file per job: `data` (shards → feature matrices), `split` (deterministic
+//! One file per job: `data` (labelled sets from shards), `split` (deterministic
 //! train/validation/test membership), `mlp` (the network and its adapters), `loss`, `fit` (the
-//! optimisation loop), `calibrate` (σ scaling), `card` and `store` (model directories on disk),
-//! `train` / `finetune` / `evaluate` / `infer` (the four commands), `metrics` (bias, scatter,
-//! bootstrap intervals). What is predicted and label tables live in [`crate::labels`]; weights,
+//! optimisation loop), `calibrate` (σ scaling on validation stars), `card` and `store` (model
+//! directories on disk), `train` / `finetune` / `infer` (the commands). Error statistics, OOD,
+//! the reconstruction check and resolutions are in [`crate::trust`] below; evaluation,
+//! `starpipe calibrate` and repeats in [`crate::validate`] above. What is predicted and label tables live in [`crate::labels`]; weights,
 //! AdamW and the device in [`crate::nn`].
 
 pub mod augment;
 pub mod calibrate;
 pub mod card;
 pub mod data;
-pub mod error_model;
-pub mod evaluate;
 pub mod finetune;
 pub mod fit;
 pub mod infer;
 pub mod loss;
-pub mod metrics;
 pub mod mlp;
-pub mod ood;
 pub mod predict;
-pub mod reconstruction;
-pub mod repeats;
-pub mod resolution;
 pub mod split;
 pub mod store;
 pub mod train;

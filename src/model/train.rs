@@ -7,9 +7,7 @@ use super::card::{
 };
 use super::data::{LabelledCounts, LabelledSet, embedding_shard_info, load_labelled, shard_grid};
 use super::fit::{FitConfig, fit};
-use super::metrics;
 use super::mlp::{Adapter, Mlp, MlpConfig, Network};
-use super::ood::OodModel;
 use super::predict::{hidden_features, predict_standardized, to_physical};
 use super::split::unit_hash;
 use super::store::save_model;
@@ -17,6 +15,8 @@ use super::{ModelError, PARAMETERS, Result};
 use crate::grid::{GridPreset, LogGrid};
 use crate::labels::{LabelSpec, read_label_tables};
 use crate::nn::device::ComputeDevice;
+use crate::trust::metrics;
+use crate::trust::ood::OodModel;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ pub struct ReportOptions {
     /// The catalogue head to plot, as `model + adapter` (default: the first pixel head).
     pub head: Option<String>,
     /// Spectra to draw with their reconstruction (needs the catalogue): `stars::StarSpectrum`s,
-    /// made by `model::reconstruction::reconstruct_spectra` at the catalogue's labels.
+    /// made by `trust::reconstruction::reconstruct_spectra` at the catalogue's labels.
     pub stars: Vec<stars::StarSpectrum>,
     pub out: PathBuf,
 }

@@ -9,7 +9,7 @@ use crate::catalog::flags;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One spectrum as the reconstruction saw it (from `model::reconstruction::reconstruct_spectra`).
+/// One spectrum as the reconstruction saw it (from `trust::reconstruction::reconstruct_spectra`).
 #[derive(Debug, Clone)]
 pub struct StarSpectrum {
     pub spectrum_id: String,

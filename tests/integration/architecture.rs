@@ -20,8 +20,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("preprocess", &["grid", "spectrum"]),
     ("ingest", &["artifacts", "grid", "io", "preprocess", "progress", "schema", "spectrum"]),
     ("mock", &["grid", "io", "labels", "preprocess", "schema", "spectrum"]),
-    // model's χ² check renders the emulator at the predicted labels (see EXCEPTIONS).
-    ("model", &["artifacts", "grid", "io", "labels", "mock", "nn", "preprocess", "progress", "schema", "shards"]),
+    // What a prediction is checked against; the χ² check renders the emulator at the predicted
+    // labels (see EXCEPTIONS). Knows no network.
+    ("trust", &["artifacts", "grid", "io", "mock", "preprocess", "shards"]),
+    ("model", &["artifacts", "grid", "io", "labels", "nn", "preprocess", "progress", "schema", "shards", "trust"]),
+    // Scoring and fitting errors above the models; nothing below uses it.
+    ("validate", &["artifacts", "io", "labels", "model", "nn", "schema", "shards", "trust"]),
     // Never `model`: the encoder and the MLPs share only the floors below both.
     ("encoder", &["artifacts", "grid", "io", "labels", "nn", "progress", "schema", "shards"]),
     ("catalog", &["artifacts", "io", "schema"]),
@@ -31,7 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Narrower rules inside an allowed edge: (module, path prefix it uses, files allowed to).
-const EXCEPTIONS: &[(&str, &str, &[&str])] = &[("model", "crate::mock::", &["src/model/reconstruction.rs"])];
+const EXCEPTIONS: &[(&str, &str, &[&str])] = &[("trust", "crate::mock::", &["src/trust/reconstruction.rs"])];
 
 /// Files that read DESI's per-exposure `spectra-*.fits` inputs by name (not our spectra shards).
 const DESI_FILE_READERS: &[&str] = &["src/ingest/desi.rs", "src/ingest/discover.rs", "src/fuzz/mod.rs"];

@@ -5,9 +5,9 @@ use starpipe::artifacts::ShardKind;
 use starpipe::artifacts::discover::shard_paths;
 use starpipe::grid::{GridPreset, LogGrid};
 use starpipe::ingest::{IngestOptions, IngestSummary, Survey, run_ingest};
-pub use starpipe::model::resolution::Resolution;
-use starpipe::model::resolution::training_resolutions;
 use starpipe::preprocess::PreprocessConfig;
+pub use starpipe::trust::resolution::Resolution;
+use starpipe::trust::resolution::training_resolutions;
 use std::path::{Path, PathBuf};
 
 /// A path under tests/data (copies of the real survey files; see their PROVENANCE.md).

@@ -1,19 +1,19 @@
 //! `starpipe evaluate`: score a model and its adapters on the held-out test stars of a labelled
 //! survey, per parameter × [Fe/H] regime × strategy, as Markdown and Parquet.
 
-use super::card::{AdapterCard, SelectionCuts, learned_resolutions};
-use super::data::load_labelled;
-use super::metrics::{self, Metrics};
-use super::mlp::{Adapter, Network};
-use super::predict::{Estimate, predict_standardized, to_physical};
-use super::resolution::{Resolution, shard_resolutions, warn_on_resolution_mismatch};
-use super::split::TestSplit;
-use super::store::{load_adapter, load_model};
-use super::{ModelError, PARAMETERS, Parameter, Result};
 use crate::artifacts::discover::shard_paths;
 use crate::io::write_small_table;
 use crate::labels::{LabelSpec, read_labels};
+use crate::model::card::{AdapterCard, SelectionCuts, learned_resolutions};
+use crate::model::data::load_labelled;
+use crate::model::mlp::{Adapter, Network};
+use crate::model::predict::{Estimate, predict_standardized, to_physical};
+use crate::model::split::TestSplit;
+use crate::model::store::{load_adapter, load_model};
+use crate::model::{ModelError, PARAMETERS, Parameter, Result};
 use crate::nn::device::ComputeDevice;
+use crate::trust::metrics::{self, Metrics};
+use crate::trust::resolution::{Resolution, shard_resolutions, warn_on_resolution_mismatch};
 use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -139,43 +139,36 @@ pub struct SpectrumReconstruction {
     pub fit: Option<Fit>,
 }
 
-/// Finds the `wanted` spectra (spectrum id, labels) in the normalised-spectra shards or
-/// directories `spectra` and reconstructs each on `window` at its labels, as `infer` does for
-/// `chi2_red`. Ids not found are left out of the result.
+/// Finds the `wanted` spectra (spectrum id, labels) in the normalised-spectra `shards` and
+/// reconstructs each on `window` at its labels, as `infer` does for `chi2_red`. Ids not found are
+/// left out of the result.
 pub fn reconstruct_spectra(
-    spectra: &[std::path::PathBuf],
+    shards: &[std::path::PathBuf],
     window: &LogGrid,
     wanted: &[(String, [f64; 3])],
-) -> crate::model::Result<Vec<SpectrumReconstruction>> {
-    use super::data::{RawPixels, for_each_batch};
-    let shards = crate::artifacts::discover::shard_paths(spectra, crate::artifacts::ShardKind::Spectra)?;
+) -> super::Result<Vec<SpectrumReconstruction>> {
+    use crate::shards::read::{READ_BATCH_ROWS, RawPixels, for_each_batch};
     let labels: std::collections::HashMap<&str, [f64; 3]> = wanted.iter().map(|(id, l)| (id.as_str(), *l)).collect();
     let mut found = Vec::new();
-    for shard in &shards {
+    for shard in shards {
         let check = Reconstruction::new(window, super::resolution::degraded_to_r(shard)?);
-        for_each_batch::<crate::model::ModelError>(
-            shard,
-            window,
-            super::data::READ_BATCH_ROWS,
-            RawPixels::Keep,
-            |b| {
-                let n = b.n_features;
-                for i in 0..b.len() {
-                    let Some(l) = labels.get(b.spectrum_id[i].as_str()) else { continue };
-                    let (flux, ivar) = (b.flux[i * n..(i + 1) * n].to_vec(), b.ivar[i * n..(i + 1) * n].to_vec());
-                    found.push(SpectrumReconstruction {
-                        spectrum_id: b.spectrum_id[i].clone(),
-                        survey: b.survey[i].clone(),
-                        shard: shard.clone(),
-                        wave: check.wavelengths().to_vec(),
-                        fit: check.fit(*l, &b.survey[i], &flux, &ivar),
-                        flux,
-                        ivar,
-                    });
-                }
-                Ok(())
-            },
-        )?;
+        for_each_batch::<crate::io::FileError>(shard, window, READ_BATCH_ROWS, RawPixels::Keep, |b| {
+            let n = b.n_features;
+            for i in 0..b.len() {
+                let Some(l) = labels.get(b.spectrum_id[i].as_str()) else { continue };
+                let (flux, ivar) = (b.flux[i * n..(i + 1) * n].to_vec(), b.ivar[i * n..(i + 1) * n].to_vec());
+                found.push(SpectrumReconstruction {
+                    spectrum_id: b.spectrum_id[i].clone(),
+                    survey: b.survey[i].clone(),
+                    shard: shard.clone(),
+                    wave: check.wavelengths().to_vec(),
+                    fit: check.fit(*l, &b.survey[i], &flux, &ivar),
+                    flux,
+                    ivar,
+                });
+            }
+            Ok(())
+        })?;
     }
     Ok(found)
 }

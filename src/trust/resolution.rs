@@ -4,8 +4,9 @@
 //! is why ingest can degrade DESI to R = 1800 (`--degrade-to-r`). Nothing stops a user from
 //! forgetting it, so the training record keeps what the model saw and `infer` and `evaluate` warn.
 
-use super::{ModelError, Result};
+use super::Result;
 use crate::artifacts::metadata;
+use crate::io::FileError;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ impl Resolution {
 /// The preprocessing a spectra shard records (`starpipe.preprocess`); None for other shards, and
 /// for a record this version cannot parse (a shard of another version keeps being read as it was).
 fn preprocessing(shard: &Path) -> Result<Option<crate::preprocess::PreprocessConfig>> {
-    let kv = crate::io::read_key_value_metadata(shard).map_err(|e| ModelError::bad(shard, e))?;
+    let kv = crate::io::read_key_value_metadata(shard).map_err(|e| FileError::bad(shard, e))?;
     Ok(metadata::get(&kv, metadata::spectra::PREPROCESS).and_then(|v| serde_json::from_str(v).ok()))
 }
 
@@ -63,10 +64,10 @@ pub fn shard_resolution(shard: &Path) -> Result<Option<Resolution>> {
     if let Some(r) = pre.degrade_to_r {
         return Ok(Some(Resolution::Constant(r)));
     }
-    let arrow = |e| ModelError::File(crate::io::FileError::Arrow { path: shard.to_path_buf(), source: e });
-    let file = std::fs::File::open(shard).map_err(|e| ModelError::io(shard, e))?;
+    let arrow = |e| FileError::Arrow { path: shard.to_path_buf(), source: e };
+    let file = std::fs::File::open(shard).map_err(|e| FileError::io(shard, e))?;
     let mut blocks = crate::io::read_columns(file, &["survey"], 1)
-        .map_err(|e| ModelError::File(crate::io::FileError::Parquet { path: shard.to_path_buf(), source: e }))?;
+        .map_err(|e| FileError::Parquet { path: shard.to_path_buf(), source: e })?;
     let Some(block) = blocks.next() else { return Ok(None) };
     let survey =
         arrow::compute::cast(block.map_err(arrow)?.column(0), &arrow::datatypes::DataType::Utf8).map_err(arrow)?;

@@ -24,19 +24,19 @@
 //! range) already catches the hot and cool stars outside; 95 % flagged 14 % of in-domain LAMOST
 //! renders, 97.5 % 11 %, 99 % about 8 %, with 94 % of out-of-domain stars flagged at 97.5 and 99 %.
 
-use super::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
-use super::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled};
-use super::infer::Predictor;
-use super::metrics::quantile;
-use super::predict::{network_sigma, to_physical};
-use super::reconstruction::Reconstruction;
-use super::resolution::degraded_to_r;
-use super::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS};
-use super::{ModelError, Result};
 use crate::artifacts::discover::shard_paths;
 use crate::labels::{LabelSpec, read_labels};
+use crate::model::card::{AdapterCard, DataSource, ErrorModel, FittedErrorModel, InputSpec, ModelCard, SelectionCuts};
+use crate::model::data::{LabelledSet, READ_BATCH_ROWS, RawPixels, for_each_batch, load_labelled};
+use crate::model::infer::Predictor;
+use crate::model::predict::{network_sigma, to_physical};
+use crate::model::store::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS};
+use crate::model::{ModelError, Result};
 use crate::nn::device::ComputeDevice;
 use crate::nn::weights::{copy_atomic, write_json};
+use crate::trust::metrics::quantile;
+use crate::trust::reconstruction::Reconstruction;
+use crate::trust::resolution::degraded_to_r;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -278,7 +278,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<FittedErrorModel> {
         coverage_1sigma_before: coverage(&predictor.errors, 1.0),
         coverage_1sigma: coverage(&model, 1.0),
         coverage_2sigma: coverage(&model, 2.0),
-        coverage_by_snr: super::metrics::coverage_by_snr(
+        coverage_by_snr: crate::trust::metrics::coverage_by_snr(
             &served
                 .iter()
                 .map(|&i| {

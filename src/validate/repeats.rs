@@ -11,9 +11,9 @@
 //! spectrum of a star in each of two catalogues, for every pair of heads. Only rows with
 //! `success` and finite estimates and errors take part.
 
-use super::metrics::{quantile, robust_sigma};
-use super::{ModelError, PARAMETERS, Result};
 use crate::labels::read_table;
+use crate::model::{ModelError, PARAMETERS, Result};
+use crate::trust::metrics::{quantile, robust_sigma};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Int64Type};
 use std::collections::{BTreeMap, HashMap};
