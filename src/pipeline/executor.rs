@@ -5,7 +5,7 @@
 //! The command line itself belongs to the binary: it hands the executor a [`Commands`] that
 //! parses and runs one stage command line.
 
-use super::{DEMO, DoneRecord, FailedRecord, Pipeline, PipelineError, Stage, StageCommand, Task, Workspace};
+use super::{DEMO, DoneRecord, FailedRecord, Pipeline, PipelineError, Stage, Task, Workspace};
 use crate::artifacts::ShardSpec;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -317,15 +317,10 @@ pub fn run(
 fn print_results(l: &Loaded, out: &mut dyn Write) {
     let p = &l.pipeline;
     for s in &p.stages {
-        let what = match s.command {
-            StageCommand::Catalog => "catalogue",
-            StageCommand::Report => "report",
-            StageCommand::Evaluate => "evaluation",
-            _ => continue,
-        };
+        let Some((what, file)) = s.command.kind().result else { continue };
         let mut path = l.workdir.join(s.out());
-        if s.command == StageCommand::Report {
-            path = path.join("index.html");
+        if !file.is_empty() {
+            path = path.join(file);
         }
         say(out, format!("{what} ({}): {}", s.name, path.display()));
     }

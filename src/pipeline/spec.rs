@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// A stage's `starpipe` command.
+/// A stage's `starpipe` command; what the pipeline knows about each is its row of [`STAGES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StageCommand {
     Mock,
@@ -27,43 +27,61 @@ pub enum StageCommand {
     Report,
 }
 
+/// What the pipeline knows about one stage command. Adding a command is one row of [`STAGES`]
+/// (and its flags in the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageKind {
+    pub command: StageCommand,
+    /// The subcommand name on the command line and in pipeline files.
+    pub name: &'static str,
+    /// A per-file stage, split into `--shard i/N` tasks (job arrays); the others run once.
+    pub sharded: bool,
+    /// How a finished run names this stage's result and the file inside its `out` to open (empty:
+    /// `out` itself); None when a run does not point at it.
+    pub result: Option<(&'static str, &'static str)>,
+}
+
+/// Every stage command, in the order the README lists them.
+pub const STAGES: [StageKind; 12] = {
+    use StageCommand as C;
+    const fn row(command: C, name: &'static str, sharded: bool) -> StageKind {
+        StageKind { command, name, sharded, result: None }
+    }
+    [
+        row(C::Mock, "mock", false),
+        row(C::Ingest, "ingest", true),
+        row(C::TrainEncoder, "train-encoder", false),
+        row(C::Embed, "embed", true),
+        row(C::Train, "train", false),
+        row(C::Finetune, "finetune", false),
+        row(C::Calibrate, "calibrate", false),
+        StageKind { result: Some(("evaluation", "")), ..row(C::Evaluate, "evaluate", false) },
+        row(C::Infer, "infer", true),
+        StageKind { result: Some(("catalogue", "")), ..row(C::Catalog, "catalog", false) },
+        row(C::Repeats, "repeats", false),
+        StageKind { result: Some(("report", "index.html")), ..row(C::Report, "report", false) },
+    ]
+};
+
 impl StageCommand {
-    pub const ALL: [StageCommand; 12] = [
-        Self::Mock,
-        Self::Ingest,
-        Self::TrainEncoder,
-        Self::Embed,
-        Self::Train,
-        Self::Finetune,
-        Self::Calibrate,
-        Self::Evaluate,
-        Self::Infer,
-        Self::Catalog,
-        Self::Repeats,
-        Self::Report,
-    ];
+    /// This command's row of [`STAGES`].
+    pub fn kind(self) -> &'static StageKind {
+        STAGES.iter().find(|k| k.command == self).expect("every stage command has a row in STAGES")
+    }
+
+    /// The command a pipeline file names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        STAGES.iter().find(|k| k.name == name).map(|k| k.command)
+    }
 
     /// The subcommand name on the command line.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Mock => "mock",
-            Self::Ingest => "ingest",
-            Self::TrainEncoder => "train-encoder",
-            Self::Embed => "embed",
-            Self::Train => "train",
-            Self::Finetune => "finetune",
-            Self::Calibrate => "calibrate",
-            Self::Evaluate => "evaluate",
-            Self::Infer => "infer",
-            Self::Catalog => "catalog",
-            Self::Repeats => "repeats",
-            Self::Report => "report",
-        }
+        self.kind().name
     }
 
     /// Per-file stages split into `--shard i/N` tasks (job arrays); the others run once.
     pub fn is_sharded(self) -> bool {
-        matches!(self, Self::Ingest | Self::Embed | Self::Infer)
+        self.kind().sharded
     }
 }
 
@@ -349,8 +367,8 @@ impl Pipeline {
                 match key.get_ref().as_str() {
                     "command" => {
                         let c = value.get_ref().as_str().unwrap_or("");
-                        command = Some(StageCommand::ALL.into_iter().find(|k| k.as_str() == c).ok_or_else(|| {
-                            let known: Vec<_> = StageCommand::ALL.iter().map(|k| k.as_str()).collect();
+                        command = Some(StageCommand::from_name(c).ok_or_else(|| {
+                            let known: Vec<_> = STAGES.iter().map(|k| k.name).collect();
                             invalid(at, &full_key, format!("unknown command '{c}' (known: {})", known.join(", ")))
                         })?);
                     }
@@ -451,6 +469,40 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_stage_command_has_exactly_one_row_and_a_unique_name() {
+        // Exhaustive: a new command does not compile here until it is numbered, and then this
+        // test asks for its row.
+        fn number(c: StageCommand) -> usize {
+            use StageCommand::*;
+            match c {
+                Mock => 0,
+                Ingest => 1,
+                TrainEncoder => 2,
+                Embed => 3,
+                Train => 4,
+                Finetune => 5,
+                Calibrate => 6,
+                Evaluate => 7,
+                Infer => 8,
+                Catalog => 9,
+                Repeats => 10,
+                Report => 11,
+            }
+        }
+        let mut seen = [0usize; 12];
+        let mut names = std::collections::BTreeSet::new();
+        for k in STAGES {
+            seen[number(k.command)] += 1;
+            assert!(names.insert(k.name), "two rows named {}", k.name);
+            assert_eq!(StageCommand::from_name(k.name), Some(k.command));
+            assert_eq!(k.command.kind(), &k);
+        }
+        assert_eq!(seen, [1; 12], "rows per command");
+        assert_eq!(StageCommand::from_name("calibrate-all"), None);
+        assert!(StageCommand::Infer.is_sharded() && !StageCommand::Catalog.is_sharded());
+    }
 
     const OK: &str = r#"
 [pipeline]

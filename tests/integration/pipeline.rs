@@ -489,3 +489,12 @@ fn a_failed_task_is_recorded_and_a_rerun_repairs_only_what_it_must() {
     run_pipeline(&file, &clean, &[]);
     assert_eq!(tree(&work.join("catalog")), tree(&clean.join("catalog")));
 }
+
+/// Every command of the stage table is a command of the binary.
+#[test]
+fn every_stage_of_the_table_is_a_starpipe_command() {
+    for k in starpipe::pipeline::spec::STAGES {
+        let help = ok(run(&[k.name, "--help"], &[]));
+        assert!(help.contains("--out"), "{}: {help}", k.name);
+    }
+}
