@@ -337,7 +337,8 @@ pub fn repeats(a: RepeatsArgs) -> Result<()> {
     if let Some(note) = starpipe::validate::repeats::cross_survey_note(&opts, &stats) {
         println!("note: {note}");
     }
-    println!("  tables: {} and repeats.md beside it", a.out.join("repeats.parquet").display());
+    use starpipe::artifacts::layout::{REPEATS_MARKDOWN, REPEATS_TABLE};
+    println!("  tables: {} and {REPEATS_MARKDOWN} beside it", a.out.join(REPEATS_TABLE).display());
     Ok(())
 }
 

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const ENCODER_FORMAT: &str = "starpipe-encoder/1";
-pub const ENCODER_WEIGHTS: &str = "encoder.safetensors";
-pub const ENCODER_CARD: &str = "encoder-card.json";
+use crate::artifacts::layout;
+pub use crate::artifacts::layout::{ENCODER_CARD, ENCODER_WEIGHTS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
@@ -630,10 +630,10 @@ struct Checkpoint {
 impl Checkpoint {
     fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
         (
-            dir.join("checkpoint.safetensors"),
-            dir.join("checkpoint-best.safetensors"),
-            dir.join("checkpoint.json"),
-            dir.join("checkpoint-optimizer.safetensors"),
+            dir.join(layout::ENCODER_CHECKPOINT),
+            dir.join(layout::ENCODER_CHECKPOINT_BEST),
+            dir.join(layout::ENCODER_CHECKPOINT_STATE),
+            dir.join(layout::ENCODER_CHECKPOINT_OPTIMIZER),
         )
     }
 

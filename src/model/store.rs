@@ -17,10 +17,7 @@ use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const MODEL_WEIGHTS: &str = "model.safetensors";
-pub const MODEL_CARD: &str = "model-card.json";
-pub const ADAPTER_WEIGHTS: &str = "adapter.safetensors";
-pub const ADAPTER_CARD: &str = "adapter-card.json";
+pub use crate::artifacts::layout::{ADAPTER_CARD, ADAPTER_WEIGHTS, MODEL_CARD, MODEL_WEIGHTS};
 
 /// Saves a model; fills in `card.weights_sha256`.
 pub fn save_model(dir: &Path, model: &Mlp, card: &mut ModelCard) -> Result<()> {

@@ -60,7 +60,7 @@ impl Evaluation {
             "feh_err",
         ];
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        for b in read_all(&dir.join("evaluation-predictions.parquet"), &cols)? {
+        for b in read_all(&dir.join(crate::artifacts::layout::EVALUATION_STARS), &cols)? {
             let input = strings(b.column(0));
             let strategy = strings(b.column(1));
             let v: Vec<Vec<f64>> = (2..11).map(|i| floats(b.column(i))).collect();
@@ -95,7 +95,7 @@ impl Evaluation {
             "z_robust_sigma",
             "median_z",
         ];
-        for b in read_all(&dir.join("evaluation.parquet"), &metric_cols)? {
+        for b in read_all(&dir.join(crate::artifacts::layout::EVALUATION_TABLE), &metric_cols)? {
             let text: Vec<Vec<String>> = (0..b.num_columns())
                 .map(|i| {
                     let c = b.column(i);

@@ -291,10 +291,11 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
             (format!("{}/{}", s.input, s.strategy), metrics::coverage_by_snr(&stars))
         })
         .collect();
-    let parquet = opts.out.join("evaluation.parquet");
+    use crate::artifacts::layout::{EVALUATION_MARKDOWN, EVALUATION_STARS, EVALUATION_TABLE};
+    let parquet = opts.out.join(EVALUATION_TABLE);
     write_metrics(&parquet, &rows)?;
-    per_star.write(&opts.out.join("evaluation-predictions.parquet"))?;
-    let markdown = opts.out.join("evaluation.md");
+    per_star.write(&opts.out.join(EVALUATION_STARS))?;
+    let markdown = opts.out.join(EVALUATION_MARKDOWN);
     let mut text = render_markdown(&rows, n_test, &split, &opts.labels);
     text += &render_snr_coverage(&snr_coverage);
     let encoder = opts.embedding.as_ref().map(|e| encoder_description(&e.spectra)).transpose()?;

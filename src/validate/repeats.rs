@@ -311,8 +311,8 @@ pub fn cross_survey_note(opts: &RepeatsOptions, stats: &[PairStats]) -> Option<S
 pub fn run_repeats(opts: &RepeatsOptions) -> Result<Vec<PairStats>> {
     let stats = pair_statistics(opts)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
-    write_parquet(&opts.out.join("repeats.parquet"), &stats)?;
-    let md = opts.out.join("repeats.md");
+    write_parquet(&opts.out.join(crate::artifacts::layout::REPEATS_TABLE), &stats)?;
+    let md = opts.out.join(crate::artifacts::layout::REPEATS_MARKDOWN);
     let mut text = markdown(&stats);
     if let Some(note) = cross_survey_note(opts, &stats) {
         text += &format!("\n**Note:** {note}\n");

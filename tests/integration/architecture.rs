@@ -187,6 +187,18 @@ fn contracts_are_spelt_only_by_their_owner() {
         ("a spectra shard name", "\"spectra-", "src/artifacts/"),
         ("an ingest report part name", "\"report-", "src/artifacts/"),
         ("an ingest summary name", "\"ingest-summary-", "src/artifacts/"),
+        // Files inside stage directories (artifacts::layout).
+        ("a model directory file name", "\"model-card.json", "src/artifacts/"),
+        ("a model directory file name", "\"model.safetensors", "src/artifacts/"),
+        ("an adapter directory file name", "\"adapter-card.json", "src/artifacts/"),
+        ("an adapter directory file name", "\"adapter.safetensors", "src/artifacts/"),
+        ("an encoder directory file name", "\"encoder-card.json", "src/artifacts/"),
+        ("an encoder directory file name", "\"encoder.safetensors", "src/artifacts/"),
+        ("an encoder checkpoint name", "\"checkpoint.", "src/artifacts/"),
+        ("an encoder checkpoint name", "\"checkpoint-", "src/artifacts/"),
+        ("an evaluation file name", "\"evaluation.", "src/artifacts/"),
+        ("an evaluation file name", "\"evaluation-predictions", "src/artifacts/"),
+        ("a repeats file name", "\"repeats.", "src/artifacts/"),
     ];
     let root = src().parent().unwrap().to_path_buf();
     let mut broken = Vec::new();
