@@ -1,11 +1,17 @@
 //! A SpecCLIP-style transformer encoder of normalised spectra (SpecCLIP, as arXiv 2602.15021 uses it), trained here by
 //! masked-token reconstruction since SpecCLIP's weights cannot be downloaded: `tokens` (the
-//! token layout), `network` (the encoder), `train` (`starpipe train-encoder`), `embed`
-//! (`starpipe embed`, embedding shards). It reads shards through `crate::shards`, the floor it
+//! token layout and token tensors), `network` (the encoder), `card` (what an encoder directory
+//! records, and its description), `store` (the directory on disk), `pairs` (cross-survey pairs for
+//! the contrastive term), `checkpoint` (resume after a kill), `train` (`starpipe train-encoder`:
+//! the loop), `embed` (`starpipe embed`, embedding shards). It reads shards through `crate::shards`, the floor it
 //! shares with `model`, and uses nothing of `model`.
 
+pub mod card;
+mod checkpoint;
 pub mod embed;
 pub mod network;
+mod pairs;
+pub mod store;
 pub mod tokens;
 pub mod train;
 

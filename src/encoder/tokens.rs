@@ -56,6 +56,21 @@ impl TokenLayout {
     }
 }
 
+/// Tokens of a block of spectra: [rows, n_tokens, token_dim].
+pub fn tokens_tensor(
+    layout: &TokenLayout,
+    features: &[f32],
+    rows: &[usize],
+    dev: &candle_core::Device,
+) -> super::Result<candle_core::Tensor> {
+    let (n, t, k) = (layout.npix, layout.n_tokens(), layout.token_dim());
+    let mut buf = vec![0f32; rows.len() * t * k];
+    for (j, &r) in rows.iter().enumerate() {
+        layout.tokenize(&features[r * n..(r + 1) * n], &mut buf[j * t * k..(j + 1) * t * k]);
+    }
+    Ok(candle_core::Tensor::from_vec(buf, (rows.len(), t, k), dev)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
