@@ -3,7 +3,8 @@
 //! - [`discover`]: which files, and this task's share of them;
 //! - [`lamost`], [`desi`] (+ [`select`]): survey readers, each returning a [`record::FileOutcome`];
 //! - [`shards`]: Parquet writing with atomic renames;
-//! - [`run`]: orchestration, resume and accounting.
+//! - [`run`]: orchestration, with `options`, `resume` (fingerprints, the first unfinished shard),
+//!   `sink` (shards in input order) and `summary` (accounting) beside it.
 
 mod cfitsio;
 pub mod desi;
@@ -12,11 +13,17 @@ pub mod error;
 pub mod fits_header;
 pub mod fits_sizes;
 pub mod lamost;
+mod options;
 mod raw_image;
 pub mod record;
+mod resume;
 pub mod run;
 pub mod select;
 pub mod shards;
+mod sink;
+mod summary;
 
 pub use discover::Survey;
-pub use run::{IngestError, IngestOptions, IngestSummary, run_ingest};
+pub use options::{IngestError, IngestOptions};
+pub use run::run_ingest;
+pub use summary::{Counts, IngestSummary};
