@@ -2,10 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use starpipe::report::data::Catalog;
-use starpipe::report::stars::StarSpectrum;
 use starpipe::report::{ReportOptions, write_report};
-use starpipe::trust::reconstruction::reconstruct_spectra;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -38,51 +35,18 @@ pub struct ReportArgs {
 }
 
 pub fn report(a: ReportArgs) -> Result<()> {
-    let stars = match &a.catalog {
-        Some(catalog) if !a.star.is_empty() => star_spectra(catalog, &a)?,
-        _ => Vec::new(),
-    };
+    // The head's window, from its model card (the report reads no model itself).
+    let star_window = a.model.as_deref().map(starpipe::model::store::model_window).transpose()?;
     let opts = ReportOptions {
         evaluation: a.evaluation,
         catalog: a.catalog,
         spectra: a.spectra,
         head: a.head,
-        stars,
+        stars: a.star,
+        star_window,
         out: a.out,
     };
     let s = write_report(&opts)?;
     println!("report: {} ({} figures)", s.html.display(), s.images.len());
     Ok(())
-}
-
-/// The --star spectra reconstructed at the catalogue's labels (the report draws, the model
-/// reconstructs: this joins the two).
-fn star_spectra(catalog: &std::path::Path, a: &ReportArgs) -> Result<Vec<StarSpectrum>> {
-    use starpipe::grid::{GridPreset, LogGrid};
-    let c = Catalog::read(catalog, a.head.as_deref())?;
-    let wanted = c.labels_of(catalog, &a.star)?;
-    let window = match &a.model {
-        Some(dir) => starpipe::model::store::model_window(dir)?,
-        None => LogGrid::preset(GridPreset::Specclip),
-    };
-    let shards = starpipe::artifacts::discover::shard_paths(&a.spectra, starpipe::artifacts::ShardKind::Spectra)?;
-    let found = reconstruct_spectra(&shards, &window, &wanted)?;
-    a.star
-        .iter()
-        .map(|id| {
-            let r = found.iter().find(|r| &r.spectrum_id == id).ok_or_else(|| {
-                anyhow::anyhow!("spectrum '{id}' is in the catalogue but in none of the --spectra directories")
-            })?;
-            Ok(StarSpectrum {
-                spectrum_id: r.spectrum_id.clone(),
-                survey: r.survey.clone(),
-                wave: r.wave.clone(),
-                flux: r.flux.clone(),
-                ivar: r.ivar.clone(),
-                model: r.fit.as_ref().map(|f| f.model.clone()),
-                sigma: r.fit.as_ref().map(|f| f.sigma.clone()),
-                chi2_red: r.fit.as_ref().map_or(f64::NAN, |f| f.chi2_red),
-            })
-        })
-        .collect()
 }

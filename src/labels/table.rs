@@ -88,6 +88,23 @@ impl Counted {
 }
 
 impl Unusable {
+    /// Adds another table's counts (keeping the first example of each kind).
+    fn absorb(&mut self, other: &Unusable) {
+        for (mine, theirs) in [
+            (&mut self.without_key, &other.without_key),
+            (&mut self.missing_label, &other.missing_label),
+            (&mut self.non_finite, &other.non_finite),
+            (&mut self.non_numeric, &other.non_numeric),
+            (&mut self.repeated, &other.repeated),
+            (&mut self.conflicting, &other.conflicting),
+        ] {
+            if mine.count == 0 {
+                mine.example = theirs.example.clone();
+            }
+            mine.count += theirs.count;
+        }
+    }
+
     /// One line per kind that occurred: "3 rows with a NaN or infinite label (e.g. row 7: teff = NaN)".
     pub fn lines(&self) -> Vec<String> {
         [
@@ -117,24 +134,14 @@ impl LabelTable {
 pub fn read_label_tables(paths: &[PathBuf], spec: &LabelSpec) -> Result<LabelTable> {
     let (first, rest) = paths.split_first().expect("at least one label table");
     let mut merged = read_labels(first, spec)?;
+    let mut conflicting = std::collections::HashSet::new();
     for path in rest {
         let table = read_labels(path, spec)?;
-        let u = &mut merged.unusable;
-        for (field, other) in [
-            (&mut u.without_key, &table.unusable.without_key),
-            (&mut u.missing_label, &table.unusable.missing_label),
-            (&mut u.non_finite, &table.unusable.non_finite),
-            (&mut u.non_numeric, &table.unusable.non_numeric),
-            (&mut u.repeated, &table.unusable.repeated),
-            (&mut u.conflicting, &table.unusable.conflicting),
-        ] {
-            if field.count == 0 {
-                field.example = other.example.clone();
-            }
-            field.count += other.count;
-        }
+        merged.unusable.absorb(&table.unusable);
         for (key, labels) in table.rows {
             match merged.rows.get(&key) {
+                // A key whose labels conflicted stays unused whatever a later table says.
+                None if conflicting.contains(&key) => {}
                 None => {
                     merged.rows.insert(key, labels);
                 }
@@ -143,6 +150,7 @@ pub fn read_label_tables(paths: &[PathBuf], spec: &LabelSpec) -> Result<LabelTab
                 }
                 Some(_) => {
                     merged.rows.remove(&key);
+                    conflicting.insert(key);
                     merged
                         .unusable
                         .conflicting
@@ -330,8 +338,10 @@ mod tests {
     fn several_tables_read_as_one_and_keys_across_them_follow_the_same_rules() {
         let (_a, a) = csv("obsid,teff,logg,feh\n1,5000,4.5,0.0\n2,6000,4.0,-1\n3,4800,2.5,0\n4,,4.0,0\n");
         let (_b, b) = csv("obsid,teff,logg,feh\n3,4800,2.5,0\n2,6100,4.0,-1\n5,5500,4.2,-0.5\n");
-        let t = read_label_tables(&[a.clone(), b.clone()], &spec()).unwrap();
-        // 1 and 5 from one table each, 3 in both alike; 2 differs between them: not used.
+        let (_c, c) = csv("obsid,teff,logg,feh\n2,6000,4.0,-1\n");
+        let t = read_label_tables(&[a.clone(), b.clone(), c], &spec()).unwrap();
+        // 1 and 5 from one table each, 3 in both alike; 2 differs between them: not used, even
+        // when a third table agrees with one of them.
         assert!(t.get(1).is_some() && t.get(3).is_some() && t.get(5).is_some() && t.get(2).is_none());
         assert_eq!(t.rows.len(), 3);
         assert_eq!(

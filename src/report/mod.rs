@@ -36,9 +36,11 @@ pub struct ReportOptions {
     pub spectra: Vec<PathBuf>,
     /// The catalogue head to plot, as `model + adapter` (default: the first pixel head).
     pub head: Option<String>,
-    /// Spectra to draw with their reconstruction (needs the catalogue): `stars::StarSpectrum`s,
-    /// made by `trust::reconstruction::reconstruct_spectra` at the catalogue's labels.
-    pub stars: Vec<stars::StarSpectrum>,
+    /// Spectra (`spectrum_id`s of the catalogue's head) to draw with their reconstruction at the
+    /// catalogue's labels; found in `spectra` (needs the catalogue).
+    pub stars: Vec<String>,
+    /// The model window the reconstruction uses (the head's; `infer` computed `chi2_red` on it).
+    pub star_window: Option<crate::grid::LogGrid>,
     pub out: PathBuf,
 }
 
@@ -97,7 +99,10 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
         let c = Catalog::read(path, opts.head.as_deref())?;
         catalog_section(&c, out, &mut html, &mut summary)?;
         if !opts.stars.is_empty() {
-            stars::stars_section(&c, &opts.stars, out, &mut html, &mut summary)?;
+            let window =
+                opts.star_window.unwrap_or_else(|| crate::grid::LogGrid::preset(crate::grid::GridPreset::Specclip));
+            let found = stars::reconstruct(&c, path, &opts.spectra, &opts.stars, &window)?;
+            stars::stars_section(&c, &found, out, &mut html, &mut summary)?;
         }
     }
     if !opts.spectra.is_empty() {

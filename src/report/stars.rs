@@ -6,24 +6,35 @@
 use super::data::Catalog;
 use super::{ReportError, ReportSummary, escape, image};
 use crate::catalog::flags;
+use crate::grid::LogGrid;
+use crate::trust::reconstruction::{SpectrumReconstruction, reconstruct_spectra};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// One spectrum as the reconstruction saw it (from `trust::reconstruction::reconstruct_spectra`).
-#[derive(Debug, Clone)]
-pub struct StarSpectrum {
-    pub spectrum_id: String,
-    pub survey: String,
-    /// Window wavelengths (vacuum, rest frame, Å), normalised flux and ivar (0 = masked).
-    pub wave: Vec<f64>,
-    pub flux: Vec<f32>,
-    pub ivar: Vec<f32>,
-    /// The emulator at the predicted labels on the observed continuum, and the per-pixel σ the χ²
-    /// uses; None when it could not be fitted (too few usable pixels).
-    pub model: Option<Vec<f64>>,
-    pub sigma: Option<Vec<f64>>,
-    /// The reduced χ² of this reconstruction (the catalogue's `chi2_red` when the window matches).
-    pub chi2_red: f64,
+/// The chosen spectra found in the ingest directories and reconstructed at the catalogue's labels
+/// on `window` (as `infer` did for `chi2_red`), in the order asked. An id the catalogue's head lacks,
+/// or that no spectra directory holds, is an error naming it.
+pub(super) fn reconstruct(
+    c: &Catalog,
+    catalog: &Path,
+    spectra: &[PathBuf],
+    ids: &[String],
+    window: &LogGrid,
+) -> Result<Vec<SpectrumReconstruction>, ReportError> {
+    let wanted = c.labels_of(catalog, ids)?;
+    let read =
+        |path: &Path, e: &dyn std::fmt::Display| ReportError::Read { path: path.to_path_buf(), reason: e.to_string() };
+    let shards = crate::artifacts::discover::shard_paths(spectra, crate::artifacts::ShardKind::Spectra)
+        .map_err(|e| read(catalog, &e))?;
+    let mut found = reconstruct_spectra(&shards, window, &wanted).map_err(|e| read(catalog, &e))?;
+    ids.iter()
+        .map(|id| {
+            let k = found.iter().position(|r| &r.spectrum_id == id).ok_or_else(|| {
+                read(catalog, &format!("spectrum '{id}' is in the catalogue but in none of the --spectra directories"))
+            })?;
+            Ok(found.swap_remove(k))
+        })
+        .collect()
 }
 
 /// The names of the flag bits set in `mask`.
@@ -34,7 +45,7 @@ pub fn flag_names(mask: u32) -> Vec<&'static str> {
 /// The section: a table of the chosen spectra and one figure each (`star_<k>.png`).
 pub(super) fn stars_section(
     c: &Catalog,
-    stars: &[StarSpectrum],
+    stars: &[SpectrumReconstruction],
     out: &Path,
     html: &mut String,
     summary: &mut ReportSummary,
@@ -50,6 +61,7 @@ pub(super) fn stars_section(
     let mut figures = Vec::new();
     for (k, s) in stars.iter().enumerate() {
         let Some(r) = c.row_of(&s.spectrum_id) else { continue };
+        let chi2 = s.fit.as_ref().map_or(f64::NAN, |f| f.chi2_red);
         let e = c.errors[r];
         let names = flag_names(c.flags[r]);
         let labels = format!(
@@ -70,13 +82,13 @@ pub(super) fn stars_section(
             c.feh[r],
             e[2],
             c.chi2_red[r],
-            s.chi2_red,
+            chi2,
             if names.is_empty() { "none".to_string() } else { names.join(", ") }
         );
         let title = format!("{} ({}, head {}): {labels}", s.spectrum_id, s.survey, c.head);
         let subtitle = format!(
             "χ²_red {:.2} (catalogue {:.2}), S/N {:.1}, flags: {}",
-            s.chi2_red,
+            chi2,
             c.chi2_red[r],
             c.snr[r],
             if names.is_empty() { "none".to_string() } else { names.join(", ") }
@@ -86,8 +98,8 @@ pub(super) fn stars_section(
             wave: &s.wave,
             flux: &s.flux,
             ivar: &s.ivar,
-            model: s.model.as_deref(),
-            sigma: s.sigma.as_deref(),
+            model: s.fit.as_ref().map(|f| f.model.as_slice()),
+            sigma: s.fit.as_ref().map(|f| f.sigma.as_slice()),
         };
         super::plots::star_spectrum(&path, &title, &subtitle, &plot)?;
         figures.push((path, s.spectrum_id.clone()));

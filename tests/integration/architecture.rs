@@ -29,7 +29,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Never `model`: the encoder and the MLPs share only the floors below both.
     ("encoder", &["artifacts", "grid", "io", "labels", "nn", "progress", "schema", "shards"]),
     ("catalog", &["artifacts", "io", "schema"]),
-    ("report", &["artifacts", "catalog", "ingest", "io", "schema"]),
+    // The report draws chosen spectra with their reconstruction (`trust`), never a network.
+    ("report", &["artifacts", "catalog", "grid", "ingest", "io", "schema", "trust"]),
     ("fuzz", &["artifacts", "io"]),
     ("pipeline", &["artifacts", "ingest", "io"]),
 ];
