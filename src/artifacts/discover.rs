@@ -2,41 +2,32 @@
 //! by one.
 
 use super::naming::ShardKind;
+use crate::io::FileError;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoverError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {reason}")]
-    BadInput { path: PathBuf, reason: String },
-    #[error("no spectra-*.parquet or embeddings-*.parquet shards in {0:?}")]
-    NoModelInput(Vec<PathBuf>),
-}
 
 /// The shards of `kind` in `inputs`, in order: each directory's matching files sorted by name
 /// (an empty directory is an error), each file as given.
-pub fn shard_paths(inputs: &[PathBuf], kind: ShardKind) -> Result<Vec<PathBuf>, DiscoverError> {
+pub fn shard_paths(inputs: &[PathBuf], kind: ShardKind) -> Result<Vec<PathBuf>, FileError> {
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| DiscoverError::Io { path: input.clone(), source: e })?
+                .map_err(|e| FileError::io(input.clone(), e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| kind.matches(p.file_name().and_then(|n| n.to_str()).unwrap_or("")))
                 .collect();
             found.sort();
             if found.is_empty() {
-                return Err(DiscoverError::BadInput {
-                    path: input.clone(),
-                    reason: format!("no {}*.parquet shards in this directory", kind.prefix()),
-                });
+                return Err(FileError::bad(
+                    input.clone(),
+                    format!("no {}*.parquet shards in this directory", kind.prefix()),
+                ));
             }
             out.extend(found);
         } else if input.is_file() {
             out.push(input.clone());
         } else {
-            return Err(DiscoverError::BadInput { path: input.clone(), reason: "no such file or directory".into() });
+            return Err(FileError::bad(input.clone(), "no such file or directory"));
         }
     }
     Ok(out)
@@ -44,11 +35,11 @@ pub fn shard_paths(inputs: &[PathBuf], kind: ShardKind) -> Result<Vec<PathBuf>, 
 
 /// Whether a model stage's inputs are spectra or embedding shards: the first Parquet shard
 /// found decides.
-pub fn model_input_kind(inputs: &[PathBuf]) -> Result<ShardKind, DiscoverError> {
+pub fn model_input_kind(inputs: &[PathBuf]) -> Result<ShardKind, FileError> {
     for input in inputs {
         let names: Vec<String> = if input.is_dir() {
             let mut v: Vec<String> = std::fs::read_dir(input)
-                .map_err(|e| DiscoverError::Io { path: input.clone(), source: e })?
+                .map_err(|e| FileError::io(input.clone(), e))?
                 .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
                 .collect();
             v.sort();
@@ -64,13 +55,20 @@ pub fn model_input_kind(inputs: &[PathBuf]) -> Result<ShardKind, DiscoverError> 
             }
         }
     }
-    Err(DiscoverError::NoModelInput(inputs.to_vec()))
+    let others = match inputs.len() {
+        0 | 1 => String::new(),
+        n => format!(" (nor in the {} other inputs)", n - 1),
+    };
+    Err(FileError::bad(
+        inputs.first().cloned().unwrap_or_default(),
+        format!("no spectra-*.parquet or embeddings-*.parquet shards{others}"),
+    ))
 }
 
 /// The first shard of `kind` in a directory (by name), if any.
-pub fn first_shard(dir: &Path, kind: ShardKind) -> Result<Option<PathBuf>, DiscoverError> {
+pub fn first_shard(dir: &Path, kind: ShardKind) -> Result<Option<PathBuf>, FileError> {
     Ok(std::fs::read_dir(dir)
-        .map_err(|e| DiscoverError::Io { path: dir.to_path_buf(), source: e })?
+        .map_err(|e| FileError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| kind.matches(p.file_name().and_then(|n| n.to_str()).unwrap_or("")))
         .min())

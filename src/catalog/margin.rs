@@ -83,9 +83,9 @@ pub fn write_margin(
         let file = std::fs::File::open(&leaf).map_err(|e| CatalogError::io(&leaf, e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
-            .map_err(|e| CatalogError::Parquet { path: leaf.clone(), source: e })?;
+            .map_err(|e| CatalogError::parquet(leaf.clone(), e))?;
         for batch in reader {
-            let batch = batch.map_err(|e| CatalogError::Arrow { path: leaf.clone(), source: e })?;
+            let batch = batch.map_err(|e| CatalogError::arrow(leaf.clone(), e))?;
             let h = batch.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>();
             let mut taken: Vec<u32> = Vec::new();
             let mut targets: Vec<Vec<usize>> = Vec::new();
@@ -100,7 +100,7 @@ pub fn write_margin(
                 continue;
             }
             let rows = take_record_batch(&batch, &UInt32Array::from(taken.clone()))
-                .map_err(|e| CatalogError::Arrow { path: leaf.clone(), source: e })?;
+                .map_err(|e| CatalogError::arrow(leaf.clone(), e))?;
             let chunk = chunks.len();
             let hk = rows.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>().clone();
             chunks.push(rows);
@@ -122,9 +122,8 @@ pub fn write_margin(
             .chunk_by(|a, b| a.1 == b.1)
             .map(|run| take_record_batch(&chunks[run[0].1], &UInt32Array::from_iter_values(run.iter().map(|r| r.2))))
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| CatalogError::Arrow { path: path.clone(), source: e })?;
-        let batch = concat_batches(&chunks[0].schema(), &pieces)
-            .map_err(|e| CatalogError::Arrow { path: path.clone(), source: e })?;
+            .map_err(|e| CatalogError::arrow(path.clone(), e))?;
+        let batch = concat_batches(&chunks[0].schema(), &pieces).map_err(|e| CatalogError::arrow(path.clone(), e))?;
         let dir = path.parent().expect("leaf paths have directories");
         std::fs::create_dir_all(dir).map_err(|e| CatalogError::io(dir, e))?;
         total += write_rows(&path, &batch, kv)?;

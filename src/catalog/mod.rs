@@ -16,41 +16,35 @@ pub mod rows;
 pub mod sky;
 pub mod write;
 
+use crate::io::FileError;
 use rows::{Head, scan_positions, shard_rows};
 use sky::Histogram;
 use std::path::{Path, PathBuf};
 
+/// What can go wrong writing a catalogue; a file's failure is `io::FileError` or `io::WriteError`,
+/// which name it.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
-    #[error("{path}: {source}")]
-    Arrow { path: PathBuf, source: arrow::error::ArrowError },
-    #[error("{path}: {reason}")]
-    BadInput { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Write(#[from] crate::io::WriteError),
     #[error("{0}")]
     Invalid(String),
 }
 
-impl From<crate::io::WriteError> for CatalogError {
-    fn from(e: crate::io::WriteError) -> Self {
-        use crate::io::WriteError as W;
-        match e {
-            W::Io { path, source } => Self::Io { path, source },
-            W::Parquet { path, source } => Self::Parquet { path, source },
-            W::Arrow { path, source } => Self::Arrow { path, source },
-        }
-    }
-}
-
 impl CatalogError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::File(FileError::io(path, source))
     }
     pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::BadInput { path: path.into(), reason: reason.into() }
+        Self::File(FileError::bad(path, reason))
+    }
+    pub(crate) fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
+        Self::File(FileError::Arrow { path: path.into(), source })
+    }
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Self::File(FileError::Parquet { path: path.into(), source })
     }
 }
 

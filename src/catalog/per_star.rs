@@ -141,7 +141,7 @@ pub fn combine_stars(
         });
     }
     let best = arrow::array::UInt32Array::from(best);
-    let err = |e: arrow::error::ArrowError| CatalogError::Arrow { path: path.to_path_buf(), source: e };
+    let err = |e: arrow::error::ArrowError| CatalogError::arrow(path.to_path_buf(), e);
     let from_best = |name: &str| -> Result<ArrayRef> { take(col(name).as_ref(), &best, None).map_err(err) };
     let cols: Vec<ArrayRef> = schema
         .fields()

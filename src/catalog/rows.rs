@@ -119,7 +119,7 @@ fn adapter_kind(dir: &Path) -> Result<String> {
         .map_err(|e| CatalogError::Invalid(e.to_string()))?;
     for shard in &shards {
         for b in open_projected(shard, &["adapter_kind"])? {
-            let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
+            let b = b.map_err(|e| CatalogError::arrow(shard.to_path_buf(), e))?;
             if b.num_rows() > 0 {
                 return Ok(b.column(0).as_string::<i32>().value(0).to_string());
             }
@@ -141,7 +141,7 @@ fn open_projected<'a>(
                 format!("{e}: written by an older starpipe? Re-run `ingest` and `infer` with this version"),
             )
         } else {
-            CatalogError::Parquet { path: path.to_path_buf(), source: e }
+            CatalogError::parquet(path.to_path_buf(), e)
         }
     })
 }
@@ -192,7 +192,7 @@ const SPECTRA_COLUMNS: [&str; 18] = [
 pub fn scan_positions(shards: &[PathBuf], mut each_position: impl FnMut(i64)) -> Result<()> {
     for shard in shards {
         for b in open_projected(shard, &["ra", "dec"])? {
-            let b = b.map_err(|e| CatalogError::Arrow { path: shard.clone(), source: e })?;
+            let b = b.map_err(|e| CatalogError::arrow(shard.clone(), e))?;
             let (ra, dec) = (b.column(0).as_primitive::<Float64Type>(), b.column(1).as_primitive::<Float64Type>());
             for i in 0..b.num_rows() {
                 each_position(healpix_29(ra.value(i), dec.value(i)));
@@ -226,7 +226,7 @@ pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     let at = batch.schema().index_of("is_primary").expect("catalogue schema");
     let mut cols = batch.columns().to_vec();
     cols[at] = Arc::new(primary);
-    RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })
+    RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::arrow(path.to_path_buf(), e))
 }
 
 /// Sets HEAD_DISAGREE where a pixel head and an embedding head of the same spectrum differ by
@@ -271,7 +271,7 @@ pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path)
     let at = batch.schema().index_of(super::flags::COLUMN).expect("catalogue schema");
     let mut cols = batch.columns().to_vec();
     cols[at] = Arc::new(UInt32Array::from(flags));
-    RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })
+    RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::arrow(path.to_path_buf(), e))
 }
 
 /// Prediction columns of one block, aligned with the spectra block (None where missing).
@@ -330,7 +330,7 @@ fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
     ];
     let batches = open_projected(path, &cols)?
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| CatalogError::Arrow { path: path.to_path_buf(), source: e })?;
+        .map_err(|e| CatalogError::arrow(path.to_path_buf(), e))?;
     Ok(Some(batches))
 }
 
@@ -353,7 +353,7 @@ pub fn shard_rows(
         let mut pred_rows = predicted.iter().flatten().flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)));
         let columns: Vec<&str> = SPECTRA_COLUMNS.iter().chain(&PASSED_IDS).copied().collect();
         for b in open_projected(shard, &columns)? {
-            let b = b.map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })?;
+            let b = b.map_err(|e| CatalogError::arrow(shard.to_path_buf(), e))?;
             let ids = b.column(0).as_string::<i32>();
             let mut p = Predicted {
                 est: vec![],
@@ -516,7 +516,7 @@ fn build_batch(
         Arc::new(UInt32Array::from(flags.clone())),
         Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(!fatal(i))))),
     ]);
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| CatalogError::Arrow { path: shard.to_path_buf(), source: e })
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| CatalogError::arrow(shard.to_path_buf(), e))
 }
 
 #[cfg(test)]

@@ -25,11 +25,11 @@ fn props(kv: &[(String, String)]) -> WriterProperties {
 }
 
 fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> CatalogError + '_ {
-    move |e| CatalogError::Arrow { path: path.to_path_buf(), source: e }
+    move |e| CatalogError::arrow(path.to_path_buf(), e)
 }
 
 fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> CatalogError + '_ {
-    move |e| CatalogError::Parquet { path: path.to_path_buf(), source: e }
+    move |e| CatalogError::parquet(path.to_path_buf(), e)
 }
 
 /// Rows in the catalogue order: by `_healpix_29`, then spectrum and head, so the bytes do not

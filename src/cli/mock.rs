@@ -33,7 +33,7 @@ pub struct MockArgs {
     pub rows_per_coadd: usize,
     /// Fraction of files damaged on purpose (LAMOST: truncated, bad header, NaN flux, missing HDU;
     /// DESI: truncated coadd, NaN star flux); the label catalogue says which.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::args::fraction)]
     pub corrupt_frac: f64,
     /// Render the observed spectra of a labelled spectral library instead of emulated stars
     /// (layout: `.npz` spectra with `wave_air` or `wave_vacuum` and `fwhm_angstrom`, plus a
@@ -85,37 +85,36 @@ fn parse_labels(s: &str) -> Result<[f64; 3], String> {
     <[f64; 3]>::try_from(v).map_err(|_| format!("'{s}': need three comma-separated numbers TEFF,LOGG,FEH"))
 }
 
-/// The library `--library` names (a directory or `builtin:miles`), cut to `--library-ids` (a file
-/// or `builtin:held-out`/`builtin:training`) when given; its left-out stars are logged.
+/// The library `--library` names, cut to `--library-ids` when given; what was left out is logged.
 fn open_library(name: &std::path::Path, ids: Option<&std::path::Path>) -> Result<starpipe::mock::Library> {
-    use starpipe::mock::builtin_library;
-    let mut library = builtin_library::open_library(name)?;
+    let (library, unknown) = starpipe::mock::run::open_library(name, ids)?;
     for (reason, count, example) in &library.left_out {
         tracing::info!("library {}: {count} stars left out: {reason} (e.g. {example})", name.display());
     }
-    if let Some(path) = ids {
-        let text = builtin_library::id_list_text(path)?;
-        let wanted: Vec<i64> = text
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or("").trim())
-            .filter(|l| !l.is_empty())
-            .map(|l| l.parse::<i64>().with_context(|| format!("{}: '{l}' is not an integer id", path.display())))
-            .collect::<Result<_>>()?;
-        let unknown = library.retain_ids(&wanted);
-        if !unknown.is_empty() {
-            tracing::warn!(
-                "{}: {} ids are not usable library stars (e.g. {}); rendering the other {}",
-                path.display(),
-                unknown.len(),
-                unknown[0],
-                library.stars.len()
-            );
-        }
-        if library.stars.is_empty() {
-            bail!("{}: none of its ids is a usable star of the library {}", path.display(), name.display());
-        }
+    if let (Some(path), Some(first)) = (ids, unknown.first()) {
+        tracing::warn!(
+            "{}: {} ids are not usable library stars (e.g. {first}); rendering the other {}",
+            path.display(),
+            unknown.len(),
+            library.stars.len()
+        );
     }
     Ok(library)
+}
+
+/// The progress bar of a mock run, made when the run says how many files it will write.
+#[derive(Default)]
+struct MockBar(std::sync::OnceLock<indicatif::ProgressBar>);
+
+impl starpipe::mock::run::MockProgress for MockBar {
+    fn start(&self, total: u64, unit: &'static str) {
+        let _ = self.0.set(progress_bar(total, "mock", unit));
+    }
+    fn tick(&self) {
+        if let Some(bar) = self.0.get() {
+            bar.inc(1);
+        }
+    }
 }
 
 pub fn mock(a: MockArgs) -> Result<()> {
@@ -134,68 +133,43 @@ pub fn mock(a: MockArgs) -> Result<()> {
         (None, None) => Stars::builtin(),
     };
     if let Some(survey) = a.survey {
+        use starpipe::mock::desi::{DesiExtras, Overlap};
+        use starpipe::mock::run::{MockRun, MockSummary, SurveyFiles, run_mock};
         let out = a.out.clone().expect("clap requires --out with --survey");
-        if !(0.0..=1.0).contains(&a.corrupt_frac) {
-            bail!("--corrupt-frac must be within 0..1, got {}", a.corrupt_frac);
-        }
-        let n = stars.count(a.n);
-        match survey {
-            Survey::Lamost => {
-                let start = std::time::Instant::now();
-                let bar = progress_bar(n as u64, "mock", "files");
-                let stars = starpipe::mock::lamost::generate_lamost(
-                    &out,
-                    stars,
-                    a.n,
-                    a.seed,
-                    a.snr_dist,
-                    a.corrupt_frac,
-                    &|| bar.inc(1),
-                )?;
-                bar.finish_and_clear();
-                starpipe::mock::lamost::write_label_catalog(&out, &stars)?;
-                let corrupt = stars.iter().filter(|s| s.corruption.is_some()).count();
-                let secs = start.elapsed().as_secs_f64();
-                println!("mock lamost: {} files ({corrupt} damaged on purpose) in {}", stars.len(), out.display());
-                println!("  labels: labels.parquet, labels.csv; {:.0} spectra/s", stars.len() as f64 / secs.max(1e-9));
-            }
-            Survey::Desi => {
-                let start = std::time::Instant::now();
-                let extras = starpipe::mock::desi::DesiExtras {
+        let files = match survey {
+            Survey::Lamost => SurveyFiles::Lamost,
+            Survey::Desi => SurveyFiles::Desi {
+                rows_per_coadd: a.rows_per_coadd,
+                extras: DesiExtras {
                     revisit_fraction: a.revisit_fraction,
                     overlap: a
                         .overlap
                         .as_deref()
-                        .map(|d| starpipe::mock::desi::Overlap::from_lamost_mock(d, a.overlap_fraction))
+                        .map(|d| Overlap::from_lamost_mock(d, a.overlap_fraction))
                         .transpose()?,
-                };
-                let coadds = starpipe::mock::desi::coadds_needed(stars, a.n, a.rows_per_coadd);
-                let coadds = coadds + starpipe::mock::desi::revisits_needed(coadds, a.revisit_fraction);
-                let bar = progress_bar(coadds as u64, "mock", "coadds");
-                let rows = starpipe::mock::desi::generate_desi(
-                    &out,
-                    stars,
-                    a.n,
-                    a.rows_per_coadd,
-                    a.seed,
-                    a.snr_dist,
-                    a.corrupt_frac,
-                    &extras,
-                    &|| bar.inc(1),
-                )?;
-                bar.finish_and_clear();
-                starpipe::mock::desi::write_desi_labels(&out, &rows)?;
-                let stars = rows.iter().filter(|r| r.kind == starpipe::mock::desi::RowKind::Star).count();
-                let files = rows.iter().map(|r| &r.file).collect::<std::collections::BTreeSet<_>>().len();
-                let secs = start.elapsed().as_secs_f64();
+                },
+            },
+        };
+        let run = MockRun { out, stars, n: a.n, seed: a.seed, snr_dist: a.snr_dist, corrupt_frac: a.corrupt_frac };
+        let start = std::time::Instant::now();
+        let bar = MockBar::default();
+        let summary = run_mock(&run, &files, &bar);
+        if let Some(b) = bar.0.get() {
+            b.finish_and_clear();
+        }
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        let out = run.out.display();
+        match summary? {
+            MockSummary::Lamost { files, damaged } => {
+                println!("mock lamost: {files} files ({damaged} damaged on purpose) in {out}");
+                println!("  labels: labels.parquet, labels.csv; {:.0} spectra/s", files as f64 / secs);
+            }
+            MockSummary::Desi { coadds, rows, good_stars, crossmatch_pairs } => {
                 println!(
-                    "mock desi: {files} coadds + redrock files, {} FIBERMAP rows ({stars} good stars) in {}",
-                    rows.len(),
-                    out.display()
+                    "mock desi: {coadds} coadds + redrock files, {rows} FIBERMAP rows ({good_stars} good stars) in {out}"
                 );
-                println!("  labels: labels.parquet, labels.csv; {:.0} rows/s", rows.len() as f64 / secs.max(1e-9));
-                if let Some(o) = &extras.overlap {
-                    let n = starpipe::mock::desi::write_crossmatch(&out, &rows, o)?;
+                println!("  labels: labels.parquet, labels.csv; {:.0} rows/s", rows as f64 / secs);
+                if let Some(n) = crossmatch_pairs {
                     println!("  crossmatch: crossmatch.parquet, crossmatch.csv; {n} (obsid, TARGETID) pairs");
                 }
             }

@@ -30,8 +30,6 @@ pub enum EncoderError {
     #[error(transparent)]
     Nn(#[from] crate::nn::NnError),
     #[error(transparent)]
-    Discover(#[from] crate::artifacts::discover::DiscoverError),
-    #[error(transparent)]
     Write(#[from] crate::io::WriteError),
     #[error(transparent)]
     Labels(#[from] crate::labels::LabelError),

@@ -31,6 +31,8 @@ const NORM_WINDOW: (f64, f64) = (4000.0, 7000.0);
 pub enum LibraryError {
     #[error("spectral library {path}: {message}")]
     Format { path: PathBuf, message: String },
+    #[error("library id list {path}: {message}")]
+    IdList { path: PathBuf, message: String },
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> LibraryError {

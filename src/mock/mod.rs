@@ -16,6 +16,7 @@ pub mod lamost;
 pub mod library;
 mod red_extension;
 pub mod render;
+pub mod run;
 
 pub use air_vacuum::{air_to_vacuum, vacuum_to_air};
 pub use emulator::{Emulator, EmulatorError, REPORT_JSON, report_text as emulator_report_text};
@@ -132,16 +133,8 @@ pub enum MockError {
     Write { path: PathBuf, message: String },
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
-}
-
-impl From<crate::io::WriteError> for MockError {
-    fn from(e: crate::io::WriteError) -> Self {
-        use crate::io::WriteError as W;
-        let (path, message) = match e {
-            W::Io { path, source } => (path, source.to_string()),
-            W::Parquet { path, source } => (path, source.to_string()),
-            W::Arrow { path, source } => (path, source.to_string()),
-        };
-        Self::Write { path, message }
-    }
+    #[error(transparent)]
+    File(#[from] crate::io::WriteError),
+    #[error("{0}")]
+    Invalid(String),
 }

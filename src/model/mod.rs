@@ -35,55 +35,16 @@ pub use crate::labels::{PARAMETERS, Parameter};
 pub enum ModelError {
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Write(#[from] crate::io::WriteError),
+    #[error(transparent)]
+    Labels(#[from] crate::labels::LabelError),
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Invalid(String),
-}
-
-impl From<crate::io::WriteError> for ModelError {
-    fn from(e: crate::io::WriteError) -> Self {
-        use crate::io::WriteError as W;
-        match e {
-            W::Io { path, source } => FileError::Io { path, source }.into(),
-            W::Parquet { path, source } => FileError::Parquet { path, source }.into(),
-            W::Arrow { path, source } => FileError::Arrow { path, source }.into(),
-        }
-    }
-}
-
-impl From<crate::artifacts::discover::DiscoverError> for ModelError {
-    fn from(e: crate::artifacts::discover::DiscoverError) -> Self {
-        use crate::artifacts::discover::DiscoverError as D;
-        match e {
-            D::Io { path, source } => FileError::Io { path, source }.into(),
-            D::BadInput { path, reason } => FileError::BadInput { path, reason }.into(),
-            other @ D::NoModelInput(_) => Self::Invalid(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::labels::LabelError> for ModelError {
-    fn from(e: crate::labels::LabelError) -> Self {
-        use crate::labels::LabelError as L;
-        match e {
-            L::File(e) => e.into(),
-            L::Invalid(m) => Self::Invalid(m),
-        }
-    }
-}
-
-impl From<crate::nn::NnError> for ModelError {
-    fn from(e: crate::nn::NnError) -> Self {
-        use crate::nn::NnError as N;
-        match e {
-            N::Io { path, source } => FileError::Io { path, source }.into(),
-            N::Json { path, source } => FileError::Json { path, source }.into(),
-            N::BadInput { path, reason } => FileError::BadInput { path, reason }.into(),
-            N::Candle(e) => Self::Candle(e),
-            N::Invalid(m) => Self::Invalid(m),
-        }
-    }
 }
 
 impl ModelError {

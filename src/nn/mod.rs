@@ -14,16 +14,14 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-/// What can go wrong below the networks; each variant that concerns a file names it. The model
-/// and encoder errors convert from it variant by variant, so messages read the same.
+/// What can go wrong below the networks; a file's failure is `io::FileError` or `io::WriteError`,
+/// which name it. The model and encoder errors wrap it whole.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
-    #[error("{path}: {reason}")]
-    BadInput { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
+    #[error(transparent)]
+    Write(#[from] crate::io::WriteError),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
@@ -32,21 +30,10 @@ pub enum NnError {
 
 impl NnError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::File(crate::io::FileError::io(path, source))
     }
     pub(crate) fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::BadInput { path: path.into(), reason: reason.into() }
-    }
-}
-
-impl From<crate::io::WriteError> for NnError {
-    fn from(e: crate::io::WriteError) -> Self {
-        use crate::io::WriteError as W;
-        match e {
-            W::Io { path, source } => Self::Io { path, source },
-            W::Parquet { path, source } => Self::BadInput { path, reason: source.to_string() },
-            W::Arrow { path, source } => Self::BadInput { path, reason: source.to_string() },
-        }
+        Self::File(crate::io::FileError::bad(path, reason))
     }
 }
 

@@ -19,7 +19,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| NnError::Json { path: path.into(), source: e })?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| NnError::File(crate::io::FileError::Json { path: path.into(), source: e }))?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }
@@ -31,7 +32,7 @@ pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| NnError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| NnError::Json { path: path.into(), source: e })
+    serde_json::from_str(&text).map_err(|e| NnError::File(crate::io::FileError::Json { path: path.into(), source: e }))
 }
 
 /// Writes the weights (temporary name, then rename) and returns their SHA-256.
