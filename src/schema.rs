@@ -83,6 +83,13 @@ fn arrow_type(name: &str, npix: usize) -> DataType {
     }
 }
 
+/// Every table's column names, one constant per column (`columns::catalog::TEFF` is `"teff"`, with
+/// its description and unit as documentation), generated from `schemas/*.toml` by `build.rs`: code
+/// names a column through the schema that defines it, and a new column touches one file.
+pub mod columns {
+    include!(concat!(env!("OUT_DIR"), "/columns.rs"));
+}
+
 pub fn normalized_spectra() -> TableSchema {
     TableSchema::parse(NORMALIZED_SPECTRA_TOML)
 }
@@ -159,5 +166,15 @@ mod tests {
             assert!(t.columns.iter().all(|c| !c.description.is_empty()), "undocumented column in {}", t.name);
             assert_eq!(arrow.fields().len(), t.columns.len());
         }
+    }
+
+    #[test]
+    fn the_column_constants_are_the_schemas_names() {
+        let has = |t: TableSchema, name: &str| t.columns.iter().any(|c| c.name == name);
+        assert!(has(catalog(), columns::catalog::TEFF));
+        assert!(has(catalog(), columns::catalog::_HEALPIX_29));
+        assert!(has(mock_desi_labels(), columns::mock_desi_labels::TARGETID));
+        assert!(has(normalized_spectra(), columns::normalized_spectra::FLUX));
+        assert_eq!(columns::predictions::FEH_ERR, "feh_err");
     }
 }

@@ -6,6 +6,7 @@ use super::sky::healpix_29;
 use super::{CatalogError, Result};
 use crate::artifacts::metadata::{self, PredictionsMeta};
 use crate::artifacts::{ShardKind, discover, naming};
+use crate::schema::columns::{normalized_spectra as ns, predictions as pred};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
@@ -118,7 +119,7 @@ fn adapter_kind(dir: &Path) -> Result<String> {
     let shards = discover::shard_paths(&[dir.to_path_buf()], ShardKind::Predictions)
         .map_err(|e| CatalogError::Invalid(e.to_string()))?;
     for shard in &shards {
-        for b in open_projected(shard, &["adapter_kind"])? {
+        for b in open_projected(shard, &[pred::ADAPTER_KIND])? {
             let b = b.map_err(|e| CatalogError::arrow(shard.to_path_buf(), e))?;
             if b.num_rows() > 0 {
                 return Ok(b.column(0).as_string::<i32>().value(0).to_string());
@@ -167,24 +168,24 @@ pub const PASSED_IDS: [&str; 15] = [
 ];
 
 const SPECTRA_COLUMNS: [&str; 18] = [
-    "spectrum_id",
-    "survey",
-    "release",
-    "source_id",
-    "ra",
-    "dec",
-    "snr_grid",
-    "snr_g",
-    "snr_arm_r",
-    "masked_fraction",
-    "fiber_mask",
-    "fiber_status",
-    "object_class",
-    "rv_kms",
-    "z_err",
-    "rest_frame",
-    "object_subclass",
-    "star_id",
+    ns::SPECTRUM_ID,
+    ns::SURVEY,
+    ns::RELEASE,
+    ns::SOURCE_ID,
+    ns::RA,
+    ns::DEC,
+    ns::SNR_GRID,
+    ns::SNR_G,
+    ns::SNR_ARM_R,
+    ns::MASKED_FRACTION,
+    ns::FIBER_MASK,
+    ns::FIBER_STATUS,
+    ns::OBJECT_CLASS,
+    ns::RV_KMS,
+    ns::Z_ERR,
+    ns::REST_FRAME,
+    ns::OBJECT_SUBCLASS,
+    ns::STAR_ID,
 ];
 
 /// Feeds the `_healpix_29` of every spectrum to `each_position` (the sky histogram HATS
@@ -317,16 +318,16 @@ fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
     let cols = [
         "spectrum_id",
         "teff",
-        "teff_err",
-        "logg",
-        "logg_err",
-        "feh",
-        "feh_err",
-        "ood_score",
-        "model_sha256",
-        "adapter_kind",
-        "adapter_sha256",
-        "chi2_red",
+        pred::TEFF_ERR,
+        pred::LOGG,
+        pred::LOGG_ERR,
+        pred::FEH,
+        pred::FEH_ERR,
+        pred::OOD_SCORE,
+        pred::MODEL_SHA256,
+        pred::ADAPTER_KIND,
+        pred::ADAPTER_SHA256,
+        pred::CHI2_RED,
     ];
     let batches = open_projected(path, &cols)?
         .collect::<std::result::Result<Vec<_>, _>>()

@@ -6,6 +6,7 @@ use super::tokens::TokenLayout;
 use super::tokens::tokens_tensor;
 use super::{EncoderError, Result};
 use crate::nn::precision::Precision;
+use crate::schema::columns::crossmatch;
 use candle_core::{Device, Tensor, Var};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,7 @@ pub(super) fn read_crossmatch(path: &Path) -> Result<Vec<(i64, i64)>> {
                 .map_err(|e| EncoderError::bad(path, format!("column '{name}': {e}")))?;
             Ok(c.as_primitive::<Int64Type>().iter().map(|v| v.unwrap_or(i64::MIN)).collect())
         };
-        pairs.extend(column("obsid")?.into_iter().zip(column("targetid")?));
+        pairs.extend(column(crossmatch::OBSID)?.into_iter().zip(column(crossmatch::TARGETID)?));
     }
     Ok(pairs)
 }

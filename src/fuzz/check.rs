@@ -3,6 +3,7 @@
 
 use super::Mutant;
 use crate::artifacts::ShardKind;
+use crate::schema::columns::{ingest_report as ir, normalized_spectra as ns};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Float32Type;
 use std::collections::BTreeMap;
@@ -64,7 +65,7 @@ pub fn check_ingest_output(out: &Path, mutants: &[Mutant]) -> Result<CorpusCheck
     let mut c = CorpusCheck::default();
     let mut rows: BTreeMap<String, usize> = BTreeMap::new();
     for p in parts(out, ShardKind::Report)? {
-        for b in batches(&p, &["level", "input_path", "status", "reason"])? {
+        for b in batches(&p, &[ir::LEVEL, ir::INPUT_PATH, ir::STATUS, ir::REASON])? {
             let col = |i: usize| b.column(i).as_string::<i32>().clone();
             let (level, path, status, reason) = (col(0), col(1), col(2), col(3));
             for i in (0..b.num_rows()).filter(|&i| level.value(i) == "file") {
@@ -87,7 +88,7 @@ pub fn check_ingest_output(out: &Path, mutants: &[Mutant]) -> Result<CorpusCheck
     }
     c.unknown = rows.into_keys().collect();
     for p in parts(out, ShardKind::Spectra)? {
-        for b in batches(&p, &["flux", "ivar"])? {
+        for b in batches(&p, &[ns::FLUX, ns::IVAR])? {
             c.spectra += b.num_rows();
             for (i, bad) in [(0, &mut c.bad_flux), (1, &mut c.bad_ivar)] {
                 let values = b.column(i).as_fixed_size_list().values().as_primitive::<Float32Type>().clone();

@@ -18,6 +18,7 @@ use crate::artifacts::discover::shard_paths;
 use crate::labels::{LabelSpec, read_labels};
 use crate::nn::device::ComputeDevice;
 use crate::nn::params::clone_params;
+use crate::schema::columns::normalized_spectra as ns;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -72,7 +73,7 @@ impl FinetuneOptions {
         Self {
             spectra,
             labels,
-            label_spec: LabelSpec::new("targetid"),
+            label_spec: LabelSpec::new(ns::TARGETID),
             model,
             out,
             strategy,

@@ -15,6 +15,7 @@ use super::{ModelError, PARAMETERS, Result};
 use crate::grid::{GridPreset, LogGrid};
 use crate::labels::{LabelSpec, read_label_tables};
 use crate::nn::device::ComputeDevice;
+use crate::schema::columns::normalized_spectra as ns;
 use crate::trust::metrics;
 use crate::trust::ood::OodModel;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ impl TrainOptions {
         Self {
             spectra,
             labels,
-            label_spec: LabelSpec::new("obsid"),
+            label_spec: LabelSpec::new(ns::OBSID),
             out,
             window: LogGrid::preset(GridPreset::Specclip),
             hidden: None,

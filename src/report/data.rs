@@ -3,6 +3,9 @@
 
 use super::ReportError;
 use crate::catalog::flags;
+use crate::schema::columns::{
+    catalog as cat, evaluation_metrics as em, evaluation_predictions as ep, ingest_report as ir,
+};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, UInt32Type};
 use std::collections::BTreeMap;
@@ -50,14 +53,23 @@ pub struct Evaluation {
 }
 
 pub const PARAMETERS: [(&str, &str); 3] =
-    [("teff", "Teff [K]"), ("logg", "log g [log(cm.s**-2)]"), ("feh", "[Fe/H] [dex]")];
+    [(cat::TEFF, "Teff [K]"), (cat::LOGG, "log g [log(cm.s**-2)]"), (cat::FEH, "[Fe/H] [dex]")];
 
 impl Evaluation {
     pub fn read(dir: &Path) -> Result<Evaluation, ReportError> {
         let mut e = Evaluation::default();
         let cols = [
-            "input", "strategy", "teff_ref", "teff", "logg_ref", "logg", "feh_ref", "feh", "teff_err", "logg_err",
-            "feh_err",
+            ep::INPUT,
+            ep::STRATEGY,
+            ep::TEFF_REF,
+            ep::TEFF,
+            ep::LOGG_REF,
+            ep::LOGG,
+            ep::FEH_REF,
+            ep::FEH,
+            ep::TEFF_ERR,
+            ep::LOGG_ERR,
+            ep::FEH_ERR,
         ];
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         for b in read_all(&dir.join(crate::artifacts::layout::EVALUATION_STARS), &cols)? {
@@ -78,22 +90,22 @@ impl Evaluation {
             }
         }
         let metric_cols = [
-            "input",
-            "strategy",
-            "n_train",
-            "parameter",
-            "unit",
-            "regime",
-            "n",
-            "bias",
-            "robust_sigma",
-            "sigma",
-            "mae",
-            "outlier_fraction",
-            "within_1sigma",
-            "within_2sigma",
-            "z_robust_sigma",
-            "median_z",
+            em::INPUT,
+            em::STRATEGY,
+            em::N_TRAIN,
+            em::PARAMETER,
+            em::UNIT,
+            em::REGIME,
+            em::N,
+            em::BIAS,
+            em::ROBUST_SIGMA,
+            em::SIGMA,
+            em::MAE,
+            em::OUTLIER_FRACTION,
+            em::WITHIN_1SIGMA,
+            em::WITHIN_2SIGMA,
+            em::Z_ROBUST_SIGMA,
+            em::MEDIAN_Z,
         ];
         for b in read_all(&dir.join(crate::artifacts::layout::EVALUATION_TABLE), &metric_cols)? {
             let text: Vec<Vec<String>> = (0..b.num_columns())
@@ -185,20 +197,20 @@ impl Catalog {
             return Err(ReportError::Read { path: path.to_path_buf(), reason: "no catalogue Parquet file".into() });
         }
         let cols = [
-            "head",
-            "is_default_head",
-            "teff",
-            "logg",
-            "feh",
-            "snr",
+            cat::HEAD,
+            cat::IS_DEFAULT_HEAD,
+            cat::TEFF,
+            cat::LOGG,
+            cat::FEH,
+            cat::SNR,
             flags::COLUMN,
-            "success",
-            "is_primary",
-            "spectrum_id",
-            "teff_err",
-            "logg_err",
-            "feh_err",
-            "chi2_red",
+            cat::SUCCESS,
+            cat::IS_PRIMARY,
+            cat::SPECTRUM_ID,
+            cat::TEFF_ERR,
+            cat::LOGG_ERR,
+            cat::FEH_ERR,
+            cat::CHI2_RED,
         ];
         let mut batches = Vec::new();
         for f in &files {
@@ -307,7 +319,7 @@ impl IngestAccounting {
         }
         let mut acc = IngestAccounting { dir: dir.to_path_buf(), counts: BTreeMap::new() };
         for p in parts {
-            for b in read_all(&p, &["level", "status", "reason"])? {
+            for b in read_all(&p, &[ir::LEVEL, ir::STATUS, ir::REASON])? {
                 let (l, s, r) = (strings(b.column(0)), strings(b.column(1)), strings(b.column(2)));
                 for i in 0..b.num_rows() {
                     let e = acc

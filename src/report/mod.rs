@@ -6,6 +6,7 @@ pub mod plots;
 pub mod stars;
 
 use crate::catalog::flags;
+use crate::schema::columns::evaluation_metrics as em;
 use data::{Catalog, Evaluation, IngestAccounting, PARAMETERS};
 use plots::Panel;
 use std::fmt::Write as _;
@@ -197,19 +198,19 @@ fn evaluation_section(
          <th>within 2σ</th><th>σ(Δ/σ)</th><th>median Δ/σ</th></tr>\n",
     );
     // The evaluation's own numbers for each head over all its test stars (regime "all").
-    for m in e.metrics.iter().filter(|m| m.get("regime").is_some_and(|r| r == "all")) {
+    for m in e.metrics.iter().filter(|m| m.get(em::REGIME).is_some_and(|r| r == "all")) {
         let g = |k: &str| escape(m.get(k).map(String::as_str).unwrap_or(""));
         let _ = writeln!(
             html,
             "<tr><td class=l>{}/{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            g("input"),
-            g("strategy"),
-            g("parameter"),
-            g("n"),
-            g("within_1sigma"),
-            g("within_2sigma"),
-            g("z_robust_sigma"),
-            g("median_z")
+            g(em::INPUT),
+            g(em::STRATEGY),
+            g(em::PARAMETER),
+            g(em::N),
+            g(em::WITHIN_1SIGMA),
+            g(em::WITHIN_2SIGMA),
+            g(em::Z_ROBUST_SIGMA),
+            g(em::MEDIAN_Z)
         );
     }
     let pulls_of = |stars: &[data::ScoredStar], k: usize| -> Vec<f64> {
@@ -238,25 +239,25 @@ fn evaluation_section(
             "<h4>{}</h4>\n<table><tr><th class=l>input</th><th class=l>strategy</th><th>n train</th><th class=l>regime</th><th>n</th><th>bias</th><th>robust σ</th><th>σ</th><th>MAE</th><th>outliers</th><th>within 1σ</th><th>within 2σ</th><th>σ(z)</th><th>median z</th></tr>",
             escape(label)
         );
-        for m in e.metrics.iter().filter(|m| m.get("parameter").is_some_and(|p| p == param)) {
+        for m in e.metrics.iter().filter(|m| m.get(em::PARAMETER).is_some_and(|p| p == param)) {
             let g = |k: &str| escape(m.get(k).map(String::as_str).unwrap_or(""));
             let _ = writeln!(
                 html,
                 "<tr><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                g("input"),
-                g("strategy"),
-                g("n_train"),
-                g("regime"),
-                g("n"),
-                g("bias"),
-                g("robust_sigma"),
-                g("sigma"),
-                g("mae"),
-                g("outlier_fraction"),
-                g("within_1sigma"),
-                g("within_2sigma"),
-                g("z_robust_sigma"),
-                g("median_z")
+                g(em::INPUT),
+                g(em::STRATEGY),
+                g(em::N_TRAIN),
+                g(em::REGIME),
+                g(em::N),
+                g(em::BIAS),
+                g(em::ROBUST_SIGMA),
+                g(em::SIGMA),
+                g(em::MAE),
+                g(em::OUTLIER_FRACTION),
+                g(em::WITHIN_1SIGMA),
+                g(em::WITHIN_2SIGMA),
+                g(em::Z_ROBUST_SIGMA),
+                g(em::MEDIAN_Z)
             );
         }
         html.push_str("</table>\n");

@@ -10,6 +10,7 @@
 use super::{FileError, Result};
 use crate::artifacts::metadata::{self, EmbeddingsMeta};
 use crate::grid::LogGrid;
+use crate::schema::columns::{embeddings as emb, normalized_spectra as ns};
 use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int64Type};
 use std::fs::File;
@@ -128,7 +129,7 @@ pub fn for_each_batch<E: From<FileError>>(
     let grid = shard_grid(path)?;
     let offset = window_offset(&grid, window).ok_or_else(|| FileError::bad(path, uncovered(&grid, window)))?;
     let file = File::open(path).map_err(|e| FileError::io(path, e))?;
-    let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "flux", "ivar"];
+    let columns = [ns::SPECTRUM_ID, ns::SURVEY, ns::SOURCE_ID, ns::SNR_GRID, ns::FLUX, ns::IVAR];
     let reader = crate::io::read_columns(file, &columns, batch_rows)
         .map_err(|e| FileError::Parquet { path: path.to_path_buf(), source: e })?;
     for batch in reader {
@@ -159,8 +160,8 @@ fn decode_batch(
         }
         Ok(a)
     };
-    let flux_list = list("flux")?;
-    let ivar_list = list("ivar")?;
+    let flux_list = list(ns::FLUX)?;
+    let ivar_list = list(ns::IVAR)?;
     let flux = flux_list.values().as_primitive::<Float32Type>().values();
     let ivar = ivar_list.values().as_primitive::<Float32Type>().values();
     let rows = b.num_rows();
@@ -175,10 +176,10 @@ fn decode_batch(
         }
     }
     Ok(SpectraBatch {
-        spectrum_id: strings("spectrum_id")?,
-        survey: strings("survey")?,
-        source_id: col("source_id")?.as_primitive::<Int64Type>().values().to_vec(),
-        snr: col("snr_grid")?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
+        spectrum_id: strings(ns::SPECTRUM_ID)?,
+        survey: strings(ns::SURVEY)?,
+        source_id: col(ns::SOURCE_ID)?.as_primitive::<Int64Type>().values().to_vec(),
+        snr: col(ns::SNR_GRID)?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
         features,
         n_features: n,
         flux: window_flux,
@@ -216,13 +217,13 @@ pub fn for_each_embedding_batch<E: From<FileError>>(
         .into());
     }
     let file = File::open(path).map_err(|e| FileError::io(path, e))?;
-    let columns = ["spectrum_id", "survey", "source_id", "snr_grid", "embedding"];
+    let columns = [ns::SPECTRUM_ID, ns::SURVEY, ns::SOURCE_ID, ns::SNR_GRID, emb::EMBEDDING];
     let reader = crate::io::read_columns(file, &columns, batch_rows)
         .map_err(|e| FileError::Parquet { path: path.to_path_buf(), source: e })?;
     for b in reader {
         let b = b.map_err(|e| FileError::Arrow { path: path.to_path_buf(), source: e })?;
         let col = |name: &str| b.column_by_name(name).ok_or_else(|| FileError::bad(path, format!("no column {name}")));
-        let list = col("embedding")?
+        let list = col(emb::EMBEDDING)?
             .as_fixed_size_list_opt()
             .ok_or_else(|| FileError::bad(path, "embedding is not a list"))?;
         let values = list.values().as_primitive::<Float32Type>().values();
@@ -233,14 +234,14 @@ pub fn for_each_embedding_batch<E: From<FileError>>(
             .map(|(i, &v)| ((v as f64 - mean[i % dim]) / std[i % dim]) as f32)
             .collect();
         f(SpectraBatch {
-            spectrum_id: col("spectrum_id")?
+            spectrum_id: col(ns::SPECTRUM_ID)?
                 .as_string::<i32>()
                 .iter()
                 .map(|s| s.unwrap_or_default().to_string())
                 .collect(),
-            survey: col("survey")?.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect(),
-            source_id: col("source_id")?.as_primitive::<Int64Type>().values().to_vec(),
-            snr: col("snr_grid")?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
+            survey: col(ns::SURVEY)?.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect(),
+            source_id: col(ns::SOURCE_ID)?.as_primitive::<Int64Type>().values().to_vec(),
+            snr: col(ns::SNR_GRID)?.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
             features,
             n_features: dim,
             flux: Vec::new(),

@@ -7,6 +7,7 @@
 use super::Result;
 use crate::artifacts::metadata;
 use crate::io::FileError;
+use crate::schema::columns::normalized_spectra as ns;
 use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -66,7 +67,7 @@ pub fn shard_resolution(shard: &Path) -> Result<Option<Resolution>> {
     }
     let arrow = |e| FileError::Arrow { path: shard.to_path_buf(), source: e };
     let file = std::fs::File::open(shard).map_err(|e| FileError::io(shard, e))?;
-    let mut blocks = crate::io::read_columns(file, &["survey"], 1)
+    let mut blocks = crate::io::read_columns(file, &[ns::SURVEY], 1)
         .map_err(|e| FileError::Parquet { path: shard.to_path_buf(), source: e })?;
     let Some(block) = blocks.next() else { return Ok(None) };
     let survey =

@@ -13,6 +13,7 @@
 
 use crate::labels::read_table;
 use crate::model::{ModelError, PARAMETERS, Result};
+use crate::schema::columns::{catalog as cat, normalized_spectra as ns};
 use crate::trust::metrics::{quantile, robust_sigma};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Int64Type};
@@ -114,9 +115,11 @@ fn read_star_ids(s: &StarIds) -> Result<HashMap<i64, i64>> {
     for b in &batches {
         let key = match &s.key {
             Some(k) => column(b, k, &s.table)?,
-            None => ["source_id", "obsid", "targetid"].iter().find_map(|k| column(b, k, &s.table).ok()).ok_or_else(
-                || ModelError::bad(&s.table, "no source_id, obsid or targetid column; name it with --star-id-key"),
-            )?,
+            None => {
+                [ns::SOURCE_ID, ns::OBSID, ns::TARGETID].iter().find_map(|k| column(b, k, &s.table).ok()).ok_or_else(
+                    || ModelError::bad(&s.table, "no source_id, obsid or targetid column; name it with --star-id-key"),
+                )?
+            }
         };
         let to_i64 = |a: &dyn Array, what: &str| {
             arrow::compute::cast(a, &DataType::Int64)
@@ -137,18 +140,18 @@ fn read_star_ids(s: &StarIds) -> Result<HashMap<i64, i64>> {
 /// The rows of a catalogue that take part, by head and star.
 fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars> {
     const COLUMNS: [&str; 12] = [
-        "source_id",
-        "spectrum_id",
-        "snr",
-        "teff",
-        "teff_err",
-        "logg",
-        "logg_err",
-        "feh",
-        "feh_err",
-        "success",
-        "model",
-        "adapter_hash",
+        cat::SOURCE_ID,
+        cat::SPECTRUM_ID,
+        cat::SNR,
+        cat::TEFF,
+        cat::TEFF_ERR,
+        cat::LOGG,
+        cat::LOGG_ERR,
+        cat::FEH,
+        cat::FEH_ERR,
+        cat::SUCCESS,
+        cat::MODEL,
+        cat::ADAPTER_HASH,
     ];
     let mut stars = Stars::new();
     for file in catalogue_files(path)? {
@@ -159,9 +162,9 @@ fn read_catalogue(path: &Path, ids: Option<&HashMap<i64, i64>>) -> Result<Stars>
         )
         .map_err(pq)?
         .schema()
-        .field_with_name("star_id")
+        .field_with_name(cat::STAR_ID)
         .is_ok();
-        let columns: Vec<&str> = COLUMNS.iter().copied().chain(has_star_id.then_some("star_id")).collect();
+        let columns: Vec<&str> = COLUMNS.iter().copied().chain(has_star_id.then_some(cat::STAR_ID)).collect();
         for b in crate::io::read_columns(f, &columns, 65_536).map_err(pq)? {
             let b = b.map_err(|e| ModelError::File(crate::io::FileError::Arrow { path: file.clone(), source: e }))?;
             let src = b.column(0).as_primitive::<Int64Type>();

@@ -16,13 +16,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("labels", &["io"]),
     ("nn", &["io"]),
     // Shards → feature blocks and the per-shard runner: the floor model and encoder share.
-    ("shards", &["artifacts", "grid", "io", "progress"]),
+    ("shards", &["artifacts", "grid", "io", "progress", "schema"]),
     ("preprocess", &["grid", "spectrum"]),
     ("ingest", &["artifacts", "grid", "io", "preprocess", "progress", "schema", "spectrum"]),
     ("mock", &["grid", "io", "labels", "preprocess", "schema", "spectrum"]),
     // What a prediction is checked against; the χ² check renders the emulator at the predicted
     // labels (see EXCEPTIONS). Knows no network.
-    ("trust", &["artifacts", "grid", "io", "mock", "preprocess", "shards"]),
+    ("trust", &["artifacts", "grid", "io", "mock", "preprocess", "schema", "shards"]),
     ("model", &["artifacts", "grid", "io", "labels", "nn", "preprocess", "progress", "schema", "shards", "trust"]),
     // Scoring and fitting errors above the models; nothing below uses it.
     ("validate", &["artifacts", "io", "labels", "model", "nn", "schema", "shards", "trust"]),
@@ -31,7 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("catalog", &["artifacts", "io", "schema"]),
     // The report draws chosen spectra with their reconstruction (`trust`), never a network.
     ("report", &["artifacts", "catalog", "grid", "ingest", "io", "schema", "trust"]),
-    ("fuzz", &["artifacts", "io"]),
+    ("fuzz", &["artifacts", "io", "schema"]),
     ("pipeline", &["artifacts", "ingest", "io"]),
 ];
 
@@ -219,6 +219,96 @@ fn contracts_are_spelt_only_by_their_owner() {
         }
     }
     assert!(broken.is_empty(), "contracts spelt outside their owner:\n  {}", broken.join("\n  "));
+}
+
+/// The module that writes each table of `schemas/`.
+const TABLE_WRITERS: &[(&str, &str)] = &[
+    ("normalized_spectra", "ingest"),
+    ("ingest_report", "ingest"),
+    ("mock_lamost_labels", "mock"),
+    ("mock_desi_labels", "mock"),
+    ("crossmatch", "mock"),
+    ("predictions", "model"),
+    ("embeddings", "encoder"),
+    ("evaluation_metrics", "validate"),
+    ("evaluation_predictions", "validate"),
+    ("repeats", "validate"),
+    ("catalog", "catalog"),
+    ("catalog_stars", "catalog"),
+];
+
+/// The tables a module reads that another module writes.
+const TABLE_READERS: &[(&str, &[&str])] = &[
+    ("shards", &["normalized_spectra", "embeddings"]),
+    ("trust", &["normalized_spectra", "predictions"]),
+    ("model", &["normalized_spectra", "embeddings"]),
+    ("encoder", &["normalized_spectra", "crossmatch"]),
+    ("validate", &["normalized_spectra", "predictions", "catalog"]),
+    ("catalog", &["normalized_spectra", "predictions"]),
+    ("report", &["normalized_spectra", "ingest_report", "evaluation_metrics", "evaluation_predictions", "catalog"]),
+    ("fuzz", &["normalized_spectra", "ingest_report"]),
+];
+
+/// The double-quoted identifiers of a line of code (`"teff"`, not `"a b"` or `"{x}"`).
+fn quoted_identifiers(line: &str) -> Vec<&str> {
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|s| !s.starts_with(|c: char| c.is_ascii_digit()))
+        .collect()
+}
+
+#[test]
+fn a_module_names_another_modules_columns_through_the_schema() {
+    use starpipe::schema::{self, TableSchema};
+    let tables: Vec<TableSchema> = vec![
+        schema::normalized_spectra(),
+        schema::ingest_report(),
+        schema::mock_lamost_labels(),
+        schema::mock_desi_labels(),
+        schema::crossmatch(),
+        schema::predictions(),
+        schema::embeddings(),
+        schema::evaluation_metrics(),
+        schema::evaluation_predictions(),
+        schema::repeats(),
+        schema::catalog(),
+        schema::catalog_stars(),
+    ];
+    let columns = |name: &str| -> BTreeSet<String> {
+        let t = tables.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no schema {name}"));
+        t.columns.iter().map(|c| c.name.clone()).collect()
+    };
+    for t in &tables {
+        assert!(TABLE_WRITERS.iter().any(|(n, _)| *n == t.name), "{} has no writer in TABLE_WRITERS", t.name);
+    }
+    let modules = library_modules();
+    let root = src().parent().unwrap().to_path_buf();
+    let mut broken = Vec::new();
+    for (module, read) in TABLE_READERS {
+        // A name the module's own tables also have is the module's to spell (its writers build rows
+        // by the schema's names).
+        let own: BTreeSet<String> =
+            TABLE_WRITERS.iter().filter(|(_, w)| w == module).flat_map(|(t, _)| columns(t)).collect();
+        for file in &modules[*module] {
+            let rel = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            for (n, line) in code_lines(file) {
+                for word in quoted_identifiers(&line) {
+                    if own.contains(word) {
+                        continue;
+                    }
+                    if let Some(table) = read.iter().find(|t| columns(t).contains(word)) {
+                        broken.push(format!(
+                            "{rel}:{n} spells column \"{word}\" of {table}: schema::columns::{table}::{}",
+                            word.to_ascii_uppercase()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "column names spelt by hand:\n  {}", broken.join("\n  "));
 }
 
 /// The files of one module folder that a file uses (`super::x`, `crate::<module>::x`, and
