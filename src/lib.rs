@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod catalog;
 pub mod encoder;
+pub mod fits;
 pub mod fuzz;
 pub mod grid;
 pub mod ingest;

@@ -2,12 +2,13 @@
 //! (DESI data model, desidatamodel.readthedocs.io: healpix coadds and redrock files). HDUs and columns are found by name; arms are discovered from the
 //! `<ARM>_WAVELENGTH` HDUs; only the rows of selected stars are read from the pixel HDUs.
 
-use super::cfitsio;
 use super::error::ReadError;
-use super::fits_header::{FitsHeader, OpenedFits, column_names, image_shape, open_fits, read_checked, table_rows};
-use super::raw_image::{Pixels, RawImage};
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status, SurveyIds};
 use super::select::{RedrockRow, SelectionMethod, SelectionRules, TargetRow};
+use crate::fits::FitsError;
+use crate::fits::cfitsio;
+use crate::fits::file::{FitsHeader, OpenedFits, column_names, image_shape, open_fits, read_checked, table_rows};
+use crate::fits::raw_image::{Pixels, RawImage};
 use crate::preprocess::Preprocessor;
 use crate::spectrum::Arm;
 use fitsio::FitsFile;
@@ -163,7 +164,7 @@ fn read_fibermap(f: &mut FitsFile, hdus: &HduIndex, info: &DesiFileInfo) -> Resu
     }
     let lens = [targetid.len(), ra.len(), dec.len(), objtype.len(), fiber_status.len(), ref_id.len(), ref_cat.len()];
     if lens.iter().any(|&l| l != n) {
-        return Err(ReadError::Shape(format!("FIBERMAP columns have lengths {lens:?}, expected {n} rows")));
+        return Err(ReadError::shape(format!("FIBERMAP columns have lengths {lens:?}, expected {n} rows")));
     }
     let rows = (0..n)
         .map(|i| TargetRow {
@@ -260,7 +261,7 @@ fn find_arms(f: &mut FitsFile, hdus: &HduIndex, nspec: usize) -> Result<Vec<ArmH
             let hdu = hdus.open(f, &hdu_name)?;
             let shape = image_shape(&hdu).unwrap_or_default();
             if shape != [nspec, wavelength.len()] {
-                return Err(ReadError::Shape(format!(
+                return Err(ReadError::shape(format!(
                     "{hdu_name} has shape {shape:?}, expected [{nspec}, {}] (FIBERMAP rows × {name}_WAVELENGTH)",
                     wavelength.len()
                 )));
@@ -277,7 +278,7 @@ fn find_arms(f: &mut FitsFile, hdus: &HduIndex, nspec: usize) -> Result<Vec<ArmH
             Err(e) => return Err(e),
         };
         if !wavelength.windows(2).all(|w| w[1] > w[0]) {
-            return Err(ReadError::Shape(format!("{name}_WAVELENGTH does not increase monotonically")));
+            return Err(ReadError::shape(format!("{name}_WAVELENGTH does not increase monotonically")));
         }
         let float = |r: Option<RawImage>| r.filter(|r| r.pixels() == Pixels::F32);
         let raw = RawArm {
@@ -336,7 +337,7 @@ fn read_arm_rows(f: &mut OpenedFits, arms: &[ArmHdus], rows: &[usize]) -> Vec<Re
     for a in arms {
         let what = |k: &str, row: usize| format!("{}_{k} row {row}", a.name);
         let io = |k: &'static str, r: usize| {
-            move |e: std::io::Error| ReadError::Fits { what: what(k, r), message: e.to_string() }
+            move |e: std::io::Error| ReadError::from(FitsError::Fits { what: what(k, r), message: e.to_string() })
         };
         let mut floats =
             |hdu: &FitsHdu, raw: Option<RawImage>, kind: &'static str| -> Vec<Result<Vec<f32>, ReadError>> {
@@ -411,7 +412,7 @@ fn ingest_desi_inner(
         // An empty coadd has no pixel data to check; it is skipped below with "0 targets".
         let arms = if fibermap.rows.is_empty() { vec![] } else { find_arms(f, &hdus, fibermap.rows.len())? };
         let scores = read_scores(f, &hdus, fibermap.rows.len());
-        Ok((info, fibermap, arms, scores))
+        Ok::<_, ReadError>((info, fibermap, arms, scores))
     })?;
     let nspec = fibermap.rows.len();
     // Arms that cannot reach the output grid (the z arm for the SpecCLIP window) are not read at
@@ -619,10 +620,10 @@ pub fn read_target_arms(path: &Path, row: usize) -> Result<Vec<Arm>, ReadError> 
     let (nspec, arms) = read_checked(&mut f, path, gzip, |f| {
         let hdus = HduIndex::read(f);
         let nspec = table_rows(&hdus.open(f, "FIBERMAP")?);
-        Ok((nspec, find_arms(f, &hdus, nspec)?))
+        Ok::<_, ReadError>((nspec, find_arms(f, &hdus, nspec)?))
     })?;
     if row >= nspec {
-        return Err(ReadError::Shape(format!("row {row} is beyond the {nspec} FIBERMAP rows")));
+        return Err(ReadError::shape(format!("row {row} is beyond the {nspec} FIBERMAP rows")));
     }
     read_arm_rows(&mut f, &arms, &[row]).pop().expect("one result per row")
 }

@@ -2,28 +2,24 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("file not found")]
-    NotFound,
-    #[error("cannot open as FITS ({gzip}): {message}")]
-    Open { gzip: &'static str, message: String },
-    #[error("{0}")]
-    Truncated(String),
+    #[error(transparent)]
+    File(#[from] crate::fits::FitsError),
     #[error("not a LAMOST LRS file: primary HDU is not a 5×N image and there is no COADD table")]
     UnknownLamostLayout,
     #[error("missing HDU {0}")]
     MissingHdu(String),
     #[error("missing column {column} in HDU {hdu}")]
     MissingColumn { hdu: String, column: String },
-    #[error("wrong shape: {0}")]
-    Shape(String),
-    #[error("cannot read {what}: {message}")]
-    Fits { what: String, message: String },
     #[error("redrock file {path}: {reason}")]
     Redrock { path: String, reason: String },
 }
 
 impl ReadError {
     pub fn fits(what: impl Into<String>, err: fitsio::errors::Error) -> Self {
-        ReadError::Fits { what: what.into(), message: err.to_string() }
+        crate::fits::FitsError::fits(what, err).into()
+    }
+    /// A table or image whose shape is not what the survey's files have.
+    pub fn shape(message: impl Into<String>) -> Self {
+        crate::fits::FitsError::Shape(message.into()).into()
     }
 }

@@ -3,10 +3,11 @@
 //! (B) empty primary + `COADD` binary table with one row of N-element columns.
 //! The layout is detected from the structure, gzip from the magic bytes, N from the header.
 
-use super::cfitsio;
 use super::error::ReadError;
-use super::fits_header::{FitsHeader, OpenedFits, open_fits, read_checked};
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status, SurveyIds};
+use crate::fits::FitsError;
+use crate::fits::cfitsio;
+use crate::fits::file::{FitsHeader, OpenedFits, open_fits, read_checked};
 use crate::preprocess::Preprocessor;
 use crate::spectrum::Arm;
 use std::path::Path;
@@ -39,14 +40,15 @@ fn read_layout_and_header(
 ) -> Result<(LamostLayout, SpectrumMeta, Arm), ReadError> {
     // Header first, while the primary HDU is current: moving back to it later re-parses it.
     let h = FitsHeader::read_current(f)?;
-    let shape = cfitsio::image_shape(f).map_err(|m| ReadError::Fits { what: "primary HDU".into(), message: m })?;
+    let shape = cfitsio::image_shape(f)
+        .map_err(|m| ReadError::from(FitsError::Fits { what: "primary HDU".into(), message: m }))?;
     // Layout B keeps stale NAXISn cards, so trust the parsed NAXIS, not the NAXISn keywords alone.
     let layout = if shape.len() == 2 && shape[0] == 5 { LamostLayout::PrimaryImage } else { LamostLayout::CoaddTable };
     let (wavelength, flux, ivar, ormask) = match layout {
         LamostLayout::PrimaryImage => {
             let npix = shape[1];
             let data = cfitsio::read_image_f32(f, 5 * npix)
-                .map_err(|m| ReadError::Fits { what: "primary image".into(), message: m })?;
+                .map_err(|m| ReadError::from(FitsError::Fits { what: "primary image".into(), message: m }))?;
             let row = |r: usize| data[r * npix..(r + 1) * npix].to_vec();
             (row(2), row(0), row(1), row(4))
         }
@@ -62,7 +64,7 @@ fn read_layout_and_header(
                         ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() }
                     }
                     cfitsio::ColumnError::Fits(m) => {
-                        ReadError::Fits { what: format!("COADD column {name}"), message: m }
+                        ReadError::from(FitsError::Fits { what: format!("COADD column {name}"), message: m })
                     }
                 })
             };
@@ -71,7 +73,7 @@ fn read_layout_and_header(
     };
     let npix = wavelength.len();
     if npix < 2 || flux.len() != npix || ivar.len() != npix || ormask.len() != npix {
-        return Err(ReadError::Shape(format!(
+        return Err(ReadError::shape(format!(
             "wavelength/flux/ivar/ormask lengths {npix}/{}/{}/{} differ or are empty",
             flux.len(),
             ivar.len(),
@@ -79,7 +81,7 @@ fn read_layout_and_header(
         )));
     }
     if !wavelength.windows(2).all(|w| w[1] > w[0]) {
-        return Err(ReadError::Shape("wavelength row does not increase monotonically".into()));
+        return Err(ReadError::shape("wavelength row does not increase monotonically"));
     }
 
     let obsid = h.i64("OBSID");

@@ -6,15 +6,11 @@
 //! - [`run`]: orchestration, with `options`, `resume` (fingerprints, the first unfinished shard),
 //!   `sink` (shards in input order) and `summary` (accounting) beside it.
 
-mod cfitsio;
 pub mod desi;
 pub mod discover;
 pub mod error;
-pub mod fits_header;
-pub mod fits_sizes;
 pub mod lamost;
 mod options;
-mod raw_image;
 pub mod record;
 mod resume;
 pub mod run;

@@ -4,11 +4,11 @@
 //! unassigned fibres (TARGETID < 0, redrock's STAR/CV ZWARN=1570 trap) and fibres with bad status.
 //! A label table keyed by TARGETID follows the style of the DESI MWS value-added catalogue.
 
-use super::fits_cards::{CardValue, drop_primary_extname, format_card, write_cards};
 use super::fits_tables::{Column, write_table, write_table_without};
 use super::labels::StarLabels;
 use super::render::{add_noise, calibration_error, observed_frame_spectrum};
 use super::{Corruption, EXTENSION_END_VACUUM, MockError, SnrDistribution, Stars};
+use crate::fits::cards::{CardValue, drop_primary_extname, format_card, write_cards};
 use crate::preprocess::{C_KMS, resample};
 use crate::spectrum::Arm;
 use fitsio::FitsFile;

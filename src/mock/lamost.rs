@@ -2,10 +2,10 @@
 //! primary + COADD table), some gzip'd, with the full header keyword set of real files, plus a label
 //! catalogue keyed by OBSID.
 
-use super::fits_cards::{CardValue, fill_template};
 use super::labels::StarLabels;
 use super::render::{add_noise, band_snr, calibration_error, instrument_sample, rest_frame_end};
 pub use super::{Corruption, MockError, SnrDistribution, Stars};
+use crate::fits::cards::{CardValue, fill_template};
 use crate::grid::LogGrid;
 use crate::preprocess::C_KMS;
 use rand::{Rng, SeedableRng};
@@ -241,10 +241,10 @@ struct LamostData {
 /// The file's bytes (uncompressed).
 fn fits_bytes(d: &LamostData) -> Vec<u8> {
     if d.image_layout {
-        return super::fits_bytes::image_layout(&d.cards, [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask]);
+        return crate::fits::bytes::image_layout(&d.cards, [&d.flux, &d.ivar, &d.wave, &d.ormask, &d.ormask]);
     }
     if d.drop_coadd {
-        return super::fits_bytes::coadd_layout(&d.cards, &[]);
+        return crate::fits::bytes::coadd_layout(&d.cards, &[]);
     }
     let norm = vec![-9999.0f32; d.wave.len()];
     let columns: [(&str, &[f32]); 6] = [
@@ -255,7 +255,7 @@ fn fits_bytes(d: &LamostData) -> Vec<u8> {
         ("ORMASK", &d.ormask),
         ("NORMALIZATION", &norm),
     ];
-    super::fits_bytes::coadd_layout(&d.cards, &columns)
+    crate::fits::bytes::coadd_layout(&d.cards, &columns)
 }
 
 fn write_star(dir: &Path, star: &MockStar, data: &LamostData) -> Result<(), MockError> {
@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(one.get(&name), Some(&bytes), "{name}");
     }
     use super::*;
-    use crate::mock::fits_cards::{drop_primary_extname, write_cards};
+    use crate::fits::cards::{drop_primary_extname, write_cards};
     use fitsio::FitsFile;
     use fitsio::images::{ImageDescription, ImageType};
     use fitsio::tables::{ColumnDataType, ColumnDescription};

@@ -7,8 +7,6 @@ mod air_vacuum;
 pub mod builtin_library;
 pub mod desi;
 mod emulator;
-mod fits_bytes;
-mod fits_cards;
 mod fits_tables;
 mod label_files;
 pub mod labels;

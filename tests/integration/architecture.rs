@@ -13,13 +13,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("grid", &[]),
     ("spectrum", &[]),
     ("progress", &[]),
+    // FITS in and out, knowing no survey.
+    ("fits", &[]),
     ("labels", &["io"]),
     ("nn", &["io"]),
     // Shards → feature blocks and the per-shard runner: the floor model and encoder share.
     ("shards", &["artifacts", "grid", "io", "progress", "schema"]),
     ("preprocess", &["grid", "spectrum"]),
-    ("ingest", &["artifacts", "grid", "io", "preprocess", "progress", "schema", "spectrum"]),
-    ("mock", &["grid", "io", "labels", "preprocess", "schema", "spectrum"]),
+    ("ingest", &["artifacts", "fits", "grid", "io", "preprocess", "progress", "schema", "spectrum"]),
+    ("mock", &["fits", "grid", "io", "labels", "preprocess", "schema", "spectrum"]),
     // What a prediction is checked against; the χ² check renders the emulator at the predicted
     // labels (see EXCEPTIONS). Knows no network.
     ("trust", &["artifacts", "grid", "io", "mock", "preprocess", "schema", "shards"]),

@@ -97,7 +97,7 @@ fn coadd_and_redrock_have_the_structure_of_real_files() {
     assert_eq!(names(&redrock), names(&data("real/desi/redrock-sv3-bright-10016.fits")));
     let columns = |p: &Path| -> Vec<String> {
         let mut f = fitsio::FitsFile::open(p).unwrap();
-        starpipe::ingest::fits_header::column_names(&f.hdu("FIBERMAP").unwrap())
+        starpipe::fits::file::column_names(&f.hdu("FIBERMAP").unwrap())
     };
     assert_eq!(columns(&coadd), columns(&data("real/desi/coadd-sv3-bright-10145.fits")));
     // The arms, their grids and the uint32 mask read as they do for real coadds.

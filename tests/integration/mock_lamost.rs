@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use polars::prelude::SerReader;
+use starpipe::fits::file::{FitsHeader, open_fits};
 use starpipe::ingest::Survey;
-use starpipe::ingest::fits_header::{FitsHeader, open_fits};
 use starpipe::ingest::lamost::{LamostLayout, read_lamost};
 use starpipe::mock::lamost::{MockStar, SnrDistribution, generate_lamost, write_label_catalog};
 use std::collections::BTreeSet;

@@ -3,7 +3,7 @@
 //! TFORMn) would otherwise make a reader allocate what the header says (the fuzz benchmark found
 //! 33 TB) and abort the whole process, which no `catch_unwind` can stop.
 
-use super::error::ReadError;
+use super::FitsError;
 use std::io::{Read, Seek, SeekFrom};
 
 const BLOCK: u64 = 2880;
@@ -15,7 +15,7 @@ const MAX_HEADER_BLOCKS: u64 = 10_000;
 /// Walks the HDUs of a FITS source of `len` bytes and fails when one declares data beyond the end,
 /// or a binary table whose columns do not add up to its row width. Headers it cannot parse are
 /// left to cfitsio, which refuses them.
-pub fn check_declared_sizes<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), ReadError> {
+pub fn check_declared_sizes<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), FitsError> {
     let mut start = 0u64;
     let mut k = 0usize;
     while len.saturating_sub(start) >= BLOCK {
@@ -24,7 +24,7 @@ pub fn check_declared_sizes<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), R
         let bitpix = int("BITPIX").unwrap_or(8).unsigned_abs() / 8;
         let naxis = int("NAXIS").unwrap_or(0);
         if !(0..=999).contains(&naxis) {
-            return Err(ReadError::Shape(format!("HDU {k} declares NAXIS = {naxis}")));
+            return Err(FitsError::Shape(format!("HDU {k} declares NAXIS = {naxis}")));
         }
         let elements = if naxis == 0 {
             Some(0u64)
@@ -40,7 +40,7 @@ pub fn check_declared_sizes<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), R
         let end = size.and_then(|s| data_start.checked_add(s)).filter(|&e| e <= len);
         let Some(end) = end else {
             let declared = size.map_or_else(|| "more than 2^64".to_string(), |s| (data_start + s).to_string());
-            return Err(ReadError::Truncated(format!(
+            return Err(FitsError::Truncated(format!(
                 "truncated: HDU {k} ends at byte {declared} but the file has {len} bytes (or its header lies)"
             )));
         };
@@ -84,7 +84,7 @@ fn read_header<R: Read + Seek>(r: &mut R, start: u64, len: u64) -> Option<(Vec<(
 }
 
 /// Binary tables: the TFORMn widths must add up to NAXIS1, or a column read would run past its row.
-fn check_row_width(cards: &[(String, String)], naxis1: i64, k: usize) -> Result<(), ReadError> {
+fn check_row_width(cards: &[(String, String)], naxis1: i64, k: usize) -> Result<(), FitsError> {
     let value = |key: &str| cards.iter().find(|(c, _)| c == key).map(|(_, v)| v.as_str());
     let fields = value("TFIELDS").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0).min(999);
     let mut width = 0u64;
@@ -102,14 +102,14 @@ fn check_row_width(cards: &[(String, String)], naxis1: i64, k: usize) -> Result<
             'M' => repeat.checked_mul(16),
             'P' => repeat.checked_mul(8),
             'Q' => repeat.checked_mul(16),
-            _ => return Err(ReadError::Shape(format!("HDU {k}: TFORM{i} = '{tform}' is not a binary-table format"))),
+            _ => return Err(FitsError::Shape(format!("HDU {k}: TFORM{i} = '{tform}' is not a binary-table format"))),
         };
         width = bytes.and_then(|b| width.checked_add(b)).ok_or_else(|| {
-            ReadError::Shape(format!("HDU {k}: TFORM{i} = '{tform}' declares more bytes than any file holds"))
+            FitsError::Shape(format!("HDU {k}: TFORM{i} = '{tform}' declares more bytes than any file holds"))
         })?;
     }
     if width != naxis1.max(0) as u64 {
-        return Err(ReadError::Shape(format!(
+        return Err(FitsError::Shape(format!(
             "HDU {k}: its columns (TFORMn) take {width} bytes per row but NAXIS1 says {naxis1}"
         )));
     }

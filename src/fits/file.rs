@@ -1,6 +1,6 @@
 //! Tolerant access to FITS files and headers: optional keys, survey sentinels, gzip sniffing.
 
-use super::error::ReadError;
+use super::FitsError;
 use fitsio::FitsFile;
 use fitsio::hdu::{FitsHdu, HduInfo};
 use std::collections::HashMap;
@@ -20,9 +20,9 @@ pub struct FitsHeader {
 
 impl FitsHeader {
     /// Reads the header of `hdu` (making it current).
-    pub fn read(f: &mut FitsFile, hdu: &FitsHdu) -> Result<Self, ReadError> {
+    pub fn read(f: &mut FitsFile, hdu: &FitsHdu) -> Result<Self, FitsError> {
         if !super::cfitsio::move_to(f, hdu.number) {
-            return Err(ReadError::Fits {
+            return Err(FitsError::Fits {
                 what: "header".into(),
                 message: format!("cannot move to HDU {}", hdu.number),
             });
@@ -31,7 +31,7 @@ impl FitsHeader {
     }
 
     /// Reads the header of the current HDU.
-    pub fn read_current(f: &mut FitsFile) -> Result<Self, ReadError> {
+    pub fn read_current(f: &mut FitsFile) -> Result<Self, FitsError> {
         use fitsio::sys::{fffree, ffhdr2str};
         let (mut status, mut nkeys) = (0, 0);
         let mut text: *mut std::os::raw::c_char = std::ptr::null_mut();
@@ -41,7 +41,7 @@ impl FitsHeader {
             let fptr = f.as_raw();
             ffhdr2str(fptr, 1, std::ptr::null_mut(), 0, &mut text, &mut nkeys, &mut status);
             if status != 0 || text.is_null() {
-                return Err(ReadError::Fits { what: "header".into(), message: format!("cfitsio status {status}") });
+                return Err(FitsError::Fits { what: "header".into(), message: format!("cfitsio status {status}") });
             }
             let bytes = std::ffi::CStr::from_ptr(text).to_bytes().to_vec();
             let mut free_status = 0;
@@ -210,13 +210,13 @@ impl std::ops::DerefMut for OpenedFits {
     }
 }
 
-fn open_gzip_in_memory(compressed: &[u8]) -> Result<OpenedFits, ReadError> {
-    let open_err = |message: String| ReadError::Open { gzip: "gzip", message };
+fn open_gzip_in_memory(compressed: &[u8]) -> Result<OpenedFits, FitsError> {
+    let open_err = |message: String| FitsError::Open { gzip: "gzip", message };
     let mut bytes = Vec::with_capacity(compressed.len() * 3);
     flate2::read::MultiGzDecoder::new(compressed)
         .read_to_end(&mut bytes)
         .map_err(|e| open_err(format!("gzip stream is damaged or truncated: {e}")))?;
-    super::fits_sizes::check_declared_sizes(&mut std::io::Cursor::new(&bytes), bytes.len() as u64)?;
+    super::sizes::check_declared_sizes(&mut std::io::Cursor::new(&bytes), bytes.len() as u64)?;
     let mut mem = Box::new(MemoryFile { ptr: std::ptr::null_mut(), size: bytes.len(), bytes });
     mem.ptr = mem.bytes.as_mut_ptr() as *mut std::os::raw::c_void;
     let name = std::ffi::CString::new("gunzipped.fits").expect("no NUL");
@@ -245,9 +245,9 @@ fn starts_an_hdu(path: &Path, offset: u64) -> bool {
 /// Opens a file by its literal name: cfitsio's usual open parses `[...]` and `(...)` in names as
 /// extended-filename syntax, and the fitsio crate's open needs UTF-8 paths; `fits_open_diskfile`
 /// with the raw bytes does neither.
-fn open_disk_file(path: &Path) -> Result<FitsFile, ReadError> {
+fn open_disk_file(path: &Path) -> Result<FitsFile, FitsError> {
     use std::os::unix::ffi::OsStrExt;
-    let open_err = |message: String| ReadError::Open { gzip: "not gzip", message };
+    let open_err = |message: String| FitsError::Open { gzip: "not gzip", message };
     let name =
         std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| open_err("path contains a NUL byte".into()))?;
     let (mut fptr, mut status) = (std::ptr::null_mut(), 0);
@@ -264,38 +264,38 @@ fn open_disk_file(path: &Path) -> Result<FitsFile, ReadError> {
 
 /// Opens a survey file for reading: sniffs gzip from the magic bytes (never the name) and opens it.
 /// Returns the handle and whether it was gzip'd.
-pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), ReadError> {
+pub fn open_fits(path: &Path) -> Result<(OpenedFits, bool), FitsError> {
     // One handle for the gzip sniff, the whole read of a gzip'd file, and the size check of a plain
     // one (opening a file costs ~0.5 ms here, ×11 million LAMOST files); cfitsio opens its own.
-    let mut file = std::fs::File::open(path).map_err(|_| ReadError::NotFound)?;
+    let mut file = std::fs::File::open(path).map_err(|_| FitsError::NotFound)?;
     let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(|_| ReadError::NotFound)?;
+    let n = file.read(&mut magic).map_err(|_| FitsError::NotFound)?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        let open_err = |e: std::io::Error| ReadError::Open { gzip: "gzip", message: e.to_string() };
+        let open_err = |e: std::io::Error| FitsError::Open { gzip: "gzip", message: e.to_string() };
         let mut compressed = magic.to_vec();
         file.read_to_end(&mut compressed).map_err(open_err)?;
         return Ok((open_gzip_in_memory(&compressed)?, true));
     }
-    let open_err = |e: std::io::Error| ReadError::Open { gzip: "not gzip", message: e.to_string() };
+    let open_err = |e: std::io::Error| FitsError::Open { gzip: "not gzip", message: e.to_string() };
     let len = file.metadata().map_err(open_err)?.len();
-    super::fits_sizes::check_declared_sizes(&mut std::io::BufReader::new(&mut file), len)?;
+    super::sizes::check_declared_sizes(&mut std::io::BufReader::new(&mut file), len)?;
     Ok((OpenedFits { file: open_disk_file(path)?, memory: None, disk: Some(file) }, false))
 }
 
 /// Runs `read` on an opened file, then checks an uncompressed file for truncation. A truncated file
 /// is reported as such even when `read` already failed on it, since that is the better reason.
 /// Checking last means cfitsio does not re-read headers it already parsed.
-pub fn read_checked<T>(
+pub fn read_checked<T, E: From<FitsError>>(
     f: &mut OpenedFits,
     path: &Path,
     gzip: bool,
-    read: impl FnOnce(&mut OpenedFits) -> Result<T, ReadError>,
-) -> Result<T, ReadError> {
+    read: impl FnOnce(&mut OpenedFits) -> Result<T, E>,
+) -> Result<T, E> {
     let result = read(f);
     if gzip {
         return result;
     }
-    check_not_truncated(f, path).map_err(ReadError::Truncated)?;
+    check_not_truncated(f, path).map_err(FitsError::Truncated)?;
     result
 }
 

@@ -7,7 +7,7 @@
 //! decode without cfitsio's help qualify (see [`RawImage::probe`]); anything else (tile-compressed
 //! images, BSCALE, other BITPIX) keeps the cfitsio path, so the values are the same either way.
 
-use super::fits_header::OpenedFits;
+use super::file::OpenedFits;
 use fitsio::FitsFile;
 use std::os::raw::c_int;
 
