@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use starpipe::pipeline::spec::StageCommand;
 
 pub mod args;
 mod catalog;
@@ -188,21 +189,23 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
     message
 }
 
-/// The `--out` of a command, and whether it names a directory (else a file, e.g. a catalogue).
-fn output_of(command: &Command) -> Option<(&std::path::Path, bool)> {
+/// The stage a command runs (its row of `pipeline::spec::STAGES`) and its `--out`; None for the
+/// tools that are no stage, and for `mock` without `--out`.
+fn stage_of(command: &Command) -> Option<(StageCommand, &std::path::Path)> {
+    use StageCommand as S;
     Some(match command {
-        Command::Ingest(a) => (&a.out, true),
-        Command::Mock(a) => (a.out.as_deref()?, true),
-        Command::Train(a) => (&a.out, true),
-        Command::Finetune(a) => (&a.out, true),
-        Command::Evaluate(a) => (&a.out, true),
-        Command::Calibrate(a) => (&a.out, true),
-        Command::Repeats(a) => (&a.out, true),
-        Command::Infer(a) => (&a.out, true),
-        Command::Catalog(a) => (&a.out, false),
-        Command::TrainEncoder(a) => (&a.out, true),
-        Command::Embed(a) => (&a.out, true),
-        Command::Report(a) => (&a.out, true),
+        Command::Ingest(a) => (S::Ingest, &a.out),
+        Command::Mock(a) => (S::Mock, a.out.as_deref()?),
+        Command::Train(a) => (S::Train, &a.out),
+        Command::Finetune(a) => (S::Finetune, &a.out),
+        Command::Evaluate(a) => (S::Evaluate, &a.out),
+        Command::Calibrate(a) => (S::Calibrate, &a.out),
+        Command::Repeats(a) => (S::Repeats, &a.out),
+        Command::Infer(a) => (S::Infer, &a.out),
+        Command::Catalog(a) => (S::Catalog, &a.out),
+        Command::TrainEncoder(a) => (S::TrainEncoder, &a.out),
+        Command::Embed(a) => (S::Embed, &a.out),
+        Command::Report(a) => (S::Report, &a.out),
         Command::Run(_) | Command::Slurm(_) | Command::Throughput(_) => return None,
     })
 }
@@ -227,8 +230,8 @@ fn check_writable(out: &std::path::Path, is_dir: bool) -> Result<()> {
 }
 
 pub(crate) fn dispatch(command: Command) -> Result<()> {
-    if let Some((out, is_dir)) = output_of(&command) {
-        check_writable(out, is_dir)?;
+    if let Some((stage, out)) = stage_of(&command) {
+        check_writable(out, !stage.kind().out_may_be_file)?;
     }
     match command {
         Command::Ingest(a) => ingest::ingest(a),
@@ -246,5 +249,40 @@ pub(crate) fn dispatch(command: Command) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Slurm(c) => slurm::slurm(c),
         Command::Throughput(c) => throughput::throughput(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Subcommands that are tools around the stages, not stages (`stage_of` gives None).
+    const TOOLS: [&str; 3] = ["run", "slurm", "throughput"];
+
+    /// The subcommands are the stage table's commands and the tools: a command added to one and
+    /// not the other fails here, and `stage_of` maps each to its own row.
+    #[test]
+    fn the_subcommands_are_the_stage_table_and_the_tools() {
+        let cli = Cli::command();
+        let mut names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).filter(|n| !TOOLS.contains(n)).collect();
+        let mut stages: Vec<&str> = starpipe::pipeline::spec::STAGES.iter().map(|k| k.name).collect();
+        names.sort();
+        stages.sort();
+        assert_eq!(names, stages);
+    }
+
+    #[test]
+    fn a_command_line_maps_to_its_stage_and_its_out() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().command;
+        let catalog = parse(&["starpipe", "catalog", "--spectra", "s", "--predictions", "p", "--out", "c.parquet"]);
+        let (stage, out) = stage_of(&catalog).unwrap();
+        assert_eq!((stage, out), (StageCommand::Catalog, std::path::Path::new("c.parquet")));
+        assert!(stage.kind().out_may_be_file);
+        let ingest = parse(&["starpipe", "ingest", "--survey", "lamost", "--input", "i", "--out", "o"]);
+        let (stage, _) = stage_of(&ingest).unwrap();
+        assert_eq!(stage, StageCommand::Ingest);
+        assert!(!stage.kind().out_may_be_file);
+        assert!(stage_of(&parse(&["starpipe", "mock", "--emulator-report"])).is_none());
     }
 }

@@ -88,16 +88,10 @@ pub fn extname(f: &mut FitsFile) -> Option<String> {
     }
 }
 
-/// Why a table column could not be read.
-#[derive(Debug)]
-pub enum ColumnError {
-    Missing,
-    Fits(String),
-}
-
-/// Every value of column `name` of the current binary table (rows × repeat), as f32.
-pub fn read_column_f32(f: &mut FitsFile, name: &str) -> Result<Vec<f32>, ColumnError> {
-    let cname = CString::new(name).map_err(|e| ColumnError::Fits(e.to_string()))?;
+/// Every value of column `name` of the current binary table (rows × repeat), as f32; None when the
+/// table has no such column.
+pub fn read_column_f32(f: &mut FitsFile, name: &str) -> Result<Option<Vec<f32>>, String> {
+    let cname = CString::new(name).map_err(|e| e.to_string())?;
     let (mut colnum, mut typecode, mut repeat, mut width, mut nrows, mut status) = (0, 0, 0i64, 0i64, 0i64, 0);
     // SAFETY: live handle; `out` is sized from the repeat count and row count cfitsio reports.
     unsafe {
@@ -105,11 +99,11 @@ pub fn read_column_f32(f: &mut FitsFile, name: &str) -> Result<Vec<f32>, ColumnE
         // CASEINSEN = 0: FITS column names compare case-insensitively.
         fitsio::sys::ffgcno(fptr, 0, cname.as_ptr() as *mut c_char, &mut colnum, &mut status);
         if status != 0 {
-            return Err(ColumnError::Missing);
+            return Ok(None);
         }
         fitsio::sys::ffgtclll(fptr, colnum, &mut typecode, &mut repeat, &mut width, &mut status);
         fitsio::sys::ffgnrwll(fptr, &mut nrows, &mut status);
-        check(status).map_err(ColumnError::Fits)?;
+        check(status)?;
         let n = (repeat.max(0) * nrows.max(0)) as usize;
         let mut out = vec![0f32; n];
         let mut anynul = 0;
@@ -125,7 +119,7 @@ pub fn read_column_f32(f: &mut FitsFile, name: &str) -> Result<Vec<f32>, ColumnE
             &mut anynul,
             &mut status,
         );
-        check(status).map(|_| out).map_err(ColumnError::Fits)
+        check(status).map(|_| Some(out))
     }
 }
 

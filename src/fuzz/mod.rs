@@ -26,14 +26,14 @@ pub type Damage = String;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FuzzError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
     #[error("no source files to mutate")]
     NoSources,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FuzzError + '_ {
-    move |source| FuzzError::Io { path: path.to_path_buf(), source }
+    move |source| FuzzError::File(crate::io::FileError::io(path, source))
 }
 
 /// One mutated input as written: the file(s) and what was done.

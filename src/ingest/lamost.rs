@@ -59,14 +59,9 @@ fn read_layout_and_header(
                 cfitsio::move_to_table(f, "COADD").map_err(|_| ReadError::UnknownLamostLayout)?;
             }
             let mut read = |name: &str| -> Result<Vec<f32>, ReadError> {
-                cfitsio::read_column_f32(f, name).map_err(|e| match e {
-                    cfitsio::ColumnError::Missing => {
-                        ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() }
-                    }
-                    cfitsio::ColumnError::Fits(m) => {
-                        ReadError::from(FitsError::Fits { what: format!("COADD column {name}"), message: m })
-                    }
-                })
+                cfitsio::read_column_f32(f, name)
+                    .map_err(|m| ReadError::from(FitsError::Fits { what: format!("COADD column {name}"), message: m }))?
+                    .ok_or_else(|| ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() })
             };
             (read("WAVELENGTH")?, read("FLUX")?, read("IVAR")?, read("ORMASK")?)
         }

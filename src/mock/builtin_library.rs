@@ -6,7 +6,8 @@
 //! the emulator was never fitted on: calibration) or `"builtin:training"` (stars it was fitted on,
 //! inside the mock's label domain: training renders).
 
-use super::library::{Library, LibraryError};
+use super::MockError;
+use super::library::Library;
 use std::path::{Path, PathBuf};
 
 /// `--library` value naming the compiled-in MILES v9.1 library.
@@ -35,7 +36,7 @@ pub fn is_builtin(name: &Path) -> bool {
 }
 
 /// The library a `--library` value names: the compiled-in MILES or a directory.
-pub fn open_library(name: &Path) -> Result<Library, LibraryError> {
+pub fn open_library(name: &Path) -> Result<Library, MockError> {
     if !is_builtin(name) {
         return Library::open(name);
     }
@@ -53,7 +54,7 @@ pub fn open_library(name: &Path) -> Result<Library, LibraryError> {
 }
 
 /// The text of the id list a `--library-ids` value names: a built-in list or a file.
-pub fn id_list_text(name: &Path) -> Result<String, LibraryError> {
+pub fn id_list_text(name: &Path) -> Result<String, MockError> {
     if !is_builtin(name) {
         return std::fs::read_to_string(name).map_err(|e| io_error(name, e));
     }
@@ -64,12 +65,12 @@ pub fn id_list_text(name: &Path) -> Result<String, LibraryError> {
         .ok_or_else(|| unknown(name, &ID_LISTS.map(|(n, _)| n)))
 }
 
-fn unknown(name: &Path, known: &[&str]) -> LibraryError {
-    LibraryError::Format { path: name.to_path_buf(), message: format!("no such built-in; known: {}", known.join(", ")) }
+fn unknown(name: &Path, known: &[&str]) -> MockError {
+    MockError::Library { path: name.to_path_buf(), message: format!("no such built-in; known: {}", known.join(", ")) }
 }
 
-fn io_error(name: &Path, e: std::io::Error) -> LibraryError {
-    LibraryError::Format { path: name.to_path_buf(), message: format!("cannot read: {e}") }
+fn io_error(name: &Path, e: std::io::Error) -> MockError {
+    MockError::Library { path: name.to_path_buf(), message: format!("cannot read: {e}") }
 }
 
 #[cfg(test)]

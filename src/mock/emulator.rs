@@ -7,6 +7,7 @@
 //! compiled into the binary, so mocks need nothing but starpipe.
 //! Beyond MILES (7409.6 Å air) the spectrum continues with [`super::red_extension`].
 
+use super::MockError;
 use super::air_vacuum::air_to_vacuum;
 use serde::Deserialize;
 use std::sync::OnceLock;
@@ -33,12 +34,6 @@ pub struct Emulator {
     wave_vacuum: Vec<f64>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EmulatorError {
-    #[error("emulator coefficients are unreadable: {0}")]
-    Format(String),
-}
-
 impl Emulator {
     /// The labels MILES covers, where the emulator may be asked for a spectrum.
     pub const COVERAGE: &'static str = "Teff 2800–40000 K, log g −0.5–6, [Fe/H] −3–1";
@@ -55,8 +50,8 @@ impl Emulator {
             .get_or_init(|| Emulator::from_safetensors(COEFFICIENTS).expect("the built-in emulator is valid (tested)"))
     }
 
-    pub fn from_safetensors(bytes: &[u8]) -> Result<Self, EmulatorError> {
-        let err = |e: String| EmulatorError::Format(e);
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self, MockError> {
+        let err = |e: String| MockError::Emulator(e);
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| err(e.to_string()))?;
         let model =
             header.metadata().as_ref().and_then(|m| m.get("model")).ok_or_else(|| err("no model metadata".into()))?;

@@ -16,6 +16,7 @@
 //! pixel (what it does not cover, a survey sees as masked) and isolated bad pixels inside are
 //! interpolated (MILES has them only at the edges).
 
+use super::MockError;
 use super::air_vacuum::air_to_vacuum;
 use super::labels::StarLabels;
 use super::render::RestSpectrum;
@@ -27,16 +28,8 @@ use std::path::{Path, PathBuf};
 /// Flux normalisation window, Å in the library's own medium (the emulator uses the same).
 const NORM_WINDOW: (f64, f64) = (4000.0, 7000.0);
 
-#[derive(Debug, thiserror::Error)]
-pub enum LibraryError {
-    #[error("spectral library {path}: {message}")]
-    Format { path: PathBuf, message: String },
-    #[error("library id list {path}: {message}")]
-    IdList { path: PathBuf, message: String },
-}
-
-fn bad(path: &Path, message: impl Into<String>) -> LibraryError {
-    LibraryError::Format { path: path.to_path_buf(), message: message.into() }
+fn bad(path: &Path, message: impl Into<String>) -> MockError {
+    MockError::Library { path: path.to_path_buf(), message: message.into() }
 }
 
 /// One library star: its id, literature labels and normalised flux over the pixels it covers.
@@ -71,7 +64,7 @@ struct NpzFile {
     fwhm: f64,
 }
 
-fn read_npz(path: &Path) -> Result<NpzFile, LibraryError> {
+fn read_npz(path: &Path) -> Result<NpzFile, MockError> {
     let arrays: HashMap<String, Tensor> =
         Tensor::read_npz(path).map_err(|e| bad(path, format!("not a readable .npz: {e}")))?.into_iter().collect();
     let need = |name: &str| arrays.get(name).ok_or_else(|| bad(path, format!("no '{name}' array")));
@@ -160,7 +153,7 @@ fn normalise(wave: &[f64], flux: &[f32]) -> Option<(usize, Vec<f32>)> {
 
 impl Library {
     /// Reads a library directory (see the module documentation for its layout).
-    pub fn open(dir: &Path) -> Result<Self, LibraryError> {
+    pub fn open(dir: &Path) -> Result<Self, MockError> {
         let entries = std::fs::read_dir(dir).map_err(|e| bad(dir, format!("cannot read the directory: {e}")))?;
         let mut npz = Vec::new();
         let mut params = Vec::new();

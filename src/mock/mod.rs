@@ -17,8 +17,8 @@ pub mod render;
 pub mod run;
 
 pub use air_vacuum::{air_to_vacuum, vacuum_to_air};
-pub use emulator::{Emulator, EmulatorError, REPORT_JSON, report_text as emulator_report_text};
-pub use library::{Library, LibraryError};
+pub use emulator::{Emulator, REPORT_JSON, report_text as emulator_report_text};
+pub use library::Library;
 pub use red_extension::{EXTENSION_END_VACUUM, PARAMETRIC_FROM_VACUUM, extend_to_red};
 
 use labels::{LabelRange, StarLabels, draw_star};
@@ -133,6 +133,12 @@ pub enum MockError {
     Read { path: PathBuf, message: String },
     #[error(transparent)]
     File(#[from] crate::io::WriteError),
+    #[error("spectral library {path}: {message}")]
+    Library { path: PathBuf, message: String },
+    #[error("library id list {path}: {message}")]
+    IdList { path: PathBuf, message: String },
+    #[error("emulator coefficients are unreadable: {0}")]
+    Emulator(String),
     #[error("{0}")]
     Invalid(String),
 }

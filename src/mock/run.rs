@@ -3,7 +3,7 @@
 
 use super::desi::{self, DesiExtras, RowKind};
 use super::lamost;
-use super::library::{Library, LibraryError};
+use super::library::Library;
 use super::{MockError, SnrDistribution, Stars, builtin_library};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -95,11 +95,11 @@ pub fn run_mock(run: &MockRun, files: &SurveyFiles, progress: &dyn MockProgress)
 /// The library `name` names (a directory or `builtin:miles`), cut to the stars an id list names
 /// when given (a file of one id per line with `#` comments, or `builtin:held-out`/`builtin:training`).
 /// Returns the library and the listed ids that are not usable stars of it; none usable is an error.
-pub fn open_library(name: &Path, ids: Option<&Path>) -> Result<(Library, Vec<i64>), LibraryError> {
+pub fn open_library(name: &Path, ids: Option<&Path>) -> Result<(Library, Vec<i64>), MockError> {
     let mut library = builtin_library::open_library(name)?;
     let Some(path) = ids else { return Ok((library, Vec::new())) };
     let text = builtin_library::id_list_text(path)?;
-    let bad = |message: String| LibraryError::IdList { path: path.to_path_buf(), message };
+    let bad = |message: String| MockError::IdList { path: path.to_path_buf(), message };
     let wanted: Vec<i64> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())

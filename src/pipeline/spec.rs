@@ -39,13 +39,16 @@ pub struct StageKind {
     /// How a finished run names this stage's result and the file inside its `out` to open (empty:
     /// `out` itself); None when a run does not point at it.
     pub result: Option<(&'static str, &'static str)>,
+    /// Its `--out` may name a file (the catalogue's Parquet or FITS), so what must be writable
+    /// before the work starts is the parent; the others name a directory.
+    pub out_may_be_file: bool,
 }
 
 /// Every stage command, in the order the README lists them.
 pub const STAGES: [StageKind; 12] = {
     use StageCommand as C;
     const fn row(command: C, name: &'static str, sharded: bool) -> StageKind {
-        StageKind { command, name, sharded, result: None }
+        StageKind { command, name, sharded, result: None, out_may_be_file: false }
     }
     [
         row(C::Mock, "mock", false),
@@ -57,7 +60,7 @@ pub const STAGES: [StageKind; 12] = {
         row(C::Calibrate, "calibrate", false),
         StageKind { result: Some(("evaluation", "")), ..row(C::Evaluate, "evaluate", false) },
         row(C::Infer, "infer", true),
-        StageKind { result: Some(("catalogue", "")), ..row(C::Catalog, "catalog", false) },
+        StageKind { result: Some(("catalogue", "")), out_may_be_file: true, ..row(C::Catalog, "catalog", false) },
         row(C::Repeats, "repeats", false),
         StageKind { result: Some(("report", "index.html")), ..row(C::Report, "report", false) },
     ]

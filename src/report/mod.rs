@@ -18,8 +18,8 @@ pub enum ReportError {
     Read { path: PathBuf, reason: String },
     #[error("cannot draw {path}: {reason}")]
     Plot { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
     #[error(transparent)]
     Write(#[from] crate::io::WriteError),
     #[error("nothing to report: give --evaluation, --catalog or --spectra")]
@@ -66,7 +66,7 @@ pub fn write_report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> 
         return Err(ReportError::Empty);
     }
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| ReportError::Io { path: out.clone(), source: e })?;
+    std::fs::create_dir_all(out).map_err(|e| crate::io::FileError::io(out.clone(), e))?;
     let mut summary = ReportSummary::default();
     let mut html = String::new();
     let _ = write!(
