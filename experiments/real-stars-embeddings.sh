@@ -112,7 +112,7 @@ for k in $folds; do
   for half in A B; do
     other=$([[ "$half" == A ]] && echo B || echo A)
     step "fold $k: evaluate half $other, LAMOST (calibrated on $half)" "$f/eval-emb-lamost-$other/evaluation.parquet" \
-      "$bin" evaluate --spectra "$out/miles-lamost" --labels "$f/labels-half-$other.parquet" \
+      "$bin" evaluate --spectra "$out/miles-lamost" --labels "$f/labels-half-$other.parquet" --label-key obsid \
         --model "$f/model-cal-$half" --embedding-model "$f/emb-model-cal-$half" --embeddings "$f/emb-miles-lamost" \
         --test-fraction 1 --out "$f/eval-emb-lamost-$other"
     step "fold $k: evaluate half $other, DESI (calibrated on $half)" "$f/eval-emb-desi-$other/evaluation.parquet" \
