@@ -132,7 +132,9 @@ impl EncoderCard {
             )
         };
         format!(
-            "encoder {}: width {}, {} layers, {} weights, trained on {} spectra for {} epochs, {objective}; {verdict}",
+            "encoder {}: width {}, {} layers, {} weights, trained on {} spectra for {} epochs, {objective}; {verdict}. \
+             On real stars the embedding heads measured so far trail the pixel head, which catalogues publish as \
+             their default head (pipelines/README.md, \"Which head a catalogue publishes\")",
             &self.weights_sha256[..self.weights_sha256.len().min(12)],
             a.d_model,
             a.n_layers,

@@ -216,6 +216,7 @@ fn evaluate_compares_pixels_embeddings_and_hybrids() {
         assert!(text.contains(&format!("encoder {}", &sha[..12])), "{text}");
         assert!(text.contains("trained on 300 spectra for 2 epochs"), "{text}");
         assert!(text.contains("masked tokens only") && text.contains("not the recommended encoder"), "{text}");
+        assert!(text.contains("Which head a catalogue publishes"), "the real-star comparison is pointed at: {text}");
     }
     assert!(stderr.contains(&format!("{} learned from spectra at R = 1800", f.p("model").display())), "{stderr}");
     let df = ParquetReader::new(std::fs::File::open(out.join("evaluation.parquet")).unwrap()).finish().unwrap();
