@@ -41,12 +41,12 @@ pub fn open_library(name: &Path) -> Result<Library, MockError> {
         return Library::open(name);
     }
     if name != Path::new(MILES) {
-        return Err(unknown(name, &[MILES]));
+        return Err(library_error(name, unknown(&[MILES])));
     }
     // The npz reader wants files: unpack into a private temporary directory, read, delete.
-    let dir = tempfile::tempdir().map_err(|e| io_error(name, e))?;
+    let dir = tempfile::tempdir().map_err(|e| library_error(name, cannot_read(e)))?;
     for (file, bytes) in MILES_FILES {
-        std::fs::write(dir.path().join(file), bytes).map_err(|e| io_error(name, e))?;
+        std::fs::write(dir.path().join(file), bytes).map_err(|e| library_error(name, cannot_read(e)))?;
     }
     let mut library = Library::open(dir.path())?;
     library.dir = PathBuf::from(MILES);
@@ -56,21 +56,29 @@ pub fn open_library(name: &Path) -> Result<Library, MockError> {
 /// The text of the id list a `--library-ids` value names: a built-in list or a file.
 pub fn id_list_text(name: &Path) -> Result<String, MockError> {
     if !is_builtin(name) {
-        return std::fs::read_to_string(name).map_err(|e| io_error(name, e));
+        return std::fs::read_to_string(name).map_err(|e| id_list_error(name, cannot_read(e)));
     }
     ID_LISTS
         .iter()
         .find(|(n, _)| Path::new(n) == name)
         .map(|(_, text)| text.to_string())
-        .ok_or_else(|| unknown(name, &ID_LISTS.map(|(n, _)| n)))
+        .ok_or_else(|| id_list_error(name, unknown(&ID_LISTS.map(|(n, _)| n))))
 }
 
-fn unknown(name: &Path, known: &[&str]) -> MockError {
-    MockError::Library { path: name.to_path_buf(), message: format!("no such built-in; known: {}", known.join(", ")) }
+fn unknown(known: &[&str]) -> String {
+    format!("no such built-in; known: {}", known.join(", "))
 }
 
-fn io_error(name: &Path, e: std::io::Error) -> MockError {
-    MockError::Library { path: name.to_path_buf(), message: format!("cannot read: {e}") }
+fn cannot_read(e: std::io::Error) -> String {
+    format!("cannot read: {e}")
+}
+
+fn library_error(name: &Path, message: String) -> MockError {
+    MockError::Library { path: name.to_path_buf(), message }
+}
+
+fn id_list_error(name: &Path, message: String) -> MockError {
+    MockError::IdList { path: name.to_path_buf(), message }
 }
 
 #[cfg(test)]
@@ -100,6 +108,7 @@ mod tests {
         }
         let e = id_list_text(Path::new("builtin:heldout")).unwrap_err().to_string();
         assert!(e.contains("builtin:heldout") && e.contains("builtin:held-out"), "{e}");
+        assert!(e.starts_with("library id list"), "said of the id list, not of a library: {e}");
         let e = open_library(Path::new("builtin:elodie")).unwrap_err().to_string();
         assert!(e.contains("builtin:elodie") && e.contains(MILES), "{e}");
         // A path that merely contains the word is a path.

@@ -96,8 +96,8 @@ pub fn run_mock(run: &MockRun, files: &SurveyFiles, progress: &dyn MockProgress)
 /// when given (a file of one id per line with `#` comments, or `builtin:held-out`/`builtin:training`).
 /// Returns the library and the listed ids that are not usable stars of it; none usable is an error.
 pub fn open_library(name: &Path, ids: Option<&Path>) -> Result<(Library, Vec<i64>), MockError> {
-    let mut library = builtin_library::open_library(name)?;
-    let Some(path) = ids else { return Ok((library, Vec::new())) };
+    // The id list first: a wrong list is refused before the library (14 MB built in) is unpacked.
+    let Some(path) = ids else { return Ok((builtin_library::open_library(name)?, Vec::new())) };
     let text = builtin_library::id_list_text(path)?;
     let bad = |message: String| MockError::IdList { path: path.to_path_buf(), message };
     let wanted: Vec<i64> = text
@@ -106,6 +106,7 @@ pub fn open_library(name: &Path, ids: Option<&Path>) -> Result<(Library, Vec<i64
         .filter(|l| !l.is_empty())
         .map(|l| l.parse::<i64>().map_err(|_| bad(format!("'{l}' is not an integer id"))))
         .collect::<Result<_, _>>()?;
+    let mut library = builtin_library::open_library(name)?;
     let unknown = library.retain_ids(&wanted);
     if library.stars.is_empty() {
         return Err(bad(format!("none of its ids is a usable star of the library {}", name.display())));
