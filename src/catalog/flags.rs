@@ -7,6 +7,7 @@
 //! fits a signed 32-bit integer (VOTable and FITS have no unsigned type). The column is not called
 //! `flags`: pandas' `DataFrame.flags` would shadow it in attribute access.
 
+use crate::schema::columns::catalog as cat;
 use serde::{Deserialize, Serialize};
 
 /// How bad a flag is; each class owns one byte of `quality_flags`, ordered by severity.
@@ -139,7 +140,7 @@ impl Cut {
 }
 
 /// The name of the bitmask column in every catalogue table.
-pub const COLUMN: &str = "quality_flags";
+pub const COLUMN: &str = cat::QUALITY_FLAGS;
 
 pub fn cut(name: &str) -> &'static Cut {
     CUTS.iter().find(|c| c.name == name).expect("a published cut")

@@ -12,6 +12,7 @@
 use super::sky::{HEALPIX_ORDER, Partition, partition_of, pixel_at};
 use super::write::{Dataset, footer, write_common_metadata, write_hats_index, write_metadata, write_rows};
 use super::{CatalogError, Result};
+use crate::schema::columns::catalog as cat;
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{Int64Type, SchemaRef};
@@ -86,7 +87,7 @@ pub fn write_margin(
             .map_err(|e| CatalogError::parquet(leaf.clone(), e))?;
         for batch in reader {
             let batch = batch.map_err(|e| CatalogError::arrow(leaf.clone(), e))?;
-            let h = batch.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>();
+            let h = batch.column_by_name(cat::_HEALPIX_29).expect("catalogue schema").as_primitive::<Int64Type>();
             let mut taken: Vec<u32> = Vec::new();
             let mut targets: Vec<Vec<usize>> = Vec::new();
             for (r, &h29) in h.values().iter().enumerate() {
@@ -102,7 +103,8 @@ pub fn write_margin(
             let rows = take_record_batch(&batch, &UInt32Array::from(taken.clone()))
                 .map_err(|e| CatalogError::arrow(leaf.clone(), e))?;
             let chunk = chunks.len();
-            let hk = rows.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>().clone();
+            let hk =
+                rows.column_by_name(cat::_HEALPIX_29).expect("catalogue schema").as_primitive::<Int64Type>().clone();
             chunks.push(rows);
             for (k, to) in targets.into_iter().enumerate() {
                 for t in to {

@@ -6,6 +6,7 @@
 use super::flags::{ALL, CUTS, Class, FATAL_MASK, Thresholds};
 use super::rows::Head;
 use crate::schema::TableSchema;
+use crate::schema::columns::{catalog as cat, catalog_stars as cs};
 use std::collections::BTreeMap;
 
 /// The longest value, in characters, of each string column of a catalogue. astropy reads strings
@@ -16,7 +17,7 @@ pub type StringWidths = BTreeMap<String, usize>;
 /// The width of a string column of `schema`: the per-star table's `best_spectrum_id` is a
 /// `spectrum_id`; every other string column has its per-spectrum namesake.
 fn width(widths: &StringWidths, column: &str) -> usize {
-    let source = if column == "best_spectrum_id" { "spectrum_id" } else { column };
+    let source = if column == cs::BEST_SPECTRUM_ID { cat::SPECTRUM_ID } else { column };
     widths.get(source).copied().unwrap_or(0).max(1)
 }
 

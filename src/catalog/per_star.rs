@@ -7,6 +7,7 @@
 
 use super::flags::{FATAL_MASK, Flag, cut};
 use super::{CatalogError, Result};
+use crate::schema::columns::{catalog as cat, catalog_stars as cs};
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{Float32Type, SchemaRef, UInt32Type};
@@ -18,7 +19,7 @@ use std::sync::Arc;
 /// spectra share, which does not average down.
 pub type Floors = HashMap<(String, String), [f64; 3]>;
 
-const PARAMS: [&str; 3] = ["teff", "logg", "feh"];
+const PARAMS: [&str; 3] = [cs::TEFF, cs::LOGG, cs::FEH];
 
 /// One star's combined estimate of one parameter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,10 +64,10 @@ pub fn combine_stars(
     let col = |n: &str| batch.column_by_name(n).expect("catalogue schema");
     let s = |n: &str| col(n).as_string::<i32>();
     let (survey, star, model, model_hash, adapter_hash) =
-        (s("survey"), s("star_id"), s("model"), s("model_hash"), s("adapter_hash"));
-    let primary = col("is_primary").as_boolean();
+        (s(cs::SURVEY), s(cs::STAR_ID), s(cs::MODEL), s(cs::MODEL_HASH), s(cs::ADAPTER_HASH));
+    let primary = col(cat::IS_PRIMARY).as_boolean();
     let f32c = |n: &str| col(n).as_primitive::<Float32Type>();
-    let snr = f32c("snr");
+    let snr = f32c(cs::SNR);
     let flags = col(super::flags::COLUMN).as_primitive::<UInt32Type>();
     let est: Vec<_> = PARAMS.iter().map(|p| (f32c(p), f32c(&format!("{p}_err")))).collect();
 
@@ -86,7 +87,7 @@ pub fn combine_stars(
     }
     let snr_of = |i: usize| if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
     let success = |i: usize| flags.value(i) & FATAL_MASK == 0;
-    let ids = s("spectrum_id");
+    let ids = s(cat::SPECTRUM_ID);
     let mut best = Vec::with_capacity(order.len());
     let mut rows: Vec<StarRow> = Vec::with_capacity(order.len());
     for key in &order {
@@ -154,34 +155,34 @@ pub fn combine_stars(
                 ))
             };
             Ok(match name {
-                "source_id"
-                | "survey"
-                | "release"
-                | "star_id"
-                | "ra"
-                | "dec"
-                | "_healpix_29"
-                | "gaia_source_id"
-                | "ref_id"
-                | "ref_cat"
-                | "gaia_phot_g_mean_mag"
-                | "gaia_phot_bp_mean_mag"
-                | "gaia_phot_rp_mean_mag"
-                | "designation"
-                | "snr"
-                | "model"
-                | "adapter"
-                | "head"
-                | "is_default_head"
-                | "model_hash"
-                | "adapter_hash"
-                | "pipeline_version" => from_best(name)?,
-                "best_spectrum_id" => from_best("spectrum_id")?,
-                "n_spectra" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.n_spectra))),
-                "n_used" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.n_used))),
-                "snr_combined" => Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.snr_combined))),
+                cs::SOURCE_ID
+                | cs::SURVEY
+                | cs::RELEASE
+                | cs::STAR_ID
+                | cs::RA
+                | cs::DEC
+                | cs::_HEALPIX_29
+                | cs::GAIA_SOURCE_ID
+                | cs::REF_ID
+                | cs::REF_CAT
+                | cs::GAIA_PHOT_G_MEAN_MAG
+                | cs::GAIA_PHOT_BP_MEAN_MAG
+                | cs::GAIA_PHOT_RP_MEAN_MAG
+                | cs::DESIGNATION
+                | cs::SNR
+                | cs::MODEL
+                | cs::ADAPTER
+                | cs::HEAD
+                | cs::IS_DEFAULT_HEAD
+                | cs::MODEL_HASH
+                | cs::ADAPTER_HASH
+                | cs::PIPELINE_VERSION => from_best(name)?,
+                cs::BEST_SPECTRUM_ID => from_best(cat::SPECTRUM_ID)?,
+                cs::N_SPECTRA => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.n_spectra))),
+                cs::N_USED => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.n_used))),
+                cs::SNR_COMBINED => Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.snr_combined))),
                 super::flags::COLUMN => Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.flags))),
-                "success" => Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.success)))),
+                cs::SUCCESS => Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.success)))),
                 other => {
                     let (p, kind) = PARAMS
                         .iter()

@@ -6,7 +6,7 @@ use super::sky::healpix_29;
 use super::{CatalogError, Result};
 use crate::artifacts::metadata::{self, PredictionsMeta};
 use crate::artifacts::{ShardKind, discover, naming};
-use crate::schema::columns::{normalized_spectra as ns, predictions as pred};
+use crate::schema::columns::{catalog as cat, normalized_spectra as ns, predictions as pred};
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
@@ -150,21 +150,21 @@ fn open_projected<'a>(
 /// Identifier columns copied unchanged from the spectra shards into the catalogue, in catalogue
 /// order (after `_healpix_29`).
 pub const PASSED_IDS: [&str; 15] = [
-    "gaia_source_id",
-    "ref_id",
-    "ref_cat",
-    "gaia_phot_g_mean_mag",
-    "gaia_phot_bp_mean_mag",
-    "gaia_phot_rp_mean_mag",
-    "desi_survey",
-    "desi_program",
-    "healpix",
-    "tileid",
-    "designation",
-    "lmjd",
-    "planid",
-    "spid",
-    "fiberid",
+    cat::GAIA_SOURCE_ID,
+    cat::REF_ID,
+    cat::REF_CAT,
+    cat::GAIA_PHOT_G_MEAN_MAG,
+    cat::GAIA_PHOT_BP_MEAN_MAG,
+    cat::GAIA_PHOT_RP_MEAN_MAG,
+    cat::DESI_SURVEY,
+    cat::DESI_PROGRAM,
+    cat::HEALPIX,
+    cat::TILEID,
+    cat::DESIGNATION,
+    cat::LMJD,
+    cat::PLANID,
+    cat::SPID,
+    cat::FIBERID,
 ];
 
 const SPECTRA_COLUMNS: [&str; 18] = [
@@ -192,7 +192,7 @@ const SPECTRA_COLUMNS: [&str; 18] = [
 /// partitions are cut from). Reads only the coordinates.
 pub fn scan_positions(shards: &[PathBuf], mut each_position: impl FnMut(i64)) -> Result<()> {
     for shard in shards {
-        for b in open_projected(shard, &["ra", "dec"])? {
+        for b in open_projected(shard, &[cat::RA, cat::DEC])? {
             let b = b.map_err(|e| CatalogError::arrow(shard.clone(), e))?;
             let (ra, dec) = (b.column(0).as_primitive::<Float64Type>(), b.column(1).as_primitive::<Float64Type>());
             for i in 0..b.num_rows() {
@@ -209,10 +209,10 @@ pub fn scan_positions(shards: &[PathBuf], mut each_position: impl FnMut(i64)) ->
 /// with memory bounded by the partition.
 pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     let col = |n: &str| batch.column_by_name(n).expect("catalogue schema");
-    let survey = col("survey").as_string::<i32>();
-    let src = col("star_id").as_string::<i32>();
-    let ids = col("spectrum_id").as_string::<i32>();
-    let snr = col("snr").as_primitive::<Float32Type>();
+    let survey = col(cat::SURVEY).as_string::<i32>();
+    let src = col(cat::STAR_ID).as_string::<i32>();
+    let ids = col(cat::SPECTRUM_ID).as_string::<i32>();
+    let snr = col(cat::SNR).as_primitive::<Float32Type>();
     let mut best: HashMap<(&str, &str), (f32, &str)> = HashMap::new();
     for i in 0..batch.num_rows() {
         let s = if snr.is_null(i) || snr.value(i).is_nan() { f32::NEG_INFINITY } else { snr.value(i) };
@@ -224,7 +224,7 @@ pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     let primary = BooleanArray::from_iter(
         (0..batch.num_rows()).map(|i| Some(best[&(survey.value(i), src.value(i))].1 == ids.value(i))),
     );
-    let at = batch.schema().index_of("is_primary").expect("catalogue schema");
+    let at = batch.schema().index_of(cat::IS_PRIMARY).expect("catalogue schema");
     let mut cols = batch.columns().to_vec();
     cols[at] = Arc::new(primary);
     RecordBatch::try_new(batch.schema(), cols).map_err(|e| CatalogError::arrow(path.to_path_buf(), e))
@@ -235,9 +235,9 @@ pub fn mark_primaries(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
 /// adjacent once sorted (the sort keys are position, spectrum, model), so this is one scan.
 pub fn mark_disagreements(batch: &RecordBatch, disagree_sigma: f64, path: &Path) -> Result<RecordBatch> {
     let col = |n: &str| batch.column_by_name(n).expect("catalogue schema");
-    let ids = col("spectrum_id").as_string::<i32>();
-    let model = col("model").as_string::<i32>();
-    let est: Vec<_> = ["teff", "teff_err", "logg", "logg_err", "feh", "feh_err"]
+    let ids = col(cat::SPECTRUM_ID).as_string::<i32>();
+    let model = col(cat::MODEL).as_string::<i32>();
+    let est: Vec<_> = [cat::TEFF, cat::TEFF_ERR, cat::LOGG, cat::LOGG_ERR, cat::FEH, cat::FEH_ERR]
         .iter()
         .map(|n| col(n).as_primitive::<Float32Type>().clone())
         .collect();
@@ -316,8 +316,8 @@ fn read_predictions(path: &Path) -> Result<Option<Vec<RecordBatch>>> {
         return Ok(None);
     }
     let cols = [
-        "spectrum_id",
-        "teff",
+        cat::SPECTRUM_ID,
+        cat::TEFF,
         pred::TEFF_ERR,
         pred::LOGG,
         pred::LOGG_ERR,

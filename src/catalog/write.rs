@@ -2,6 +2,7 @@
 
 use super::sky::{Histogram, Partition, partition_of, sort_partitions};
 use super::{CatalogError, Result};
+use crate::schema::columns::{catalog as cat, catalog_stars as cs};
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, SchemaRef};
@@ -36,7 +37,7 @@ fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> CatalogError
 /// depend on the order in which inputs were read.
 pub fn sort_rows(batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
     let col = |n: &str| batch.column_by_name(n).expect("catalogue schema").clone();
-    let keys = ["_healpix_29", "spectrum_id", "model", "adapter_hash"]
+    let keys = [cat::_HEALPIX_29, cat::SPECTRUM_ID, cat::MODEL, cat::ADAPTER_HASH]
         .iter()
         .map(|n| SortColumn { values: col(n), options: None })
         .collect::<Vec<_>>();
@@ -147,7 +148,7 @@ impl Spill {
     }
 
     pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
-        let h = batch.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>();
+        let h = batch.column_by_name(cat::_HEALPIX_29).expect("catalogue schema").as_primitive::<Int64Type>();
         let mut groups: Vec<Vec<u32>> = vec![Vec::new(); self.parts.len()];
         for r in 0..batch.num_rows() {
             let i = partition_of(&self.parts, h.value(r))
@@ -212,7 +213,7 @@ impl Spill {
 /// Every row of a leaf lies in the leaf's pixel: a row in a neighbour's file is invisible to a
 /// reader that prunes partitions by position (LSDB, HATS cone searches).
 fn rows_belong_to(part: &Partition, batch: &RecordBatch, leaf: &Path) -> Result<()> {
-    let h = batch.column_by_name("_healpix_29").expect("catalogue schema").as_primitive::<Int64Type>();
+    let h = batch.column_by_name(cat::_HEALPIX_29).expect("catalogue schema").as_primitive::<Int64Type>();
     let shift = 2 * (29 - u32::from(part.order));
     match h.values().iter().find(|&&v| (v >> shift) as u64 != part.pixel) {
         Some(v) => Err(CatalogError::Invalid(format!(
@@ -285,11 +286,20 @@ impl Table {
     /// and repeats apart, so a default load is never read as one row per star when it is not.
     pub fn default_columns(&self) -> Vec<&'static str> {
         let (keys, repeats): (&[&'static str], &'static str) = match self {
-            Table::Spectra => (&["source_id"], "is_primary"),
-            Table::Stars { .. } => (&["star_id", "source_id"], "n_used"),
+            Table::Spectra => (&[cat::SOURCE_ID], cat::IS_PRIMARY),
+            Table::Stars { .. } => (&[cat::STAR_ID, cat::SOURCE_ID], cs::N_USED),
         };
-        let rest = ["ra", "dec", "head", "is_default_head", "model", "adapter", repeats];
-        let estimates = ["teff", "teff_err", "logg", "logg_err", "feh", "feh_err", "quality_flags", "success"];
+        let rest = [cat::RA, cat::DEC, cat::HEAD, cat::IS_DEFAULT_HEAD, cat::MODEL, cat::ADAPTER, repeats];
+        let estimates = [
+            cat::TEFF,
+            cat::TEFF_ERR,
+            cat::LOGG,
+            cat::LOGG_ERR,
+            cat::FEH,
+            cat::FEH_ERR,
+            cat::QUALITY_FLAGS,
+            cat::SUCCESS,
+        ];
         keys.iter().copied().chain(rest).chain(estimates).collect()
     }
 }

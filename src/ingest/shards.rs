@@ -2,6 +2,7 @@
 //! name and renamed into place, so a reader (or a resumed run) never sees half a file.
 
 use super::record::{ReportRow, SpectrumRecord};
+use crate::schema::columns::{ingest_report as ir, normalized_spectra as ns};
 use crate::schema::{self, list_item_field};
 use arrow::array::{
     ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
@@ -30,7 +31,7 @@ fn spectra_properties(row_group_rows: usize) -> WriterProperties {
         .set_max_row_group_bytes(Some(256 << 20));
     // Pixel arrays: byte-stream-split compresses float mantissas well; dictionaries and min/max
     // statistics (no query filters on a pixel value) only cost time.
-    for col in ["flux", "ivar"] {
+    for col in [ns::FLUX, ns::IVAR] {
         let path = ColumnPath::from(vec![col.to_string(), "list".to_string(), "item".to_string()]);
         b = b
             .set_column_encoding(path.clone(), Encoding::BYTE_STREAM_SPLIT)
@@ -39,7 +40,7 @@ fn spectra_properties(row_group_rows: usize) -> WriterProperties {
     }
     // Bloom filters on the ids, sized for one row group: the default (1M distinct values, ~1 MB
     // each) would cost more memory and bytes than the ids themselves.
-    for col in ["source_id", "obsid", "targetid"] {
+    for col in [ns::SOURCE_ID, ns::OBSID, ns::TARGETID] {
         b = b
             .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
             .set_column_bloom_filter_max_ndv(ColumnPath::from(col), row_group_rows as u64);
@@ -177,60 +178,60 @@ fn spectra_batch(
                 Arc::new(recs.iter().map(f).collect::<Float64Array>())
             };
             Ok(match field.name().as_str() {
-                "spectrum_id" => s(&|r| r.meta.spectrum_id.clone()),
-                "survey" => s(&|r| r.meta.survey.to_string()),
-                "release" => s(&|r| r.meta.release.clone()),
-                "source_id" => i64s(&|r| Some(r.meta.source_id)),
-                "obsid" => i64s(&|r| r.meta.obsid),
-                "targetid" => i64s(&|r| r.meta.targetid),
-                "ra" => f64s(&|r| Some(r.meta.ra)),
-                "dec" => f64s(&|r| Some(r.meta.dec)),
-                "source_path" => s(&|r| r.meta.source_path.clone()),
-                "source_row" => i32s(&|r| Some(r.meta.source_row)),
-                "object_class" => s(&|r| r.meta.object_class.clone()),
-                "object_subclass" => opt_s(&|r| r.meta.object_subclass.as_deref()),
-                "z" => f64s(&|r| r.meta.z),
-                "z_err" => f64s(&|r| r.meta.z_err),
-                "rv_kms" => f64s(&|r| r.meta.z.map(|z| z * crate::preprocess::C_KMS)),
-                "zwarn" => i64s(&|r| r.meta.zwarn),
-                "selection_method" => s(&|r| r.meta.selection_method.to_string()),
-                "rest_frame" => {
+                ns::SPECTRUM_ID => s(&|r| r.meta.spectrum_id.clone()),
+                ns::SURVEY => s(&|r| r.meta.survey.to_string()),
+                ns::RELEASE => s(&|r| r.meta.release.clone()),
+                ns::SOURCE_ID => i64s(&|r| Some(r.meta.source_id)),
+                ns::OBSID => i64s(&|r| r.meta.obsid),
+                ns::TARGETID => i64s(&|r| r.meta.targetid),
+                ns::RA => f64s(&|r| Some(r.meta.ra)),
+                ns::DEC => f64s(&|r| Some(r.meta.dec)),
+                ns::SOURCE_PATH => s(&|r| r.meta.source_path.clone()),
+                ns::SOURCE_ROW => i32s(&|r| Some(r.meta.source_row)),
+                ns::OBJECT_CLASS => s(&|r| r.meta.object_class.clone()),
+                ns::OBJECT_SUBCLASS => opt_s(&|r| r.meta.object_subclass.as_deref()),
+                ns::Z => f64s(&|r| r.meta.z),
+                ns::Z_ERR => f64s(&|r| r.meta.z_err),
+                ns::RV_KMS => f64s(&|r| r.meta.z.map(|z| z * crate::preprocess::C_KMS)),
+                ns::ZWARN => i64s(&|r| r.meta.zwarn),
+                ns::SELECTION_METHOD => s(&|r| r.meta.selection_method.to_string()),
+                ns::REST_FRAME => {
                     Arc::new(recs.iter().map(|r| Some(r.prepared.rest_frame_applied)).collect::<BooleanArray>())
                 }
-                "fiber_mask" => i32s(&|r| r.meta.fiber_mask),
-                "fiber_status" => i32s(&|r| r.meta.fiber_status),
-                "desi_target" => i64s(&|r| r.meta.desi_target),
-                "bgs_target" => i64s(&|r| r.meta.bgs_target),
-                "mws_target" => i64s(&|r| r.meta.mws_target),
-                "scnd_target" => i64s(&|r| r.meta.scnd_target),
-                "star_id" => s(&|r| r.meta.ids.star_id.clone()),
-                "gaia_source_id" => i64s(&|r| r.meta.ids.gaia_source_id),
-                "ref_id" => i64s(&|r| r.meta.ids.ref_id),
-                "ref_cat" => opt_s(&|r| r.meta.ids.ref_cat.as_deref()),
-                "gaia_phot_g_mean_mag" => m(&|r| r.meta.ids.gaia_mags[0]),
-                "gaia_phot_bp_mean_mag" => m(&|r| r.meta.ids.gaia_mags[1]),
-                "gaia_phot_rp_mean_mag" => m(&|r| r.meta.ids.gaia_mags[2]),
-                "desi_survey" => opt_s(&|r| r.meta.ids.desi_survey.as_deref()),
-                "desi_program" => opt_s(&|r| r.meta.ids.desi_program.as_deref()),
-                "healpix" => i32s(&|r| r.meta.ids.healpix),
-                "tileid" => i32s(&|r| r.meta.ids.tileid),
-                "designation" => opt_s(&|r| r.meta.ids.designation.as_deref()),
-                "lmjd" => i32s(&|r| r.meta.ids.lmjd),
-                "planid" => opt_s(&|r| r.meta.ids.planid.as_deref()),
-                "spid" => i32s(&|r| r.meta.ids.spid),
-                "fiberid" => i32s(&|r| r.meta.ids.fiberid),
-                "snr_u" => m(&|r| r.meta.snr_ugriz[0]),
-                "snr_g" => m(&|r| r.meta.snr_ugriz[1]),
-                "snr_r" => m(&|r| r.meta.snr_ugriz[2]),
-                "snr_i" => m(&|r| r.meta.snr_ugriz[3]),
-                "snr_z" => m(&|r| r.meta.snr_ugriz[4]),
-                "snr_arm_b" => m(&|r| r.meta.snr_arm_brz[0]),
-                "snr_arm_r" => m(&|r| r.meta.snr_arm_brz[1]),
-                "snr_arm_z" => m(&|r| r.meta.snr_arm_brz[2]),
-                "snr_grid" => m(&|r| Some(r.prepared.snr_grid)),
-                "masked_fraction" => m(&|r| Some(r.prepared.masked_fraction)),
-                "flux" => pixels(false)?,
-                "ivar" => pixels(true)?,
+                ns::FIBER_MASK => i32s(&|r| r.meta.fiber_mask),
+                ns::FIBER_STATUS => i32s(&|r| r.meta.fiber_status),
+                ns::DESI_TARGET => i64s(&|r| r.meta.desi_target),
+                ns::BGS_TARGET => i64s(&|r| r.meta.bgs_target),
+                ns::MWS_TARGET => i64s(&|r| r.meta.mws_target),
+                ns::SCND_TARGET => i64s(&|r| r.meta.scnd_target),
+                ns::STAR_ID => s(&|r| r.meta.ids.star_id.clone()),
+                ns::GAIA_SOURCE_ID => i64s(&|r| r.meta.ids.gaia_source_id),
+                ns::REF_ID => i64s(&|r| r.meta.ids.ref_id),
+                ns::REF_CAT => opt_s(&|r| r.meta.ids.ref_cat.as_deref()),
+                ns::GAIA_PHOT_G_MEAN_MAG => m(&|r| r.meta.ids.gaia_mags[0]),
+                ns::GAIA_PHOT_BP_MEAN_MAG => m(&|r| r.meta.ids.gaia_mags[1]),
+                ns::GAIA_PHOT_RP_MEAN_MAG => m(&|r| r.meta.ids.gaia_mags[2]),
+                ns::DESI_SURVEY => opt_s(&|r| r.meta.ids.desi_survey.as_deref()),
+                ns::DESI_PROGRAM => opt_s(&|r| r.meta.ids.desi_program.as_deref()),
+                ns::HEALPIX => i32s(&|r| r.meta.ids.healpix),
+                ns::TILEID => i32s(&|r| r.meta.ids.tileid),
+                ns::DESIGNATION => opt_s(&|r| r.meta.ids.designation.as_deref()),
+                ns::LMJD => i32s(&|r| r.meta.ids.lmjd),
+                ns::PLANID => opt_s(&|r| r.meta.ids.planid.as_deref()),
+                ns::SPID => i32s(&|r| r.meta.ids.spid),
+                ns::FIBERID => i32s(&|r| r.meta.ids.fiberid),
+                ns::SNR_U => m(&|r| r.meta.snr_ugriz[0]),
+                ns::SNR_G => m(&|r| r.meta.snr_ugriz[1]),
+                ns::SNR_R => m(&|r| r.meta.snr_ugriz[2]),
+                ns::SNR_I => m(&|r| r.meta.snr_ugriz[3]),
+                ns::SNR_Z => m(&|r| r.meta.snr_ugriz[4]),
+                ns::SNR_ARM_B => m(&|r| r.meta.snr_arm_brz[0]),
+                ns::SNR_ARM_R => m(&|r| r.meta.snr_arm_brz[1]),
+                ns::SNR_ARM_Z => m(&|r| r.meta.snr_arm_brz[2]),
+                ns::SNR_GRID => m(&|r| Some(r.prepared.snr_grid)),
+                ns::MASKED_FRACTION => m(&|r| Some(r.prepared.masked_fraction)),
+                ns::FLUX => pixels(false)?,
+                ns::IVAR => pixels(true)?,
                 other => panic!("column '{other}' of schemas/normalized_spectra.toml has no writer"),
             })
         })
@@ -246,19 +247,19 @@ pub fn write_report(final_path: &Path, shard_name: &str, rows: &[ReportRow]) -> 
         .iter()
         .map(|field| -> ArrayRef {
             match field.name().as_str() {
-                "input_index" => Arc::new(rows.iter().map(|r| Some(r.input_index)).collect::<Int64Array>()),
-                "input_path" => Arc::new(rows.iter().map(|r| Some(r.input_path.as_str())).collect::<StringArray>()),
-                "level" => Arc::new(
+                ir::INPUT_INDEX => Arc::new(rows.iter().map(|r| Some(r.input_index)).collect::<Int64Array>()),
+                ir::INPUT_PATH => Arc::new(rows.iter().map(|r| Some(r.input_path.as_str())).collect::<StringArray>()),
+                ir::LEVEL => Arc::new(
                     rows.iter()
                         .map(|r| Some(if r.level == super::record::Level::File { "file" } else { "target" }))
                         .collect::<StringArray>(),
                 ),
-                "source_row" => Arc::new(rows.iter().map(|r| r.source_row).collect::<Int32Array>()),
-                "source_id" => Arc::new(rows.iter().map(|r| r.source_id).collect::<Int64Array>()),
-                "status" => Arc::new(rows.iter().map(|r| Some(r.status.as_str())).collect::<StringArray>()),
-                "reason" => Arc::new(rows.iter().map(|r| r.reason.as_deref()).collect::<StringArray>()),
-                "spectrum_id" => Arc::new(rows.iter().map(|r| r.spectrum_id.as_deref()).collect::<StringArray>()),
-                "shard" => Arc::new(rows.iter().map(|_| Some(shard_name)).collect::<StringArray>()),
+                ns::SOURCE_ROW => Arc::new(rows.iter().map(|r| r.source_row).collect::<Int32Array>()),
+                ns::SOURCE_ID => Arc::new(rows.iter().map(|r| r.source_id).collect::<Int64Array>()),
+                ir::STATUS => Arc::new(rows.iter().map(|r| Some(r.status.as_str())).collect::<StringArray>()),
+                ir::REASON => Arc::new(rows.iter().map(|r| r.reason.as_deref()).collect::<StringArray>()),
+                ns::SPECTRUM_ID => Arc::new(rows.iter().map(|r| r.spectrum_id.as_deref()).collect::<StringArray>()),
+                ir::SHARD => Arc::new(rows.iter().map(|_| Some(shard_name)).collect::<StringArray>()),
                 other => panic!("column '{other}' of schemas/ingest_report.toml has no writer"),
             }
         })

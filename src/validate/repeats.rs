@@ -13,7 +13,7 @@
 
 use crate::labels::read_table;
 use crate::model::{ModelError, PARAMETERS, Result};
-use crate::schema::columns::{catalog as cat, normalized_spectra as ns};
+use crate::schema::columns::{catalog as cat, normalized_spectra as ns, repeats as rep};
 use crate::trust::metrics::{quantile, robust_sigma};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Int64Type};
@@ -369,19 +369,19 @@ fn write_parquet(path: &Path, stats: &[PairStats]) -> Result<()> {
         .fields()
         .iter()
         .map(|field| match field.name().as_str() {
-            "kind" => strings(&|r| r.kind),
-            "catalog_a" => strings(&|r| &r.catalog_a),
-            "catalog_b" => strings(&|r| &r.catalog_b),
-            "head_a" => strings(&|r| &r.head_a),
-            "head_b" => strings(&|r| &r.head_b),
-            "parameter" => strings(&|r| r.parameter),
-            "unit" => strings(&|r| r.unit),
-            "n_pairs" => Arc::new(stats.iter().map(|r| Some(r.n_pairs as i64)).collect::<Int64Array>()),
-            "scatter" => floats(&|r| r.scatter),
-            "claimed_error" => floats(&|r| r.claimed),
-            "z_sigma" => floats(&|r| r.z_sigma),
-            "within_1sigma" => floats(&|r| r.within_1sigma),
-            "median_offset" => floats(&|r| r.median_offset),
+            rep::KIND => strings(&|r| r.kind),
+            rep::CATALOG_A => strings(&|r| &r.catalog_a),
+            rep::CATALOG_B => strings(&|r| &r.catalog_b),
+            rep::HEAD_A => strings(&|r| &r.head_a),
+            rep::HEAD_B => strings(&|r| &r.head_b),
+            rep::PARAMETER => strings(&|r| r.parameter),
+            rep::UNIT => strings(&|r| r.unit),
+            rep::N_PAIRS => Arc::new(stats.iter().map(|r| Some(r.n_pairs as i64)).collect::<Int64Array>()),
+            rep::SCATTER => floats(&|r| r.scatter),
+            rep::CLAIMED_ERROR => floats(&|r| r.claimed),
+            rep::Z_SIGMA => floats(&|r| r.z_sigma),
+            rep::WITHIN_1SIGMA => floats(&|r| r.within_1sigma),
+            rep::MEDIAN_OFFSET => floats(&|r| r.median_offset),
             other => panic!("column '{other}' of schemas/repeats.toml has no writer"),
         })
         .collect();

@@ -251,18 +251,28 @@ const TABLE_READERS: &[(&str, &[&str])] = &[
     ("fuzz", &["normalized_spectra", "ingest_report"]),
 ];
 
-/// The double-quoted identifiers of a line of code (`"teff"`, not `"a b"` or `"{x}"`).
+/// Words that equal a column name but name something else: (file, word, what it is).
+const NOT_COLUMNS: &[(&str, &str, &str)] = &[("src/ingest/desi.rs", "healpix", "DESI's SPGRP value")];
+
+/// Modules whose own tables are not checked: the mock writes survey FITS files whose column names
+/// are those of its label tables (TARGETID, TEFF_TRUE…), so there a name is the file format's.
+const OWN_TABLES_UNCHECKED: &[&str] = &["mock"];
+
+/// The double-quoted identifiers of a line of code (`"teff"`, not `"a b"` or `"{x}"`), without
+/// JSON object keys (`"survey": …` in a `json!`), which name metadata fields, not columns.
 fn quoted_identifiers(line: &str) -> Vec<&str> {
-    line.split('"')
-        .skip(1)
+    let parts: Vec<&str> = line.split('"').collect();
+    (1..parts.len())
         .step_by(2)
+        .filter(|&i| !parts.get(i + 1).is_some_and(|after| after.trim_start().starts_with(':')))
+        .map(|i| parts[i])
         .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .filter(|s| !s.starts_with(|c: char| c.is_ascii_digit()))
         .collect()
 }
 
 #[test]
-fn a_module_names_another_modules_columns_through_the_schema() {
+fn every_module_names_columns_through_the_schema() {
     use starpipe::schema::{self, TableSchema};
     let tables: Vec<TableSchema> = vec![
         schema::normalized_spectra(),
@@ -288,19 +298,25 @@ fn a_module_names_another_modules_columns_through_the_schema() {
     let modules = library_modules();
     let root = src().parent().unwrap().to_path_buf();
     let mut broken = Vec::new();
+    // Per module, its own tables first (so a message names the table it writes), then those it reads.
+    let mut checked: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (table, module) in TABLE_WRITERS {
+        if !OWN_TABLES_UNCHECKED.contains(module) {
+            checked.entry(module).or_default().push(table);
+        }
+    }
     for (module, read) in TABLE_READERS {
-        // A name the module's own tables also have is the module's to spell (its writers build rows
-        // by the schema's names).
-        let own: BTreeSet<String> =
-            TABLE_WRITERS.iter().filter(|(_, w)| w == module).flat_map(|(t, _)| columns(t)).collect();
+        checked.entry(module).or_default().extend(read.iter());
+    }
+    for (module, tables) in &checked {
         for file in &modules[*module] {
             let rel = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
             for (n, line) in code_lines(file) {
                 for word in quoted_identifiers(&line) {
-                    if own.contains(word) {
+                    if NOT_COLUMNS.iter().any(|(f, w, _)| *f == rel && *w == word) {
                         continue;
                     }
-                    if let Some(table) = read.iter().find(|t| columns(t).contains(word)) {
+                    if let Some(table) = tables.iter().find(|t| columns(t).contains(word)) {
                         broken.push(format!(
                             "{rel}:{n} spells column \"{word}\" of {table}: schema::columns::{table}::{}",
                             word.to_ascii_uppercase()
