@@ -132,9 +132,7 @@ impl EncoderCard {
             )
         };
         format!(
-            "encoder {}: width {}, {} layers, {} weights, trained on {} spectra for {} epochs, {objective}; {verdict}. \
-             On real stars the embedding heads measured so far trail the pixel head, which catalogues publish as \
-             their default head (pipelines/README.md, \"Which head a catalogue publishes\")",
+            "encoder {}: width {}, {} layers, {} weights, trained on {} spectra for {} epochs, {objective}; {verdict}",
             &self.weights_sha256[..self.weights_sha256.len().min(12)],
             a.d_model,
             a.n_layers,

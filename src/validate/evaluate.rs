@@ -306,18 +306,23 @@ pub fn run_evaluate(opts: &EvaluateOptions) -> Result<EvaluationSummary> {
     Ok(EvaluationSummary { n_test, rows, snr_coverage, encoder, markdown, parquet })
 }
 
+/// Where the embedding heads stand on real stars, said beside every encoder an evaluation names.
+const REAL_STAR_EVIDENCE: &str = "On real stars the embedding heads measured so far trail the pixel head, which \
+     catalogues publish as their default head (pipelines/README.md, \"Which head a catalogue publishes\")";
+
 /// What the encoder of the embedding shards is, as `embed` recorded it (the first shard's
-/// metadata; shards of an older starpipe say so).
+/// metadata; shards of an older starpipe say so), and where embedding heads stand on real stars.
 fn encoder_description(embeddings: &[PathBuf]) -> Result<String> {
     use crate::artifacts::metadata::EmbeddingsMeta;
     let shards = crate::artifacts::discover::shard_paths(embeddings, crate::artifacts::ShardKind::Embeddings)?;
     let Some(first) = shards.first() else { return Ok(String::new()) };
     let kv = crate::io::read_key_value_metadata(first).map_err(|e| ModelError::bad(first, e))?;
-    Ok(match EmbeddingsMeta::from_key_values(&kv) {
+    let encoder = match EmbeddingsMeta::from_key_values(&kv) {
         Some(m) if !m.encoder.is_empty() => m.encoder,
         Some(m) => format!("encoder {} (its description was not recorded by this older embed)", m.encoder_sha256),
-        None => String::new(),
-    })
+        None => return Ok(String::new()),
+    };
+    Ok(format!("{encoder}. {REAL_STAR_EVIDENCE}"))
 }
 
 /// Coverage at 1σ per head and S/N bin as Markdown: errors checked at high S/N only can be too
