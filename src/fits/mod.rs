@@ -32,7 +32,8 @@ pub enum FitsError {
 }
 
 impl FitsError {
-    pub fn fits(what: impl Into<String>, err: fitsio::errors::Error) -> Self {
+    /// What could not be read, and cfitsio's (or the reader's) reason.
+    pub fn fits(what: impl Into<String>, err: impl std::fmt::Display) -> Self {
         FitsError::Fits { what: what.into(), message: err.to_string() }
     }
 }

@@ -5,7 +5,6 @@
 use super::error::ReadError;
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status, SurveyIds};
 use super::select::{RedrockRow, SelectionMethod, SelectionRules, TargetRow};
-use crate::fits::FitsError;
 use crate::fits::cfitsio;
 use crate::fits::file::{FitsHeader, OpenedFits, column_names, image_shape, open_fits, read_checked, table_rows};
 use crate::fits::raw_image::{Pixels, RawImage};
@@ -336,9 +335,7 @@ fn read_arm_rows(f: &mut OpenedFits, arms: &[ArmHdus], rows: &[usize]) -> Vec<Re
     let mut bytes = Vec::new();
     for a in arms {
         let what = |k: &str, row: usize| format!("{}_{k} row {row}", a.name);
-        let io = |k: &'static str, r: usize| {
-            move |e: std::io::Error| ReadError::from(FitsError::Fits { what: what(k, r), message: e.to_string() })
-        };
+        let io = |k: &'static str, r: usize| move |e: std::io::Error| ReadError::fits(what(k, r), e);
         let mut floats =
             |hdu: &FitsHdu, raw: Option<RawImage>, kind: &'static str| -> Vec<Result<Vec<f32>, ReadError>> {
                 rows.iter()

@@ -15,7 +15,7 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    pub fn fits(what: impl Into<String>, err: fitsio::errors::Error) -> Self {
+    pub fn fits(what: impl Into<String>, err: impl std::fmt::Display) -> Self {
         crate::fits::FitsError::fits(what, err).into()
     }
     /// A table or image whose shape is not what the survey's files have.

@@ -5,7 +5,6 @@
 
 use super::error::ReadError;
 use super::record::{FileOutcome, Level, ReportRow, SpectrumMeta, SpectrumRecord, Status, SurveyIds};
-use crate::fits::FitsError;
 use crate::fits::cfitsio;
 use crate::fits::file::{FitsHeader, OpenedFits, open_fits, read_checked};
 use crate::preprocess::Preprocessor;
@@ -40,15 +39,13 @@ fn read_layout_and_header(
 ) -> Result<(LamostLayout, SpectrumMeta, Arm), ReadError> {
     // Header first, while the primary HDU is current: moving back to it later re-parses it.
     let h = FitsHeader::read_current(f)?;
-    let shape = cfitsio::image_shape(f)
-        .map_err(|m| ReadError::from(FitsError::Fits { what: "primary HDU".into(), message: m }))?;
+    let shape = cfitsio::image_shape(f).map_err(|m| ReadError::fits("primary HDU", m))?;
     // Layout B keeps stale NAXISn cards, so trust the parsed NAXIS, not the NAXISn keywords alone.
     let layout = if shape.len() == 2 && shape[0] == 5 { LamostLayout::PrimaryImage } else { LamostLayout::CoaddTable };
     let (wavelength, flux, ivar, ormask) = match layout {
         LamostLayout::PrimaryImage => {
             let npix = shape[1];
-            let data = cfitsio::read_image_f32(f, 5 * npix)
-                .map_err(|m| ReadError::from(FitsError::Fits { what: "primary image".into(), message: m }))?;
+            let data = cfitsio::read_image_f32(f, 5 * npix).map_err(|m| ReadError::fits("primary image", m))?;
             let row = |r: usize| data[r * npix..(r + 1) * npix].to_vec();
             (row(2), row(0), row(1), row(4))
         }
@@ -60,7 +57,7 @@ fn read_layout_and_header(
             }
             let mut read = |name: &str| -> Result<Vec<f32>, ReadError> {
                 cfitsio::read_column_f32(f, name)
-                    .map_err(|m| ReadError::from(FitsError::Fits { what: format!("COADD column {name}"), message: m }))?
+                    .map_err(|m| ReadError::fits(format!("COADD column {name}"), m))?
                     .ok_or_else(|| ReadError::MissingColumn { hdu: "COADD".into(), column: name.into() })
             };
             (read("WAVELENGTH")?, read("FLUX")?, read("IVAR")?, read("ORMASK")?)

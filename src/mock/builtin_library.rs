@@ -44,9 +44,9 @@ pub fn open_library(name: &Path) -> Result<Library, MockError> {
         return Err(library_error(name, unknown(&[MILES])));
     }
     // The npz reader wants files: unpack into a private temporary directory, read, delete.
-    let dir = tempfile::tempdir().map_err(|e| library_error(name, cannot_read(e)))?;
+    let dir = tempfile::tempdir().map_err(|e| library_error(name, format!("cannot unpack: {e}")))?;
     for (file, bytes) in MILES_FILES {
-        std::fs::write(dir.path().join(file), bytes).map_err(|e| library_error(name, cannot_read(e)))?;
+        std::fs::write(dir.path().join(file), bytes).map_err(|e| library_error(name, format!("cannot unpack: {e}")))?;
     }
     let mut library = Library::open(dir.path())?;
     library.dir = PathBuf::from(MILES);
